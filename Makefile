@@ -1,0 +1,23 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+SAMPLE ?= resources/samples/sample.jpg
+
+.PHONY: install install-dev run test lint bench
+
+install:
+	$(PIP) install -q -e .
+
+install-dev:
+	$(PIP) install -q -e ".[dev]"
+
+run: install
+	$(PYTHON) -m isegformer_app.main $(SAMPLE)
+
+test: install-dev
+	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q
+
+lint: install-dev
+	$(PYTHON) -m ruff check .
+
+bench: install
+	$(PYTHON) -m model.benchmark

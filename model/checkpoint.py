@@ -1,0 +1,397 @@
+"""Checkpoints in the original RITM / iSegFormer format, read without executing pickled code.
+
+The original code saves ``torch.save({'state_dict': net.state_dict(), 'config': net._config})``
+where ``config = {'class': 'isegm.model....Model', 'params': {name: {'type', 'value', 'specified'}}}``.
+The pickle references classes of the ``isegm`` package (loss objects inside head parameters), so a
+plain ``torch.load`` would import (and run) foreign code. :class:`_RestrictedUnpickler` resolves only
+tensor-rebuilding functions and a few containers; every other global becomes an inert
+:class:`ForeignObject` that records what it was and can be written back unchanged.
+
+Architecture families register an :class:`ArchitectureAdapter` in :mod:`model.build`; the adapter
+builds our model from the original parameters and maps state-dict keys in both directions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
+
+log = logging.getLogger(__name__)
+
+META_KEY = "isegformer_meta"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+class ForeignObject:
+    """Inert stand-in for an object of a class we do not import (e.g. ``isegm...CrossEntropyLoss``)."""
+
+    foreign_module = ""
+    foreign_name = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ForeignObject:
+        obj = foreign_class(self.foreign_module, self.foreign_name + "()")()
+        obj.args, obj.kwargs = args, kwargs
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<foreign {self.foreign_module}.{self.foreign_name}>"
+
+
+_FOREIGN_CLASSES: dict[tuple[str, str], type[ForeignObject]] = {}
+
+
+def foreign_class(module: str, name: str) -> type[ForeignObject]:
+    """The (cached) placeholder class standing for ``module.name``."""
+    key = (module, name)
+    if key not in _FOREIGN_CLASSES:
+        _FOREIGN_CLASSES[key] = type(
+            "Foreign_" + name.replace(".", "_"),
+            (ForeignObject,),
+            {"foreign_module": module, "foreign_name": name},
+        )
+    return _FOREIGN_CLASSES[key]
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    import torch._utils as tu
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): OrderedDict,
+        ("builtins", "set"): set,
+        ("__builtin__", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "slice"): slice,
+        ("torch", "Size"): torch.Size,
+        ("torch._utils", "_rebuild_tensor_v2"): tu._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): tu._rebuild_parameter,
+        ("torch", "device"): torch.device,
+    }
+    for name in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"):
+        allowed[("torch", f"{name}Storage")] = getattr(torch, f"{name}Storage")
+    for dtype_name in ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool"):
+        allowed[("torch", dtype_name)] = getattr(torch, dtype_name)
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    _allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._allowed:
+            return self._allowed[(module, name)]
+        return foreign_class(module, name)
+
+
+class _RestrictedPickleModule:
+    """The ``pickle_module`` handed to ``torch.load``: same API, restricted ``Unpickler``."""
+
+    Unpickler = _RestrictedUnpickler
+    Pickler = pickle.Pickler
+    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
+    __name__ = "isegformer_restricted_pickle"
+
+
+@dataclass
+class OriginalCheckpoint:
+    """The contents of a checkpoint file: original class name, parameters and weights."""
+
+    path: str
+    class_name: str
+    params: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_params(config: dict[str, Any], path: str) -> dict[str, Any]:
+    params = {}
+    for name, entry in config.get("params", {}).items():
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise CheckpointError(f"{path}: parameter {name!r} of the config is not in the original format")
+        params[name] = entry["value"]
+    return params
+
+
+def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
+    """Read an original-format checkpoint without importing foreign code.
+
+    Raises :class:`CheckpointError` for a missing, truncated or non-checkpoint file.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+    except Exception as exc:  # any other failure of a foreign file is still the file's fault
+        raise CheckpointError(f"{path}: could not be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    if isinstance(raw, list):
+        raise CheckpointError(f"{path}: holds a list of models (click-count ensembles are not supported)")
+    if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:
+        keys = sorted(raw)[:8] if isinstance(raw, dict) else type(raw).__name__
+        raise CheckpointError(
+            f"{path}: not an interactive-segmentation checkpoint: expected keys 'state_dict' and 'config' "
+            f"(RITM/iSegFormer format), found {keys}"
+        )
+    config = raw["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("class"), str):
+        raise CheckpointError(f"{path}: 'config' has no model class name")
+    state_dict = raw["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors")
+    return OriginalCheckpoint(
+        path=path,
+        class_name=config["class"],
+        params=_config_params(config, path),
+        state_dict=dict(state_dict),
+        metadata=dict(raw.get(META_KEY) or {}),
+    )
+
+
+# --------------------------------------------------------------------------------------------- adapters
+
+
+class ArchitectureAdapter(Protocol):
+    """What a family provides to load and save original-format checkpoints."""
+
+    original_class: str
+
+    def build(self, params: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> InteractiveModel:
+        """Our model for the original parameters (tensor shapes may refine them)."""
+
+    def to_ours(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Original key names -> ours (keys our model does not have are dropped by the caller)."""
+
+    def to_original(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Our key names -> original ones (inverse of :meth:`to_ours`)."""
+
+    def original_params(self, model: InteractiveModel) -> dict[str, Any]:
+        """Original constructor parameters that rebuild ``model`` in the original code."""
+
+
+@dataclass(frozen=True)
+class PrefixMap:
+    """Key renaming as data: pairs of (original prefix, our prefix), first match wins."""
+
+    pairs: tuple[tuple[str, str], ...]
+
+    def to_ours(self, key: str) -> str:
+        for orig, ours in self.pairs:
+            if key.startswith(orig):
+                return ours + key[len(orig) :]
+        return key
+
+    def to_original(self, key: str) -> str:
+        for orig, ours in self.pairs:
+            if key.startswith(ours):
+                return orig + key[len(ours) :]
+        return key
+
+
+def encoding_from_params(params: dict[str, Any], path: str = "") -> ClickEncoding:
+    """The :class:`ClickEncoding` of the original ``ISModel`` parameters."""
+    if params.get("clicks_groups") is not None:
+        raise CheckpointError(f"{path}: click groups (clicks_groups) are not supported")
+    if params.get("use_rgb_conv", True):
+        fusion = ClickFusion.RGB_CONV
+    elif params.get("use_naive_concat", False):
+        fusion = ClickFusion.NAIVE_CONCAT
+    elif params.get("use_deep_fusion", False):
+        fusion = ClickFusion.DEEP_FUSION
+    elif params.get("conv_extend", False):
+        raise CheckpointError(f"{path}: the 'conv_extend' click fusion is not supported")
+    else:
+        fusion = ClickFusion.MAPS_TRANSFORM
+    mean, std = params.get("norm_mean_std", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    return ClickEncoding(
+        fusion=fusion,
+        with_prev_mask=bool(params.get("with_prev_mask", False)),
+        binary_prev_mask=bool(params.get("binary_prev_mask", False)),
+        radius=float(params.get("norm_radius", 260)),
+        use_disks=bool(params.get("use_disks", False)),
+        use_leaky_relu=bool(params.get("use_leaky_relu", False)),
+        with_aux_output=bool(params.get("with_aux_output", False)),
+        norm_mean_std=(tuple(mean), tuple(std)),
+    )
+
+
+def encoding_to_params(enc: ClickEncoding) -> dict[str, Any]:
+    """Inverse of :func:`encoding_from_params` (the ``ISModel`` keyword arguments)."""
+    return {
+        "use_rgb_conv": enc.fusion is ClickFusion.RGB_CONV,
+        "use_naive_concat": enc.fusion is ClickFusion.NAIVE_CONCAT,
+        "use_deep_fusion": enc.fusion is ClickFusion.DEEP_FUSION,
+        "with_prev_mask": enc.with_prev_mask,
+        "binary_prev_mask": enc.binary_prev_mask,
+        "norm_radius": enc.radius,
+        "use_disks": enc.use_disks,
+        "use_leaky_relu": enc.use_leaky_relu,
+        "with_aux_output": enc.with_aux_output,
+        "cpu_dist_maps": False,
+        "clicks_groups": None,
+        "norm_mean_std": [list(enc.norm_mean_std[0]), list(enc.norm_mean_std[1])],
+    }
+
+
+# The ISModel parts that live outside ``network``: original key prefix -> ours.
+ENCODING_KEYS = (("maps_transform.", "maps_transform."), ("rgb_conv.", "rgb_conv."))
+# Keys the original models always save but that some click fusions never use.
+IGNORABLE_ORIGINAL_PREFIXES = ("maps_transform.", "backbone.patch_embed_coords.", "rgb_conv.")
+
+
+def _load_into(model: nn.Module, ours: dict[str, torch.Tensor], path: str, ignored: list[str]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(ours))
+    if missing:
+        raise CheckpointError(
+            f"{path}: the checkpoint does not match its declared architecture ({model.arch}): "
+            f"{len(missing)} weights missing, e.g. {missing[:3]}"
+        )
+    for key, tensor in expected.items():
+        if tuple(ours[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: weight {key!r} has shape {tuple(ours[key].shape)} but the declared "
+                f"architecture ({model.arch}) needs {tuple(tensor.shape)}"
+            )
+    model.load_state_dict({k: ours[k] for k in expected}, strict=True)
+    if ignored:
+        log.info("%s: ignored %d unused weights (%s)", path, len(ignored), ", ".join(sorted(ignored)[:4]))
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> InteractiveModel:
+    """Build the model an original-format checkpoint describes and load its weights (strictly).
+
+    Weights of the original that our model has no place for are allowed only for modules the
+    original keeps unused (``maps_transform.*`` of naive-concat models and the like); any other
+    surplus, missing or mis-shaped weight raises :class:`CheckpointError`.
+    """
+    from model.build import adapter_for
+
+    ckpt = read_checkpoint(path)
+    adapter = adapter_for(ckpt.class_name)
+    if adapter is None:
+        raise CheckpointError(f"{ckpt.path}: unsupported model class {ckpt.class_name!r}")
+    try:
+        model = adapter.build(ckpt.params, ckpt.state_dict)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError, IndexError) as exc:
+        raise CheckpointError(f"{ckpt.path}: cannot build {ckpt.class_name} from its config ({exc})") from exc
+    ours = adapter.to_ours(ckpt.state_dict)
+    expected = set(model.state_dict())
+    surplus = [k for k in ours if k not in expected]
+    bad = [k for k in surplus if not k.startswith(IGNORABLE_ORIGINAL_PREFIXES)]
+    if bad:
+        raise CheckpointError(
+            f"{ckpt.path}: the checkpoint does not match its declared architecture ({model.arch}): "
+            f"{len(bad)} unexpected weights, e.g. {sorted(bad)[:3]}"
+        )
+    _load_into(model, ours, ckpt.path, surplus)
+    model.original_class = ckpt.class_name
+    model.original_params = ckpt.params
+    model.metadata = ckpt.metadata
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+class _OriginalPickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Python pickler that writes :class:`ForeignObject` classes back under their original names."""
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        if isinstance(obj, type) and issubclass(obj, ForeignObject) and obj is not ForeignObject:
+            self.write(pickle.GLOBAL + f"{obj.foreign_module}\n{obj.foreign_name}\n".encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, ForeignObject):
+            return (obj.__class__, obj.args, obj.state)
+        return NotImplemented
+
+
+class _OriginalPickleModule:
+    Pickler = _OriginalPickler
+    Unpickler = pickle.Unpickler
+    __name__ = "isegformer_original_pickle"
+
+
+def _config_entry(value: Any) -> dict[str, Any]:
+    if isinstance(value, type):
+        return {"type": "class", "value": f"{value.__module__}.{value.__qualname__}", "specified": True}
+    return {"type": "builtin", "value": value, "specified": True}
+
+
+def save_checkpoint(
+    model: InteractiveModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write ``model`` in the original format (loadable by the original code) plus our metadata.
+
+    The file is written to a temporary file and renamed, so an interrupted save never leaves a
+    truncated checkpoint behind.
+    """
+    from model.build import adapter_for
+
+    class_name = getattr(model, "original_class", None)
+    adapter = adapter_for(class_name) if class_name else None
+    if adapter is None:
+        raise CheckpointError(f"{path}: model {model.arch} has no original-format adapter")
+    params = adapter.original_params(model)
+    config = {"class": class_name, "params": {k: _config_entry(v) for k, v in params.items()}}
+    state = OrderedDict((k, v.detach().cpu()) for k, v in adapter.to_original(model.state_dict()).items())
+    meta = {
+        "arch": model.arch,
+        "input_channels": model.input_channels,
+        "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(metadata or {}),
+    }
+    payload = {"state_dict": state, "config": config, META_KEY: meta}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer, pickle_module=_OriginalPickleModule)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -47,6 +47,10 @@ class ForeignObject:
 
     foreign_module = ""
     foreign_name = ""
+    # Defaults for instances the pickle restored with NEWOBJ (``cls.__new__``, no ``__init__``).
+    args: tuple = ()
+    kwargs: dict = {}
+    state: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
@@ -152,7 +156,8 @@ def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
     except Exception as exc:  # any other failure of a foreign file is still the file's fault
-        raise CheckpointError(f"{path}: could not be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{path}: could not be read as a checkpoint ({reason})") from exc
     if isinstance(raw, list):
         raise CheckpointError(f"{path}: holds a list of models (click-count ensembles are not supported)")
     if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:

@@ -50,7 +50,7 @@ def clicks_to_points(
     """
     lists = [list(c)[:max_clicks] for c in clicks_lists]
     counts = [sum(c.is_positive for c in lst) for lst in lists]
-    counts += [len(lst) - n for lst, n in zip(lists, counts)]
+    counts += [len(lst) - n for lst, n in zip(lists, counts, strict=True)]
     n_max = max(counts, default=0)
     if max_clicks is not None:
         n_max = min(n_max, max_clicks)

@@ -1,0 +1,305 @@
+"""Load one DICOM series (classic or enhanced multi-frame) into a ``Volume``.
+
+Slices are ordered by their position along the slice normal, ``ImagePositionPatient · (row × column
+cosines)``, never by file name. Stored values are rescaled (RescaleSlope/Intercept, per frame), and
+MONOCHROME1 images are inverted so that bright always means a high value. The affine is built in
+DICOM LPS and kept (``Volume.affine``) in RAS, the convention nibabel uses for NIfTI.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom import uid
+from pydicom.dataset import FileMetaDataset
+
+from .dicom_frames import DicomFrame, frame_pixels, frames_of
+from .dicom_scan import DicomScan, SeriesInfo, scan_dicom_folder, skip_reason
+from .errors import VolumeError
+from .geometry import SourceGeometry, affine_from_dicom, display_transform, lps_to_ras
+from .progress import CancelFlag, LoadMonitor, ProgressCallback
+from .sanitize import replace_non_finite
+from .volume import Volume
+from .windowing import WindowPreset, modality_presets
+
+DEFAULT_ORIENTATION = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+POSITION_TOLERANCE_MM = 1e-3
+
+
+def load_dicom(path: Path | str, series_uid: str | None = None, progress: ProgressCallback | None = None,
+               cancel: CancelFlag | None = None) -> Volume:
+    """Load a DICOM series from a folder (``series_uid`` picks one of several) or a single file."""
+    path = Path(path)
+    monitor = LoadMonitor(progress, cancel)
+    if path.is_file():
+        return load_dicom_files([path], progress=progress, cancel=cancel)
+    scan = scan_dicom_folder(path, progress=monitor.sub(0.0, 0.2).progress_callback(), cancel=cancel)
+    info = choose_series(scan, series_uid)
+    volume = load_dicom_files(info.files, progress=monitor.sub(0.2, 1.0).progress_callback(), cancel=cancel)
+    volume.warnings[:0] = scan.notes
+    return volume
+
+
+def choose_series(scan: DicomScan, series_uid: str | None) -> SeriesInfo:
+    """The series ``series_uid`` of ``scan``, or its only series; a clear error otherwise."""
+    if not scan.series:
+        reasons = "; ".join(scan.notes[:5]) or "the folder is empty"
+        raise VolumeError(f"no DICOM image series in {scan.folder} ({reasons})")
+    if series_uid is not None:
+        return scan.find(series_uid)
+    if len(scan.series) > 1:
+        raise VolumeError(f"{scan.folder} contains {len(scan.series)} image series; choose one: "
+                          + "; ".join(f"{info.label()} [uid {info.uid}]" for info in scan.series))
+    return scan.series[0]
+
+
+@dataclass
+class _ReadFiles:
+    """Frames (with their stored pixels) of the readable files of a series."""
+
+    frames: list[DicomFrame] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    first_dataset: pydicom.Dataset | None = None
+    modalities: set[str] = field(default_factory=set)
+    photometrics: set[str] = field(default_factory=set)
+
+
+def _read_files(paths: list[Path], monitor: LoadMonitor, warnings: list[str]) -> _ReadFiles:
+    """Read every file; a file that cannot be used is skipped with a warning saying why."""
+    read = _ReadFiles()
+    for position, path in enumerate(paths):
+        monitor.report(0.9 * position / len(paths), f"reading {path.name}")
+        try:
+            dataset = pydicom.dcmread(path, force=True)
+            _ensure_transfer_syntax(dataset)
+        except Exception as exc:
+            warnings.append(f"skipped {path.name}: unreadable DICOM ({type(exc).__name__}: {exc})")
+            continue
+        reason = skip_reason(dataset)
+        if reason is not None:
+            warnings.append(f"skipped {path.name}: {reason}")
+            continue
+        try:
+            file_frames = frames_of(dataset, path)
+        except Exception as exc:  # malformed geometry/rescale values
+            warnings.append(f"skipped {path.name}: malformed header ({type(exc).__name__}: {exc})")
+            continue
+        try:
+            stored = frame_pixels(dataset)
+        except Exception as exc:  # truncated pixel data, unsupported compression, missing pixel data
+            warnings.append(f"skipped {path.name}: cannot read its pixel data ({type(exc).__name__}: {exc})"
+                            + _codec_hint(dataset))
+            continue
+        if len(file_frames) != stored.shape[0]:
+            warnings.append(f"skipped {path.name}: NumberOfFrames={len(file_frames)} but {stored.shape[0]} "
+                            "frames of pixel data")
+            continue
+        if read.first_dataset is None:
+            read.first_dataset = dataset
+        read.modalities.add(str(dataset.get("Modality", "OT")) or "OT")
+        read.photometrics.add(str(dataset.get("PhotometricInterpretation", "MONOCHROME2")))
+        if int(dataset.get("SamplesPerPixel", 1) or 1) > 1 and not any("colour" in w for w in warnings):
+            warnings.append("colour DICOM images were converted to grey (luminance)")
+        read.frames.extend(file_frames)
+        read.pixels.extend(stored)
+    return read
+
+
+def load_dicom_files(files: Sequence[Path | str], progress: ProgressCallback | None = None,
+                     cancel: CancelFlag | None = None) -> Volume:
+    """Load the given files (one series) into a ``Volume`` with ``warnings`` for every guess made."""
+    monitor = LoadMonitor(progress, cancel)
+    warnings: list[str] = []
+    paths = [Path(p) for p in files]
+    if not paths:
+        raise VolumeError("no DICOM files to load")
+    read = _read_files(paths, monitor, warnings)
+    first_dataset, modalities, photometrics = read.first_dataset, read.modalities, read.photometrics
+    if first_dataset is None:
+        raise VolumeError("none of the DICOM files could be read: " + "; ".join(warnings[:5]))
+    if len(modalities) > 1:
+        raise VolumeError(f"the series mixes modalities {', '.join(sorted(modalities))}; "
+                          "it cannot form one volume (choose files of one modality)")
+    monitor.report(0.9, "sorting slices")
+    frames, pixels = _keep_main_group(read.frames, read.pixels, warnings)
+    order, spacing_z, step_lps = _sort_frames(frames, warnings)
+    frames = [frames[i] for i in order]
+    pixels = [pixels[i] for i in order]
+    row_spacing, column_spacing = _pixel_spacing(frames, warnings)
+    orientation = frames[0].orientation if frames[0].orientation is not None else DEFAULT_ORIENTATION
+    row_cosine, column_cosine = _unit(orientation[:3]), _unit(orientation[3:])
+    if step_lps is None:
+        step_lps = np.cross(row_cosine, column_cosine) * spacing_z
+    origin = frames[0].position if frames[0].position is not None else np.zeros(3)
+
+    stack = np.empty((len(frames), *pixels[0].shape), dtype=np.float32)
+    for index, (frame, plane) in enumerate(zip(frames, pixels, strict=True)):
+        np.multiply(plane, np.float32(frame.slope), out=stack[index], casting="unsafe")
+        if frame.intercept:
+            stack[index] += np.float32(frame.intercept)
+    replace_non_finite(stack, warnings)
+    modality = modalities.pop()
+    windows = _dicom_windows(frames[0])
+    if "MONOCHROME1" in photometrics:
+        low, high = float(stack.min()), float(stack.max())
+        np.subtract(np.float32(low + high), stack, out=stack)
+        windows = [WindowPreset(w.name, low + high - w.center, w.width) for w in windows]
+        warnings.append("MONOCHROME1 image inverted (value = min + max - value) so bright means high")
+
+    affine_lps = affine_from_dicom(origin, row_cosine, column_cosine, column_spacing, row_spacing, step_lps)
+    # Rounded to float32 so the affine written to NIfTI (float32 fields) reads back identical.
+    affine_ras = lps_to_ras(affine_lps).astype(np.float32).astype(np.float64)
+    source_shape = (stack.shape[2], stack.shape[1], stack.shape[0])
+    source = SourceGeometry(kind="dicom", path=paths[0].parent, shape=source_shape, affine=affine_ras,
+                            to_display=display_transform(affine_ras))
+    monitor.report(0.95, "orienting")
+    voxels = source.to_display_array(stack.transpose(2, 1, 0))
+    presets = windows + modality_presets(modality, voxels)
+    monitor.report(1.0, f"loaded {len(frames)} slices")
+    return Volume(
+        voxels=voxels,
+        affine=source.display_affine(),
+        source=source,
+        modality=modality,
+        window_presets=presets,
+        warnings=warnings,
+        description=str(first_dataset.get("SeriesDescription", "") or first_dataset.get("ProtocolName", "")),
+        metadata={
+            "series_uid": str(first_dataset.get("SeriesInstanceUID", "")),
+            "study_uid": str(first_dataset.get("StudyInstanceUID", "")),
+            "patient_id": str(first_dataset.get("PatientID", "")),
+            "photometric": sorted(photometrics),
+            "n_files": len({frame.path for frame in frames}),
+            "slice_files": [str(frame.path) for frame in frames],
+            "slice_frames": [frame.frame_index for frame in frames],
+        },
+    )
+
+
+def _ensure_transfer_syntax(dataset: pydicom.Dataset) -> None:
+    """Files without a meta header (no TransferSyntaxUID) get the encoding they were parsed with."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = dataset.original_encoding
+    if implicit is None or little is None:
+        return
+    syntax = (uid.ImplicitVRLittleEndian if implicit else uid.ExplicitVRLittleEndian) if little \
+        else uid.ExplicitVRBigEndian
+    if meta is None:
+        dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = syntax
+
+
+def _codec_hint(dataset: pydicom.Dataset) -> str:
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_compressed:
+        return ""
+    return (f" [compressed transfer syntax {syntax.name}: unless the file is damaged, decoding it needs "
+            "an extra pydicom plugin such as pylibjpeg (+ pylibjpeg-libjpeg / pylibjpeg-openjpeg) "
+            "or python-gdcm]")
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-6:
+        raise VolumeError(f"invalid ImageOrientationPatient direction {vector.tolist()}")
+    return np.asarray(vector, dtype=np.float64) / norm
+
+
+def _keep_main_group(frames: list[DicomFrame], pixels: list[np.ndarray],
+                     warnings: list[str]) -> tuple[list[DicomFrame], list[np.ndarray]]:
+    """Keep the frames sharing the most common (size, orientation); warn about the rest."""
+    def key(frame: DicomFrame, plane: np.ndarray) -> tuple:
+        orientation = None if frame.orientation is None else tuple(np.round(frame.orientation, 3))
+        return plane.shape, orientation
+
+    keys = [key(f, p) for f, p in zip(frames, pixels, strict=True)]
+    counts = Counter(keys)
+    if len(counts) == 1:
+        return frames, pixels
+    main, _ = counts.most_common(1)[0]
+    kept = [i for i, k in enumerate(keys) if k == main]
+    warnings.append(f"the series mixes {len(counts)} slice sizes/orientations (e.g. a localizer); kept "
+                    f"the {len(kept)} slices of size {main[0][1]}x{main[0][0]}, "
+                    f"dropped {len(frames) - len(kept)}")
+    return [frames[i] for i in kept], [pixels[i] for i in kept]
+
+
+def _sort_frames(frames: list[DicomFrame], warnings: list[str]) -> tuple[list[int], float, np.ndarray | None]:
+    """Frame order along the slice normal, slice spacing (mm) and world step between slices (or None)."""
+    orientation = frames[0].orientation
+    if orientation is None:
+        warnings.append("ImageOrientationPatient is missing: assuming axial slices (identity orientation)")
+        orientation = DEFAULT_ORIENTATION
+    normal = np.cross(_unit(orientation[:3]), _unit(orientation[3:]))
+    if any(frame.position is None for frame in frames):
+        order = sorted(range(len(frames)), key=lambda i: (frames[i].instance_number, frames[i].frame_index))
+        spacing = _fallback_spacing(frames[0], warnings, "ImagePositionPatient is missing")
+        if len(frames) > 1:
+            warnings.append("slices ordered by InstanceNumber/frame order because positions are missing")
+        return order, spacing, None
+    distances = np.array([float(frame.position @ normal) for frame in frames])
+    order = sorted(range(len(frames)), key=lambda i: (distances[i], frames[i].instance_number))
+    sorted_distances = distances[order]
+    unique = [order[0]]
+    for index in order[1:]:
+        if abs(distances[index] - distances[unique[-1]]) > POSITION_TOLERANCE_MM:
+            unique.append(index)
+    if len(unique) < len(order):
+        warnings.append(f"{len(order) - len(unique)} slice(s) share a position with another slice (several "
+                        "echoes/time points?); kept the first slice at each position")
+        order = unique
+        sorted_distances = distances[order]
+    if len(order) == 1:
+        spacing = _fallback_spacing(frames[order[0]], warnings, "only one slice")
+        return order, spacing, None
+    gaps = np.diff(sorted_distances)
+    spacing = float(np.median(gaps))
+    if np.max(np.abs(gaps - spacing)) > max(0.01, 0.01 * spacing):
+        warnings.append(f"inconsistent slice spacing ({gaps.min():.4g}..{gaps.max():.4g} mm; missing "
+                        f"slices?): using the median {spacing:.4g} mm")
+    first, last = frames[order[0]].position, frames[order[-1]].position
+    step = (last - first) / (len(order) - 1)
+    in_plane = step - normal * float(step @ normal)
+    if np.linalg.norm(in_plane) > 1e-3 * max(spacing, 1.0):
+        warnings.append("slice positions are not along the slice normal (gantry tilt?): "
+                        "the affine is sheared")
+        return order, spacing, step
+    return order, spacing, normal * spacing
+
+
+def _fallback_spacing(frame: DicomFrame, warnings: list[str], why: str) -> float:
+    for value, name in ((frame.spacing_between_slices, "SpacingBetweenSlices"),
+                        (frame.slice_thickness, "SliceThickness")):
+        if value is not None and value > 0:
+            warnings.append(f"{why}: slice spacing taken from {name} ({value:g} mm)")
+            return float(value)
+    warnings.append(f"{why} and no slice thickness: assuming 1 mm slice spacing")
+    return 1.0
+
+
+def _pixel_spacing(frames: list[DicomFrame], warnings: list[str]) -> tuple[float, float]:
+    spacings = [frame.pixel_spacing for frame in frames if frame.pixel_spacing is not None]
+    if not spacings:
+        warnings.append("PixelSpacing is missing: assuming 1 mm pixels")
+        return 1.0, 1.0
+    if len(spacings) < len(frames) or len(set(spacings)) > 1:
+        warnings.append("pixel spacing differs between slices: using the first slice's")
+    if frames[0].pixel_spacing_source != "PixelSpacing":
+        warnings.append(f"PixelSpacing is missing: using {frames[0].pixel_spacing_source} (detector plane)")
+    return spacings[0]
+
+
+def _dicom_windows(frame: DicomFrame) -> list[WindowPreset]:
+    """WindowCenter/Width of the file (already in rescaled units) as presets."""
+    presets = []
+    for center, width, name in frame.windows:
+        label = f"DICOM {name}" if not name[:1].isdigit() else f"DICOM window {name}"
+        presets.append(WindowPreset(label, center, width))
+    return presets

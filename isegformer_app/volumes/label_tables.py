@@ -1,0 +1,85 @@
+"""Label name/colour tables: ITK-SNAP label description files and 3D Slicer colour tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .atomic import atomic_write_text
+from .labels import LabelInfo, LabelVolume, default_label_info
+
+
+def _entries(labels: LabelVolume | dict[int, LabelInfo]) -> list[LabelInfo]:
+    table = dict(labels.labels) if isinstance(labels, LabelVolume) else dict(labels)
+    if isinstance(labels, LabelVolume):
+        for value in labels.present_values():
+            table.setdefault(value, default_label_info(value))
+    entries = {0: default_label_info(0)}
+    entries.update({value: info for value, info in table.items() if value != 0})
+    return [entries[value] for value in sorted(entries)]
+
+
+def itksnap_label_text(labels: LabelVolume | dict[int, LabelInfo]) -> str:
+    """ITK-SNAP label description text (IDX R G B A VIS MSH "LABEL" per line)."""
+    lines = [
+        "################################################",
+        "# ITK-SnAP Label Description File",
+        "# File format: ",
+        "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL",
+        "# Fields: ",
+        "#    IDX:   Zero-based index ",
+        "#    -R-:   Red color component (0..255)",
+        "#    -G-:   Green color component (0..255)",
+        "#    -B-:   Blue color component (0..255)",
+        "#    -A-:   Label transparency (0.00 .. 1.00)",
+        "#    VIS:   Label visibility (0 or 1)",
+        "#    MSH:   Label mesh visibility (0 or 1)",
+        "#  LABEL:   Label description ",
+        "################################################",
+    ]
+    for info in _entries(labels):
+        name = info.name.replace('"', "'")
+        r, g, b = info.color
+        visible = int(info.visible and info.value != 0)
+        lines.append(f"{info.value:5d} {r:5d} {g:4d} {b:4d} {info.opacity:8.2f} {visible:2d} {visible:2d}    "
+                     f'"{name}"')
+    return "\n".join(lines) + "\n"
+
+
+def slicer_color_table_text(labels: LabelVolume | dict[int, LabelInfo]) -> str:
+    """3D Slicer colour table text (``index name R G B A``; spaces in names become underscores)."""
+    entries = _entries(labels)
+    lines = ["# Color table file written by isegformer", f"# {len(entries)} values"]
+    for info in entries:
+        name = re.sub(r"\s+", "_", info.name.strip()) or f"Label_{info.value}"
+        r, g, b = info.color
+        alpha = round(info.opacity * 255)
+        lines.append(f"{info.value} {name} {r} {g} {b} {alpha}")
+    return "\n".join(lines) + "\n"
+
+
+def write_itksnap_labels(labels: LabelVolume | dict[int, LabelInfo], path: Path | str) -> Path:
+    """Write an ITK-SNAP label description file (usually ``*.txt``) atomically."""
+    path = Path(path)
+    atomic_write_text(path, itksnap_label_text(labels))
+    return path
+
+
+def write_slicer_color_table(labels: LabelVolume | dict[int, LabelInfo], path: Path | str) -> Path:
+    """Write a 3D Slicer colour table (``*.ctbl`` or ``*.txt``) atomically."""
+    path = Path(path)
+    atomic_write_text(path, slicer_color_table_text(labels))
+    return path
+
+
+def read_itksnap_labels(path: Path | str) -> dict[int, LabelInfo]:
+    """Parse an ITK-SNAP label description file."""
+    table: dict[int, LabelInfo] = {}
+    pattern = re.compile(r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d)\s+(\d)\s+"(.*)"\s*$')
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        match = pattern.match(line)
+        if match:
+            value, r, g, b = (int(match.group(i)) for i in range(1, 5))
+            table[value] = LabelInfo(value, match.group(8), (r, g, b), float(match.group(5)),
+                                     bool(int(match.group(6))))
+    return table

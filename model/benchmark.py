@@ -1,0 +1,227 @@
+"""Per-click latency benchmark: ``python -m model.benchmark [--section zoo|speed|all]``.
+
+``zoo``: the full predictor (clicks -> probability map at full resolution, ZoomIn and flip off so the
+input size is what the row says) for each architecture at a 400×400 and an 800×600 image; median
+and p90 over ``--clicks`` clicks after ``--warmup`` clicks, random weights.
+
+``speed``: the same SegFormer weights run by a straightforward eager fp32 implementation in the
+original code's style (:mod:`model.baseline_segformer`) and by ours (fp32, and bf16 autocast where
+the CPU supports it), 400×400, 6 input channels; plus the share of a predictor call spent outside
+the network (click maps, ZoomIn, resizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from model.build import build_model
+from model.clicks import Click, clicks_to_points
+from model.predictor import Predictor
+
+ZOO_MODELS = (
+    "segformer_b0",
+    "segformer_b2",
+    "segformer_b3",
+    "segformer_b5",
+    "hrnet18_ocr64",
+    "hrnet32_ocr128",
+    "swin_base",
+)
+SPEED_MODELS = ("segformer_b0", "segformer_b2", "segformer_b5")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_header(device: torch.device) -> str:
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (
+        f"# device {device}{gpu}; CPU {cpu_model()}; {os.cpu_count()} cores, "
+        f"torch threads {torch.get_num_threads()}; torch {torch.__version__}; "
+        f"python {platform.python_version()}"
+    )
+
+
+def bf16_supported_on_cpu() -> bool:
+    """True when the CPU has native bf16 dot products (AVX512-BF16 / AMX), where bf16 autocast pays off."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def random_clicks(height: int, width: int, count: int, seed: int = 0) -> list[Click]:
+    rng = np.random.default_rng(seed)
+    return [
+        Click(float(rng.integers(0, height)), float(rng.integers(0, width)), bool(i % 3 != 2), i)
+        for i in range(count)
+    ]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[int], object], warmup: int, repeats: int, device: torch.device) -> list[float]:
+    """Milliseconds of ``fn(i)`` for i in warmup..warmup+repeats-1 (after ``warmup`` untimed calls)."""
+    for i in range(warmup):
+        fn(i)
+    times = []
+    for i in range(warmup, warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn(i)
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def p90(values: list[float]) -> float:
+    return float(np.percentile(values, 90))
+
+
+def bench_zoo(models: list[str], sizes: list[tuple[int, int]], args: argparse.Namespace, device) -> None:
+    print("\n## Per-click latency of the full predictor (random weights, ZoomIn and flip off)\n")
+    print("| model | params (M) | image | median ms | p90 ms |")
+    print("|---|---:|---|---:|---:|")
+    for name in models:
+        model = build_model(name).eval()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        for height, width in sizes:
+            predictor = Predictor(model, device=device, zoom_in=None, with_flip=False, autocast=args.autocast)
+            rng = np.random.default_rng(1)
+            predictor.set_image(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+            clicks = random_clicks(height, width, args.warmup + args.clicks)
+            times = time_calls(
+                lambda i, p=predictor, c=clicks: p.predict(c[: i + 1]), args.warmup, args.clicks, device
+            )
+            median, slow = statistics.median(times), p90(times)
+            print(f"| {name} | {params:.1f} | {width}×{height} | {median:.0f} | {slow:.0f} |", flush=True)
+        del model
+
+
+def bench_speed(models: list[str], args: argparse.Namespace, device) -> None:
+    from model.baseline_segformer import straightforward_copy
+
+    size = 400
+    use_bf16 = device.type == "cuda" or bf16_supported_on_cpu()
+    print(f"\n## Straightforward vs ours, network forward, 6 channels, {size}×{size}, random weights\n")
+    cols = "| model | straightforward fp32 ms | ours fp32 ms | ratio |"
+    sep = "|---|---:|---:|---:|"
+    if use_bf16:
+        cols += " ours bf16 ms | ratio | bf16 IoU vs fp32 |"
+        sep += "---:|---:|---:|"
+    print(cols + " predictor overhead |")
+    print(sep + "---:|")
+    rng = np.random.default_rng(2)
+    image = torch.from_numpy(rng.random((1, 4, size, size), dtype=np.float32)).to(device)
+    points = clicks_to_points([random_clicks(size, size, 5)], device=device)
+    for name in models:
+        ours = build_model(name, with_prev_mask=True).eval().to(device)
+        base = straightforward_copy(ours).to(device)
+        with torch.inference_mode():
+            ref = base(image, points)["instances"]
+            assert torch.allclose(ours(image, points)["instances"], ref, atol=1e-3), f"{name}: twins disagree"
+
+            def run(net, dtype=None):
+                def call(_i: int) -> None:
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                        net(image, points)
+
+                return statistics.median(time_calls(call, args.warmup, args.clicks, device))
+
+            t_base = run(base)
+            t_ours = run(ours)
+            row = f"| {name} | {t_base:.0f} | {t_ours:.0f} | {t_ours / t_base:.2f} |"
+            best = t_ours
+            if use_bf16:
+                t_bf16 = run(ours, torch.bfloat16)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    low = ours(image, points)["instances"].float()
+                a, b = low > 0, ref > 0
+                iou = float((a & b).sum()) / max(1.0, float((a | b).sum()))
+                row += f" {t_bf16:.0f} | {t_bf16 / t_base:.2f} | {iou:.4f} |"
+                best = min(best, t_bf16)
+        autocast = "bf16" if use_bf16 and best < t_ours else None
+        overhead = predictor_overhead(ours, device, size, autocast, args)
+        print(row + f" {overhead * 100:.1f}% |", flush=True)
+
+
+def predictor_overhead(model, device, size: int, autocast: str | None, args: argparse.Namespace) -> float:
+    """Share of a predictor call (ZoomIn on, as in use) spent outside the network forward."""
+    predictor = Predictor(model, device=device, zoom_in=True, with_flip=False, autocast=autocast)
+    rng = np.random.default_rng(3)
+    predictor.set_image(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    spent = {"net": 0.0}
+    forward = model.forward
+
+    def timed_forward(*a, **k):
+        _sync(device)
+        start = time.perf_counter()
+        out = forward(*a, **k)
+        _sync(device)
+        spent["net"] += time.perf_counter() - start
+        return out
+
+    model.forward = timed_forward
+    try:
+        clicks = random_clicks(size, size, args.warmup + args.clicks, seed=4)
+        for i in range(args.warmup):
+            predictor.predict(clicks[: i + 1])
+        spent["net"] = 0.0
+        total = sum(time_calls(lambda i: predictor.predict(clicks[: i + 1]), 0, args.clicks, device)) / 1000
+    finally:
+        del model.forward
+    return max(0.0, 1 - spent["net"] / total)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(h), int(w)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=("zoo", "speed", "all"), default="all")
+    parser.add_argument("--models", default=",".join(ZOO_MODELS))
+    parser.add_argument("--speed-models", default=",".join(SPEED_MODELS))
+    parser.add_argument("--sizes", default="400x400,800x600", help="WxH list")
+    parser.add_argument("--clicks", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--autocast", choices=("fp16", "bf16"), default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(machine_header(device))
+    print(f"# python -m model.benchmark {' '.join(argv) if argv else ''}".rstrip())
+    if args.section in ("zoo", "all"):
+        bench_zoo(args.models.split(","), [parse_size(s) for s in args.sizes.split(",")], args, device)
+    if args.section in ("speed", "all"):
+        bench_speed(args.speed_models.split(","), args, device)
+
+
+if __name__ == "__main__":
+    main()

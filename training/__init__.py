@@ -1,0 +1,1 @@
+"""Training, click simulation, datasets and NoC evaluation."""

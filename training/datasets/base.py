@@ -1,0 +1,128 @@
+"""Common pieces of the evaluation dataset readers: the sample, the reader base class, the error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class DatasetError(Exception):
+    """A dataset folder is missing or does not have the layout its reader expects."""
+
+    def __init__(self, path: str | Path, layout: str, problem: str) -> None:
+        self.path = Path(path)
+        self.layout = layout
+        super().__init__(f"{problem}: {self.path}\nexpected layout: {layout}")
+
+
+@dataclass
+class Sample:
+    """One annotated image.
+
+    ``image``: HxWx3 uint8 RGB. ``instances``: HxW int32, 0 = background, -1 = ignored (left out of the
+    IoU and never clicked), each positive value one object.
+    """
+
+    name: str
+    image: np.ndarray
+    instances: np.ndarray
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Positive ids present in ``instances``, ascending."""
+        ids = np.unique(self.instances)
+        return [int(i) for i in ids if i > 0]
+
+    def gt_mask(self, object_id: int) -> np.ndarray:
+        """HxW int32 mask of one object: 1 = object, -1 = ignored, 0 = everything else."""
+        mask = (self.instances == object_id).astype(np.int32)
+        mask[self.instances == -1] = -1
+        return mask
+
+
+class EvalDataset:
+    """Base reader: ``len(ds)`` samples, ``ds[i]`` -> :class:`Sample`, loaded lazily.
+
+    Subclasses set ``LAYOUT`` (a one-line description shown in errors) and implement
+    :meth:`_names` and :meth:`_load`.
+    """
+
+    LAYOUT = ""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            self.fail(self.root, "dataset folder not found")
+        self.names: list[str] = self._names()
+        if not self.names:
+            self.fail(self.root, "no samples found")
+
+    def fail(self, path: Path, problem: str) -> None:
+        """Raise the one error of this module for ``path``."""
+        raise DatasetError(path, self.LAYOUT, problem)
+
+    def require_dir(self, path: Path) -> Path:
+        """``path`` if it is a folder, else a :class:`DatasetError`."""
+        if not path.is_dir():
+            self.fail(path, "folder not found")
+        return path
+
+    def _names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _load(self, name: str) -> Sample:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self._load(self.names[index])
+
+    def __iter__(self) -> Iterator[Sample]:
+        for name in self.names:
+            yield self._load(name)
+
+    # -- file helpers -------------------------------------------------------------------------------
+
+    def read_rgb(self, path: Path) -> np.ndarray:
+        """HxWx3 uint8 RGB (grey images are replicated)."""
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if image is None:
+            self.fail(path, "missing or unreadable image")
+        return np.ascontiguousarray(image[:, :, ::-1])
+
+    def read_mask_bgr(self, path: Path) -> np.ndarray:
+        """HxWx3 uint8 as the original code reads masks (``cv2.imread`` in colour, BGR order)."""
+        mask = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if mask is None:
+            self.fail(path, "missing or unreadable mask")
+        return mask
+
+    def read_mask_raw(self, path: Path) -> np.ndarray:
+        """The mask file's own values (uint8/uint16, HxW or HxWxC)."""
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        if mask is None:
+            self.fail(path, "missing or unreadable mask")
+        return mask
+
+    def check_shapes(self, path: Path, image: np.ndarray, instances: np.ndarray) -> None:
+        """Fail when the mask and image sizes differ."""
+        if instances.shape != image.shape[:2]:
+            self.fail(path, f"mask size {instances.shape} differs from image size {image.shape[:2]}")
+
+
+def image_files(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files of ``folder`` with an image suffix, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def files_by_stem(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
+    """``{stem: path}`` of the image files of ``folder``."""
+    return {p.stem: p for p in image_files(folder, suffixes)}

@@ -1,0 +1,374 @@
+"""``isegformer-eval``: NoC evaluation of a checkpoint or a built-in engine on benchmark datasets.
+
+Example::
+
+    isegformer-eval --checkpoint weights/coco_lvis_h18_itermask.pth \\
+        --datasets GrabCut,Berkeley,DAVIS,SBD --data-root datasets --output eval_results
+
+Writes ``results.json`` (settings, per-dataset figures, per-object clicks and IoUs), ``results.csv``
+(one row per dataset) and ``miou_<dataset>.png`` (mean IoU against the number of clicks) to ``--output``,
+and prints the results table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.predictor import ClickPredictor
+from training.datasets import DatasetError, EvalDataset, canonical_name, default_path, open_dataset
+from training.noc import DEFAULT_IOU_THRESHOLDS, NocSummary, compute_noc, evaluate_sample, threshold_key
+
+PredictorFactory = Callable[[str], ClickPredictor]
+"""Makes the predictor for one dataset, given the dataset's name."""
+
+ZOOM_IN_TARGET_SIZE = {"DAVIS": 600}  # the original "cvpr" eval mode; every other dataset: 400
+DEFAULT_ZOOM_IN_TARGET_SIZE = 400
+
+
+@dataclass
+class EvalSettings:
+    """The protocol's parameters."""
+
+    target_iou: float = 0.90
+    max_clicks: int = 20
+    threshold: float = 0.49
+
+    @property
+    def iou_thresholds(self) -> tuple[float, ...]:
+        """NoC thresholds reported: 0.80/0.85/0.90 up to the target, plus the target itself."""
+        chosen = [t for t in DEFAULT_IOU_THRESHOLDS if t <= self.target_iou + 1e-9]
+        if not any(abs(t - self.target_iou) < 1e-9 for t in chosen):
+            chosen.append(self.target_iou)
+        return tuple(chosen)
+
+
+@dataclass
+class DatasetResult:
+    """Everything measured on one dataset; ``objects``: one dict per object (sample, id, clicks, ious)."""
+
+    name: str
+    path: str
+    summary: NocSummary
+    elapsed_seconds: float
+    objects: list[dict] = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            **self.summary.to_dict(),
+            "elapsed_seconds": self.elapsed_seconds,
+            "objects": self.objects,
+        }
+
+
+def evaluate_dataset(
+    name: str, dataset: EvalDataset, predictor: ClickPredictor, settings: EvalSettings, progress: bool = True
+) -> DatasetResult:
+    """Run the protocol on every object of every sample of ``dataset``. The elapsed time (for seconds
+    per click) covers loading and prediction, as in the original."""
+    objects: list[dict] = []
+    start = time.perf_counter()
+    for sample in tqdm(dataset, total=len(dataset), desc=name, unit="img", disable=not progress, leave=False):
+        for object_id in sample.object_ids:
+            result = evaluate_sample(
+                predictor,
+                sample.image,
+                sample.gt_mask(object_id),
+                max_clicks=settings.max_clicks,
+                target_iou=settings.target_iou,
+                threshold=settings.threshold,
+            )
+            objects.append(
+                {
+                    "sample": sample.name,
+                    "object_id": object_id,
+                    "clicks": [[int(c.y), int(c.x), bool(c.is_positive)] for c in result.clicks],
+                    "ious": [float(v) for v in result.ious],
+                    "seconds": result.seconds,
+                }
+            )
+    elapsed = time.perf_counter() - start
+    if not objects:
+        raise DatasetError(dataset.root, dataset.LAYOUT, "the dataset has no object to evaluate")
+    summary = compute_noc(
+        [np.asarray(o["ious"], dtype=np.float32) for o in objects],
+        iou_thresholds=settings.iou_thresholds,
+        max_clicks=settings.max_clicks,
+        seconds=elapsed,
+    )
+    return DatasetResult(name, str(dataset.root), summary, elapsed, objects)
+
+
+def results_table(results: Sequence[DatasetResult], settings: EvalSettings, model_label: str) -> str:
+    """The original's results table: NoC per threshold, ``>=max`` counts, seconds per click, time."""
+    keys = [threshold_key(t) for t in settings.iou_thresholds]
+    over_keys = keys[1:] if len(keys) > 1 else keys
+    columns = ["Dataset", "#Obj"] + [f"NoC@{k}%" for k in keys]
+    columns += [f">={settings.max_clicks}@{k}%" for k in over_keys] + ["SPC,s", "Time"]
+    widths = [max(11, len(c) + 2) for c in columns]
+
+    def row(cells: Sequence[str]) -> str:
+        return "|" + "|".join(f"{cell:^{w}}" for cell, w in zip(cells, widths, strict=True)) + "|"
+
+    header = row(columns)
+    rule = "-" * len(header)
+    lines = [f"Eval results for model: {model_label}", rule, header, rule]
+    for result in results:
+        s = result.summary
+        spc = f"{s.seconds_per_click:.3f}" if s.seconds_per_click is not None else "?"
+        cells = [result.name, str(s.n_objects)] + [f"{s.noc[k]:.2f}" for k in keys]
+        cells += [str(s.over_max[k]) for k in over_keys]
+        cells += [spc, str(timedelta(seconds=int(result.elapsed_seconds)))]
+        lines.append(row(cells))
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+def write_csv(results: Sequence[DatasetResult], settings: EvalSettings, path: Path) -> None:
+    """One row per dataset: NoC and ``>=max`` counts per threshold, SPC, time, mIoU at 1/5/10/max clicks."""
+    keys = [threshold_key(t) for t in settings.iou_thresholds]
+    miou_clicks = sorted({c for c in (1, 5, 10, settings.max_clicks) if c <= settings.max_clicks})
+    fields = ["dataset", "n_objects", "n_clicks"] + [f"noc@{k}" for k in keys]
+    fields += [f"over_{settings.max_clicks}@{k}" for k in keys]
+    fields += ["seconds_per_click", "elapsed_seconds"] + [f"miou@{c}" for c in miou_clicks]
+    rows = []
+    for result in results:
+        s = result.summary
+        row = {"dataset": result.name, "n_objects": s.n_objects, "n_clicks": s.n_clicks}
+        row.update({f"noc@{k}": f"{s.noc[k]:.6f}" for k in keys})
+        row.update({f"over_{settings.max_clicks}@{k}": s.over_max[k] for k in keys})
+        row["seconds_per_click"] = f"{s.seconds_per_click:.6f}"
+        row["elapsed_seconds"] = f"{result.elapsed_seconds:.3f}"
+        row.update({f"miou@{c}": f"{s.mean_iou_per_click[c - 1]:.6f}" for c in miou_clicks})
+        rows.append(row)
+    with _atomic_text(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_miou(result: DatasetResult, model_label: str, path: Path) -> None:
+    """PNG of the mean IoU (%) after 1..max clicks for one dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    miou = 100.0 * result.summary.mean_iou_per_click
+    clicks = np.arange(1, miou.size + 1)
+    figure, axes = plt.subplots(figsize=(8, 5))
+    axes.plot(clicks, miou, marker="o", linewidth=2, label=model_label)
+    axes.set_title(f"{result.name} ({result.summary.n_objects} objects)")
+    axes.set_xlabel("Number of clicks")
+    axes.set_ylabel("mIoU (%)")
+    axes.set_xticks(clicks)
+    axes.grid(True)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    temporary = path.with_name(path.name + ".tmp")
+    figure.savefig(temporary, format="png")
+    plt.close(figure)
+    temporary.replace(path)
+
+
+class _atomic_text:
+    """Context manager writing a text file through a temporary file and ``os.replace``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.temporary = path.with_name(path.name + ".tmp")
+
+    def __enter__(self):
+        self.handle = open(self.temporary, "w", newline="", encoding="utf-8")
+        return self.handle
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.handle.close()
+        if exc_type is None:
+            self.temporary.replace(self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
+def run_evaluation(
+    datasets: Sequence[tuple[str, EvalDataset]],
+    make_predictor: PredictorFactory,
+    output_dir: str | Path,
+    settings: EvalSettings | None = None,
+    model_label: str = "model",
+    run_info: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate every dataset, print the table, write JSON/CSV/PNGs into ``output_dir``; return the JSON."""
+    settings = settings or EvalSettings()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = [
+        evaluate_dataset(name, dataset, make_predictor(name), settings, progress)
+        for name, dataset in datasets
+    ]
+    print(results_table(results, settings, model_label))
+
+    report = {
+        "model": model_label,
+        **(run_info or {}),
+        "settings": {
+            "target_iou": settings.target_iou,
+            "max_clicks": settings.max_clicks,
+            "threshold": settings.threshold,
+            "iou_thresholds": list(settings.iou_thresholds),
+        },
+        "datasets": {r.name: r.to_dict() for r in results},
+    }
+    with _atomic_text(output_dir / "results.json") as handle:
+        json.dump(report, handle, indent=1)
+    write_csv(results, settings, output_dir / "results.csv")
+    for result in results:
+        plot_miou(result, model_label, output_dir / f"miou_{result.name}.png")
+    return report
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def parse_dataset_specs(spec: str, data_root: str | Path) -> list[tuple[str, Path]]:
+    """``"GrabCut,Export=/path/to/folder"`` -> ``[(name, path), ...]`` (default paths under ``data_root``)."""
+    specs = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, _, path = item.partition("=")
+        name = canonical_name(name)
+        specs.append((name, Path(path) if path else default_path(name, data_root)))
+    if not specs:
+        raise ValueError("no dataset given")
+    return specs
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="isegformer-eval",
+        description="Number-of-clicks (NoC) evaluation with the RITM/iSegFormer click simulator.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="model checkpoint (.pth)")
+    source.add_argument("--engine", help="a built-in engine (no weights) instead of a checkpoint")
+    parser.add_argument(
+        "--datasets",
+        default="GrabCut,Berkeley,DAVIS",
+        help="comma-separated dataset names (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, PascalVOC, BraTS, "
+        "ssTEM, OAIZIB, Export); NAME=PATH reads NAME's layout from PATH",
+    )
+    parser.add_argument("--data-root", type=Path, default=Path("datasets"), help="datasets folder")
+    parser.add_argument("--iou", type=float, default=0.90, help="target IoU: stop clicking once reached")
+    parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object at most")
+    parser.add_argument("--threshold", type=float, default=0.49, help="probability threshold of the mask")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--output", type=Path, default=Path("eval_results"), help="output folder")
+    parser.add_argument("--no-zoom-in", action="store_true", help="disable ZoomIn (on by default, as RITM)")
+    parser.add_argument(
+        "--no-flip", action="store_true", help="no horizontal-flip averaging (the original always flips)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def engine_factory(name: str) -> PredictorFactory:
+    """Factory of a built-in engine (imported lazily: the engines are optional for this module)."""
+    from model.engines import ENGINE_NAMES, build_engine
+
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    return lambda dataset_name: build_engine(name)
+
+
+def checkpoint_factory(checkpoint: Path, device: str, zoom_in: bool, flip: bool) -> PredictorFactory:
+    """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
+    with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode)."""
+    from model.checkpoint import load_checkpoint
+    from model.predictor import Predictor
+    from model.transforms import ZoomIn
+
+    network = load_checkpoint(checkpoint, device)
+
+    def make(dataset_name: str) -> ClickPredictor:
+        zoom = None
+        if zoom_in:
+            zoom = ZoomIn(target_size=ZOOM_IN_TARGET_SIZE.get(dataset_name, DEFAULT_ZOOM_IN_TARGET_SIZE))
+        return Predictor(network, device=device, zoom_in=zoom, with_flip=flip)
+
+    return make
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> None:
+    """ValueError for a device name torch does not know or a CUDA device that is not there."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise ValueError(f"invalid --device {device!r}: {error}") from error
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``isegformer-eval``; returns the exit status (2 on bad input)."""
+    args = build_arg_parser().parse_args(argv)
+    if args.max_clicks < 1 or not 0.0 < args.iou <= 1.0:
+        print("isegformer-eval: --max-clicks must be >= 1 and --iou in (0, 1]", file=sys.stderr)
+        return 2
+    settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
+    try:
+        specs = parse_dataset_specs(args.datasets, args.data_root)
+        datasets = [(name, open_dataset(name, path)) for name, path in specs]
+        if args.engine:
+            make_predictor, label = engine_factory(args.engine), f"engine:{args.engine}"
+            run_info: dict = {"engine": args.engine}
+        else:
+            from model.checkpoint import CheckpointError
+
+            device = args.device or default_device()
+            check_device(device)
+            if not args.checkpoint.is_file():
+                raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+            try:
+                make_predictor = checkpoint_factory(
+                    args.checkpoint, device, not args.no_zoom_in, not args.no_flip
+                )
+            except CheckpointError as error:
+                raise ValueError(f"cannot load {args.checkpoint}: {error}") from error
+            label = args.checkpoint.stem
+            run_info = {"checkpoint": str(args.checkpoint), "device": device}
+            run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip})
+    except (DatasetError, ValueError, FileNotFoundError) as error:
+        print(f"isegformer-eval: {error}", file=sys.stderr)
+        return 2
+    try:
+        run_evaluation(datasets, make_predictor, args.output, settings, label, run_info, not args.no_progress)
+    except DatasetError as error:
+        print(f"isegformer-eval: {error}", file=sys.stderr)
+        return 2
+    print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

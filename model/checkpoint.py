@@ -306,8 +306,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{ckpt.path}: unsupported model class {ckpt.class_name!r}")
     try:
         model = adapter.build(ckpt.params, ckpt.state_dict)
-    except CheckpointError:
-        raise
+    except CheckpointError as exc:
+        if ckpt.path in str(exc):
+            raise
+        raise CheckpointError(f"{ckpt.path}: {str(exc).lstrip(': ')}") from exc
     except (KeyError, TypeError, ValueError, AssertionError, IndexError) as exc:
         raise CheckpointError(f"{ckpt.path}: cannot build {ckpt.class_name} from its config ({exc})") from exc
     ours = adapter.to_ours(ckpt.state_dict)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, ForeignObject, load_checkpoint, read_checkpoint
+from model.checkpoint import (
+    CheckpointError,
+    ForeignObject,
+    _OriginalPickleModule,
+    _RestrictedPickleModule,
+    load_checkpoint,
+    read_checkpoint,
+)
 
 
 class _Exploit:
@@ -75,3 +82,13 @@ def test_copy_keeps_working_outside_reference_dir(reference_dir: Path, tmp_path:
     ckpt = read_checkpoint(copy)
     assert ckpt.params["width"] == 18 and ckpt.params["small"] is True
     assert all(isinstance(v, torch.Tensor) for v in ckpt.state_dict.values())
+
+
+def test_unsupported_click_groups_error_names_the_file(reference_dir: Path, tmp_path: Path):
+    source = reference_dir / "isegformer_tiny_5ch.pth"
+    ckpt = torch.load(source, weights_only=False, pickle_module=_RestrictedPickleModule)
+    ckpt["config"]["params"]["clicks_groups"] = {"type": "builtin", "value": [2, -1], "specified": True}
+    path = tmp_path / "groups.pth"
+    torch.save(ckpt, path, pickle_module=_OriginalPickleModule)
+    with pytest.raises(CheckpointError, match=r"groups\.pth: .*clicks_groups"):
+        load_checkpoint(path)

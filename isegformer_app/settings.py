@@ -1,0 +1,69 @@
+"""User settings in one JSON file (platformdirs config folder, or ``$ISEGFORMER_CONFIG_DIR``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+
+from isegformer_app.state.imageio import atomic_write
+
+CONFIG_ENV = "ISEGFORMER_CONFIG_DIR"
+MAX_RECENT = 10
+
+DEFAULT_SHORTCUTS = {
+    "finish": "Space", "reset": "Escape", "undo": "Ctrl+Z", "redo": "Ctrl+Shift+Z",
+    "next": "D", "prev": "A", "fit": "F", "brush": "B", "eraser": "E", "click_tool": "C",
+    "delete": "Delete", "export": "Ctrl+E", "open": "Ctrl+O",
+}  # fmt: skip
+
+
+def config_dir() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else Path(platformdirs.user_config_dir("isegformer", appauthor=False))
+
+
+@dataclass
+class Settings:
+    recent_files: list[str] = field(default_factory=list)
+    last_checkpoint: str = ""
+    device: str = "cpu"
+    engine: str = ""
+    labels: list[dict] = field(default_factory=list)
+    shortcuts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))
+    opacity: float = 0.5
+    threshold: float = 0.49
+    brush_radius: int = 8
+    path: Path | None = field(default=None, repr=False, compare=False)
+    problem: str = field(default="", repr=False, compare=False)
+
+    @classmethod
+    def load(cls, folder: Path | None = None) -> Settings:
+        """Read ``settings.json`` from ``folder`` (default :func:`config_dir`); defaults if absent/broken."""
+        path = (folder or config_dir()) / "settings.json"
+        settings = cls(path=path)
+        if not path.is_file():
+            return settings
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            known = {f.name for f in fields(cls)} - {"path", "problem"}
+            for key, value in data.items():
+                if key in known:
+                    setattr(settings, key, value)
+            settings.shortcuts = {**DEFAULT_SHORTCUTS, **settings.shortcuts}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            settings = cls(path=path, problem=f"Settings file {path} is unreadable ({exc}); using defaults.")
+        return settings
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {k: v for k, v in asdict(self).items() if k not in ("path", "problem")}
+        atomic_write(self.path, json.dumps(data, indent=1).encode("utf-8"))
+
+    def add_recent(self, path: str | os.PathLike) -> None:
+        text = str(Path(path).resolve())
+        self.recent_files = [text] + [p for p in self.recent_files if p != text][: MAX_RECENT - 1]

@@ -1,0 +1,127 @@
+"""Per-image autosave sidecars: ``<image folder>/.isegformer/<image name>.isegformer.npz``.
+
+One compressed ``.npz`` per image, written atomically: ``meta`` (JSON as bytes: sizes, objects'
+labels/colours/visibility/clicks, the current clicks, threshold), ``masks`` (N x H x W bool, packed),
+``prob`` (current object's probability, float32, absent if none) and ``brush`` (int8 corrections).
+The history of clicks of the current object is restored on reopen so annotation can go on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from isegformer_app.state.document import AnnotatedObject, Document, click_key
+from isegformer_app.state.imageio import atomic_write
+from model.clicks import Click
+
+SIDECAR_DIRNAME = ".isegformer"
+SIDECAR_SUFFIX = ".isegformer.npz"
+FORMAT_VERSION = 1
+
+
+class SidecarError(Exception):
+    """An autosave file is unreadable or belongs to a different image size."""
+
+
+def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
+    folder = sidecar_dir if sidecar_dir is not None else image_path.parent / SIDECAR_DIRNAME
+    return folder / f"{image_path.name}{SIDECAR_SUFFIX}"
+
+
+def _clicks_json(clicks: list[Click]) -> list[list]:
+    return [[c.y, c.x, bool(c.is_positive)] for c in clicks]
+
+
+def _clicks_from_json(rows: list[list]) -> list[Click]:
+    return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
+
+
+def save_document(doc: Document, path: Path) -> None:
+    """Write ``doc`` to the sidecar ``path`` atomically and mark it saved."""
+    h, w = doc.shape
+    meta = {
+        "version": FORMAT_VERSION,
+        "image": doc.path.name,
+        "full_size": list(doc.image.full_size),
+        "exif_rotated": doc.image.exif_rotated,
+        "working_size": [h, w],
+        "threshold": doc.threshold,
+        "next_uid": doc.next_uid,
+        "clicks": _clicks_json(doc.clicks),
+        "objects": [
+            {"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible,
+             "clicks": _clicks_json(o.clicks)}
+            for o in doc.objects
+        ],
+    }  # fmt: skip
+    arrays: dict[str, np.ndarray] = {
+        "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+        "masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
+                             else np.zeros((0, h, w), bool), axis=-1),
+        "brush": doc.brush,
+    }  # fmt: skip
+    if doc.prob is not None:
+        arrays["prob"] = doc.prob.astype(np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+    doc.saved_revision = doc.revision
+
+
+@dataclass
+class SidecarContents:
+    meta: dict
+    masks: np.ndarray  # N x H x W bool (working resolution)
+    prob: np.ndarray | None
+    brush: np.ndarray
+
+
+def read_sidecar(path: Path) -> SidecarContents:
+    """Read a sidecar written by :func:`save_document`; raises :class:`SidecarError`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            h, w = (int(v) for v in meta["working_size"])
+            masks = np.unpackbits(data["masks"], axis=-1, count=w).astype(bool)
+            prob = data["prob"].astype(np.float32) if "prob" in data.files else None
+            brush = data["brush"].astype(np.int8)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
+    if masks.shape != (len(meta["objects"]), h, w) or brush.shape != (h, w):
+        raise SidecarError(f"Autosave file {path.name} is inconsistent.")
+    return SidecarContents(meta, masks, prob, brush)
+
+
+def restore_document(doc: Document, path: Path) -> bool:
+    """Load the sidecar into a fresh ``doc``; False if none exists. Raises :class:`SidecarError`."""
+    if not path.is_file():
+        return False
+    data = read_sidecar(path)
+    if tuple(data.meta["working_size"]) != doc.shape:
+        raise SidecarError(
+            f"Autosave {path.name} was made for a {data.meta['working_size']} image, "
+            f"this one is {list(doc.shape)}; "
+            "it was left untouched."
+        )
+    doc.objects = [
+        AnnotatedObject(uid=int(o["uid"]), label=o["label"], color=tuple(int(v) for v in o["color"]),
+                        mask=mask.copy(), visible=bool(o["visible"]), clicks=_clicks_from_json(o["clicks"]))
+        for o, mask in zip(data.meta["objects"], data.masks, strict=True)
+    ]  # fmt: skip
+    doc.next_uid = int(data.meta["next_uid"])
+    doc.threshold = float(data.meta.get("threshold", doc.threshold))
+    doc.clicks = _clicks_from_json(data.meta["clicks"])
+    doc.brush = data.brush
+    doc.prob_cache.clear()
+    doc.prob = None
+    if doc.clicks and data.prob is not None:
+        doc.prob_cache[click_key(doc.clicks)] = data.prob
+        doc.prob = data.prob
+    doc.history.clear()
+    doc.saved_revision = doc.revision
+    return True

@@ -1,0 +1,171 @@
+"""Reading images for annotation, writing files atomically.
+
+:func:`load_image` turns any supported file into an HxWx3 uint8 RGB *working* image: EXIF
+orientation applied, 16-bit and grayscale converted, and images larger than ``max_side`` pixels
+downscaled (the scale is kept so exports are written at full size).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_SIDE = 4096
+# Annotating 20000x20000 photos is legitimate; PIL's bomb guard would refuse them.
+MAX_PIXELS = 1_000_000_000
+FAST_PNG_PIXELS = 16_000_000  # larger masks are written with light (fast) PNG compression
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+class ImageLoadError(Exception):
+    """An image could not be read; the message is meant for the user."""
+
+
+@dataclass
+class LoadedImage:
+    """``rgb``: HxWx3 uint8 working image; ``full_size``: (height, width) of the file after EXIF rotation."""
+
+    path: Path
+    rgb: np.ndarray
+    full_size: tuple[int, int]
+    notices: list[str] = field(default_factory=list)
+    exif_rotated: bool = False  # the file's EXIF orientation was applied (masks follow the shown image)
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+    @property
+    def downscaled(self) -> bool:
+        return self.working_size != self.full_size
+
+
+def working_size_for(full_size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """(height, width) after shrinking ``full_size`` so its longer side is at most ``max_side``."""
+    h, w = full_size
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _to_uint8_rgb(img: Image.Image, notices: list[str]) -> np.ndarray:
+    """Convert any PIL mode to HxWx3 uint8 (16-bit/float data stretched to its own min..max)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        notices.append(f"{img.mode} image: intensities {lo:g}..{hi:g} stretched to 8 bits for display")
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+    """Read ``path`` as a working RGB image; raises :class:`ImageLoadError` with a readable message."""
+    path = Path(path)
+    notices: list[str] = []
+    if not path.is_file():
+        raise ImageLoadError(f"Cannot open {path}: no such file.")
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as img:
+            raw_w, raw_h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+            full_h, full_w = (raw_w, raw_h) if orientation in (5, 6, 7, 8) else (raw_h, raw_w)
+            work_h, work_w = working_size_for((full_h, full_w), max_side)
+            if (work_h, work_w) != (full_h, full_w) and img.format == "JPEG":
+                raw_target = (work_h, work_w) if orientation in (5, 6, 7, 8) else (work_w, work_h)
+                img.draft("RGB", raw_target)  # decode at a reduced scale: cheap for huge JPEGs
+            transposed = ImageOps.exif_transpose(img)
+            if orientation != 1:
+                notices.append("EXIF orientation applied")
+            img = transposed if transposed is not None else img
+            if img.mode.startswith("I;16"):
+                img = img.convert("I")
+            if img.size != (work_w, work_h):
+                img = img.resize((work_w, work_h), Image.Resampling.BILINEAR)
+            if (work_h, work_w) != (full_h, full_w):
+                notices.append(
+                    f"Large image {full_w}x{full_h}: shown and segmented at {work_w}x{work_h}; "
+                    "exports are written at full size"
+                )
+            rgb = _to_uint8_rgb(img, notices)
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"Cannot open {path.name}: image too large ({exc}).") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageLoadError(f"Cannot read {path.name}: the file is not a readable image ({exc}).") from exc
+    return LoadedImage(path=path, rgb=rgb, full_size=(full_h, full_w), notices=notices,
+                       exif_rotated=orientation != 1)  # fmt: skip
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """Encode a HxW uint8/uint16 (or HxWx3 uint8) array as PNG; ``palette`` (Kx3 uint8) makes a 'P' image."""
+    if array.dtype == np.uint16:
+        if array.ndim != 2:
+            raise ValueError("uint16 PNGs must be single-channel")
+        img = Image.fromarray(array)
+    elif array.dtype == np.bool_:
+        img = Image.fromarray(array.astype(np.uint8) * 255)
+    else:
+        img = Image.fromarray(array.astype(np.uint8, copy=False))
+    if palette is not None:
+        img = img.convert("L") if img.mode != "L" else img
+        img = img.copy()
+        img = Image.frombytes("P", img.size, img.tobytes())
+        flat = np.zeros((256, 3), np.uint8)
+        flat[: len(palette)] = palette[:256]
+        img.putpalette(flat.reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1 if array.size > FAST_PNG_PIXELS else 6)
+    return buf.getvalue()
+
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG written by :func:`png_bytes` back as its raw values (palette indices, not colours)."""
+    with Image.open(path) as img:
+        if img.mode == "P":
+            return np.asarray(img, dtype=np.uint8).copy()
+        if img.mode.startswith("I;16") or img.mode == "I":
+            return np.asarray(img).astype(np.uint16)
+        return np.asarray(img).copy()

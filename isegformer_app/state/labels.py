@@ -1,0 +1,90 @@
+"""Class labels: an editable, ordered list of (name, colour); class id = position + 1 (0 = background)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Color = tuple[int, int, int]
+
+# A few well-separated colours (PASCAL VOC palette order, background skipped).
+_BASE_COLORS: list[Color] = [
+    (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128),
+    (192, 64, 0), (64, 128, 0), (192, 128, 0), (64, 0, 128), (192, 0, 128), (64, 128, 128),
+    (192, 128, 128), (0, 64, 0), (128, 64, 0), (0, 192, 0), (128, 192, 0), (0, 64, 128),
+]  # fmt: skip
+
+DEFAULT_LABELS = ("object", "person", "animal", "vehicle")
+
+
+def color_for_index(index: int) -> Color:
+    """A distinct-looking colour for the ``index``-th class or instance (deterministic)."""
+    if index < len(_BASE_COLORS):
+        return _BASE_COLORS[index]
+    rng = np.random.default_rng(index)
+    r, g, b = (int(v) for v in rng.integers(40, 256, size=3))
+    return r, g, b
+
+
+@dataclass
+class LabelClass:
+    name: str
+    color: Color
+
+
+class LabelList:
+    """Ordered class list; ``class_id(name)`` = 1-based position, unknown names are appended."""
+
+    def __init__(self, classes: list[LabelClass] | None = None) -> None:
+        if classes is None:
+            classes = [LabelClass(n, color_for_index(i)) for i, n in enumerate(DEFAULT_LABELS)]
+        self.classes: list[LabelClass] = list(classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def get(self, name: str) -> LabelClass | None:
+        return next((c for c in self.classes if c.name == name), None)
+
+    def ensure(self, name: str, color: Color | None = None) -> LabelClass:
+        """The class called ``name``, appended (with ``color`` or a fresh colour) if missing."""
+        found = self.get(name)
+        if found is None:
+            found = LabelClass(name, color or color_for_index(len(self.classes)))
+            self.classes.append(found)
+        return found
+
+    def class_id(self, name: str) -> int:
+        self.ensure(name)
+        return self.names().index(name) + 1
+
+    def rename(self, old: str, new: str) -> None:
+        if not new or self.get(new) is not None:
+            raise ValueError(f"label {new!r} is empty or already exists")
+        cls = self.get(old)
+        if cls is None:
+            raise KeyError(old)
+        cls.name = new
+
+    def palette(self) -> np.ndarray:
+        """(len+1)x3 uint8 palette: row 0 black background, row k the colour of class id k."""
+        rows = [(0, 0, 0)] + [c.color for c in self.classes]
+        return np.array(rows, dtype=np.uint8)
+
+    def to_json(self) -> list[dict]:
+        return [{"name": c.name, "color": list(c.color)} for c in self.classes]
+
+    @classmethod
+    def from_json(cls, items: list[dict] | None) -> LabelList:
+        if not items:
+            return cls()
+        classes = []
+        for i, item in enumerate(items):
+            color = item.get("color") or color_for_index(i)
+            r, g, b = (int(v) for v in color)
+            classes.append(LabelClass(str(item["name"]), (r, g, b)))
+        return cls(classes)

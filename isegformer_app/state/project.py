@@ -1,0 +1,103 @@
+"""A project: the images of a folder (or one image), the open document and its autosave sidecar."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from isegformer_app.state.autosave import SidecarError, restore_document, save_document, sidecar_path
+from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
+from isegformer_app.state.export import collect_items, export_items
+from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, list_images, load_image
+from isegformer_app.state.labels import LabelList
+
+
+class Project:
+    """Images to annotate and the current one; switching images autosaves the one left.
+
+    ``sidecar_dir`` None = ``<image folder>/.isegformer``.
+    """
+
+    def __init__(
+        self,
+        paths: list[Path],
+        sidecar_dir: Path | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        if not paths:
+            raise ValueError("no images to annotate")
+        self.paths = list(paths)
+        self.sidecar_dir = sidecar_dir
+        self.max_side = max_side
+        self.threshold = threshold
+        self.index = -1
+        self.doc: Document | None = None
+        self.notices: list[str] = []
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, **kwargs) -> Project:
+        """A folder (its images, sorted) or one image file; raises ValueError for anything else."""
+        path = Path(path)
+        if path.is_dir():
+            images = list_images(path)
+            if not images:
+                raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}.")
+            return cls(images, **kwargs)
+        if path.is_file():
+            return cls([path], **kwargs)
+        raise ValueError(f"{path} does not exist.")
+
+    def sidecar_for(self, path: Path) -> Path:
+        return sidecar_path(path, self.sidecar_dir)
+
+    def open_index(self, index: int) -> Document:
+        """Autosave the current image, then load image ``index`` and its sidecar.
+
+        Raises :class:`~isegformer_app.state.imageio.ImageLoadError` (the current image stays open).
+        A broken sidecar is left on disk untouched and reported in ``notices``.
+        """
+        image = load_image(self.paths[index], self.max_side)
+        self.save()
+        doc = Document(image, threshold=self.threshold)
+        self.notices = list(image.notices)
+        try:
+            restore_document(doc, self.sidecar_for(image.path))
+        except SidecarError as exc:
+            self.notices.append(str(exc))
+            doc.saved_revision = -1  # never overwrite the broken file silently: keep it dirty
+            self._protect_sidecar(image.path)
+        self.index, self.doc = index, doc
+        return doc
+
+    def _protect_sidecar(self, path: Path) -> None:
+        broken = self.sidecar_for(path)
+        if broken.is_file():
+            os.replace(broken, broken.with_name(broken.name + ".broken"))
+            self.notices.append(f"The unreadable autosave was kept as {broken.name}.broken.")
+
+    def step(self, delta: int) -> Document | None:
+        """Open the next (+1) / previous (-1) image; None at either end."""
+        target = self.index + delta
+        if not 0 <= target < len(self.paths):
+            return None
+        return self.open_index(target)
+
+    def save(self) -> bool:
+        """Autosave the open document if it changed; returns True if a file was written."""
+        if self.doc is None or not self.doc.dirty:
+            return False
+        save_document(self.doc, self.sidecar_for(self.doc.path))
+        return True
+
+    def export(
+        self, out_dir: Path, labels: LabelList, progress: Callable[[int, int, str], bool] | None = None,
+        all_images: bool = True,
+    ) -> int:
+        """Export the open image (``all_images`` False) or every annotated image of the project."""
+        paths = self.paths if all_images else [self.doc.path] if self.doc else []
+        items = collect_items(paths, self.doc, self.sidecar_for)
+        if not items:
+            raise ValueError("Nothing to export: no image has a finished object yet.")
+        return export_items(items, out_dir, labels, progress)

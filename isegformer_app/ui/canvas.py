@@ -1,0 +1,178 @@
+"""The image canvas: zoom at the cursor, pan, clicks, brush strokes. Scene units = image pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGraphicsEllipseItem,
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+)
+
+from model.clicks import Click
+
+DOT_RADIUS = 5.0  # screen pixels (dots ignore the zoom)
+POSITIVE_COLOR = QColor(40, 220, 60)
+NEGATIVE_COLOR = QColor(230, 40, 40)
+
+
+def to_qimage(array: np.ndarray) -> QImage:
+    """HxWx3 RGB or HxWx4 RGBA uint8 -> QImage (a deep copy, safe after ``array`` changes)."""
+    array = np.ascontiguousarray(array)
+    h, w, c = array.shape
+    fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_RGBA8888
+    return QImage(array.data, w, h, array.strides[0], fmt).copy()
+
+
+class CanvasView(QGraphicsView):
+    """Left click = positive, right or Shift+left = negative; brush tools paint with the left button.
+
+    Pan with the middle button or Ctrl+left drag; the wheel zooms at the cursor.
+    """
+
+    clicked = Signal(float, float, bool)  # y, x, positive
+    stroke_finished = Signal(list, bool)  # [(y, x), ...], erase
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        self.setBackgroundBrush(QColor(40, 40, 40))
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        self.setMouseTracking(True)
+        self.image_item = QGraphicsPixmapItem()
+        self.overlay_item = QGraphicsPixmapItem()
+        self.overlay_item.setZValue(1)
+        self.stroke_item = QGraphicsPathItem()
+        self.stroke_item.setZValue(2)
+        for item in (self.image_item, self.overlay_item, self.stroke_item):
+            self.scene().addItem(item)
+        self.dots: list[QGraphicsEllipseItem] = []
+        self.tool = "click"  # "click" | "brush" | "eraser"
+        self.brush_radius = 8
+        self.image_size: tuple[int, int] = (0, 0)  # (h, w)
+        self._pan_from: QPointF | None = None
+        self._stroke: list[tuple[float, float]] | None = None
+
+    # ------------------------------------------------------------ content
+    def set_image(self, rgb: np.ndarray) -> None:
+        self.image_size = (rgb.shape[0], rgb.shape[1])
+        self.image_item.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+        self.overlay_item.setPixmap(QPixmap())
+        self.scene().setSceneRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
+        self.fit_to_window()
+
+    def set_overlay(self, rgba: np.ndarray) -> None:
+        self.overlay_item.setPixmap(QPixmap.fromImage(to_qimage(rgba)))
+
+    def set_clicks(self, clicks: Sequence[Click]) -> None:
+        for dot in self.dots:
+            self.scene().removeItem(dot)
+        self.dots = []
+        r = DOT_RADIUS
+        for click in clicks:
+            dot = QGraphicsEllipseItem(-r, -r, 2 * r, 2 * r)
+            dot.setBrush(POSITIVE_COLOR if click.is_positive else NEGATIVE_COLOR)
+            dot.setPen(QPen(QColor(255, 255, 255), 1.5))
+            dot.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+            dot.setPos(click.x + 0.5, click.y + 0.5)
+            dot.setZValue(3)
+            self.scene().addItem(dot)
+            self.dots.append(dot)
+
+    def fit_to_window(self) -> None:
+        if self.image_size[0]:
+            self.fitInView(self.scene().sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def zoom(self, factor: float, anchor: QPoint | None = None) -> None:
+        """Scale by ``factor`` keeping the image point under ``anchor`` (viewport pixels) in place."""
+        if anchor is None:
+            self.scale(factor, factor)  # about the view centre
+            return
+        fixed = self.mapToScene(anchor)
+        self.scale(factor, factor)
+        moved = self.mapFromScene(fixed) - anchor
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
+
+    def image_to_view(self, y: float, x: float) -> QPoint:
+        """Viewport position of the centre of image pixel (y, x) (for tests and tooltips)."""
+        return self.mapFromScene(QPointF(x + 0.5, y + 0.5))
+
+    # ------------------------------------------------------------ events
+    def wheelEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom(1.25**steps, event.position().toPoint())
+        event.accept()
+
+    def _pixel(self, event) -> tuple[float, float] | None:
+        p = self.mapToScene(event.position().toPoint())
+        y, x = int(np.floor(p.y())), int(np.floor(p.x()))
+        h, w = self.image_size
+        return (float(y), float(x)) if 0 <= y < h and 0 <= x < w else None
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        button, mods = event.button(), event.modifiers()
+        if button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.ControlModifier
+        ):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        pixel = self._pixel(event)
+        if pixel is None:
+            return
+        if self.tool == "click" and button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+            self.clicked.emit(pixel[0], pixel[1], button == Qt.MouseButton.LeftButton and not shift)
+        elif self.tool in ("brush", "eraser") and button == Qt.MouseButton.LeftButton:
+            self._stroke = [pixel]
+            self._update_stroke_preview()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._pan_from is not None:
+            delta = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
+            return
+        if self._stroke is not None:
+            p = self.mapToScene(event.position().toPoint())
+            self._stroke.append((float(p.y()), float(p.x())))
+            self._update_stroke_preview()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().unsetCursor()
+            return
+        if self._stroke is not None:
+            points, self._stroke = self._stroke, None
+            self.stroke_item.setPath(QPainterPath())
+            self.stroke_finished.emit(points, self.tool == "eraser")
+
+    def _update_stroke_preview(self) -> None:
+        path = QPainterPath()
+        (y0, x0), rest = self._stroke[0], self._stroke[1:]
+        path.moveTo(x0 + 0.5, y0 + 0.5)
+        for y, x in rest or [(y0, x0 + 0.01)]:
+            path.lineTo(x + 0.5, y + 0.5)
+        color = QColor(255, 80, 80, 140) if self.tool == "eraser" else QColor(80, 160, 255, 140)
+        pen = QPen(color, 2 * self.brush_radius + 1)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        self.stroke_item.setPen(pen)
+        self.stroke_item.setPath(path)
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 (right click is a negative click)
+        event.accept()

@@ -1,0 +1,341 @@
+"""The main window: wires the canvas and panels to the project state and the inference worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from isegformer_app.settings import Settings
+from isegformer_app.state.document import Document
+from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, ImageLoadError
+from isegformer_app.state.labels import LabelList
+from isegformer_app.state.project import Project
+from isegformer_app.ui import dialogs
+from isegformer_app.ui.actions import build_menus
+from isegformer_app.ui.canvas import CanvasView
+from isegformer_app.ui.model_control import EngineFactories, ModelControl
+from isegformer_app.ui.overlay import render_overlay
+from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
+
+AUTOSAVE_DELAY_MS = 1500
+
+
+class MainWindow(QMainWindow):
+    """The annotation window.
+
+    ``engines`` None = the built-in engines of :mod:`model.engines` (tests pass fakes);
+    ``sidecar_dir`` None = autosave beside the images; ``max_side`` = working-size limit of images.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        engines: EngineFactories | None = None,
+        sidecar_dir: Path | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or Settings.load()
+        self.labels = LabelList.from_json(self.settings.labels)
+        self.sidecar_dir = sidecar_dir
+        self.max_side = max_side
+        self.project: Project | None = None
+        self.image_key = ""
+        self.last_latency_ms: float | None = None
+        self.setWindowTitle("isegformer")
+        self.resize(1280, 820)
+
+        self.canvas = CanvasView()
+        self.objects_panel = ObjectsPanel(self.labels)
+        self.labels_panel = LabelsPanel(self.labels)
+        s = self.settings
+        self.view_panel = ViewPanel(s.opacity, s.threshold, s.brush_radius)
+        side = QWidget()
+        side.setFixedWidth(300)
+        side_layout = QVBoxLayout(side)
+        for panel in (self.view_panel, self.labels_panel, self.objects_panel):
+            side_layout.addWidget(panel)
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.canvas, 1)
+        row.addWidget(side)
+        self.setCentralWidget(central)
+
+        self.message_label = QLabel("Open an image or a folder (File menu).")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setFixedWidth(90)
+        self.busy_bar.setVisible(False)
+        self.latency_label = QLabel("no prediction yet")
+        self.statusBar().addWidget(self.message_label, 1)
+        self.statusBar().addPermanentWidget(self.busy_bar)
+        self.statusBar().addPermanentWidget(self.latency_label)
+
+        self.worker = InferenceWorker(self)
+        self.worker.prediction_ready.connect(self._on_prediction)
+        self.worker.busy_changed.connect(self._on_busy)
+        self.worker.failed.connect(self._on_worker_failed)
+        self.models = ModelControl(self.worker, self.settings, engines)
+        self.models.source_changed.connect(self._on_source)
+        self.models.load_failed.connect(lambda msg: self.inform("Model", msg, error=True))
+        self.engine_text = "no model"
+
+        self.actions_by_name = build_menus(self)
+        self.canvas.clicked.connect(self.add_click)
+        self.canvas.stroke_finished.connect(self.brush_stroke)
+        self.view_panel.opacity.valueChanged.connect(lambda _v: self.refresh())
+        self.view_panel.threshold.valueChanged.connect(self._on_threshold)
+        self.view_panel.brush.valueChanged.connect(self._on_brush_radius)
+        self.view_panel.tool_changed.connect(self._on_tool)
+        self.labels_panel.changed.connect(self._on_labels_changed)
+        self._on_brush_radius(self.view_panel.brush.value())
+        self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
+        self.autosave_timer.timeout.connect(self.save_now)
+        dialogs.fill_recent_menu(self)
+        self.worker.start()
+        QApplication.instance().aboutToQuit.connect(self.worker.stop)
+        self.models.start()
+        if self.settings.problem:
+            self.inform("Settings", self.settings.problem)
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def doc(self) -> Document | None:
+        return self.project.doc if self.project else None
+
+    def inform(self, title: str, text: str, error: bool = False) -> None:
+        """Show a message: a dialog for errors, the status bar for notices."""
+        self.message_label.setText(text.splitlines()[0] if text else "")
+        if error:
+            QMessageBox.warning(self, title, text)
+
+    # ------------------------------------------------------------ opening
+    def open_path(self, path: str | Path) -> bool:
+        """Open an image file or a folder of images; False (with a message) if impossible."""
+        path = Path(path)
+        try:
+            project = Project.from_path(path, sidecar_dir=self.sidecar_dir, max_side=self.max_side,
+                                        threshold=self.view_panel.threshold.value() / 100)  # fmt: skip
+        except ValueError as exc:
+            self.inform("Open", str(exc), error=True)
+            return False
+        old = self.project
+        if old is not None and not self._save_or_warn():
+            return False
+        self.project = project
+        if not self.show_index(0):
+            self.project = old
+            return False
+        self.settings.add_recent(path)
+        dialogs.fill_recent_menu(self)
+        return True
+
+    def show_index(self, index: int) -> bool:
+        try:
+            doc = self.project.open_index(index)
+        except ImageLoadError as exc:
+            self.inform("Open image", str(exc), error=True)
+            return False
+        except OSError as exc:
+            self.inform("Autosave", f"Could not save the previous image's annotations: {exc}", error=True)
+            return False
+        self.autosave_timer.stop()
+        doc.listeners.append(lambda _d: self.refresh())
+        self.image_key = f"{doc.path}#{id(doc)}"
+        self.canvas.set_image(doc.image.rgb)
+        self.worker.set_image(self.image_key, doc.image.rgb)
+        self.objects_panel.set_document(doc)
+        n = len(self.project.paths)
+        notices = "; ".join(self.project.notices)
+        self.inform("Open", f"{doc.path.name} ({index + 1}/{n})" + (f" — {notices}" if notices else ""))
+        self.refresh()
+        self._request_prediction()
+        return True
+
+    def next_image(self) -> None:
+        self._step(+1)
+
+    def previous_image(self) -> None:
+        self._step(-1)
+
+    def _step(self, delta: int) -> None:
+        if self.project is None:
+            return
+        target = self.project.index + delta
+        if 0 <= target < len(self.project.paths):
+            self.show_index(target)
+        else:
+            self.inform("Navigate", "No more images in this direction.")
+
+    def open_image_dialog(self) -> None:
+        pattern = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", f"Images ({pattern});;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder of images")
+        if path:
+            self.open_path(path)
+
+    # ------------------------------------------------------------ editing
+    def add_click(self, y: float, x: float, positive: bool) -> None:
+        if self.doc is None:
+            return
+        self.doc.add_click(y, x, positive)
+        self._request_prediction()
+
+    def brush_stroke(self, points: list, erase: bool) -> None:
+        if self.doc is not None:
+            self.doc.brush_stroke(points, self.canvas.brush_radius, erase, self.doc.selected_uid)
+
+    def finish_object(self) -> None:
+        if self.doc is None:
+            return
+        cls = self.labels_panel.current()
+        if self.doc.finish_object(cls.name, cls.color) is None:
+            self.inform("Finish", "Nothing to finish: click on the object first.")
+
+    def reset_clicks(self) -> None:
+        """Esc: drop the current object's clicks and corrections; with none, clear the selection."""
+        if self.doc is None:
+            return
+        if self.doc.has_current():
+            self.doc.reset_clicks()
+        elif self.doc.selected_uid is not None:
+            self.doc.selected_uid = None
+            self.doc.notify()
+
+    def undo(self) -> None:
+        if self.doc is not None and self.doc.undo():
+            self._request_prediction()
+
+    def redo(self) -> None:
+        if self.doc is not None and self.doc.redo():
+            self._request_prediction()
+
+    def _request_prediction(self) -> None:
+        doc = self.doc
+        if doc is not None and doc.needs_prediction():
+            self.worker.request(PredictRequest(self.image_key, list(doc.clicks), doc.prev_mask_for_request()))
+            self.busy_bar.setVisible(True)
+
+    # ------------------------------------------------------------ worker
+    def _on_prediction(self, result: PredictResult) -> None:
+        if result.request.image_key != self.image_key or self.doc is None:
+            return
+        self.last_latency_ms = result.latency_ms
+        self.latency_label.setText(f"{result.latency_ms:.0f} ms · {self.engine_text}")
+        try:
+            self.doc.set_prediction(result.request.clicks, result.prob)
+        except ValueError as exc:
+            self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
+            return
+        if result.request.request_id == self.worker.latest_request_id():
+            self._request_prediction()  # e.g. undo moved to click lists that were coalesced away
+
+    def _on_busy(self, busy: bool) -> None:
+        self.busy_bar.setVisible(busy)
+
+    def _on_worker_failed(self, what: str, message: str) -> None:
+        if what != "engine":
+            self.inform("Model", message, error=what == "image")
+
+    def _on_source(self, text: str) -> None:
+        self.engine_text = text
+        self.latency_label.setText(text if self.last_latency_ms is None else
+                                   f"{self.last_latency_ms:.0f} ms · {text}")  # fmt: skip
+        name = self.models.active[1]
+        act = self.actions_by_name.get(f"engine_{name}")
+        if act is not None:
+            act.setChecked(True)
+
+    def load_checkpoint_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", self.settings.last_checkpoint,
+                                              "Checkpoints (*.pth *.pt);;All files (*)")  # fmt: skip
+        if path:
+            self.models.load_checkpoint(path)
+
+    def set_device(self, device: str) -> None:
+        if not self.models.set_device(device):
+            self.actions_by_name["device_cpu"].setChecked(True)
+
+    # ------------------------------------------------------------ view
+    def refresh(self) -> None:
+        doc = self.doc
+        if doc is None:
+            return
+        self.canvas.set_overlay(render_overlay(doc, self.view_panel.opacity.value() / 100))
+        self.canvas.set_clicks(doc.clicks)
+        self.objects_panel.refresh()
+        self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
+        self.actions_by_name["redo"].setEnabled(doc.history.can_redo())
+        self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — isegformer")
+        if doc.dirty:
+            self.autosave_timer.start()
+
+    def _on_threshold(self, value: int) -> None:
+        if self.project is not None:
+            self.project.threshold = value / 100
+        if self.doc is not None:
+            self.doc.threshold = value / 100
+            self.refresh()
+
+    def _on_brush_radius(self, value: int) -> None:
+        self.canvas.brush_radius = value
+
+    def _on_tool(self, name: str) -> None:
+        self.canvas.tool = name
+
+    def _on_labels_changed(self) -> None:
+        self.settings.labels = self.labels.to_json()
+        self.objects_panel.refresh()
+
+    # ------------------------------------------------------------ saving
+    def save_now(self) -> bool:
+        """Write the autosave sidecar of the open image; False (with a message) on failure."""
+        if self.project is None:
+            return True
+        try:
+            self.project.save()
+        except OSError as exc:
+            self.inform("Autosave", f"Could not write the autosave file: {exc}", error=True)
+            return False
+        self.refresh()
+        return True
+
+    def _save_or_warn(self) -> bool:
+        return self.save_now()
+
+    def export_dialog(self, all_images: bool = True) -> None:
+        dialogs.export_with_dialog(self, all_images)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self.doc is not None and self.doc.dirty and not dialogs.confirm_close(self):
+            event.ignore()
+            return
+        self.settings.opacity = self.view_panel.opacity.value() / 100
+        self.settings.threshold = self.view_panel.threshold.value() / 100
+        self.settings.brush_radius = self.view_panel.brush.value()
+        self.settings.labels = self.labels.to_json()
+        try:
+            self.settings.save()
+        except OSError as exc:
+            self.inform("Settings", f"Could not save settings: {exc}")
+        self.worker.stop()
+        event.accept()
+

@@ -1,0 +1,227 @@
+"""Side panels: objects (select/rename/recolour/hide/delete/z-order), labels, view and tools."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QColorDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QRadioButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from isegformer_app.state.document import Document
+from isegformer_app.state.labels import LabelClass, LabelList
+
+
+def color_icon(color: tuple[int, int, int]) -> QIcon:
+    pix = QPixmap(14, 14)
+    pix.fill(QColor(*color))
+    return QIcon(pix)
+
+
+def _button(text: str, slot, tip: str = "") -> QPushButton:
+    b = QPushButton(text)
+    b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keep Space/A/D for the shortcuts
+    b.setToolTip(tip)
+    b.clicked.connect(slot)
+    return b
+
+
+def ask_color(parent: QWidget, initial: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    chosen = QColorDialog.getColor(QColor(*initial), parent, "Choose colour")
+    return (chosen.red(), chosen.green(), chosen.blue()) if chosen.isValid() else None
+
+
+class ObjectsPanel(QGroupBox):
+    """Finished objects, top of the z-order first; the check box shows/hides an object."""
+
+    def __init__(self, labels: LabelList, parent=None) -> None:
+        super().__init__("Objects", parent)
+        self.labels = labels
+        self.doc: Document | None = None
+        self.list = QListWidget()
+        self.list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.list.currentItemChanged.connect(self._on_select)
+        self.list.itemChanged.connect(self._on_check)
+        grid = QGridLayout()
+        buttons = [("Rename", self.rename), ("Colour", self.recolor), ("Delete", self.delete),
+                   ("Up", lambda: self.move(+1)), ("Down", lambda: self.move(-1))]  # fmt: skip
+        for i, (text, slot) in enumerate(buttons):
+            grid.addWidget(_button(text, slot), i // 3, i % 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+        layout.addLayout(grid)
+        self._filling = False
+
+    def set_document(self, doc: Document | None) -> None:
+        self.doc = doc
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._filling = True
+        self.list.clear()
+        if self.doc is not None:
+            for index in reversed(range(len(self.doc.objects))):
+                obj = self.doc.objects[index]
+                item = QListWidgetItem(color_icon(obj.color), f"{index + 1}  {obj.label}")
+                item.setData(Qt.ItemDataRole.UserRole, obj.uid)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if obj.visible else Qt.CheckState.Unchecked)
+                self.list.addItem(item)
+                if obj.uid == self.doc.selected_uid:
+                    self.list.setCurrentItem(item)
+        self._filling = False
+
+    def selected_uid(self) -> int | None:
+        return self.doc.selected_uid if self.doc else None
+
+    def _on_select(self, item: QListWidgetItem | None, _prev=None) -> None:
+        if self._filling or self.doc is None:
+            return
+        self.doc.selected_uid = item.data(Qt.ItemDataRole.UserRole) if item else None
+        self.doc.notify()
+
+    def _on_check(self, item: QListWidgetItem) -> None:
+        if self._filling or self.doc is None:
+            return
+        uid = item.data(Qt.ItemDataRole.UserRole)
+        self.doc.set_visible(uid, item.checkState() == Qt.CheckState.Checked)
+
+    def rename(self) -> None:
+        uid = self.selected_uid()
+        if uid is None:
+            return
+        obj = self.doc.object(uid)
+        names = self.labels.names()
+        current = names.index(obj.label) if obj.label in names else 0
+        name, ok = QInputDialog.getItem(self, "Rename object", "Class label:", names, current, True)
+        if ok and name.strip():
+            self.labels.ensure(name.strip())
+            self.doc.rename_object(uid, name.strip())
+
+    def recolor(self) -> None:
+        uid = self.selected_uid()
+        if uid is not None:
+            color = ask_color(self, self.doc.object(uid).color)
+            if color is not None:
+                self.doc.recolor_object(uid, color)
+
+    def delete(self) -> None:
+        uid = self.selected_uid()
+        if uid is not None:
+            self.doc.delete_object(uid)
+
+    def move(self, delta: int) -> None:
+        uid = self.selected_uid()
+        if uid is not None:
+            self.doc.move_object(uid, self.doc.object_index(uid) + delta)
+
+
+class LabelsPanel(QGroupBox):
+    """The editable class list; the selected class is given to the next finished object."""
+
+    changed = Signal()
+
+    def __init__(self, labels: LabelList, parent=None) -> None:
+        super().__init__("Labels", parent)
+        self.labels = labels
+        self.list = QListWidget()
+        self.list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        row = QHBoxLayout()
+        for text, slot in (("Add", self.add), ("Rename", self.rename), ("Colour", self.recolor)):
+            row.addWidget(_button(text, slot))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+        layout.addLayout(row)
+        self.refresh()
+        self.list.setCurrentRow(0)
+
+    def refresh(self) -> None:
+        row = max(0, self.list.currentRow())
+        self.list.clear()
+        for i, cls in enumerate(self.labels.classes, start=1):
+            self.list.addItem(QListWidgetItem(color_icon(cls.color), f"{i}  {cls.name}"))
+        self.list.setCurrentRow(min(row, len(self.labels) - 1))
+
+    def current(self) -> LabelClass:
+        """The selected class (the first one if none is selected)."""
+        return self.labels.classes[max(0, self.list.currentRow())]
+
+    def add(self) -> None:
+        name, ok = QInputDialog.getText(self, "New label", "Class name:")
+        if ok and name.strip():
+            self.labels.ensure(name.strip())
+            self.refresh()
+            self.list.setCurrentRow(len(self.labels) - 1)
+            self.changed.emit()
+
+    def rename(self) -> None:
+        cls = self.current()
+        name, ok = QInputDialog.getText(self, "Rename label", "Class name:", text=cls.name)
+        if ok and name.strip() and name.strip() != cls.name:
+            try:
+                self.labels.rename(cls.name, name.strip())
+            except ValueError as exc:
+                self.window().inform("Rename label", str(exc), error=True)
+                return
+            self.refresh()
+            self.changed.emit()
+
+    def recolor(self) -> None:
+        cls = self.current()
+        color = ask_color(self, cls.color)
+        if color is not None:
+            cls.color = color
+            self.refresh()
+            self.changed.emit()
+
+
+class ViewPanel(QGroupBox):
+    """Tool choice, brush size, overlay opacity and probability threshold (slider units: 1/100)."""
+
+    tool_changed = Signal(str)
+
+    def __init__(self, opacity: float, threshold: float, brush_radius: int, parent=None) -> None:
+        super().__init__("View and tools", parent)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(round(opacity * 100))
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(1, 99)
+        self.threshold.setValue(round(threshold * 100))
+        self.brush = QSpinBox()
+        self.brush.setRange(1, 200)
+        self.brush.setValue(brush_radius)
+        self.tools = QButtonGroup(self)
+        tool_row = QHBoxLayout()
+        for name, text in (("click", "Click"), ("brush", "Brush"), ("eraser", "Eraser")):
+            radio = QRadioButton(text)
+            radio.setObjectName(name)
+            radio.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            radio.setChecked(name == "click")
+            self.tools.addButton(radio)
+            tool_row.addWidget(radio)
+        self.tools.buttonClicked.connect(lambda b: self.tool_changed.emit(b.objectName()))
+        form = QFormLayout(self)
+        form.addRow("Tool", tool_row)
+        form.addRow("Brush radius", self.brush)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Threshold", self.threshold)
+
+    def set_tool(self, name: str) -> None:
+        for b in self.tools.buttons():
+            b.setChecked(b.objectName() == name)
+        self.tool_changed.emit(name)

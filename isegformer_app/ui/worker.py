@@ -1,0 +1,195 @@
+"""Inference in a background thread: the GUI thread only posts requests and receives signals.
+
+Control jobs (load an engine/checkpoint, set the image) run in the order posted. Prediction
+requests are *coalesced*: only the latest one waits, a newer request replaces an older waiting one,
+so a burst of clicks during a slow prediction costs one more prediction, not one per click.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+from model.clicks import Click
+
+
+@dataclass
+class PredictRequest:
+    """``image_key`` identifies the image the clicks belong to; ``prev_mask`` HxW float32."""
+
+    image_key: str
+    clicks: list[Click]
+    prev_mask: np.ndarray | None
+    request_id: int = 0
+
+
+@dataclass
+class PredictResult:
+    request: PredictRequest
+    prob: np.ndarray  # HxW float32
+    latency_ms: float
+    engine: str = ""
+
+
+@dataclass
+class _Job:
+    kind: str  # "engine" | "image"
+    payload: object
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class InferenceWorker(QThread):
+    """Owns the predictor; every call on it happens in this thread."""
+
+    prediction_ready = Signal(object)  # PredictResult
+    engine_ready = Signal(str, str)  # engine name, device
+    failed = Signal(str, str)  # what ("engine" | "image" | "predict"), message for the user
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._pending: PredictRequest | None = None
+        self._stop = False
+        self._next_id = 0
+        self.predictor = None
+        self.image_key: str | None = None
+        self.coalesced = 0  # requests replaced before they ran (for tests / diagnostics)
+        # predictor state after each predicted click list of the current image (undo, coalescing)
+        self._states: OrderedDict[tuple, object] = OrderedDict()
+        self._last_key: tuple | None = None
+
+    # ------------------------------------------------------------ GUI side
+    def load_engine(self, factory: Callable[[], object], label: str, device: str = "cpu") -> None:
+        """Build a predictor with ``factory()`` in the worker; emits engine_ready or failed."""
+        self._post(_Job("engine", factory, label, {"device": device}))
+
+    def set_image(self, key: str, image: np.ndarray) -> None:
+        self._post(_Job("image", image, key))
+
+    def request(self, req: PredictRequest) -> int:
+        """Queue a prediction (replacing a waiting one); returns its request id."""
+        with self._cond:
+            self._next_id += 1
+            req.request_id = self._next_id
+            if self._pending is not None:
+                self.coalesced += 1
+            self._pending = req
+            self._cond.notify()
+        return req.request_id
+
+    def latest_request_id(self) -> int:
+        return self._next_id
+
+    def stop(self, timeout_ms: int = 10000) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self.wait(timeout_ms)
+
+    def _post(self, job: _Job) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            self._cond.notify()
+
+    # --------------------------------------------------------- worker side
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._stop or self._jobs or self._pending):
+                    self._cond.wait()
+                if self._stop:
+                    return
+                job = self._jobs.popleft() if self._jobs else None
+                req = None
+                if job is None:
+                    req, self._pending = self._pending, None
+            self.busy_changed.emit(True)
+            try:
+                if job is not None:
+                    self._run_job(job)
+                elif req is not None:
+                    self._run_predict(req)
+            finally:
+                with self._cond:
+                    idle = not (self._jobs or self._pending)
+                if idle:
+                    self.busy_changed.emit(False)
+
+    def _run_job(self, job: _Job) -> None:
+        if job.kind == "engine":
+            try:
+                predictor = job.payload()
+            except Exception as exc:  # any failure to build must leave the app usable
+                self.failed.emit("engine", f"{job.label}: {exc}")
+                return
+            self.predictor = predictor
+            if self._image is not None:
+                self._safe_set_image(self._image)
+            self.engine_ready.emit(getattr(predictor, "name", job.label), job.extra.get("device", "cpu"))
+        elif job.kind == "image":
+            self._image, self.image_key = job.payload, job.label
+            if self.predictor is not None:
+                self._safe_set_image(job.payload)
+
+    _image: np.ndarray | None = None
+
+    def _safe_set_image(self, image: np.ndarray) -> None:
+        self._states.clear()
+        self._last_key = None
+        try:
+            self.predictor.set_image(image)
+        except Exception as exc:
+            self.failed.emit("image", f"The model could not take this image: {exc}")
+
+    def _run_predict(self, req: PredictRequest) -> None:
+        if self.predictor is None:
+            self.failed.emit("predict", "No segmentation engine is loaded (Model menu).")
+            return
+        if req.image_key != self.image_key:
+            return  # the image changed since the click: drop it
+        start = time.perf_counter()
+        key = tuple((c.y, c.x, c.is_positive) for c in req.clicks)
+        try:
+            self._restore_prefix_state(key)
+            prob = self.predictor.predict(req.clicks, prev_mask=req.prev_mask)
+            self._remember_state(key)
+        except Exception as exc:
+            traceback.print_exc()
+            self.failed.emit("predict", f"Prediction failed: {exc}")
+            return
+        latency = (time.perf_counter() - start) * 1000.0
+        name = getattr(self.predictor, "name", "")
+        result = PredictResult(req, np.asarray(prob, np.float32), latency, name)
+        self.prediction_ready.emit(result)
+
+    MAX_STATES = 32
+
+    def _restore_prefix_state(self, key: tuple) -> None:
+        """Put the predictor in the state it had after the longest predicted prefix of ``key``.
+
+        A new object (no predicted prefix) starts from ``reset()``; an undone or coalesced click
+        list continues from the state of the clicks it shares with an earlier prediction.
+        """
+        for n in range(len(key) - 1, 0, -1):
+            if key[:n] in self._states:
+                if self._last_key != key[:n]:
+                    self.predictor.set_state(self._states[key[:n]])
+                return
+        self.predictor.reset()
+
+    def _remember_state(self, key: tuple) -> None:
+        self._last_key = key
+        self._states[key] = self.predictor.get_state()
+        self._states.move_to_end(key)
+        while len(self._states) > self.MAX_STATES:
+            self._states.popitem(last=False)

@@ -1,0 +1,319 @@
+"""pytest-qt tests driving the real main window (offscreen) with a small fake click predictor."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from isegformer_app.settings import Settings
+from isegformer_app.state.imageio import read_png
+from isegformer_app.ui import dialogs
+from isegformer_app.ui.main_window import MainWindow
+
+RADIUS = 12
+
+
+class DiskPredictor:
+    """Fake ClickPredictor: union of disks at positive clicks minus disks at negative ones."""
+
+    name = "disks"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[int] = []  # number of clicks of each prediction
+        self.thread_ids: set[int] = set()
+        self.shape = (0, 0)
+        self.events: list[tuple] = []  # ("reset",) / ("set_state", state) in call order
+        self.state: tuple = ()  # the clicks of the last prediction
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.shape = image.shape[:2]
+
+    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+        self.thread_ids.add(threading.get_ident())
+        time.sleep(self.delay)
+        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
+        prob = np.zeros(self.shape, np.float32)
+        for c in clicks:
+            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
+            prob[inside] = 0.9 if c.is_positive else 0.05
+        self.calls.append(len(clicks))
+        self.state = tuple(c.coords for c in clicks)
+        return prob
+
+    def get_state(self):
+        return self.state
+
+    def set_state(self, state) -> None:
+        self.events.append(("set_state", state))
+        self.state = state
+
+    def reset(self) -> None:
+        self.events.append(("reset",))
+        self.state = ()
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    """Record QMessageBox warnings instead of showing them; closing discards by default."""
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Save)
+    return seen
+
+
+def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
+    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: predictor})
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
+    return window
+
+
+def click(qtbot, window: MainWindow, y: int, x: int, button=Qt.MouseButton.LeftButton, mods=None) -> None:
+    pos = window.canvas.image_to_view(y, x)
+    qtbot.mouseClick(window.canvas.viewport(), button, mods or Qt.KeyboardModifier.NoModifier, pos)
+
+
+def predicted(window: MainWindow, n_clicks: int):
+    return lambda: window.doc.prob is not None and len(window.doc.clicks) == n_clicks and not (
+        window.doc.needs_prediction())
+
+
+def test_clicks_predict_in_worker_and_undo_redo(qtbot, tmp_path, images, messages) -> None:
+    predictor = DiskPredictor()
+    window = make_window(qtbot, tmp_path, predictor)
+    assert window.open_path(images)
+    click(qtbot, window, 60, 50)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    mask = window.doc.current_mask()
+    assert mask[60, 50] and mask[60, 50 + RADIUS] and not mask[60, 50 + RADIUS + 2] and not mask[5, 5]
+    assert threading.get_ident() not in predictor.thread_ids  # inference ran off the GUI thread
+    assert "ms" in window.latency_label.text() and "disks" in window.latency_label.text()
+
+    click(qtbot, window, 60, 56, Qt.MouseButton.RightButton)  # negative
+    qtbot.waitUntil(predicted(window, 2), timeout=5000)
+    assert not window.doc.current_mask()[60, 56] and window.doc.current_mask()[60, 40]
+    click(qtbot, window, 20, 120, mods=Qt.KeyboardModifier.ShiftModifier)  # Shift = negative too
+    qtbot.waitUntil(predicted(window, 3), timeout=5000)
+    assert [c.is_positive for c in window.doc.clicks] == [True, False, False]
+
+    calls = len(predictor.calls)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(window.doc.clicks) == 1 and window.doc.current_mask()[60, 56]  # restored from the cache
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert len(window.doc.clicks) == 2 and not window.doc.current_mask()[60, 56]
+    assert len(predictor.calls) == calls  # undo/redo needed no new prediction
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
+    assert window.doc.clicks == [] and not window.doc.current_mask().any()
+    window.close()
+
+
+def test_clicks_during_slow_prediction_are_coalesced(qtbot, tmp_path, images, messages) -> None:
+    predictor = DiskPredictor(delay=0.4)
+    window = make_window(qtbot, tmp_path, predictor)
+    window.open_path(images / "a.png")
+    for x in (20, 40, 60, 80, 100):
+        click(qtbot, window, 60, x)
+    assert window.busy_bar.isVisible()
+    qtbot.waitUntil(predicted(window, 5), timeout=10000)
+    assert predictor.calls[-1] == 5 and len(predictor.calls) < 5  # intermediate click lists skipped
+    assert window.worker.coalesced >= 1
+    assert all(window.doc.current_mask()[60, x] for x in (20, 40, 60, 80, 100))
+    qtbot.waitUntil(lambda: not window.busy_bar.isVisible(), timeout=5000)
+    window.close()
+
+
+def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages) -> None:
+    predictor = DiskPredictor()
+    window = make_window(qtbot, tmp_path, predictor)
+    window.open_path(images)
+    click(qtbot, window, 40, 40)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)  # finish object 1
+    assert len(window.doc.objects) == 1 and window.doc.clicks == []
+    click(qtbot, window, 48, 48)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    window.labels_panel.list.setCurrentRow(2)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)  # object 2 overlaps object 1 and is on top
+    assert [o.label for o in window.doc.objects] == ["object", "animal"]
+    window.actions_by_name["undo"].trigger()
+    assert len(window.doc.objects) == 1 and len(window.doc.clicks) == 1
+    window.actions_by_name["redo"].trigger()
+    assert len(window.doc.objects) == 2
+
+    window.view_panel.set_tool("brush")
+    window.doc.selected_uid = window.doc.objects[0].uid
+    start, end = window.canvas.image_to_view(100, 10), window.canvas.image_to_view(100, 30)
+    qtbot.mousePress(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(window.canvas.viewport(), end)
+    qtbot.mouseRelease(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    assert window.doc.objects[0].mask[100, 10:31].all()  # brush stroke added to object 1
+    expected = window.doc.instance_map()
+    assert expected[32, 32] == 1 and expected[48, 48] == 2 and expected[100, 20] == 1
+
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # next image: autosaves a.png
+    assert window.doc.path.name == "b.png"
+    out = tmp_path / "export"
+    assert dialogs.export_to(window, out) == 1
+    exported = read_png(out / "masks" / "a.png")
+    assert np.array_equal(exported, expected)
+    assert (out / "images" / "a.png").is_file() and (out / "classes" / "a.png").is_file()
+    window.close()
+
+    again = make_window(qtbot, tmp_path, DiskPredictor())
+    again.open_path(images)
+    assert [o.label for o in again.doc.objects] == ["object", "animal"]
+    assert np.array_equal(again.doc.instance_map(), exported)
+    assert [c.coords for c in again.doc.objects[1].clicks] == [(48.0, 48.0)]
+    again.close()
+
+
+def test_bad_checkpoint_and_bad_image_keep_app_usable(qtbot, tmp_path, images, messages) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    window.models.load_checkpoint(bad)
+    qtbot.waitUntil(lambda: len(messages) == 1, timeout=30000)
+    assert "broken.pth" in messages[0][1] and "previous model stays active" in messages[0][1]
+    assert window.models.active == ("engine", "disks")
+
+    (images / "zz_truncated.png").write_bytes((images / "a.png").read_bytes()[:300])
+    window.open_path(images)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # b.png
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # truncated: message, b.png stays open
+    assert len(messages) == 2 and "zz_truncated.png" in messages[1][1]
+    assert window.doc.path.name == "b.png"
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert window.doc.current_mask()[30, 30]
+    assert not window.open_path(tmp_path / "missing.png") and len(messages) == 3
+    window.close()
+
+
+def test_close_prompts_for_unsaved_work(qtbot, tmp_path, images, monkeypatch) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.open_path(images / "a.png")
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Cancel)
+    assert not window.close() and window.isVisible() and "1 clicks" in asked[0]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Save)
+    assert window.close()
+    assert (images / ".isegformer" / "a.png.isegformer.npz").is_file()
+
+
+def test_screenshot_with_mask(qtbot, tmp_path, messages) -> None:
+    import shutil
+    from pathlib import Path
+
+    sample = tmp_path / "sample.jpg"  # a copy: the autosave must not land in resources/
+    shutil.copy(Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg", sample)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.resize(1100, 700)
+    window.open_path(sample)
+    click(qtbot, window, 200, 250)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
+    click(qtbot, window, 150, 120)
+    click(qtbot, window, 160, 130, Qt.MouseButton.RightButton)
+    qtbot.waitUntil(predicted(window, 2), timeout=5000)
+    shot = window.grab()
+    assert shot.width() == 1100 and shot.save(str(tmp_path / "app.png"))
+    view = window.canvas.viewport().grab().toImage()
+    rgb = window.doc.image.rgb.astype(float)
+    # 50 % opacity: finished object in its class colour, current object in the highlight colour
+    for (y, x), color in (((200, 240), (128, 0, 0)), ((146, 116), (255, 200, 0)), ((20, 20), None)):
+        c = view.pixelColor(window.canvas.image_to_view(y, x))
+        expected = rgb[y, x] if color is None else 0.5 * rgb[y, x] + 0.5 * np.array(color)
+        assert np.abs(np.array([c.red(), c.green(), c.blue()]) - expected).max() < 12, (y, x)
+    window.close()
+
+
+def test_object_panel_huge_image_notice_and_zoom(qtbot, tmp_path, messages) -> None:
+    Image.fromarray(np.full((300, 2000, 3), 120, np.uint8)).save(tmp_path / "wide.png")
+    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: DiskPredictor()},
+                        max_side=500)  # fmt: skip
+    qtbot.addWidget(window)
+    window.show()
+    assert window.open_path(tmp_path / "wide.png")
+    assert window.doc.shape == (75, 500) and "2000x300" in window.message_label.text()
+    click(qtbot, window, 30, 100)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
+    click(qtbot, window, 30, 300)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
+    panel = window.objects_panel.list
+    assert panel.count() == 2 and panel.item(0).text().endswith("object")  # top of the z-order first
+    panel.setCurrentRow(1)  # the bottom object (uid 1)
+    assert window.doc.selected_uid == window.doc.objects[0].uid
+    panel.item(1).setCheckState(Qt.CheckState.Unchecked)
+    assert not window.doc.objects[0].visible
+    window.actions_by_name["undo"].trigger()
+    assert window.doc.objects[0].visible
+    window.objects_panel.move(+1)  # raise the selected object to the top
+    assert window.doc.objects[1].uid == 1 and panel.item(0).text().startswith("2")
+    window.actions_by_name["delete"].trigger()
+    assert [o.uid for o in window.doc.objects] == [2]
+
+    before = window.canvas.transform().m11()
+    pos = window.canvas.image_to_view(30, 100)
+    qtbot.wait(10)
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    wheel = QWheelEvent(QPointF(pos), QPointF(window.canvas.viewport().mapToGlobal(pos)), QPoint(0, 0),
+                        QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)  # fmt: skip
+    QApplication.sendEvent(window.canvas.viewport(), wheel)
+    assert window.canvas.transform().m11() == pytest.approx(before * 1.25**2)
+    after = window.canvas.image_to_view(30, 100)
+    assert abs(after.x() - pos.x()) <= 2  # zoomed at the cursor (vertically the image still fits: centred)
+    viewport = window.canvas.viewport()
+    qtbot.mousePress(viewport, Qt.MouseButton.MiddleButton, pos=after)
+    qtbot.mouseMove(viewport, after + QPoint(-50, 0))
+    qtbot.mouseRelease(viewport, Qt.MouseButton.MiddleButton, pos=after + QPoint(-50, 0))
+    panned = window.canvas.image_to_view(30, 100)
+    assert panned.x() == after.x() - 50 and len(window.doc.clicks) == 0  # drag pans, does not click
+    window.close()
+
+
+def test_worker_restores_predictor_state_for_new_objects_and_undo(qtbot, tmp_path, images, messages) -> None:
+    predictor = DiskPredictor()
+    window = make_window(qtbot, tmp_path, predictor)
+    window.open_path(images / "a.png")
+    for n, (y, x) in enumerate(((30, 30), (30, 40), (30, 50)), start=1):
+        click(qtbot, window, y, x)
+        qtbot.waitUntil(predicted(window, n), timeout=5000)
+    assert predictor.events == [("reset",)]  # first click of the object only
+    window.undo()
+    window.undo()
+    click(qtbot, window, 80, 80)  # continues from the state after the first click, not the third
+    qtbot.waitUntil(predicted(window, 2), timeout=5000)
+    assert predictor.events[-1] == ("set_state", ((30.0, 30.0),))
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
+    click(qtbot, window, 100, 100)  # a new object starts from a reset predictor
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert predictor.events[-1] == ("reset",) and predictor.state == ((100.0, 100.0),)
+    window.close()

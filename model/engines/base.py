@@ -1,0 +1,260 @@
+"""Shared plumbing of the built-in click engines (no network, no weights).
+
+:class:`ClickEngine` does what every engine needs: it converts the image to HxWx3 uint8, picks the
+view to work on (the whole image shrunk to a working size at the first click, then a zoomed box
+around the object), maps clicks into it (dropping clicks outside the image), remembers the last
+probability map and zoom box (undo state) and pastes the view's map back into the full image.
+A subclass only implements :meth:`ClickEngine._prepare` (per view) and :meth:`ClickEngine._segment`
+(per click).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model.clicks import Click
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1, HxWx3 or HxWx4 (any numeric dtype) -> contiguous HxWx3 uint8.
+
+    Floats in [0, 1] are scaled by 255; other values are clipped to [0, 255].
+    """
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
+    array = array[:, :, :3]
+    if array.dtype != np.uint8:
+        values = array.astype(np.float32)
+        if np.issubdtype(array.dtype, np.floating) and values.size and float(np.nanmax(values)) <= 1.0:
+            values = values * 255.0
+        array = np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+@dataclass(frozen=True)
+class WorkClicks:
+    """Clicks in view pixels: ``ys``/``xs`` int arrays (N,), ``positive`` bool (N,), in click order."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    positive: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ys)
+
+
+@dataclass(frozen=True)
+class View:
+    """The part of the image an engine works on: ``rect`` = (y0, y1, x0, x1) in full-image pixels
+    (end exclusive), ``image`` = that part resized to hxwx3 uint8, ``data`` = the engine's
+    per-view precomputation (:meth:`ClickEngine._prepare`)."""
+
+    rect: tuple[int, int, int, int]
+    image: np.ndarray
+    data: Any
+
+
+class ClickEngine:
+    """Base of the weight-free engines; implements the ``ClickPredictor`` protocol.
+
+    ``work_size``: the longest side of the working image (larger images are shrunk with area
+    averaging). From the second click on, the engine zooms in: it works on a box around the previous
+    mask and the positive clicks, grown by ``zoom_expansion`` of its size on each side (at least
+    ``zoom_min_size`` of the image's longest side), enlarged up to ``max_upscale`` times; the box is
+    kept while it still holds the object (it is part of the undo state).
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        work_size: int = 256,
+        zoom: bool = True,
+        zoom_expansion: float = 0.4,
+        zoom_min_size: float = 0.2,
+        max_upscale: float = 3.0,
+    ) -> None:
+        if work_size < 8:
+            raise ValueError(f"work_size must be at least 8, got {work_size}")
+        self.work_size = int(work_size)
+        self.zoom = zoom
+        self.zoom_expansion = zoom_expansion
+        self.zoom_min_size = zoom_min_size
+        self.max_upscale = max_upscale
+        self._image: np.ndarray | None = None
+        self._global: View | None = None
+        self._zoomed: View | None = None
+        self._last: np.ndarray | None = None
+        self._rect: tuple[int, int, int, int] | None = None
+
+    @property
+    def _full_shape(self) -> tuple[int, int] | None:
+        return None if self._image is None else self._image.shape[:2]
+
+    # -- ClickPredictor protocol ---------------------------------------------------------------
+    def set_image(self, image: np.ndarray) -> None:
+        """Take a new image (HxW / HxWx3 / HxWx4); forgets the previous prediction."""
+        self._image = as_rgb_uint8(image)
+        height, width = self._image.shape[:2]
+        self._global = self._make_view((0, 0 + height, 0, width), upscale=1.0)
+        self._zoomed = None
+        self.reset()
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        """All clicks so far -> HxW float32 probabilities in [0, 1] at full image size."""
+        if self._image is None or self._global is None:
+            raise RuntimeError("predict() called before set_image()")
+        full_shape = self._image.shape[:2]
+        if prev_mask is None:
+            prev_mask = self._last
+        elif np.shape(prev_mask) != full_shape:
+            raise ValueError(f"prev_mask has shape {np.shape(prev_mask)}, image is {full_shape}")
+        inside = [c for c in clicks if _inside(c, full_shape)]
+        probs = np.zeros(full_shape, np.float32)
+        if any(c.is_positive for c in inside):
+            view = self._choose_view(inside, prev_mask)
+            y0, y1, x0, x1 = view.rect
+            work_clicks = _to_view_clicks(inside, view)
+            prev_view = None if prev_mask is None else _resize(np.asarray(prev_mask, np.float32)[y0:y1, x0:x1],
+                                                               view.image.shape[:2])
+            if work_clicks.positive.any():
+                probs_view = self._segment(view, work_clicks, prev_view)
+                probs[y0:y1, x0:x1] = np.clip(_resize(probs_view, (y1 - y0, x1 - x0)), 0.0, 1.0)
+        self._last = probs
+        return probs.copy()
+
+    def get_state(self) -> Any:
+        """Everything ``predict`` depends on besides the clicks: (last probability map or None, zoom box)."""
+        return (None if self._last is None else self._last.copy(), self._rect)
+
+    def set_state(self, state: Any) -> None:
+        """Restore a state returned by :meth:`get_state`."""
+        last, rect = state
+        if last is not None:
+            last = np.array(last, dtype=np.float32)
+            if self._full_shape is not None and last.shape != self._full_shape:
+                raise ValueError(f"state map has shape {last.shape}, image is {self._full_shape}")
+        self._last = last
+        self._rect = None if rect is None else tuple(int(v) for v in rect)
+
+    def reset(self) -> None:
+        """Forget the previous prediction and zoom box (start a new object on the same image)."""
+        self._last = None
+        self._rect = None
+
+    # -- to implement --------------------------------------------------------------------------
+    def _prepare(self, work_image: np.ndarray) -> Any:
+        """Per-view precomputation on the hxwx3 uint8 working image (stored as ``View.data``)."""
+        return None
+
+    def _segment(self, view: View, clicks: WorkClicks, prev: np.ndarray | None) -> np.ndarray:
+        """Clicks (at least one positive) in view pixels, previous hxw map or None -> hxw float32 in [0, 1]."""
+        raise NotImplementedError
+
+    # -- views ---------------------------------------------------------------------------------
+    def _make_view(self, rect: tuple[int, int, int, int], upscale: float) -> View:
+        assert self._image is not None
+        y0, y1, x0, x1 = rect
+        crop = self._image[y0:y1, x0:x1]
+        scale = min(upscale, self.work_size / max(crop.shape[:2]))
+        if scale != 1.0:
+            size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, size, interpolation=interpolation)
+        crop = np.ascontiguousarray(crop)
+        return View(rect, crop, self._prepare(crop))
+
+    def _choose_view(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> View:
+        """The global view at the first click, else the zoom box around the previous mask and clicks."""
+        assert self._image is not None and self._global is not None
+        if not self.zoom or prev_mask is None:
+            self._rect = None
+            return self._global
+        height, width = self._image.shape[:2]
+        region = np.asarray(prev_mask) > 0.5
+        ys, xs = np.nonzero(region)
+        pos_y = [int(c.y) for c in clicks if c.is_positive]
+        pos_x = [int(c.x) for c in clicks if c.is_positive]
+        ys = np.concatenate([ys, pos_y]).astype(int)
+        xs = np.concatenate([xs, pos_x]).astype(int)
+        needed = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        if self._rect is not None and _contains(self._rect, _expanded_box(needed, 0.05, 0, (height, width))):
+            rect = self._rect
+        else:
+            rect = _expanded_box(needed, self.zoom_expansion, self.zoom_min_size * max(height, width),
+                                 (height, width))
+        if (rect[1] - rect[0]) * (rect[3] - rect[2]) > 0.6 * height * width:
+            self._rect = None
+            return self._global
+        self._rect = rect
+        if self._zoomed is None or self._zoomed.rect != rect:
+            self._zoomed = self._make_view(rect, self.max_upscale)
+        return self._zoomed
+
+
+def _inside(click: Click, shape: tuple[int, int]) -> bool:
+    y, x = float(click.y), float(click.x)
+    return bool(np.isfinite(y) and np.isfinite(x) and 0 <= y < shape[0] and 0 <= x < shape[1])
+
+
+def _to_view_clicks(clicks: Sequence[Click], view: View) -> WorkClicks:
+    """Full-image clicks -> view pixels (clicks outside the view are dropped), in click order."""
+    y0, y1, x0, x1 = view.rect
+    h, w = view.image.shape[:2]
+    ys, xs, positive = [], [], []
+    for click in clicks:
+        y, x = float(click.y) - y0, float(click.x) - x0
+        if 0 <= y < y1 - y0 and 0 <= x < x1 - x0:
+            ys.append(min(h - 1, int((y + 0.5) * h / (y1 - y0))))
+            xs.append(min(w - 1, int((x + 0.5) * w / (x1 - x0))))
+            positive.append(bool(click.is_positive))
+    return WorkClicks(np.array(ys, np.int64), np.array(xs, np.int64), np.array(positive, bool))
+
+
+def _resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """hxw float map -> ``shape`` (area averaging when shrinking, bilinear when enlarging), float32."""
+    values = values.astype(np.float32)
+    if values.shape == tuple(shape):
+        return values
+    shrink = shape[0] * shape[1] < values.shape[0] * values.shape[1]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(values, (shape[1], shape[0]), interpolation=interpolation)
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2] and inner[3] <= outer[3]
+
+
+def _expanded_box(
+    box: tuple[int, int, int, int], expansion: float, min_size: float, shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Grow ``box`` (y0, y1, x0, x1) by ``expansion`` of its size per side, to at least ``min_size``
+    per dimension, clipped to the image ``shape``."""
+    result = []
+    for lo, hi, limit in ((box[0], box[1], shape[0]), (box[2], box[3], shape[1])):
+        size = max((hi - lo) * (1 + 2 * expansion), min_size)
+        centre = (lo + hi) / 2
+        start = int(np.floor(centre - size / 2))
+        stop = int(np.ceil(centre + size / 2))
+        start, stop = max(0, start), min(limit, stop)
+        result.extend([start, max(stop, start + 1)])
+    return result[0], result[1], result[2], result[3]
+
+
+def disk_mask(shape: tuple[int, int], ys: np.ndarray, xs: np.ndarray, radius: float) -> np.ndarray:
+    """Bool hxw map of the union of disks of ``radius`` px around the given pixels."""
+    mask = np.zeros(shape, np.uint8)
+    r = max(0, int(round(radius)))
+    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
+        cv2.circle(mask, (int(x), int(y)), r, 1, thickness=-1)
+    return mask.astype(bool)

@@ -1,0 +1,453 @@
+"""The network Predictor and its transforms against the original predictor's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from model.clicks import Click, clicks_from_array
+from model.predictor import ClickPredictor, Predictor
+from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, ZoomIn
+
+
+class ToyNet(nn.Module):
+    """The deterministic stand-in network of the reference README (float32), vectorised over points:
+
+    ``logit = -4 + 6 * prev + 2 * (R - B)``, plus ``8 * exp(-d2 / (2 * (0.08 * s)^2))`` for each valid
+    positive point and minus ``8 * exp(-d2 / (2 * (0.05 * s)^2))`` for each valid negative point,
+    ``d2`` = squared pixel distance in the network input, ``s = max(h, w)``.
+    """
+
+    with_prev_mask = True
+
+    def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        _, _, h, w = image.shape
+        s = max(h, w)
+        logits = -4 + 6 * image[:, 3] + 2 * (image[:, 0] - image[:, 2])  # (B, h, w)
+        n = points.shape[1] // 2
+        y, x = points[:, :, 0, None, None], points[:, :, 1, None, None]  # (B, 2N, 1, 1)
+        rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+        cols = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+        d2 = (rows - y) ** 2 + (cols - x) ** 2  # (B, 2N, h, w)
+        sigma = torch.tensor([0.08 * s] * n + [0.05 * s] * n).view(1, 2 * n, 1, 1)
+        sign = torch.tensor([8.0] * n + [-8.0] * n).view(1, 2 * n, 1, 1)
+        valid = (points[:, :, :2].amax(dim=2) >= 0).float().view(*points.shape[:2], 1, 1)
+        bumps = valid * sign * torch.exp(-d2 / (2 * sigma**2))
+        return {"instances": (logits + bumps.sum(dim=1)).unsqueeze(1)}
+
+
+def toy_background_probs(image: np.ndarray, prev: float = 0.0) -> np.ndarray:
+    """What the ToyNet predicts on the full image with no clicks (the flip average changes nothing)."""
+    rgb = image.astype(np.float32) / 255
+    return 1 / (1 + np.exp(-(-4 + 6 * prev + 2 * (rgb[..., 0] - rgb[..., 2]))))
+
+
+@pytest.fixture(scope="module")
+def toy_reference(reference_dir: Path) -> dict[str, np.ndarray]:
+    return dict(np.load(reference_dir / "predictor_toynet_zoomin_flip.npz"))
+
+
+@pytest.fixture(scope="module")
+def six_channel_reference(reference_dir: Path) -> dict[str, np.ndarray]:
+    return dict(np.load(reference_dir / "predictor_6ch_zoomin_flip.npz"))
+
+
+@pytest.fixture(scope="module")
+def six_channel_model(reference_dir: Path) -> nn.Module:
+    from model.checkpoint import load_checkpoint
+
+    return load_checkpoint(reference_dir / "isegformer_tiny_6ch_prevmask.pth", device="cpu")
+
+
+def toy_predictor(**kwargs) -> Predictor:
+    return Predictor(ToyNet(), device="cpu", **kwargs)
+
+
+def run_clicks(predictor: Predictor, clicks: list[Click]) -> list[np.ndarray]:
+    return [predictor.predict(clicks[: k + 1]) for k in range(len(clicks))]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+# --- the original's outputs ------------------------------------------------------------------------
+
+
+def test_toynet_reproduces_reference_boxes_and_maps(toy_reference: dict[str, np.ndarray]) -> None:
+    predictor = toy_predictor()
+    assert isinstance(predictor, ClickPredictor)
+    predictor.set_image(toy_reference["image"])
+    clicks = clicks_from_array(toy_reference["clicks"])
+    for k in range(len(clicks)):
+        probs = predictor.predict(clicks[: k + 1])
+        roi = predictor.zoom_in.object_roi
+        assert (roi or (-1, -1, -1, -1)) == tuple(toy_reference["rois"][k]), f"click {k + 1}"
+        assert probs.dtype == np.float32 and probs.shape == toy_reference["image"].shape[:2]
+        err = np.abs(probs - toy_reference["probs"][k]).max()
+        assert err <= 1e-3, f"click {k + 1}: max abs error {err}"
+
+
+def test_six_channel_segformer_reproduces_reference(
+    six_channel_model: nn.Module, six_channel_reference: dict[str, np.ndarray]
+) -> None:
+    predictor = Predictor(six_channel_model, device="cpu")
+    assert predictor.with_prev_mask
+    predictor.set_image(six_channel_reference["image"])
+    clicks = clicks_from_array(six_channel_reference["clicks"])
+    for k, probs in enumerate(run_clicks(predictor, clicks)):
+        close = np.abs(probs - six_channel_reference["probs"][k]) <= 1e-3
+        assert close.mean() >= 0.999, f"click {k + 1}: only {close.mean():.5f} of pixels within 1e-3"
+
+
+# --- behaviour ---------------------------------------------------------------------------------------
+
+
+def test_undo_then_redo_reproduces_identical_maps(toy_reference: dict[str, np.ndarray]) -> None:
+    predictor = toy_predictor()
+    predictor.set_image(toy_reference["image"])
+    clicks = clicks_from_array(toy_reference["clicks"])
+    states, maps = [predictor.get_state()], []
+    for k in range(len(clicks)):
+        maps.append(predictor.predict(clicks[: k + 1]))
+        states.append(predictor.get_state())
+
+    # undo back to after click 3 (box set at click 2), then redo clicks 4.. (box changes at click 5)
+    predictor.set_state(states[3])
+    for k in range(3, len(clicks)):
+        assert np.array_equal(predictor.predict(clicks[: k + 1]), maps[k]), f"redo of click {k + 1}"
+    # undo everything: the state before the first click
+    predictor.set_state(states[0])
+    assert predictor.zoom_in.object_roi is None
+    assert np.array_equal(predictor.predict(clicks[:1]), maps[0])
+    # a wrong click after an undo, then undo it and go on as before
+    predictor.set_state(states[2])
+    wrong = predictor.predict([*clicks[:2], Click(10, 10, True, 2)])
+    assert not np.allclose(wrong, maps[2])
+    predictor.set_state(states[2])
+    assert np.array_equal(predictor.predict(clicks[:3]), maps[2])
+
+
+def test_reset_and_new_image_start_over(toy_reference: dict[str, np.ndarray]) -> None:
+    predictor = toy_predictor()
+    image = toy_reference["image"]
+    predictor.set_image(image)
+    clicks = clicks_from_array(toy_reference["clicks"])
+    first = run_clicks(predictor, clicks[:3])
+    predictor.reset()
+    assert predictor.zoom_in.object_roi is None
+    assert np.array_equal(predictor.predict(clicks[:1]), first[0])
+    predictor.set_image(image[:, ::-1])  # a new image forgets the old clicks' effects
+    predictor.set_image(image)
+    assert np.array_equal(predictor.predict(clicks[:1]), first[0])
+
+    state = predictor.get_state()
+    predictor.set_image(image[:100])
+    with pytest.raises(ValueError, match="size"):
+        predictor.set_state(state)
+
+
+def test_zero_clicks_run_the_network_on_padding_points(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    predictor = toy_predictor()
+    predictor.set_image(image)
+    probs = predictor.predict([])
+    np.testing.assert_allclose(probs, toy_background_probs(image), atol=1e-6)
+    # the prediction is fed back: a second call sees prev = the first map
+    rgb = image.astype(np.float32) / 255
+    again = 1 / (1 + np.exp(-(-4 + 6 * probs + 2 * (rgb[..., 0] - rgb[..., 2]))))
+    np.testing.assert_allclose(predictor.predict([]), again, atol=1e-5)
+
+
+def test_prev_mask_argument_replaces_the_fed_back_prediction(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    predictor = toy_predictor()
+    predictor.set_image(image)
+    ones = np.ones(image.shape[:2], dtype=bool)
+    np.testing.assert_allclose(
+        predictor.predict([], prev_mask=ones), toy_background_probs(image, 1.0), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="prev_mask"):
+        predictor.predict([], prev_mask=ones[:10])
+
+
+def test_clicks_outside_the_image_are_ignored(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    h, w = image.shape[:2]
+    inside = [Click(190, 160, True, 0), Click(150, 250, True, 1)]
+    outside = [
+        Click(-3, 40, True, 2),
+        Click(h, 20, True, 3),
+        Click(30, w + 0.5, False, 4),
+        Click(5, -0.5, False, 5),
+    ]
+
+    reference = toy_predictor()
+    reference.set_image(image)
+    expected = run_clicks(reference, inside)
+
+    predictor = toy_predictor()
+    predictor.set_image(image)
+    assert np.array_equal(predictor.predict([inside[0], *outside]), expected[0])
+    assert np.array_equal(predictor.predict([inside[0], *outside, inside[1]]), expected[1])
+    assert predictor.zoom_in.object_roi == reference.zoom_in.object_roi
+
+    only_outside = toy_predictor()
+    only_outside.set_image(image)
+    np.testing.assert_allclose(only_outside.predict(outside), toy_background_probs(image), atol=1e-6)
+
+
+def test_only_negative_clicks(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    predictor = toy_predictor()
+    predictor.set_image(image)
+    clicks = [Click(100, 100, False, 0), Click(200, 300, False, 1), Click(300, 50, False, 2)]
+    maps = run_clicks(predictor, clicks)
+    background = toy_background_probs(image)
+    for probs, click in zip(maps, clicks, strict=True):
+        assert np.isfinite(probs).all()
+        assert probs[int(click.y), int(click.x)] < 0.5 * background[int(click.y), int(click.x)]
+    assert predictor.zoom_in.object_roi is None  # nothing above 0.5: no box to zoom into
+
+
+def test_zoom_in_with_skip_zero_recomputes_a_small_first_object(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    predictor = toy_predictor(zoom_in=ZoomIn(skip_clicks=0))
+    predictor.set_image(image)
+    probs = predictor.predict([Click(190, 160, True, 0)])
+    # first pass unzoomed; its object (~95 px, box IoU with the image < 0.5) -> a zoomed second pass
+    roi = predictor.zoom_in.object_roi
+    assert roi is not None and roi[1] - roi[0] < 300
+    rmin, rmax, cmin, cmax = roi
+    outside = np.ones(probs.shape, dtype=bool)
+    outside[rmin : rmax + 1, cmin : cmax + 1] = False
+    assert (probs[outside] == 0).all() and probs[190, 160] > 0.9
+
+
+def test_without_zoom_or_flip_matches_the_plain_network(toy_reference: dict[str, np.ndarray]) -> None:
+    image = toy_reference["image"]
+    predictor = toy_predictor(zoom_in=None, with_flip=False)
+    predictor.set_image(image)
+    click = Click(190, 160, True, 0)
+    x = torch.cat(
+        (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, torch.zeros(1, 1, *image.shape[:2])), 1
+    )
+    logits = ToyNet()(x, torch.tensor([[[190.0, 160.0, 0.0], [-1, -1, -1]]]))["instances"]
+    np.testing.assert_allclose(predictor.predict([click]), torch.sigmoid(logits)[0, 0].numpy(), atol=1e-6)
+
+
+def test_max_size_limits_the_network_input(toy_reference: dict[str, np.ndarray]) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    class Recording(ToyNet):
+        def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+            seen.append(tuple(image.shape))
+            return super().forward(image, points)
+
+    predictor = Predictor(Recording(), device="cpu", zoom_in=None, max_size=250)
+    predictor.set_image(toy_reference["image"])
+    probs = predictor.predict([Click(190, 160, True, 0)])
+    assert seen == [(2, 4, 188, 250)] and probs.shape == (375, 500)
+    full = toy_predictor(zoom_in=None)
+    full.set_image(toy_reference["image"])
+    assert iou(probs > 0.49, full.predict([Click(190, 160, True, 0)]) > 0.49) > 0.97
+
+
+# --- input checking ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((20, 30, 3), np.float32),
+        np.zeros((20, 30, 2), np.uint8),
+        np.zeros((20, 30, 3), np.int32),
+        np.zeros((0, 30, 3), np.uint8),
+        np.zeros((20, 0), np.uint8),
+        np.zeros((1, 20, 30, 3), np.uint8),
+        np.zeros(30, np.uint8),
+        [[1, 2], [3, 4]],
+    ],
+    ids=["float", "2ch", "int32", "no-rows", "no-cols", "4d", "1d", "list"],
+)
+def test_unusable_images_raise_one_clear_error(bad: object) -> None:
+    predictor = toy_predictor()
+    with pytest.raises(ValueError, match="image must be"):
+        predictor.set_image(bad)  # type: ignore[arg-type]
+
+
+def test_predict_before_set_image_and_fp16_on_cpu_are_refused() -> None:
+    with pytest.raises(RuntimeError, match="set_image"):
+        toy_predictor().predict([Click(1, 1, True, 0)])
+    with pytest.raises(ValueError, match="fp16"):
+        toy_predictor(autocast="fp16")
+    with pytest.raises(ValueError, match="autocast"):
+        toy_predictor(autocast="int8")
+
+
+def test_accepted_image_layouts_give_the_same_maps(toy_reference: dict[str, np.ndarray]) -> None:
+    image = np.ascontiguousarray(toy_reference["image"][:200, :240])
+    clicks = [Click(100, 120, True, 0), Click(60, 50, False, 1)]
+    gray = image[..., 1]
+
+    def maps_of(img: np.ndarray) -> list[np.ndarray]:
+        predictor = toy_predictor()
+        predictor.set_image(img)
+        return run_clicks(predictor, clicks)
+
+    expected = maps_of(image)
+    rgba = np.concatenate((image, np.full(image.shape[:2] + (1,), 7, np.uint8)), axis=2)
+    strided = np.zeros((200, 480, 3), np.uint8)
+    strided[:, ::2] = image
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    readonly = image.copy()
+    readonly.flags.writeable = False
+    for name, img in [
+        ("rgba", rgba),
+        ("uint16", image.astype(np.uint16) * 257),
+        ("non-contiguous", strided[:, ::2]),
+        ("negative strides", mirrored[:, ::-1]),
+        ("read-only", readonly),
+    ]:
+        for got, want in zip(maps_of(img), expected, strict=True):
+            assert np.array_equal(got, want), name
+    expected_gray = maps_of(np.repeat(gray[..., None], 3, axis=2))
+    for img in (gray, gray[..., None]):
+        for got, want in zip(maps_of(img), expected_gray, strict=True):
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 500), (3, 2000), (700, 2)])
+def test_tiny_and_thin_images(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    predictor = toy_predictor()
+    predictor.set_image(image)
+    clicks = [
+        Click(0, 0, True, 0),
+        Click(shape[0] - 1, shape[1] - 1, True, 1),
+        Click(0, shape[1] // 2, False, 2),
+    ]
+    for probs in run_clicks(predictor, clicks):
+        assert probs.shape == shape and probs.dtype == np.float32
+        assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
+        assert probs[0, 0] > 0.5
+
+
+def test_tiny_images_with_the_segformer(six_channel_model: nn.Module) -> None:
+    predictor = Predictor(six_channel_model, device="cpu")
+    for shape in [(1, 1), (2, 300), (300, 5)]:
+        predictor.set_image(np.full((*shape, 3), 128, np.uint8))
+        probs = predictor.predict([Click(0, 0, True, 0), Click(shape[0] - 1, shape[1] - 1, False, 1)])
+        assert probs.shape == shape and np.isfinite(probs).all()
+
+
+# --- transforms on their own --------------------------------------------------------------------------
+
+
+def test_zoom_in_box_click_scaling_and_paste_back() -> None:
+    zoom = ZoomIn()
+    probs = torch.zeros(1, 1, 375, 500)
+    probs[0, 0, 100:151, 200:261] = 0.9
+    zoom.set_state(((375, 500), None, probs, False))
+    clicks = [Click(120, 230, True, 0), Click(10, 10, False, 1)]
+    image = torch.rand(1, 4, 375, 500)
+    crop, (tclicks,) = zoom.apply(image, [clicks])
+    # bbox 100..150 x 200..260, x1.4 -> at least 200 px: centre 125 +-100, 230 +-100
+    assert zoom.object_roi == (25, 225, 130, 330) and zoom.image_changed
+    assert tuple(crop.shape) == (1, 4, 400, 400)
+    assert tclicks[0].coords == pytest.approx((400 * 95 / 201, 400 * 100 / 201))
+    assert tclicks[1].coords == pytest.approx((400 * -15 / 201, 400 * -120 / 201))
+    torch.testing.assert_close(crop[:, :, 0, 0], image[:, :, 25, 130])
+    torch.testing.assert_close(crop[:, :, -1, -1], image[:, :, 225, 330])
+
+    back = zoom.inverse(torch.full((1, 1, 400, 400), 0.7))
+    assert tuple(back.shape) == (1, 1, 375, 500)
+    assert torch.allclose(back[0, 0, 25:226, 130:331], torch.tensor(0.7))
+    assert back.sum().item() == pytest.approx(0.7 * 201 * 201, rel=1e-5)
+
+    # same box kept while positive clicks stay inside and the new box overlaps well
+    zoom.apply(image, [[*clicks, Click(130, 240, True, 2)]])
+    assert zoom.object_roi == (25, 225, 130, 330) and not zoom.image_changed
+    # a positive click on the box's last row counts as outside (as in the original): new box, rows
+    # 100..225 -> centre 162.5 +- 100 -> 62.5..262.5, rounded half to even
+    zoom.set_state(((375, 500), (25, 225, 130, 330), probs, False))
+    zoom.apply(image, [[*clicks, Click(225, 200, True, 2)]])
+    assert zoom.object_roi == (62, 262, 130, 330) and zoom.image_changed
+    # a positive click outside the box makes a new one
+    zoom.apply(image, [[*clicks, Click(300, 450, True, 2)]])
+    assert zoom.object_roi != (25, 225, 130, 330) and zoom.image_changed
+
+
+def test_zoom_in_unzoomed_call_is_not_squeezed_into_a_stale_box() -> None:
+    zoom = ZoomIn()
+    zoom.set_state(((375, 500), (25, 225, 130, 330), torch.zeros(1, 1, 375, 500), False))
+    image = torch.rand(1, 4, 375, 500)
+    out, _ = zoom.apply(image, [[Click(120, 230, True, 0), Click(10, 10, False, 1)]])
+    assert out is image  # empty previous mask: no zoom
+    maps = torch.rand(1, 1, 375, 500)
+    assert zoom.inverse(maps) is maps
+
+
+def test_flip_limit_and_pad_transforms() -> None:
+    image = torch.rand(1, 4, 30, 50)
+    flip = AddHorizontalFlip()
+    doubled, lists = flip.apply(image, [[Click(3, 7, True, 0)]])
+    assert doubled.shape[0] == 2 and torch.equal(doubled[1], image[0].flip(2))
+    assert lists[1][0].coords == (3, 50 - 7 - 1)
+    logits = torch.stack((torch.full((1, 30, 50), 2.0), torch.zeros(1, 30, 50)))
+    assert torch.allclose(flip.inverse(logits), torch.ones(1, 1, 30, 50))
+
+    limit = LimitLongestSide(max_size=25)
+    small, (clicks,) = limit.apply(image, [[Click(15, 20, True, 0)]])
+    assert tuple(small.shape[2:]) == (15, 25) and clicks[0].coords == pytest.approx((7.5, 10.0))
+    assert tuple(limit.inverse(torch.rand(1, 1, 15, 25)).shape[2:]) == (30, 50)
+    same, _ = limit.apply(torch.rand(1, 4, 20, 25), [[]])
+    assert tuple(same.shape[2:]) == (20, 25)
+    maps = torch.rand(1, 1, 20, 25)
+    assert limit.inverse(maps) is maps
+
+    pad = PadToMinSize(32)
+    padded, _ = pad.apply(image, [[]])
+    assert tuple(padded.shape[2:]) == (32, 50) and padded[:, :, 30:].abs().sum() == 0
+    assert torch.equal(pad.inverse(padded[:, :1]), image[:, :1])
+
+
+# --- reduced precision ---------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_on_cpu_agrees_with_fp32(
+    six_channel_model: nn.Module, six_channel_reference: dict[str, np.ndarray]
+) -> None:
+    clicks = clicks_from_array(six_channel_reference["clicks"][:2])  # one full-image pass, one zoomed
+    results = {}
+    for autocast in (None, "bf16"):
+        predictor = Predictor(six_channel_model, device="cpu", autocast=autocast)
+        predictor.set_image(six_channel_reference["image"])
+        results[autocast] = run_clicks(predictor, clicks)
+    for full, half in zip(results[None], results["bf16"], strict=True):
+        assert iou(full > 0.49, half > 0.49) >= 0.99
+        assert np.abs(full - half).max() < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("autocast", ["fp16", "bf16"])
+def test_cuda_autocast_agrees_with_fp32(
+    autocast: str, reference_dir: Path, six_channel_reference: dict[str, np.ndarray]
+) -> None:
+    from model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(reference_dir / "isegformer_tiny_6ch_prevmask.pth", device="cuda")
+    clicks = clicks_from_array(six_channel_reference["clicks"])
+    results = {}
+    for mode in (None, autocast):
+        predictor = Predictor(model, device="cuda", autocast=mode)
+        predictor.set_image(six_channel_reference["image"])
+        results[mode] = run_clicks(predictor, clicks)
+    for k, (full, half) in enumerate(zip(results[None], results[autocast], strict=True)):
+        assert iou(full > 0.49, half > 0.49) >= 0.99, f"click {k + 1}"
+        assert np.abs(full - half).max() < 0.05, f"click {k + 1}"

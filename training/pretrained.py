@@ -1,0 +1,174 @@
+"""ImageNet-pretrained MiT (SegFormer encoder) weights from a file the user provides (no download).
+
+Two namings are understood:
+
+* official NVlabs SegFormer (``mit_b0.pth`` …): ``patch_embed1.proj``, ``block1.0.attn.q``/``kv``/``proj``/
+  ``sr``/``norm``, ``block1.0.mlp.fc1``/``dwconv.dwconv``/``fc2`` (linears), ``norm1`` …; ``head.*``
+  (the ImageNet classifier) is dropped;
+* mmseg (``mit2mmseg`` converted, as the iSegFormer code loads them): ``layers.0.0.projection``,
+  ``layers.0.1.0.attn.attn.in_proj_weight`` (q, k, v rows), ``attn.attn.out_proj``, ``attn.norm``,
+  ``ffn.layers.0/1/4`` (1x1 convs), ``layers.0.2`` (stage norm).
+
+Both are mapped onto our :class:`~model.modeling.mit.MixVisionTransformer` names (``stages.i.patch_embed.
+projection``, ``stages.i.blocks.j.attn.q``/``kv`` …). The RGB kernel of the first projection is extended to
+the model's 5/6 input channels the way iSegFormer's v3 configs do: ``cat([w, w])`` along the input
+channels (the prev-mask/click channels start as copies of the R, G, B kernels); for 5 channels the
+copy is cut after G.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model.modeling.interactive import InteractiveModel
+
+STEM_KEY = "stages.0.patch_embed.projection.weight"
+
+_OFFICIAL_RULES = (
+    (
+        re.compile(r"^patch_embed(\d+)\.proj\.(.+)$"),
+        lambda s, r: f"stages.{int(s) - 1}.patch_embed.projection.{r}",
+    ),
+    (re.compile(r"^patch_embed(\d+)\.norm\.(.+)$"), lambda s, r: f"stages.{int(s) - 1}.patch_embed.norm.{r}"),
+    (re.compile(r"^norm(\d+)\.(.+)$"), lambda s, r: f"stages.{int(s) - 1}.norm.{r}"),
+)
+_OFFICIAL_BLOCK = re.compile(r"^block(\d+)\.(\d+)\.(.+)$")
+_OFFICIAL_BLOCK_PARTS = {
+    "attn.norm.": "attn.sr_norm.",
+    "mlp.dwconv.dwconv.": "ffn.dwconv.",
+    "mlp.fc1.": "ffn.fc1.",
+    "mlp.fc2.": "ffn.fc2.",
+}
+_MMSEG_STAGE = re.compile(r"^layers\.(\d+)\.([02])\.(.+)$")
+_MMSEG_BLOCK = re.compile(r"^layers\.(\d+)\.1\.(\d+)\.(.+)$")
+_MMSEG_BLOCK_PARTS = {
+    "attn.attn.out_proj.": "attn.proj.",
+    "attn.norm.": "attn.sr_norm.",
+    "ffn.layers.0.": "ffn.fc1.",
+    "ffn.layers.1.": "ffn.dwconv.",
+    "ffn.layers.4.": "ffn.fc2.",
+}
+
+
+class PretrainedError(ValueError):
+    """The weights file is unreadable, in an unknown naming, or does not fit the model's encoder."""
+
+
+def _rename_part(rest: str, parts: dict[str, str]) -> str:
+    for old, new in parts.items():
+        if rest.startswith(old):
+            return new + rest[len(old) :]
+    return rest
+
+
+def _conv1x1(value: torch.Tensor, key: str) -> torch.Tensor:
+    """Linear (out, in) weights of the official FFN become our 1x1 conv shape (out, in, 1, 1)."""
+    if key.endswith(("ffn.fc1.weight", "ffn.fc2.weight")) and value.dim() == 2:
+        return value[:, :, None, None]
+    return value
+
+
+def from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NVlabs naming -> our encoder names (classifier ``head.*`` dropped)."""
+    out = {}
+    for key, value in state.items():
+        new = None
+        if m := _OFFICIAL_BLOCK.match(key):
+            stage, block, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
+            new = f"stages.{stage}.blocks.{block}.{_rename_part(rest, _OFFICIAL_BLOCK_PARTS)}"
+        else:
+            for pattern, build in _OFFICIAL_RULES:
+                if m := pattern.match(key):
+                    new = build(m.group(1), m.group(2))
+                    break
+        if new is not None:
+            out[new] = _conv1x1(value, new)
+    return out
+
+
+def from_mmseg(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """mmseg naming -> our encoder names (packed ``in_proj`` split into ``q`` and ``kv``)."""
+    out = {}
+    for key, value in state.items():
+        if m := _MMSEG_BLOCK.match(key):
+            prefix = f"stages.{m.group(1)}.blocks.{m.group(2)}."
+            rest = m.group(3)
+            if rest.startswith("attn.attn.in_proj_"):
+                kind = rest.rsplit("_", 1)[1]
+                dim = value.shape[0] // 3
+                out[f"{prefix}attn.q.{kind}"] = value[:dim]
+                out[f"{prefix}attn.kv.{kind}"] = value[dim:]
+            else:
+                out[prefix + _rename_part(rest, _MMSEG_BLOCK_PARTS)] = value
+        elif m := _MMSEG_STAGE.match(key):
+            part = "patch_embed." if m.group(2) == "0" else "norm."
+            out[f"stages.{m.group(1)}.{part}{m.group(3)}"] = value
+    return out
+
+
+def extend_stem(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """(C, 3, k, k) RGB kernel -> (C, in_channels, k, k) by repeating the RGB kernel (iSegFormer v3)."""
+    if weight.shape[1] == in_channels:
+        return weight
+    copies = -(-in_channels // weight.shape[1])
+    return torch.cat([weight] * copies, dim=1)[:, :in_channels].contiguous()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file (``state_dict``/``model`` entries unwrapped, ``backbone.`` stripped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PretrainedError(f"pretrained weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise PretrainedError(f"{path}: not a readable weights file ({error})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise PretrainedError(f"{path}: expected a state dict")
+    return {k.removeprefix("backbone."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def convert_mit_state_dict(state: dict[str, torch.Tensor], in_channels: int) -> dict[str, torch.Tensor]:
+    """Either naming -> our encoder keys, stem extended to ``in_channels``."""
+    if any(k.startswith("patch_embed1.") for k in state):
+        ours = from_official(state)
+    elif any(k.startswith("layers.0.0.") for k in state):
+        ours = from_mmseg(state)
+    else:
+        sample = ", ".join(sorted(state)[:5])
+        raise PretrainedError(f"unknown MiT naming (expected patch_embed1.* or layers.0.0.*; got {sample} …)")
+    if STEM_KEY in ours:
+        ours[STEM_KEY] = extend_stem(ours[STEM_KEY], in_channels)
+    return ours
+
+
+def load_mit_pretrained(model: InteractiveModel | nn.Module, path: str | Path) -> int:
+    """Load MiT ImageNet weights into a SegFormer model's encoder; returns the number of tensors loaded.
+
+    Every encoder tensor must be present with the right shape (PretrainedError otherwise).
+    """
+    encoder = getattr(getattr(model, "network", None), "encoder", None)
+    if encoder is None:
+        raise PretrainedError("MiT pretrained weights need a SegFormer model (network.encoder)")
+    target = encoder.state_dict()
+    ours = convert_mit_state_dict(read_state_dict(path), target[STEM_KEY].shape[1])
+    missing = sorted(set(target) - set(ours))
+    if missing:
+        raise PretrainedError(
+            f"{path}: {len(missing)} encoder tensors missing (wrong MiT variant?), e.g. {missing[:3]}"
+        )
+    wrong = [k for k in target if ours[k].shape != target[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise PretrainedError(
+            f"{path}: shape mismatch for {k}: file {tuple(ours[k].shape)}, model {tuple(target[k].shape)}"
+        )
+    encoder.load_state_dict({k: ours[k] for k in target})
+    return len(target)

@@ -1,0 +1,250 @@
+"""``isegformer-train``: train an interactive segmentation model (one GPU, the CPU, or torchrun).
+
+    isegformer-train segformer_b0 --data-root /data/cocolvis --output runs/b0
+    torchrun --nproc_per_node=4 -m training.train segformer_b0 --data-root /data/cocolvis ...
+
+The configured batch size is the global one; under torchrun each process takes its share and its
+GPU (``cuda:LOCAL_RANK``), or the gloo backend on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from model.build import build_model
+from model.checkpoint import CheckpointError
+from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
+from training.config import Config, ConfigError, load_config
+from training.data.augment import Augmentation
+from training.data.cocolvis import CocoLvisSource
+from training.data.dataset import InteractiveDataset, SampleSource
+from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
+from training.data.sample import TrainSample
+from training.datasets.base import DatasetError
+from training.points_sampler import MultiPointSampler
+from training.pretrained import PretrainedError, load_mit_pretrained
+from training.trainer import RESUME_FILE, ProcessGroup, Trainer
+
+DATASET_KINDS = ("cocolvis", "sbd", "pascalvoc", "app-export")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(name: str) -> Path:
+    """A TOML path, or the name of a shipped configuration (``segformer_b0`` -> training/configs/...)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.stem}.toml"
+    return shipped if shipped.is_file() and path.parent == Path(".") else path
+
+
+def build_from_config(config: Config) -> InteractiveModel:
+    """The model of ``[model]``: loaded from ``weights`` if given, else randomly initialised."""
+    cfg = config.model
+    if cfg.weights:
+        from model.checkpoint import load_checkpoint
+
+        model = load_checkpoint(cfg.weights)
+        if hasattr(model.network, "backbone_lr_mult"):
+            model.network.backbone_lr_mult = cfg.backbone_lr_mult
+        return model
+    if cfg.name == "segformer_custom":
+        from model.modeling.mit import MiTConfig
+        from model.modeling.segformer import build_segformer
+
+        encoding = ClickEncoding(fusion=ClickFusion.NAIVE_CONCAT, with_prev_mask=cfg.with_prev_mask)
+        mit = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.mit.items()}
+        try:
+            mit_config = MiTConfig(**mit, in_channels=3 + encoding.coord_channels)
+        except TypeError as error:
+            raise ConfigError(f"[model] mit: {error}") from None
+        model = build_segformer(
+            mit_config, encoding, head_channels=cfg.head_channels, backbone_lr_mult=cfg.backbone_lr_mult
+        )
+    elif cfg.name.startswith("segformer_"):
+        model = build_model(cfg.name, with_prev_mask=cfg.with_prev_mask, head_channels=cfg.head_channels)
+    else:
+        try:
+            model = build_model(cfg.name, with_prev_mask=cfg.with_prev_mask)
+        except KeyError as error:
+            raise ConfigError(str(error)) from None
+    if hasattr(model.network, "backbone_lr_mult"):
+        model.network.backbone_lr_mult = cfg.backbone_lr_mult
+    return model
+
+
+class _Subset:
+    """Some images of a source (the app-export train/validation split)."""
+
+    def __init__(self, source: InstancesSource, indices: list[int]) -> None:
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int, rng: np.random.Generator) -> TrainSample:
+        return self.source.load(self.indices[index], rng)
+
+
+def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
+    """(training source, validation source or None) of ``[data] dataset`` under ``[data] root``."""
+    data = config.data
+    root = Path(data.root)
+    if not data.root:
+        raise ConfigError("no dataset folder: give --data-root or [data] root")
+    kind = data.dataset.lower()
+    if kind == "cocolvis":
+        train = CocoLvisSource(root, "train", stuff_prob=data.stuff_prob)
+        val = CocoLvisSource(root, "val") if (root / "val").is_dir() else None
+        return train, val
+    if kind == "sbd":
+        from training.datasets.sbd import SBDDataset
+
+        val = InstancesSource(SBDDataset(root, "val")) if (root / "val.txt").is_file() else None
+        return InstancesSource(SBDDataset(root, "train"), SBD_BUGGY_MASK_THRESHOLD), val
+    if kind == "pascalvoc":
+        from training.datasets.pascal_voc import PascalVOCDataset
+
+        has_val = (root / "ImageSets" / "Segmentation" / "val.txt").is_file()
+        val = InstancesSource(PascalVOCDataset(root, "val")) if has_val else None
+        return InstancesSource(PascalVOCDataset(root, "train")), val
+    if kind == "app-export":
+        from training.datasets.export import ExportDataset
+
+        source = InstancesSource(ExportDataset(root))
+        count = len(source)
+        held_out = min(count - 1, round(count * data.val_fraction))
+        if held_out <= 0:
+            return source, None
+        return _Subset(source, list(range(count - held_out))), _Subset(
+            source, list(range(count - held_out, count))
+        )
+    raise ConfigError(f"unknown dataset {data.dataset!r}; known: {', '.join(DATASET_KINDS)}")
+
+
+def build_train_set(config: Config, source: SampleSource) -> InteractiveDataset:
+    data, points = config.data, config.points
+    sampler = MultiPointSampler(
+        points.max_num_points,
+        prob_gamma=points.prob_gamma,
+        merge_objects_prob=points.merge_objects_prob,
+        max_num_merged_objects=points.max_num_merged_objects,
+        first_click_center=points.first_click_center,
+    )
+    augmentation = Augmentation(crop_size=tuple(data.crop_size), scale_range=tuple(data.scale_range))
+    return InteractiveDataset(
+        source,
+        augmentation,
+        sampler,
+        min_object_area=data.min_object_area,
+        keep_background_prob=data.keep_background_prob,
+        epoch_len=data.epoch_len,
+        seed=config.train.seed,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="isegformer-train", description=__doc__.split("\n\n")[0])
+    shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    parser.add_argument("config", help=f"training configuration (TOML file) or a shipped one: {shipped}")
+    parser.add_argument("--data-root", help="dataset folder (overrides [data] root)")
+    parser.add_argument("--dataset", choices=DATASET_KINDS, help="dataset kind (overrides [data] dataset)")
+    parser.add_argument("--output", default="runs/train", help="folder for checkpoints and logs")
+    parser.add_argument("--resume", help=f"continue from a {RESUME_FILE} written by an earlier run")
+    parser.add_argument("--epochs", type=int, help="total epochs (overrides [train] epochs)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (overrides [train] batch_size)")
+    parser.add_argument("--workers", type=int, help="data loader processes per training process")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--weights", help="fine-tune this checkpoint (original format, e.g. a zoo model)")
+    parser.add_argument("--init-mit", help="MiT ImageNet weights (official or mmseg naming) for the encoder")
+    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
+    data = dataclasses.replace(
+        config.data,
+        root=args.data_root or config.data.root,
+        dataset=args.dataset or config.data.dataset,
+        workers=config.data.workers if args.workers is None else args.workers,
+    )
+    train = dataclasses.replace(
+        config.train,
+        epochs=args.epochs or config.train.epochs,
+        batch_size=args.batch_size or config.train.batch_size,
+    )
+    model = dataclasses.replace(
+        config.model,
+        pretrained=args.init_mit or config.model.pretrained,
+        weights=args.weights or config.model.weights,
+    )
+    return dataclasses.replace(config, data=data, train=train, model=model)
+
+
+def init_process_group(device_arg: str | None) -> tuple[ProcessGroup, torch.device]:
+    """Join the torchrun job if there is one; pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return ProcessGroup(dist.get_rank(), dist.get_world_size()), device
+    return ProcessGroup(), device
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    group = ProcessGroup()
+    try:
+        config = apply_overrides(load_config(resolve_config(args.config)), args)
+        group, device = init_process_group(args.device)
+        torch.manual_seed(config.train.seed)
+        model = build_from_config(config)
+        if config.model.pretrained and not config.model.weights:
+            loaded = load_mit_pretrained(model, config.model.pretrained)
+            if group.is_main:
+                print(f"loaded {loaded} MiT tensors from {config.model.pretrained}", file=sys.stderr)
+        train_source, val_source = build_sources(config)
+        trainer = Trainer(
+            model,
+            config,
+            build_train_set(config, train_source),
+            args.output,
+            val_source,
+            device,
+            group,
+            tensorboard=args.tensorboard,
+            show_progress=not args.no_progress,
+        )
+        if args.resume:
+            trainer.load_resume(args.resume)
+        if group.is_main:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            (Path(args.output) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        trainer.fit()
+    except (ConfigError, DatasetError, PretrainedError, CheckpointError, ValueError, OSError) as error:
+        print(f"isegformer-train: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if group.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,7 @@
-"""``isegformer [PATH]``: open the annotation window on an image or a folder of images."""
+"""``isegformer [PATH]``: open the annotation window on an image, a folder of images or a volume.
+
+A ``.nii``/``.nii.gz`` file or a folder without images (a DICOM series, a BraTS case) opens as a volume.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="isegformer", description="Click-based interactive segmentation.")
-    parser.add_argument("path", nargs="?", help="an image file or a folder of images")
+    parser.add_argument("path", nargs="?", help="an image, an image folder, a NIfTI file or a DICOM folder")
     parser.add_argument("--checkpoint", help="load this model checkpoint (original iSegFormer/RITM format)")
     parser.add_argument("--engine", help="built-in engine to start with")
     parser.add_argument("--config-dir", type=Path, help="settings folder (default: the user config folder)")

@@ -18,6 +18,10 @@ DEFAULT_SHORTCUTS = {
     "finish": "Space", "reset": "Escape", "undo": "Ctrl+Z", "redo": "Ctrl+Shift+Z",
     "next": "D", "prev": "A", "fit": "F", "brush": "B", "eraser": "E", "click_tool": "C",
     "delete": "Delete", "export": "Ctrl+E", "open": "Ctrl+O",
+    "open_volume": "Ctrl+Shift+O", "axial": "1", "coronal": "2", "sagittal": "3",
+    "slice_up": "Up", "slice_down": "Down", "slice_page_up": "PgUp", "slice_page_down": "PgDown",
+    "propagate_next": "Shift+Up", "propagate_prev": "Shift+Down", "propagate_range": "Ctrl+R",
+    "wl_mode": "W", "edit_object": "Return",
 }  # fmt: skip
 
 

@@ -18,3 +18,22 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (they ship beside the repository)")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_blocking_message_boxes():
+    """Offscreen, a modal QMessageBox would wait forever (e.g. the unsaved-work prompt when pytest-qt
+    closes a window after a failed test). For the whole session the static helpers answer at once:
+    questions with Discard, notices with Ok. Tests that check dialogs monkeypatch them as before."""
+    try:
+        from PySide6.QtWidgets import QMessageBox
+    except ImportError:  # pragma: no cover - PySide6 is a dependency
+        yield
+        return
+    saved = {name: getattr(QMessageBox, name) for name in ("question", "warning", "critical", "information")}
+    QMessageBox.question = staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard)
+    for name in ("warning", "critical", "information"):
+        setattr(QMessageBox, name, staticmethod(lambda *a, **k: QMessageBox.StandardButton.Ok))
+    yield
+    for name, original in saved.items():
+        setattr(QMessageBox, name, original)

@@ -173,7 +173,9 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages) -> N
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # next image: autosaves a.png
     assert window.doc.path.name == "b.png"
     out = tmp_path / "export"
-    assert dialogs.export_to(window, out) == 1
+    task = dialogs.export_to(window, out)  # runs in a background thread
+    qtbot.waitUntil(lambda: task.handled, timeout=10000)
+    assert task.result == 1 and "Exported 1 image" in window.message_label.text()
     exported = read_png(out / "masks" / "a.png")
     assert np.array_equal(exported, expected)
     assert (out / "images" / "a.png").is_file() and (out / "classes" / "a.png").is_file()

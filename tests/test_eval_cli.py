@@ -137,7 +137,7 @@ def test_cli_with_tiny_checkpoint(tmp_path: Path, reference_dir, capsys) -> None
             "--checkpoint", str(reference_dir / "isegformer_tiny_5ch.pth"),
             "--datasets", f"GrabCut,Export={tmp_path / 'data' / 'mine'}",
             "--data-root", str(tmp_path / "data"),
-            "--device", "cpu", "--max-clicks", "3", "--iou", "0.85", "--no-zoom-in",
+            "--device", "cpu", "--max-clicks", "3", "--iou", "0.85", "--no-zoom-in", "--no-flip",
             "--output", str(output), "--no-progress",
         ]
     )  # fmt: skip

@@ -84,7 +84,8 @@ def export_items(
 ) -> int:
     """Write ``items`` to ``out_dir``; returns the number of images exported.
 
-    ``progress(done, total, name)`` is called before each image; returning False cancels.
+    ``progress(done, total, name)`` is called before each image (returning False cancels) and, with a
+    fractional ``done``, as each object of a large image is written.
     """
     out = Path(out_dir)
     coco: dict = {"images": [], "annotations": [], "categories": []}
@@ -96,7 +97,11 @@ def export_items(
     for image_id, item in enumerate(items, start=1):
         if progress is not None and progress(done, len(items), item.image_path.name) is False:
             break
-        per_image[item.image_path.stem] = _export_one(item, image_id, out, labels, coco)
+        step = None
+        if progress is not None:
+            def step(fraction: float, done=done, name=item.image_path.name) -> None:
+                progress(done + fraction, len(items), name)
+        per_image[item.image_path.stem] = _export_one(item, image_id, out, labels, coco, step)
         done += 1
     for cls_id, cls in enumerate(labels.classes, start=1):
         coco["categories"].append({"id": cls_id, "name": cls.name, "supercategory": ""})
@@ -113,7 +118,8 @@ def export_items(
     return done
 
 
-def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, coco: dict) -> dict:
+def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, coco: dict,
+                step: Callable[[float], None] | None = None) -> dict:
     h, w = item.full_size
     stem = item.image_path.stem
     atomic_write(out / "images" / item.image_path.name, item.image_path.read_bytes())
@@ -123,6 +129,8 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
     records = []
     coco["images"].append({"id": image_id, "file_name": item.image_path.name, "width": w, "height": h})
     for inst_id, obj in enumerate(item.objects, start=1):
+        if step is not None:
+            step(0.1 + 0.7 * (inst_id - 1) / len(item.objects))
         mask = full_size_mask(obj.mask, (h, w))
         class_id = labels.class_id(obj.label)
         instances[mask] = inst_id
@@ -139,6 +147,8 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
             })  # fmt: skip
     if len(labels) > 255:
         raise ValueError("more than 255 classes cannot be written as a palette PNG")
+    if step is not None:
+        step(0.8)
     atomic_write(out / "masks" / f"{stem}.png", png_bytes(instances))
     atomic_write(out / "classes" / f"{stem}.png", png_bytes(classes, palette=labels.palette()))
     return {"file": item.image_path.name, "height": h, "width": w, "exif_rotated": item.exif_rotated,

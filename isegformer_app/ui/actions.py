@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
+from isegformer_app.ui.volume_actions import add_volume_actions
+
 if TYPE_CHECKING:
     from isegformer_app.ui.main_window import MainWindow
 
@@ -44,6 +46,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         file_menu.addAction(a[key])
     file_menu.addSeparator()
     file_menu.addAction(a["quit"])
+    a.update(add_volume_actions(window, file_menu, a["prev"]))
 
     edit = bar.addMenu("&Edit")
     a["undo"] = _action(window, "&Undo", window.undo, "undo")

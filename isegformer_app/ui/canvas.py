@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -34,11 +34,14 @@ def to_qimage(array: np.ndarray) -> QImage:
 class CanvasView(QGraphicsView):
     """Left click = positive, right or Shift+left = negative; brush tools paint with the left button.
 
-    Pan with the middle button or Ctrl+left drag; the wheel zooms at the cursor.
+    Pan with the middle button or Ctrl+left drag; the wheel zooms at the cursor. Window/level: left
+    drag with the "wl" tool or Alt+left drag emits ``window_dragged`` (screen pixels moved).
+    ``pixel_aspect`` (height/width of one image pixel, from a volume's spacing) stretches the view.
     """
 
     clicked = Signal(float, float, bool)  # y, x, positive
     stroke_finished = Signal(list, bool)  # [(y, x), ...], erase
+    window_dragged = Signal(float, float)  # dx, dy (screen pixels)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -62,11 +65,18 @@ class CanvasView(QGraphicsView):
         self.image_size: tuple[int, int] = (0, 0)  # (h, w)
         self._pan_from: QPointF | None = None
         self._stroke: list[tuple[float, float]] | None = None
+        self._wl_from: QPointF | None = None
+        self.pixel_aspect = 1.0
 
     # ------------------------------------------------------------ content
-    def set_image(self, rgb: np.ndarray) -> None:
+    def set_image(self, rgb: np.ndarray, pixel_aspect: float = 1.0, keep_view: bool = False) -> None:
+        """Show ``rgb``; ``keep_view`` keeps zoom and position when the size and aspect are unchanged."""
+        same = (rgb.shape[0], rgb.shape[1]) == self.image_size and pixel_aspect == self.pixel_aspect
         self.image_size = (rgb.shape[0], rgb.shape[1])
+        self.pixel_aspect = float(pixel_aspect)
         self.image_item.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+        if keep_view and same:
+            return
         self.overlay_item.setPixmap(QPixmap())
         self.scene().setSceneRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
         self.fit_to_window()
@@ -90,8 +100,16 @@ class CanvasView(QGraphicsView):
             self.dots.append(dot)
 
     def fit_to_window(self) -> None:
-        if self.image_size[0]:
+        h, w = self.image_size
+        if not h:
+            return
+        if self.pixel_aspect == 1.0:
             self.fitInView(self.scene().sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+            return
+        view = self.viewport().rect()
+        scale = min(max(view.width() - 4, 1) / w, max(view.height() - 4, 1) / (h * self.pixel_aspect))
+        self.setTransform(QTransform.fromScale(scale, scale * self.pixel_aspect))
+        self.centerOn(w / 2, h / 2)
 
     def zoom(self, factor: float, anchor: QPoint | None = None) -> None:
         """Scale by ``factor`` keeping the image point under ``anchor`` (viewport pixels) in place."""
@@ -129,6 +147,11 @@ class CanvasView(QGraphicsView):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
+        if button == Qt.MouseButton.LeftButton and (
+            self.tool == "wl" or mods & Qt.KeyboardModifier.AltModifier
+        ):
+            self._wl_from = event.position()
+            return
         pixel = self._pixel(event)
         if pixel is None:
             return
@@ -146,6 +169,11 @@ class CanvasView(QGraphicsView):
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
             return
+        if self._wl_from is not None:
+            delta = event.position() - self._wl_from
+            self._wl_from = event.position()
+            self.window_dragged.emit(float(delta.x()), float(delta.y()))
+            return
         if self._stroke is not None:
             p = self.mapToScene(event.position().toPoint())
             self._stroke.append((float(p.y()), float(p.x())))
@@ -155,6 +183,9 @@ class CanvasView(QGraphicsView):
         if self._pan_from is not None:
             self._pan_from = None
             self.viewport().unsetCursor()
+            return
+        if self._wl_from is not None:
+            self._wl_from = None
             return
         if self._stroke is not None:
             points, self._stroke = self._stroke, None

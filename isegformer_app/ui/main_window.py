@@ -28,6 +28,8 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.overlay import render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.volume_control import VolumeController
+from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
 
 AUTOSAVE_DELAY_MS = 1500
@@ -93,6 +95,8 @@ class MainWindow(QMainWindow):
         self.models.source_changed.connect(self._on_source)
         self.models.load_failed.connect(lambda msg: self.inform("Model", msg, error=True))
         self.engine_text = "no model"
+        self.volume = VolumeController(self)  # volume mode (DICOM / NIfTI); inactive until one is opened
+        side_layout.insertWidget(0, self.volume.panel)
 
         self.actions_by_name = build_menus(self)
         self.canvas.clicked.connect(self.add_click)
@@ -115,6 +119,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ helpers
     @property
     def doc(self) -> Document | None:
+        """The open image's document, or in volume mode the volume document (shown slice by slice)."""
+        if self.volume.doc is not None:
+            return self.volume.doc
         return self.project.doc if self.project else None
 
     def inform(self, title: str, text: str, error: bool = False) -> None:
@@ -125,8 +132,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ opening
     def open_path(self, path: str | Path) -> bool:
-        """Open an image file or a folder of images; False (with a message) if impossible."""
+        """Open an image file or a folder of images; False (with a message) if impossible.
+
+        A NIfTI file or a folder without images (DICOM) is opened as a volume, in the background.
+        """
         path = Path(path)
+        if path.exists() and looks_like_volume(path):
+            return self.volume.files.open(path) is not None
         try:
             project = Project.from_path(path, sidecar_dir=self.sidecar_dir, max_side=self.max_side,
                                         threshold=self.view_panel.threshold.value() / 100)  # fmt: skip
@@ -134,8 +146,9 @@ class MainWindow(QMainWindow):
             self.inform("Open", str(exc), error=True)
             return False
         old = self.project
-        if old is not None and not self._save_or_warn():
+        if (old is not None or self.volume.active) and not self._save_or_warn():
             return False
+        self.volume.close_volume()
         self.project = project
         if not self.show_index(0):
             self.project = old
@@ -229,6 +242,9 @@ class MainWindow(QMainWindow):
             self._request_prediction()
 
     def _request_prediction(self) -> None:
+        if self.volume.active:
+            self.volume.request_prediction()
+            return
         doc = self.doc
         if doc is not None and doc.needs_prediction():
             self.worker.request(PredictRequest(self.image_key, list(doc.clicks), doc.prev_mask_for_request()))
@@ -236,6 +252,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ worker
     def _on_prediction(self, result: PredictResult) -> None:
+        if self.volume.active:
+            self.volume.on_prediction(result)
+            return
         if result.request.image_key != self.image_key or self.doc is None:
             return
         self.last_latency_ms = result.latency_ms
@@ -293,6 +312,8 @@ class MainWindow(QMainWindow):
             self.project.threshold = value / 100
         if self.doc is not None:
             self.doc.threshold = value / 100
+            if self.volume.active:
+                self.volume.doc.resync()  # the label volume follows the threshold of the current slice
             self.refresh()
 
     def _on_brush_radius(self, value: int) -> None:
@@ -307,7 +328,12 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ saving
     def save_now(self) -> bool:
-        """Write the autosave sidecar of the open image; False (with a message) on failure."""
+        """Write the autosave sidecar of the open image; False (with a message) on failure.
+
+        In volume mode the sidecar is written in the background (a copy of the labels is taken now).
+        """
+        if self.volume.active:
+            return self.volume.files.save()
         if self.project is None:
             return True
         try:
@@ -322,10 +348,20 @@ class MainWindow(QMainWindow):
         return self.save_now()
 
     def export_dialog(self, all_images: bool = True) -> None:
+        if self.volume.active:
+            self.volume.files.export_nifti_dialog()
+            return
         dialogs.export_with_dialog(self, all_images)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if self.doc is not None and self.doc.dirty and not dialogs.confirm_close(self):
+        if self.volume.active and self.volume.doc.dirty:
+            answer = dialogs.ask_unsaved(self)
+            if answer != "discard":
+                if answer == "save":  # written in the background; the window closes when it is done
+                    self.volume.files.save(then=self.close)
+                event.ignore()
+                return
+        elif self.doc is not None and self.doc.dirty and not dialogs.confirm_close(self):
             event.ignore()
             return
         self.settings.opacity = self.view_panel.opacity.value() / 100

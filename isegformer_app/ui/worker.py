@@ -40,7 +40,7 @@ class PredictResult:
 
 @dataclass
 class _Job:
-    kind: str  # "engine" | "image"
+    kind: str  # "engine" | "image" | "task"
     payload: object
     label: str = ""
     extra: dict = field(default_factory=dict)
@@ -53,6 +53,9 @@ class InferenceWorker(QThread):
     engine_ready = Signal(str, str)  # engine name, device
     failed = Signal(str, str)  # what ("engine" | "image" | "predict"), message for the user
     busy_changed = Signal(bool)
+    task_progress = Signal(int, int)  # done, total (of a run_task job)
+    task_result = Signal(object)  # an intermediate result of a run_task job
+    task_done = Signal(str, object, str)  # label, return value, error message ("" if none)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -75,6 +78,15 @@ class InferenceWorker(QThread):
 
     def set_image(self, key: str, image: np.ndarray) -> None:
         self._post(_Job("image", image, key))
+
+    def run_task(self, work: Callable, label: str) -> threading.Event:
+        """Run ``work(predictor, emit_result, emit_progress, cancel)`` in this thread (after the queued jobs).
+
+        The predictor's image is restored afterwards; returns the cancel flag of the task.
+        """
+        cancel = threading.Event()
+        self._post(_Job("task", work, label, {"cancel": cancel}))
+        return cancel
 
     def request(self, req: PredictRequest) -> int:
         """Queue a prediction (replacing a waiting one); returns its request id."""
@@ -136,12 +148,30 @@ class InferenceWorker(QThread):
             if self._image is not None:
                 self._safe_set_image(self._image)
             self.engine_ready.emit(getattr(predictor, "name", job.label), job.extra.get("device", "cpu"))
+        elif job.kind == "task":
+            self._run_task(job)
         elif job.kind == "image":
             self._image, self.image_key = job.payload, job.label
             if self.predictor is not None:
                 self._safe_set_image(job.payload)
 
     _image: np.ndarray | None = None
+
+    def _run_task(self, job: _Job) -> None:
+        if self.predictor is None:
+            self.task_done.emit(job.label, None, "No segmentation engine is loaded (Model menu).")
+            return
+        result, error = None, ""
+        try:
+            result = job.payload(self.predictor, self.task_result.emit, self.task_progress.emit,
+                                 job.extra["cancel"])
+        except Exception as exc:  # reported to the user; the worker goes on
+            traceback.print_exc()
+            error = f"{exc}" or type(exc).__name__
+        finally:
+            if self._image is not None:
+                self._safe_set_image(self._image)
+        self.task_done.emit(job.label, result, error)
 
     def _safe_set_image(self, image: np.ndarray) -> None:
         self._states.clear()

@@ -13,6 +13,7 @@ are single-channel 8-bit PNGs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def _png(array: np.ndarray) -> bytes:
 def export_slices_png(volume: Volume, labels: LabelVolume, root: Path | str, case: str, layout: str = "brats",
                       axis: str = "axial", split: str = "test", window: WindowChoice = None,
                       model_input: ModelInput | None = None,
-                      only_labelled: bool = True) -> list[ExportedSlice]:
-    """Write image/mask PNG pairs for the slices along ``axis`` (only those with labels by default)."""
+                      only_labelled: bool = True,
+                      progress: Callable[[int, int], bool | None] | None = None) -> list[ExportedSlice]:
+    """Write image/mask PNG pairs for the slices along ``axis`` (only those with labels by default).
+
+    ``progress(done, total)`` is called before each slice; returning False stops (the pairs written so
+    far are kept and returned).
+    """
     if labels.shape != volume.shape:
         raise VolumeError(f"label volume shape {labels.shape} does not match the image {volume.shape}")
     image_dir, mask_dir = layout_dirs(root, layout, split)
@@ -68,7 +74,10 @@ def export_slices_png(volume: Volume, labels: LabelVolume, root: Path | str, cas
         raise VolumeError("PNG masks hold label ids up to 255; this label volume has larger values")
     stem = safe_name(case)
     written = []
-    for index in range(volume.slice_count(axis)):
+    total = volume.slice_count(axis)
+    for index in range(total):
+        if progress is not None and progress(index, total) is False:
+            break
         mask = labels.get_slice(axis, index).astype(np.uint8)
         if only_labelled and not mask.any():
             continue

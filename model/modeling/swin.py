@@ -31,8 +31,8 @@ from model.checkpoint import (
     foreign_class,
 )
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
-from model.modeling.swin_backbone import SwinBackbone, SwinConfig, relative_position_index
 from model.modeling.segformer_head import SegFormerHead
+from model.modeling.swin_backbone import SwinBackbone, SwinConfig, relative_position_index
 
 ORIGINAL_CLASS = "isegm.model.is_swinformer_model.SwinformerModel"
 LOSS_MODULE = "isegm.model.modeling.transformer_helper.cross_entropy_loss"

@@ -1,0 +1,435 @@
+"""GUI latency benchmark: the real main window, offscreen, driven by real mouse events.
+
+    QT_QPA_PLATFORM=offscreen python -m isegformer_app.benchmark [--engine NAME | --checkpoint FILE]
+        [--clicks 20] [--warmup 1] [--device cpu|cuda] [--torch-threads N] [--volume-repeats 3]
+
+Per click (mouse press + release on the canvas viewport at a point of an object of the sample
+image) it measures, from outside the app (wrappers and event filters installed at run time):
+
+* model latency: the predictor's own ``predict()`` time (the worker's predictor, wrapped);
+* click → overlay painted: from the mouse press (the app acts on the press) and from the mouse
+  release to the end of the first viewport paint after the window put the prediction into the
+  canvas scene (a ``QEvent.Paint`` seen by an event filter on the viewport; no repaint is forced),
+  split into press → predict() started, the model, predict() returned → overlay in the scene
+  (signal delivery, the window's slot, overlay rendering) and overlay in the scene → painted;
+* event-loop stall: the longest gap between ticks of a 5 ms precise ``QTimer`` in the GUI thread,
+  over the whole click (press → painted) and over the time ``predict()`` runs.
+
+It also times opening a 160-slice 384×384 DICOM series with :mod:`isegformer_app.volumes.benchmark`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QEvent, QEventLoop, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QRegion
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+if TYPE_CHECKING:
+    from isegformer_app.ui.main_window import MainWindow
+
+SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg"
+PROBE_INTERVAL_MS = 5
+IDLE_BETWEEN_CLICKS_MS = 60
+OVERHEAD_TARGET_MS = 30.0  # click -> overlay <= model latency + this
+STALL_TARGET_MS = 50.0
+VOLUME_TARGET_S = 3.0
+
+# Click plan on resources/samples/sample.jpg (500×375): per object, (y, x, positive) in image pixels.
+OBJECT_CLICKS: tuple[tuple[tuple[int, int, bool], ...], ...] = (
+    ((190, 250, True), (110, 255, True), (235, 300, False)),  # man with the hat (shirt, face, tray)
+    ((170, 440, True), (90, 440, True), (245, 435, False)),  # man on the right (shirt, face, bowl)
+    ((70, 330, True), (45, 335, True), (130, 330, False)),  # woman in red (jacket, hood, chair)
+    ((290, 235, True), (262, 240, True), (330, 262, False)),  # water bottle (body, cap, table)
+    ((245, 435, True), (250, 470, True), (228, 400, False)),  # bowl on the right tray
+    ((310, 140, True), (300, 112, True), (335, 100, False)),  # plate on the left tray
+    ((260, 40, True), (200, 30, True), (255, 130, False)),  # person at the bottom left
+)
+
+
+@dataclass
+class ClickTiming:
+    """Milliseconds measured for one click."""
+
+    model_ms: float  # the predictor's predict() call
+    press_to_paint_ms: float  # mouse press -> overlay painted
+    release_to_paint_ms: float  # mouse release -> overlay painted
+    press_to_predict_ms: float  # mouse press -> predict() started (GUI handling, queue, worker)
+    handoff_ms: float  # predict() returned -> prediction put into the canvas scene (GUI thread)
+    shown_to_paint_ms: float  # prediction put into the canvas scene (GUI thread) -> overlay painted
+    stall_click_ms: float  # longest GUI event-loop gap, press -> painted
+    stall_predict_ms: float  # longest GUI event-loop gap while predict() runs
+    paint_covers_click: bool  # the timed paint's region contains the clicked point
+
+    @property
+    def overhead_ms(self) -> float:
+        """Click (press) -> overlay minus the model latency: what the app adds."""
+        return self.press_to_paint_ms - self.model_ms
+
+
+class TimedPredictor:
+    """Wraps a predictor's ``predict``/``set_image`` in place and records their (start, end) times.
+
+    Installed from the GUI thread while the worker is idle; the records are appended in the worker.
+    """
+
+    def __init__(self, predictor: object) -> None:
+        self.predictor = predictor
+        self.calls: list[tuple[float, float]] = []  # perf_counter seconds of each predict()
+        self.images_set = threading.Event()
+        predict, set_image = predictor.predict, predictor.set_image
+
+        def timed_predict(clicks, prev_mask=None):
+            start = time.perf_counter()
+            try:
+                return predict(clicks, prev_mask=prev_mask)
+            finally:
+                self.calls.append((start, time.perf_counter()))
+
+        def timed_set_image(image):
+            try:
+                return set_image(image)
+            finally:
+                self.images_set.set()
+
+        predictor.predict = timed_predict
+        predictor.set_image = timed_set_image
+
+    def call_after(self, moment: float) -> tuple[float, float] | None:
+        """The last predict() that started at or after ``moment`` (perf_counter seconds)."""
+        later = [call for call in self.calls if call[0] >= moment]
+        return later[-1] if later else None
+
+
+class TickProbe(QObject):
+    """A precise ``interval_ms`` timer in the GUI thread; gaps between its ticks are event-loop stalls."""
+
+    def __init__(self, interval_ms: int = PROBE_INTERVAL_MS) -> None:
+        super().__init__()
+        self.ticks: list[float] = []
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    @Slot()
+    def _tick(self) -> None:
+        self.ticks.append(time.perf_counter())
+
+    def start(self) -> None:
+        self.ticks = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def max_gap_ms(self, start: float, end: float) -> float:
+        """Longest gap between consecutive ticks that overlaps ``[start, end]``; NaN if none does."""
+        t = np.asarray(self.ticks)
+        if len(t) < 2:
+            return float("nan")
+        gaps = np.diff(t)
+        overlap = (t[1:] > start) & (t[:-1] < end)
+        return float(gaps[overlap].max() * 1000) if overlap.any() else float("nan")
+
+
+class OverlayPaintProbe(QObject):
+    """Times the first viewport paint after a prediction was put into the scene.
+
+    A listener appended to the document's listeners (after the window's own, which renders the
+    overlay into the canvas scene synchronously) notes when the prediction for the expected click
+    count arrives. The scene repaints its views later (deferred), so an event filter on the viewport
+    then waits for the next ``QEvent.Paint``; a zero timer posted from there fires once that paint
+    (and the flush that follows it) has finished: that moment is "overlay painted".
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__()
+        self.window = window
+        self.expected_clicks = -1
+        self.shown_at: float | None = None
+        self.painted_at: float | None = None
+        self.on_painted: Callable[[], None] | None = None
+        self._armed = False
+        self._doc = None
+        self.painted_region = QRegion()  # viewport region of the timed paint
+        window.canvas.viewport().installEventFilter(self)
+
+    def expect(self, n_clicks: int, on_painted: Callable[[], None]) -> None:
+        """Wait for the prediction of ``n_clicks`` clicks; call ``on_painted`` once it is painted."""
+        if self._doc is not self.window.doc:
+            self.detach_document()
+            self._doc = self.window.doc
+            self._doc.listeners.append(self._on_document)
+        self.expected_clicks, self.on_painted = n_clicks, on_painted
+        self.shown_at = self.painted_at = None
+        self.painted_region = QRegion()
+        self._armed = False
+
+    def detach_document(self) -> None:
+        if self._doc is not None and self._on_document in self._doc.listeners:
+            self._doc.listeners.remove(self._on_document)
+        self._doc = None
+
+    def close(self) -> None:
+        self.detach_document()
+        self.window.canvas.viewport().removeEventFilter(self)
+
+    def _on_document(self, doc: object) -> None:
+        if (self.shown_at is None and doc.prob is not None and len(doc.clicks) == self.expected_clicks
+                and not doc.needs_prediction()):  # fmt: skip
+            self.shown_at = time.perf_counter()
+            self._armed = True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if self._armed and event.type() == QEvent.Type.Paint:
+            self._armed = False
+            self.painted_region = QRegion(event.region())
+            QTimer.singleShot(0, self._painted)
+        return False
+
+    def _painted(self) -> None:
+        self.painted_at = time.perf_counter()
+        if self.on_painted is not None:
+            self.on_painted()
+
+
+def wait_ms(ms: int) -> None:
+    """Run the Qt event loop for ``ms`` milliseconds (no busy waiting)."""
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Run the event loop until ``condition()``; RuntimeError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        wait_ms(20)
+
+
+def click_plan(count: int) -> list[tuple[int, int, bool, bool]]:
+    """``count`` clicks (y, x, positive, last_of_object) cycling through :data:`OBJECT_CLICKS`."""
+    plan = []
+    while len(plan) < count:
+        for obj in OBJECT_CLICKS:
+            plan += [(y, x, pos, i == len(obj) - 1) for i, (y, x, pos) in enumerate(obj)]
+    return plan[:count]
+
+
+def measure_clicks(window: MainWindow, timed: TimedPredictor, clicks: int, warmup: int = 1,
+                   timeout_s: float = 120.0) -> list[ClickTiming]:  # fmt: skip
+    """Click ``warmup + clicks`` times on the open image; timings of the last ``clicks`` clicks.
+
+    ``window`` is a shown MainWindow with an image open and its worker's predictor wrapped by
+    ``timed``. After the last click of each object (see :data:`OBJECT_CLICKS`) Space finishes it.
+    """
+    viewport = window.canvas.viewport()
+    paint = OverlayPaintProbe(window)
+    probe = TickProbe()
+    probe.start()
+    timings: list[ClickTiming] = []
+    try:
+        for n, (y, x, positive, last) in enumerate(click_plan(warmup + clicks)):
+            loop = QEventLoop()
+            expected = len(window.doc.clicks) + 1
+            paint.expect(expected, loop.quit)
+            timeout = QTimer(singleShot=True, interval=int(timeout_s * 1000))
+            timeout.timeout.connect(loop.quit)
+            pos = window.canvas.image_to_view(y, x)
+            button = Qt.MouseButton.LeftButton if positive else Qt.MouseButton.RightButton
+            pressed = time.perf_counter()
+            QTest.mousePress(viewport, button, Qt.KeyboardModifier.NoModifier, pos)
+            released = time.perf_counter()
+            QTest.mouseRelease(viewport, button, Qt.KeyboardModifier.NoModifier, pos)
+            if paint.painted_at is None:
+                timeout.start()
+                loop.exec()
+                timeout.stop()
+            if paint.painted_at is None:
+                raise RuntimeError(
+                    f"click {n + 1} at (y={y}, x={x}): no overlay painted in {timeout_s:.0f} s"
+                )
+            call = timed.call_after(pressed)
+            if call is None:
+                raise RuntimeError(f"click {n + 1}: the predictor was not called")
+            wait_ms(IDLE_BETWEEN_CLICKS_MS)  # let the probe tick past the paint
+            if n >= warmup:
+                timings.append(ClickTiming(
+                    model_ms=(call[1] - call[0]) * 1000,
+                    press_to_paint_ms=(paint.painted_at - pressed) * 1000,
+                    release_to_paint_ms=(paint.painted_at - released) * 1000,
+                    press_to_predict_ms=(call[0] - pressed) * 1000,
+                    handoff_ms=(paint.shown_at - call[1]) * 1000,
+                    shown_to_paint_ms=(paint.painted_at - paint.shown_at) * 1000,
+                    stall_click_ms=probe.max_gap_ms(pressed, paint.painted_at),
+                    stall_predict_ms=probe.max_gap_ms(*call),
+                    paint_covers_click=paint.painted_region.contains(pos),
+                ))  # fmt: skip
+            if last:
+                QTest.keyClick(window.canvas, Qt.Key.Key_Space)  # finish the object
+                if window.doc.clicks:  # nothing to finish (empty mask): start over
+                    QTest.keyClick(window.canvas, Qt.Key.Key_Escape)
+                wait_ms(IDLE_BETWEEN_CLICKS_MS)
+    finally:
+        probe.stop()
+        paint.close()
+    return timings
+
+
+def open_window(image: Path, work_dir: Path, engine: str | None = None, checkpoint: Path | None = None,
+                device: str = "cpu", engines: dict | None = None,
+                timeout_s: float = 300.0) -> tuple[MainWindow, TimedPredictor]:  # fmt: skip
+    """Show a MainWindow (settings and autosaves under ``work_dir``), load the model, open ``image``.
+
+    Returns ``(window, TimedPredictor)``. ``engines`` replaces the built-in engines (tests).
+    """
+    from isegformer_app.settings import Settings
+    from isegformer_app.ui.main_window import MainWindow
+
+    settings = Settings.load(work_dir / "config")
+    settings.device = device
+    if engine:
+        settings.engine = engine
+    window = MainWindow(settings, engines=engines, sidecar_dir=work_dir / "autosave")
+    window.show()
+    wait_until(lambda: window.models.active[0] == "engine", timeout_s, "the built-in engine to load")
+    if checkpoint is not None:
+        window.models.load_checkpoint(checkpoint)
+        wait_until(lambda: window.models.active == ("checkpoint", str(checkpoint)), timeout_s,
+                   f"checkpoint {checkpoint}")  # fmt: skip
+    timed = TimedPredictor(window.worker.predictor)
+    if not window.open_path(image):
+        raise RuntimeError(f"the app could not open {image}")
+    wait_until(timed.images_set.is_set, timeout_s, "the model to take the image")
+    return window, timed
+
+
+def close_window(window: MainWindow) -> None:
+    """Close without the unsaved-work prompt (the autosave folder is temporary)."""
+    window.save_now()
+    window.close()
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, float]:
+    return statistics.median(values), float(np.percentile(values, 90)), max(values)
+
+
+def format_table(timings: Sequence[ClickTiming], volume_s: Sequence[float], header: str, source: str) -> str:
+    """Markdown table: median / p90 / max of each per-click number, the targets, and the volume open time."""
+    lines = [
+        header,
+        f"# model: {source}; {len(timings)} clicks; stall probe: {PROBE_INTERVAL_MS} ms timer; "
+        f"timed paint covered the clicked point: {sum(t.paint_covers_click for t in timings)}/{len(timings)}",
+        "",
+        "| per click (ms) | median | p90 | max | target | max meets target |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    rows = (
+        ("model latency: predict()", [t.model_ms for t in timings], "", None),
+        ("mouse press → overlay painted", [t.press_to_paint_ms for t in timings], "", None),
+        ("mouse release → overlay painted", [t.release_to_paint_ms for t in timings], "", None),
+        ("press → painted minus model latency", [t.overhead_ms for t in timings],
+         f"≤ {OVERHEAD_TARGET_MS:.0f}", OVERHEAD_TARGET_MS),
+        ("mouse press → predict() started", [t.press_to_predict_ms for t in timings], "", None),
+        ("predict() returned → overlay set in the scene", [t.handoff_ms for t in timings], "", None),
+        ("overlay set in the scene → painted", [t.shown_to_paint_ms for t in timings], "", None),
+        ("event-loop stall, press → painted", [t.stall_click_ms for t in timings],
+         f"≤ {STALL_TARGET_MS:.0f}", STALL_TARGET_MS),
+        ("event-loop stall while predict() runs", [t.stall_predict_ms for t in timings],
+         f"≤ {STALL_TARGET_MS:.0f}", STALL_TARGET_MS),
+    )  # fmt: skip
+    for name, values, target, limit in rows:
+        median, slow, worst = _stats(values)
+        verdict = "" if limit is None else ("yes" if worst <= limit else "no")
+        lines.append(f"| {name} | {median:.1f} | {slow:.1f} | {worst:.1f} | {target} | {verdict} |")
+    if volume_s:
+        best = min(volume_s)
+        runs = ", ".join(f"{v:.2f}" for v in volume_s)
+        verdict = "yes" if best <= VOLUME_TARGET_S else "no"
+        lines += [
+            "",
+            "| volume | runs (s) | best (s) | target | meets target |",
+            "|---|---|---:|---|---|",
+            f"| open 160-slice 384×384 DICOM | {runs} | {best:.2f} | ≤ {VOLUME_TARGET_S:.0f} s | {verdict} |",
+        ]
+    return "\n".join(lines)
+
+
+def _report_messages_instead_of_dialogs() -> None:
+    """A modal box would block the offscreen run: print warnings and go on; discard unsaved work."""
+
+    def warn(_parent, title, text, *_args, **_kwargs):
+        print(f"[{title}] {text}", file=sys.stderr)
+        return QMessageBox.StandardButton.Ok
+
+    QMessageBox.warning = warn
+    QMessageBox.question = lambda *_args, **_kwargs: QMessageBox.StandardButton.Discard
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--engine", help="built-in engine (default: model.engines.DEFAULT_ENGINE)")
+    source.add_argument("--checkpoint", type=Path, help="original-format checkpoint to load instead")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of a checkpoint")
+    parser.add_argument("--clicks", type=int, default=20, help="timed clicks")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed clicks first")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument("--volume-repeats", type=int, default=3, help="DICOM open repeats (0: skip)")
+    args = parser.parse_args(argv)
+    if args.clicks < 1 or args.warmup < 0:
+        parser.error("--clicks must be >= 1 and --warmup >= 0")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        parser.error(f"no checkpoint file {args.checkpoint}")
+
+    import torch
+
+    from model.benchmark import machine_header
+    from model.engines import DEFAULT_ENGINE, ENGINE_NAMES
+
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    engine = args.engine or DEFAULT_ENGINE
+    if engine not in ENGINE_NAMES:
+        parser.error(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    _report_messages_instead_of_dialogs()
+    with tempfile.TemporaryDirectory(prefix="isegformer-bench-") as folder:
+        work_dir = Path(folder)
+        image = work_dir / SAMPLE_IMAGE.name  # a copy: autosaves never land in resources/
+        shutil.copy(SAMPLE_IMAGE, image)
+        window, timed = open_window(image, work_dir, engine, args.checkpoint, args.device)
+        try:
+            timings = measure_clicks(window, timed, args.clicks, args.warmup)
+        finally:
+            close_window(window)
+    app.processEvents()
+    volume_s: list[float] = []
+    if args.volume_repeats > 0:
+        from isegformer_app.volumes.benchmark import run as time_volume_open
+
+        volume_s = time_volume_open(slices=160, size=384, repeats=args.volume_repeats)
+    device = torch.device(args.device if args.checkpoint is not None else "cpu")
+    name = f"checkpoint {args.checkpoint.name} on {device}" if args.checkpoint else f"engine {engine}"
+    print(format_table(timings, volume_s, machine_header(device), name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Propagate an object's mask from one slice to its neighbours with the click predictor (Qt-free).
+
+For slice ``t`` next to a slice whose mask is ``M`` (HxW bool):
+
+* the first click is positive, at the pixel of ``M`` farthest from its border (distance-transform
+  maximum), so it lies well inside the object, which moves little between neighbouring slices;
+* models with a previous-mask input (6-channel iSegFormer/RITM, ``predictor.with_prev_mask``) get
+  ``M`` as the previous mask with that one click: ``predict([click], prev_mask=M)``;
+* other predictors get up to ``max_clicks - 1`` more clicks placed like the NoC protocol, using ``M`` as
+  a stand-in ground truth: after each pass, a click at the distance-transform maximum of the larger
+  error region (positive in a missed part of ``M``, negative in a false positive), until the
+  prediction's IoU with ``M`` reaches ``good_iou``. The model's own image evidence decides the boundary.
+
+The automatically placed clicks become the slice's clicks, so the result can be corrected with more.
+A range stops at an empty result (the object ended), at the volume's edge, or when cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from isegformer_app.volumes import CancelFlag, Volume
+from model.clicks import Click
+
+DEFAULT_MAX_CLICKS = 3
+GOOD_IOU = 0.85
+
+
+@dataclass
+class PropagatedSlice:
+    """``prob`` HxW float32 of slice ``index``; ``source_mask`` HxW bool it was propagated from."""
+
+    index: int
+    clicks: list[Click]
+    prob: np.ndarray
+    source_mask: np.ndarray
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int] | None:
+    """(y, x) of the pixel of ``mask`` farthest from its border; None for an empty mask."""
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(y), int(x)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def error_click(pred: np.ndarray, target: np.ndarray, index: int) -> Click | None:
+    """A click in the larger error region of ``pred`` against ``target`` (NoC-style); None if equal."""
+    missed, extra = target & ~pred, pred & ~target
+    best = None
+    for region, positive in ((missed, True), (extra, False)):
+        if region.any():
+            padded = np.pad(region.astype(np.uint8), 1)
+            dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+            peak = float(dist.max())
+            if best is None or peak > best[0]:
+                y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+                best = (peak, Click(float(y), float(x), positive, index))
+    return None if best is None else best[1]
+
+
+def propagate_mask(predictor, image: np.ndarray, source_mask: np.ndarray, threshold: float,
+                   max_clicks: int = DEFAULT_MAX_CLICKS) -> tuple[list[Click], np.ndarray] | None:
+    """Clicks and probability (HxW float32) for ``image`` from the neighbour's mask; None if it is empty.
+
+    Calls ``predictor.set_image(image)`` and ``reset()``: the caller restores its own image afterwards.
+    """
+    point = interior_point(source_mask)
+    if point is None:
+        return None
+    predictor.set_image(image)
+    predictor.reset()
+    clicks = [Click(float(point[0]), float(point[1]), True, 0)]
+    if getattr(predictor, "with_prev_mask", False):
+        prob = predictor.predict(clicks, prev_mask=source_mask.astype(np.float32))
+        return clicks, np.asarray(prob, np.float32)
+    prob = np.asarray(predictor.predict(clicks), np.float32)
+    while len(clicks) < max_clicks:
+        pred = prob >= threshold
+        if _iou(pred, source_mask) >= GOOD_IOU:
+            break
+        click = error_click(pred, source_mask, len(clicks))
+        if click is None:
+            break
+        clicks.append(click)
+        prob = np.asarray(predictor.predict(clicks), np.float32)
+    return clicks, prob
+
+
+def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarray, targets: Iterable[int],
+                    threshold: float, on_result: Callable[[PropagatedSlice], None],
+                    progress: Callable[[int, int], None] | None = None,
+                    cancel: CancelFlag | None = None) -> int:  # fmt: skip
+    """Propagate slice after slice through ``targets`` (each from the previous result); returns the count.
+
+    ``on_result`` receives each slice as soon as it is done, so a cancel keeps the finished ones.
+    """
+    targets = list(targets)
+    done = 0
+    mask = source_mask.astype(bool)
+    for position, index in enumerate(targets):
+        if progress is not None:
+            progress(position, len(targets))
+        if cancel is not None and cancel.is_set():
+            break
+        result = propagate_mask(predictor, volume.slice_image(axis, index), mask, threshold)
+        if result is None:
+            break
+        clicks, prob = result
+        on_result(PropagatedSlice(index, clicks, prob, mask))
+        done += 1
+        mask = prob >= threshold
+        if not mask.any():
+            break
+    if progress is not None:
+        progress(done, len(targets))
+    return done
+
+
+def range_targets(start: int, stop: int) -> list[int]:
+    """Slice indices from ``start`` (exclusive) to ``stop`` (inclusive), in either direction."""
+    step = 1 if stop >= start else -1
+    return list(range(start + step, stop + step, step))
+
+
+def propagate_document(doc, predictor, stop: int, progress: Callable[[int, int], None] | None = None,
+                       cancel: CancelFlag | None = None) -> int:
+    """Propagate the active (else the selected) object of a ``VolumeDocument`` from the current slice to
+    slice ``stop`` of the same view, synchronously; returns the number of slices filled."""
+    value = doc.active if doc.active is not None else doc.selected_uid
+    if value is None:
+        raise ValueError("Nothing to propagate: annotate an object on this slice first.")
+    source = doc.label_slice() == value
+    if not source.any():
+        raise ValueError("Nothing to propagate: the object is empty on this slice.")
+    axis = doc.axis
+
+    def apply(result: PropagatedSlice) -> None:
+        doc.apply_propagation(value, axis, result.index, result.clicks, result.prob, result.source_mask)
+
+    targets = range_targets(doc.index, min(max(stop, 0), doc.slice_count - 1))
+    return propagate_range(predictor, doc.volume, axis, source, targets, doc.threshold, apply, progress,
+                           cancel)

@@ -1,0 +1,164 @@
+"""Undoable volume-level commands of a :class:`~isegformer_app.state.volume_document.VolumeDocument`.
+
+Objects are 3-D labels: object ``uid`` is the label value of its voxels. Commands that touch voxels of
+the whole volume remember exactly the voxels they changed (flat indices + old values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from isegformer_app.state.labels import Color
+
+if TYPE_CHECKING:
+    from isegformer_app.state.volume_document import VolumeDocument
+
+
+@dataclass
+class VolumeObject:
+    """A 3-D object: ``uid`` = its label value in the label volume."""
+
+    uid: int
+    label: str
+    color: Color
+    visible: bool = True
+
+
+def _take_voxels(doc: VolumeDocument, value: int) -> np.ndarray:
+    """Clear the voxels of ``value``; returns their flat indices."""
+    flat = doc.labels.data.reshape(-1)
+    where = np.flatnonzero(flat == value)
+    flat[where] = 0
+    return where
+
+
+class NewObject:
+    """Start object ``obj`` and make it the active one (undo clears its voxels, redo restores them)."""
+
+    text = "New object"
+
+    def __init__(self, obj: VolumeObject) -> None:
+        self.obj = obj
+        self.voxels: np.ndarray | None = None
+
+    def do(self, doc: VolumeDocument) -> None:
+        self.previous_active = doc.active
+        doc.object_list.append(self.obj)
+        doc.labels.ensure_value(self.obj.uid)
+        if self.voxels is not None:
+            doc.labels.data.reshape(-1)[self.voxels] = self.obj.uid
+        doc.active = self.obj.uid
+        doc.next_value = max(doc.next_value, self.obj.uid + 1)
+
+    def undo(self, doc: VolumeDocument) -> None:
+        self.voxels = _take_voxels(doc, self.obj.uid)
+        doc.object_list.remove(self.obj)
+        doc.active = self.previous_active
+        if doc.selected_uid == self.obj.uid:
+            doc.selected_uid = None
+
+
+class FinishObject:
+    """End the active object: its slice sessions (clicks, caches) are put away; label/colour are set."""
+
+    text = "Finish object"
+
+    def __init__(self, label: str, color: Color) -> None:
+        self.label, self.color = label, color
+
+    def do(self, doc: VolumeDocument) -> None:
+        self.uid = doc.active
+        obj = doc.object(self.uid)
+        self.old = (obj.label, obj.color)
+        obj.label, obj.color = self.label, self.color
+        self.sessions = {k: s for k, s in doc.sessions.items() if k[0] == self.uid}
+        for key in self.sessions:
+            del doc.sessions[key]
+        doc.active = None
+
+    def undo(self, doc: VolumeDocument) -> None:
+        obj = doc.object(self.uid)
+        obj.label, obj.color = self.old
+        doc.sessions.update(self.sessions)
+        doc.active = self.uid
+
+
+class DeleteObject:
+    text = "Delete object"
+
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+
+    def do(self, doc: VolumeDocument) -> None:
+        self.index = doc.object_index(self.uid)
+        self.obj = doc.object_list.pop(self.index)
+        self.voxels = _take_voxels(doc, self.uid)
+        self.was_active = doc.active == self.uid
+        if self.was_active:
+            doc.active = None
+        if doc.selected_uid == self.uid:
+            doc.selected_uid = None
+
+    def undo(self, doc: VolumeDocument) -> None:
+        doc.object_list.insert(self.index, self.obj)
+        doc.labels.data.reshape(-1)[self.voxels] = self.uid
+        if self.was_active:
+            doc.active = self.uid
+
+
+class SetAttribute:
+    """Change ``label``, ``color`` or ``visible`` of one object."""
+
+    def __init__(self, uid: int, name: str, value: Any) -> None:
+        if name not in ("label", "color", "visible"):
+            raise ValueError(f"cannot set {name!r}")
+        self.uid, self.name, self.value = uid, name, value
+        self.text = {"label": "Rename", "color": "Recolour", "visible": "Show/hide"}[name]
+
+    def do(self, doc: VolumeDocument) -> None:
+        obj = doc.object(self.uid)
+        self.old = getattr(obj, self.name)
+        setattr(obj, self.name, self.value)
+
+    def undo(self, doc: VolumeDocument) -> None:
+        setattr(doc.object(self.uid), self.name, self.old)
+
+
+class MoveObject:
+    """Change the list order (labels do not overlap in a label volume: this is display order only)."""
+
+    text = "Change order"
+
+    def __init__(self, uid: int, new_index: int) -> None:
+        self.uid, self.new_index = uid, new_index
+
+    def do(self, doc: VolumeDocument) -> None:
+        self.old_index = doc.object_index(self.uid)
+        doc.object_list.insert(self.new_index, doc.object_list.pop(self.old_index))
+
+    def undo(self, doc: VolumeDocument) -> None:
+        doc.object_list.insert(self.old_index, doc.object_list.pop(doc.object_index(self.uid)))
+
+
+class ReplaceLabels:
+    """Replace the whole label volume and object list (label map import); the old ones come back on undo."""
+
+    text = "Import labels"
+
+    def __init__(self, data: np.ndarray, objects: list[VolumeObject]) -> None:
+        self.state = (data, objects, {}, None, None)
+
+    def _swap(self, doc: VolumeDocument) -> None:
+        current = (doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid)
+        doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid = self.state
+        self.state = current
+        doc.next_value = max([doc.next_value, *(o.uid + 1 for o in doc.object_list)])
+
+    def do(self, doc: VolumeDocument) -> None:
+        self._swap(doc)
+
+    def undo(self, doc: VolumeDocument) -> None:
+        self._swap(doc)

@@ -1,0 +1,102 @@
+"""Long file work (loading volumes, exports, autosaves of volumes) in a background thread.
+
+The GUI thread starts a :class:`BackgroundTask` and gets its progress and result through queued
+signals; it never waits for it. :func:`run_task` adds a window-modal progress dialog whose Cancel
+sets the task's cancel flag (the work function decides where it can stop).
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtWidgets import QProgressDialog, QWidget
+
+from isegformer_app.volumes import LoadCancelled
+
+# work(report, cancel) -> result; report(fraction in [0, 1], message); cancel: threading.Event
+Work = Callable[[Callable[[float, str], None], threading.Event], object]
+
+
+class TaskCancelled(Exception):
+    """Raised by a work function that stopped because its cancel flag was set."""
+
+
+class BackgroundTask(QThread):
+    """Runs ``work`` once in its own thread; ``completed`` is delivered in the GUI thread."""
+
+    progressed = Signal(float, str)
+    completed = Signal(object)  # the task itself, after ``result`` / ``error`` / ``cancelled`` are set
+
+    def __init__(self, work: Work, title: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.work, self.title = work, title
+        self.cancel_event = threading.Event()
+        self.result: object = None
+        self.error: str | None = None
+        self.cancelled = False
+        self.handled = False  # set in the GUI thread once the completion callbacks have run
+        self.finished.connect(self._on_finished)
+
+    def run(self) -> None:
+        try:
+            self.result = self.work(self.progressed.emit, self.cancel_event)
+        except (TaskCancelled, LoadCancelled):
+            self.cancelled = True
+        except Exception as exc:  # reported to the user; the app stays usable
+            traceback.print_exc()
+            self.error = f"{exc}" or type(exc).__name__
+        if self.cancel_event.is_set() and self.error is None:
+            self.cancelled = True
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def _on_finished(self) -> None:
+        self.completed.emit(self)
+        self.handled = True
+
+
+def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[BackgroundTask], None],
+             dialog: bool = True, cancellable: bool = True, min_duration_ms: int = 300) -> BackgroundTask:
+    """Start ``work`` in the background; ``on_done(task)`` runs in the GUI thread when it ends.
+
+    With ``dialog`` a window-modal :class:`QProgressDialog` follows the reported fraction.
+    """
+    task = BackgroundTask(work, title, parent)
+    tasks = parent.__dict__.setdefault("_background_tasks", set())
+    tasks.add(task)
+    progress = None
+    if dialog:
+        progress = QProgressDialog(title, "Cancel" if cancellable else "", 0, 1000, parent)
+        progress.setWindowTitle(title)
+        progress.setWindowModality(Qt.WindowModality.WindowModal)
+        progress.setMinimumDuration(min_duration_ms)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        if not cancellable:
+            progress.setCancelButton(None)
+        progress.canceled.connect(task.cancel)
+        progress.setValue(0)
+        task.progress_dialog = progress
+
+        def advance(fraction: float, message: str) -> None:
+            progress.setValue(int(round(min(max(fraction, 0.0), 1.0) * 999)))
+            if message:
+                progress.setLabelText(f"{title}: {message}")
+
+        task.progressed.connect(advance)
+
+    def finish(done: BackgroundTask) -> None:
+        if progress is not None:
+            progress.canceled.disconnect(task.cancel)
+            progress.close()
+            progress.deleteLater()
+        tasks.discard(done)
+        on_done(done)  # the finished thread object stays a child of ``parent`` (small, no join needed)
+
+    task.completed.connect(finish)
+    task.start()
+    return task

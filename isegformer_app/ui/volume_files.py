@@ -1,0 +1,249 @@
+"""File work of volume mode, in background threads: open (with a series chooser), export, import, autosave.
+
+Module-level names (``open_volume``, ``load_dicom_files``, ``scan_dicom_folder``, ``export_volume_labels``,
+``load_label_nifti``, ``write_snapshot``) are looked up at call time so tests can slow them down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from isegformer_app.state.autosave import SidecarError
+from isegformer_app.state.volume_autosave import (
+    read_volume_sidecar,
+    restore_volume_document,
+    snapshot,
+    volume_sidecar_path,
+    write_snapshot,
+)
+from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, nifti_stem
+from isegformer_app.ui.dialogs import fill_recent_menu
+from isegformer_app.ui.tasks import BackgroundTask, run_task
+from isegformer_app.volumes import (
+    AXES,
+    choose_series,
+    load_dicom_files,
+    load_label_nifti,
+    open_volume,
+    scan_dicom_folder,
+)
+from isegformer_app.volumes.nifti_load import is_nifti
+
+if TYPE_CHECKING:
+    from isegformer_app.ui.volume_control import VolumeController
+
+VOLUME_FILTER = "NIfTI volumes (*.nii *.nii.gz);;All files (*)"
+
+
+def looks_like_volume(path: Path) -> bool:
+    """A NIfTI file, or a folder without ordinary images (a DICOM series or a BraTS case)."""
+    from isegformer_app.state.imageio import IMAGE_EXTENSIONS, list_images
+
+    path = Path(path)
+    if path.is_file():
+        return is_nifti(path) or path.suffix.lower() not in IMAGE_EXTENSIONS
+    return path.is_dir() and not list_images(path)
+
+
+class VolumeFiles:
+    def __init__(self, controller: VolumeController) -> None:
+        self.ctl = controller
+        self.window = controller.window
+        self.saving: BackgroundTask | None = None
+        self.last_task: BackgroundTask | None = None
+
+    # ------------------------------------------------------------------ open
+    def open(self, path: str | Path, series_uid: str | None = None,
+             files: tuple | None = None) -> BackgroundTask | None:
+        """Load a volume in the background (progress dialog with Cancel); shows it when done."""
+        path = Path(path)
+        if self.ctl.doc is not None and not self.window.save_now():
+            return None
+        sidecar_dir = self.window.sidecar_dir
+
+        def work(report, cancel):
+            notes: list[str] = []
+            if files is None and path.is_dir() and not any(is_nifti(p) for p in path.iterdir()):
+                scan = scan_dicom_folder(path, progress=lambda f, m: report(0.2 * f, m), cancel=cancel)
+                if len(scan.series) > 1 and series_uid is None:
+                    return "choose", scan
+                info = choose_series(scan, series_uid)  # a clear error when there is no series
+                volume = load_dicom_files(info.files, progress=lambda f, m: report(0.2 + 0.75 * f, m),
+                                          cancel=cancel)  # fmt: skip
+                volume.warnings[:0] = scan.notes
+            elif files is not None:
+                volume = load_dicom_files(files, progress=lambda f, m: report(0.95 * f, m), cancel=cancel)
+            else:
+                volume = open_volume(path, series_uid, progress=lambda f, m: report(0.95 * f, m),
+                                     cancel=cancel)
+            sidecar = volume_sidecar_path(path, volume, sidecar_dir)
+            contents = None
+            if sidecar.is_file():
+                report(0.97, "reading the autosave")
+                try:
+                    contents = read_volume_sidecar(sidecar)
+                except SidecarError as exc:
+                    notes.append(str(exc))
+            return "volume", (volume, contents, notes)
+
+        self.last_task = run_task(self.window, "Open volume", work, lambda t: self._opened(t, path))
+        return self.last_task
+
+    def _opened(self, task: BackgroundTask, path: Path) -> None:
+        w = self.window
+        if task.cancelled:
+            w.inform("Open volume", "Loading was cancelled.")
+            return
+        if task.error is not None:
+            w.inform("Open volume", f"Cannot open {path.name}: {task.error}", error=True)
+            return
+        kind, payload = task.result
+        if kind == "choose":
+            labels = [info.label() for info in payload.series]
+            choice, ok = QInputDialog.getItem(w, "Choose a series", f"{path.name} holds several series:",
+                                              labels, 0, False)  # fmt: skip
+            if ok:
+                info = payload.series[labels.index(choice)]
+                self.open(path, info.uid, info.files)
+            return
+        volume, contents, notes = payload
+        doc = VolumeDocument(volume, path)
+        if contents is not None:
+            try:
+                restore_volume_document(doc, contents)
+            except SidecarError as exc:
+                notes.append(str(exc))
+                doc.saved_revision = -1  # keep it dirty: the next autosave replaces the unusable file
+        self.ctl.install(doc, list(volume.warnings) + notes)
+        w.settings.add_recent(path)
+        fill_recent_menu(w)
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open volume", "", VOLUME_FILTER)
+        if path:
+            self.open(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.window, "Open DICOM folder")
+        if path:
+            self.open(path)
+
+    # -------------------------------------------------------------- autosave
+    def sidecar(self) -> Path:
+        doc = self.ctl.doc
+        return volume_sidecar_path(doc.path, doc.volume, self.window.sidecar_dir)
+
+    def save(self, then=None) -> bool:
+        """Autosave in the background (a copy is taken now); ``then()`` runs after a successful write."""
+        doc = self.ctl.doc
+        if doc is None or not doc.dirty:
+            if then is not None:
+                then()
+            return True
+        if self.saving is not None:
+            return True  # one write at a time; the timer fires again while the document stays dirty
+        arrays, revision, path = snapshot(doc), doc.revision, self.sidecar()
+
+        def done(task: BackgroundTask) -> None:
+            self.saving = None
+            if task.error is not None:
+                self.window.inform("Autosave", f"Could not write the autosave file: {task.error}", error=True)
+                return
+            doc.saved_revision = revision
+            self.window.refresh()
+            if then is not None:
+                then()
+
+        self.saving = run_task(self.window, "Autosave", lambda report, cancel: write_snapshot(arrays, path),
+                               done, dialog=then is not None, cancellable=False)  # fmt: skip
+        return True
+
+    # ---------------------------------------------------------------- export
+    def export_nifti(self, path: str | Path) -> BackgroundTask | None:
+        doc = self.ctl.doc
+        if doc is None:
+            return None
+        labels, volume = doc.export_labels(), doc.volume
+
+        def done(task: BackgroundTask) -> None:
+            if task.error is not None:
+                self.window.inform("Export", f"Export failed: {task.error}", error=True)
+            elif not task.cancelled:
+                self.window.inform("Export", "Wrote " + ", ".join(p.name for p in task.result))
+
+        self.last_task = run_task(self.window, "Export label map",
+                                  lambda report, cancel: export_volume_labels(labels, volume, path, report),
+                                  done, cancellable=False)  # fmt: skip
+        return self.last_task
+
+    def export_nifti_dialog(self) -> None:
+        if self.ctl.doc is None:
+            return
+        default = str(self.ctl.doc.path.parent / f"{nifti_stem(self.ctl.doc.path)}_labels.nii.gz")
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export label map", default, VOLUME_FILTER)
+        if path:
+            self.export_nifti(path)
+
+    def export_slices(self, root: str | Path, layout: str, axis: str = "axial") -> BackgroundTask | None:
+        doc = self.ctl.doc
+        if doc is None:
+            return None
+        labels, volume, case = doc.export_labels(), doc.volume, nifti_stem(doc.path)
+
+        def done(task: BackgroundTask) -> None:
+            if task.error is not None:
+                self.window.inform("Export", f"Export failed: {task.error}", error=True)
+            else:
+                stopped = " (cancelled)" if task.cancelled else ""
+                count = len(task.result or [])
+                self.window.inform("Export", f"Wrote {count} slice pair(s) to {root}{stopped}.")
+
+        self.last_task = run_task(self.window, "Export slices", lambda report, cancel: export_volume_slices(
+            labels, volume, root, case, layout, axis, report, cancel.is_set), done)
+        return self.last_task
+
+    def export_slices_dialog(self) -> None:
+        if self.ctl.doc is None:
+            return
+        layout, ok = QInputDialog.getItem(self.window, "Slice export", "Layout:", ["brats", "oai_zib"], 0,
+                                          False)  # fmt: skip
+        if not ok:
+            return
+        axis, ok = QInputDialog.getItem(self.window, "Slice export", "View:", list(AXES),
+                                        AXES.index(self.ctl.doc.axis), False)  # fmt: skip
+        root = QFileDialog.getExistingDirectory(self.window, "Export slices to folder") if ok else ""
+        if root:
+            self.export_slices(root, layout, axis)
+
+    # ---------------------------------------------------------------- import
+    def import_labels(self, path: str | Path) -> BackgroundTask | None:
+        doc = self.ctl.doc
+        if doc is None:
+            return None
+        path, volume = Path(path), doc.volume
+
+        def done(task: BackgroundTask) -> None:
+            if task.error is not None:
+                self.window.inform("Import labels", f"Cannot use {path.name} as labels of this volume:\n"
+                                   f"{task.error}", error=True)  # fmt: skip
+            elif not task.cancelled and self.ctl.doc is doc:
+                doc.import_labels(task.result)
+                count = len(doc.object_list)
+                self.window.inform("Import labels", f"Imported {count} label(s) from {path.name} "
+                                   "(undo restores the previous labels).")  # fmt: skip
+
+        self.last_task = run_task(self.window, "Import labels",
+                                  lambda report, cancel: load_label_nifti(path, volume), done)  # fmt: skip
+        return self.last_task
+
+    def import_labels_dialog(self) -> None:
+        if self.ctl.doc is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.window, "Import label map", str(self.ctl.doc.path.parent),
+                                              VOLUME_FILTER)  # fmt: skip
+        if path:
+            self.import_labels(path)

@@ -1,0 +1,289 @@
+"""Qt-free tests of volume annotation: slices, undo per slice, caches, propagation, export, re-import."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from isegformer_app.state.autosave import SidecarError
+from isegformer_app.state.propagation import interior_point, propagate_document
+from isegformer_app.state.volume_autosave import (
+    read_volume_sidecar,
+    restore_volume_document,
+    save_volume_document,
+    volume_sidecar_path,
+)
+from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, table_paths
+from isegformer_app.volumes import VolumeError, load_label_nifti, open_volume, read_itksnap_labels
+from isegformer_app.volumes.dicom_write import SeriesOptions, write_dicom_series
+
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+RADIUS = 4
+
+
+class DiskPredictor:
+    """Fake ClickPredictor: disks of RADIUS at positive clicks, cleared at negative ones."""
+
+    name = "disks"
+
+    def __init__(self, with_prev_mask: bool = False) -> None:
+        self.with_prev_mask = with_prev_mask
+        self.calls: list[tuple[int, bool]] = []  # (number of clicks, prev_mask given)
+        self.shape = (0, 0)
+
+    def set_image(self, image: np.ndarray) -> None:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        self.shape = image.shape[:2]
+
+    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+        self.calls.append((len(clicks), prev_mask is not None))
+        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
+        prob = np.zeros(self.shape, np.float32)
+        if prev_mask is not None and self.with_prev_mask:
+            prob = np.where(prev_mask > 0.5, 0.8, 0.0).astype(np.float32)
+        for c in clicks:
+            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
+            prob[inside] = 0.9 if c.is_positive else 0.05
+        return prob
+
+    def reset(self) -> None:
+        pass
+
+    def get_state(self):
+        return None
+
+    def set_state(self, state) -> None:
+        pass
+
+
+def click(doc: VolumeDocument, predictor: DiskPredictor, y: int, x: int, positive: bool = True) -> None:
+    """A user click, predicted like the app's worker does."""
+    doc.add_click(y, x, positive)
+    if doc.needs_prediction():
+        predictor.set_image(doc.model_image())
+        prob = predictor.predict(doc.clicks, prev_mask=doc.prev_mask_for_request())
+        assert doc.set_prediction(list(doc.clicks), prob)
+
+
+def disk(shape, cy, cx, r=RADIUS) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory) -> Path:
+    image = nib.load(NIBABEL_DATA / "anatomical.nii")
+    stored = np.asarray(image.dataobj).astype(np.int16)[:, :, :12]
+    folder = tmp_path_factory.mktemp("dicom") / "series"
+    write_dicom_series(stored, image.affine, folder, SeriesOptions(seed=1))
+    return folder
+
+
+def annotate_and_export(doc: VolumeDocument, tmp_path: Path) -> np.ndarray:
+    """Two objects over three axial slices plus one coronal edit; returns the expected display labels."""
+    predictor = DiskPredictor()
+    expected = np.zeros(doc.volume.shape, np.uint8)
+    for z in (3, 4, 6):
+        doc.set_view("axial", z)
+        click(doc, predictor, 10, 12)
+        expected[z][disk(doc.shape, 10, 12)] = 1
+    doc.finish_object("organ", (10, 200, 30))
+    doc.set_view("coronal", 5)
+    click(doc, predictor, 4, 20)
+    coronal = np.zeros((doc.volume.shape[0], doc.volume.shape[2]), bool)
+    coronal[disk(doc.shape, 4, 20)] = True
+    expected[::-1, 5, :][coronal] = 2
+    doc.finish_object("lesion", (250, 0, 0))
+    assert np.array_equal(doc.labels.data, expected)
+    return expected
+
+
+@pytest.mark.parametrize("source", ["nifti", "dicom"])
+def test_annotate_export_nifti_keeps_geometry_and_voxels(source, tmp_path, dicom_folder) -> None:
+    path = NIBABEL_DATA / "anatomical.nii" if source == "nifti" else dicom_folder
+    volume = open_volume(path)
+    doc = VolumeDocument(volume, path)
+    expected = annotate_and_export(doc, tmp_path)
+    out = tmp_path / "labels.nii.gz"
+    written = export_volume_labels(doc.export_labels(), volume, out)
+    assert written == [out, *table_paths(out)]
+    saved = nib.load(out)
+    assert saved.shape == volume.source.shape
+    np.testing.assert_allclose(saved.affine, volume.source.affine, atol=1e-5)
+    on_disk = np.asarray(saved.dataobj)
+    assert on_disk.dtype == np.uint8
+    assert np.array_equal(volume.source.to_display_array(on_disk), expected)
+    counts = np.bincount(expected.ravel(), minlength=3)
+    assert np.array_equal(np.bincount(on_disk.ravel(), minlength=3), counts)
+    table = read_itksnap_labels(written[1])
+    assert table[1].name == "organ" and table[1].color == (10, 200, 30) and table[2].name == "lesion"
+    assert "2 lesion 250 0 0 255" in written[2].read_text()
+    # re-import for correction: same labels, names come from the objects list of a fresh document
+    again = VolumeDocument(volume, path)
+    again.import_labels(load_label_nifti(out, volume))
+    assert np.array_equal(again.labels.data, expected) and [o.uid for o in again.object_list] == [1, 2]
+    again.activate(1)  # correction of an imported object: its pixels are the previous mask of the first click
+    again.set_view("axial", 3)
+    again.add_click(30, 20, True)
+    assert again.prev_mask_for_request().sum() == (expected[3] == 1).sum() > 20
+    assert np.array_equal(again.prev_mask_for_request() > 0.5, expected[3] == 1)
+    again.undo(), again.undo()
+    assert not again.labels.data.any() and again.object_list == []
+
+
+def test_reimport_mismatch_is_a_clear_error(tmp_path) -> None:
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    wrong_shape = tmp_path / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), volume.source.affine), wrong_shape)
+    with pytest.raises(VolumeError, match="shape"):
+        load_label_nifti(wrong_shape, volume)
+    shifted = volume.source.affine.copy()
+    shifted[0, 3] += 7.0
+    wrong_affine = tmp_path / "shifted.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(volume.source.shape, np.uint8), shifted), wrong_affine)
+    with pytest.raises(VolumeError, match="affine"):
+        load_label_nifti(wrong_affine, volume)
+
+
+def test_undo_redo_is_per_slice_and_cache_avoids_predictions() -> None:
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
+    predictor = DiskPredictor()
+    doc.set_view("axial", 5)
+    click(doc, predictor, 10, 10)
+    click(doc, predictor, 20, 20)
+    doc.set_view("axial", 8)
+    click(doc, predictor, 30, 15)
+    on_8 = doc.labels.data[8].copy()
+    doc.set_view("axial", 5)
+    assert doc.undo()  # undoes the second click of slice 5, not the click on slice 8
+    assert len(doc.clicks) == 1 and not doc.labels.data[5][20, 20] and doc.labels.data[5][10, 10]
+    assert np.array_equal(doc.labels.data[8], on_8)
+    calls = len(predictor.calls)
+    assert doc.redo() and doc.labels.data[5][20, 20] and not doc.needs_prediction()
+    doc.set_view("axial", 8)  # revisit: the prediction comes from the slice's cache
+    assert not doc.needs_prediction() and doc.prob is not None and doc.current_mask()[30, 15]
+    doc.set_view("axial", 5)
+    doc.undo(), doc.undo()
+    assert not doc.labels.data[5].any() and doc.labels.data[8].any()
+    doc.redo()
+    assert not doc.needs_prediction() and doc.labels.data[5][10, 10]
+    assert len(predictor.calls) == calls  # no prediction needed for any of it
+    # negative click shrinks the mask and gives the pixels back; an eraser stroke is undone per slice
+    click(doc, predictor, 10, 10, positive=False)
+    assert not doc.labels.data[5][10, 10]
+    doc.brush_stroke([(30, 5), (30, 25)], radius=1, erase=False)
+    assert doc.labels.data[5][30, 5:26].all()
+    doc.undo()
+    assert not doc.labels.data[5][30, 12]
+    assert doc.object_list[0].uid == 1 and doc.active == 1
+
+
+def test_finish_delete_and_volume_undo() -> None:
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
+    predictor = DiskPredictor()
+    click(doc, predictor, 15, 15)
+    first = doc.finish_object("a", (1, 2, 3))
+    assert first.uid == 1 and doc.active is None and doc.sessions == {}
+    click(doc, predictor, 15, 20)  # starts object 2, on top of object 1 where they overlap
+    assert doc.active == 2 and doc.label_slice()[15, 20] == 2 and doc.label_slice()[15, 13] == 1
+    doc.reset_clicks()
+    assert doc.label_slice()[15, 16] == 1  # object 1's pixels come back
+    doc.undo()
+    doc.finish_object("b", (4, 5, 6))
+    doc.delete_object(1)
+    assert 1 not in doc.labels.data and [o.uid for o in doc.object_list] == [2]
+    doc.undo()
+    assert doc.label_slice()[15, 13] == 1 and doc.label_slice()[15, 20] == 2
+    doc.undo()  # finish of object 2 undone: its clicks are back
+    assert doc.active == 2 and len(doc.clicks) == 1
+
+
+def test_propagation_uses_prev_mask_or_auto_clicks_and_cancel_keeps_done(tmp_path) -> None:
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    for with_prev in (True, False):
+        doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
+        predictor = DiskPredictor(with_prev_mask=with_prev)
+        doc.set_view("axial", 10)
+        click(doc, predictor, 20, 16)
+        click(doc, predictor, 20, 22)
+        source = doc.current_mask()
+        predictor.calls.clear()
+        assert propagate_document(doc, predictor, 11) == 1
+        doc.set_view("axial", 11)
+        first = doc.clicks[0]
+        assert first.is_positive and (first.y, first.x) == interior_point(source)
+        assert source[int(first.y), int(first.x)]
+        if with_prev:  # one pass with the source as previous mask: the mask is copied exactly
+            assert predictor.calls == [(1, True)] and np.array_equal(doc.current_mask(), source)
+        else:  # a second, automatic error click covers the rest of the source mask
+            assert [n for n, _ in predictor.calls] == [1, 2] and len(doc.clicks) == 2
+            assert (doc.current_mask() & source).sum() / (doc.current_mask() | source).sum() > 0.85
+        click(doc, predictor, 5, 5)  # the propagated slice stays editable with clicks
+        assert doc.current_mask()[5, 5] and len(doc.clicks) == 3 - int(with_prev)
+    # a range with cancel: stops early, keeps the slices already done, each undoable on its slice
+    doc.set_view("axial", 10)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 3:
+            cancel.set()
+
+    assert propagate_document(doc, DiskPredictor(with_prev_mask=True), 2, progress, cancel) == 3
+    assert seen[0] == (0, 8) and all(doc.labels.data[z].any() for z in (7, 8, 9))
+    assert not doc.labels.data[6].any() and not doc.labels.data[2].any()
+    doc.set_view("axial", 8)
+    doc.undo()
+    assert not doc.labels.data[8].any() and doc.labels.data[7].any()
+
+
+def test_autosave_round_trip_and_mismatch(tmp_path) -> None:
+    path = NIBABEL_DATA / "anatomical.nii"
+    volume = open_volume(path)
+    doc = VolumeDocument(volume, path)
+    predictor = DiskPredictor()
+    doc.set_view("sagittal", 12)
+    click(doc, predictor, 8, 9)
+    sidecar = volume_sidecar_path(path, volume, tmp_path)
+    save_volume_document(doc, sidecar)
+    assert not doc.dirty and sidecar.name == "anatomical.nii.isegformer-volume.npz"
+    again = VolumeDocument(volume, path)
+    restore_volume_document(again, read_volume_sidecar(sidecar))
+    assert np.array_equal(again.labels.data, doc.labels.data)
+    assert (again.axis, again.index) == ("sagittal", 12)
+    assert again.active == 1 and len(again.clicks) == 1 and not again.needs_prediction()
+    click(again, predictor, 20, 20)  # annotation goes on where it stopped
+    assert again.current_mask()[8, 9] and again.current_mask()[20, 20]
+    other = open_volume(NIBABEL_DATA / "example4d.nii.gz", frame=1)
+    with pytest.raises(SidecarError, match="shape"):
+        restore_volume_document(VolumeDocument(other, "x.nii"), read_volume_sidecar(sidecar))
+
+
+def test_slice_png_export_with_cancel(tmp_path) -> None:
+    path = NIBABEL_DATA / "anatomical.nii"
+    doc = VolumeDocument(open_volume(path), path)
+    predictor = DiskPredictor()
+    for z in (2, 4, 9):
+        doc.set_view("axial", z)
+        click(doc, predictor, 12, 12)
+    written = export_volume_slices(doc.export_labels(), doc.volume, tmp_path / "brats", "case 1", "brats")
+    assert [w.index for w in written] == [2, 4, 9]
+    assert written[0].mask_path == tmp_path / "brats" / "annotation" / "case_1_axial_0002.png"
+    import cv2
+
+    mask = cv2.imread(str(written[1].mask_path), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(mask, doc.labels.data[4])
+    stopped = export_volume_slices(doc.export_labels(), doc.volume, tmp_path / "oai", "c", "oai_zib",
+                                   cancelled=lambda: len(list((tmp_path / "oai").rglob("*.png"))) >= 2)
+    assert [w.index for w in stopped] == [2]
+    with pytest.raises(VolumeError, match="empty"):
+        empty = VolumeDocument(doc.volume, path).export_labels()
+        export_volume_slices(empty, doc.volume, tmp_path, "c", "brats")

@@ -48,3 +48,19 @@ def test_fused_head_equals_plain_head(batch_norm: bool):
         fused = head(feats)
     assert fused.shape == plain.shape == (2, 1, 20, 28)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_channels_first_ffn_equals_token_ffn():
+    from model.modeling.mit import MixFFN
+
+    torch.manual_seed(3)
+    ffn = MixFFN(16, 64).eval()
+    hw = (9, 14)
+    tokens = torch.randn(2, hw[0] * hw[1], 16)
+    with torch.no_grad():
+        expected = ffn(tokens, hw)  # fp32 token-major path
+        torch.testing.assert_close(ffn._forward_channels_first(tokens, hw), expected, atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = ffn(tokens, hw)
+    assert low.shape == expected.shape
+    assert (low.float() - expected).abs().max() < 0.05 * expected.abs().max()

@@ -23,7 +23,8 @@ from model.clicks import Click
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     """HxW, HxWx1, HxWx3 or HxWx4 (any numeric dtype) -> contiguous HxWx3 uint8.
 
-    Floats in [0, 1] are scaled by 255; other values are clipped to [0, 255].
+    Floats in [0, 1] are scaled by 255; other non-uint8 values within [0, 255] are rounded, and
+    values beyond that range (e.g. 16-bit scans) are stretched linearly from their min..max.
     """
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -32,12 +33,17 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"expected a numeric image, got dtype {array.dtype}")
     array = array[:, :, :3]
     if array.dtype != np.uint8:
-        values = array.astype(np.float32)
-        if np.issubdtype(array.dtype, np.floating) and values.size and float(np.nanmax(values)) <= 1.0:
+        values = np.nan_to_num(array.astype(np.float32))
+        low, high = float(values.min()), float(values.max())
+        if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
             values = values * 255.0
-        array = np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+        elif low < 0.0 or high > 255.0:
+            values = (values - low) * (255.0 / max(high - low, 1e-6))
+        array = np.clip(values, 0, 255).round().astype(np.uint8)
     return np.ascontiguousarray(array)
 
 
@@ -71,7 +77,8 @@ class ClickEngine:
     averaging). From the second click on, the engine zooms in: it works on a box around the previous
     mask and the positive clicks, grown by ``zoom_expansion`` of its size on each side (at least
     ``zoom_min_size`` of the image's longest side), enlarged up to ``max_upscale`` times; the box is
-    kept while it still holds the object (it is part of the undo state).
+    kept while it still holds the object (it is part of the undo state). ``monotone``: 'negative' =
+    a negative click only removes area, 'both' = also a positive click only adds, 'none'.
     """
 
     name = "base"
@@ -81,8 +88,9 @@ class ClickEngine:
         work_size: int = 256,
         zoom: bool = True,
         zoom_expansion: float = 0.4,
-        zoom_min_size: float = 0.2,
+        zoom_min_size: float = 0.1,
         max_upscale: float = 3.0,
+        monotone: str = "negative",
     ) -> None:
         if work_size < 8:
             raise ValueError(f"work_size must be at least 8, got {work_size}")
@@ -90,7 +98,10 @@ class ClickEngine:
         self.zoom = zoom
         self.zoom_expansion = zoom_expansion
         self.zoom_min_size = zoom_min_size
+        if monotone not in ("none", "negative", "both"):
+            raise ValueError(f"monotone must be 'none', 'negative' or 'both', got {monotone!r}")
         self.max_upscale = max_upscale
+        self.monotone = monotone
         self._image: np.ndarray | None = None
         self._global: View | None = None
         self._zoomed: View | None = None
@@ -106,7 +117,7 @@ class ClickEngine:
         """Take a new image (HxW / HxWx3 / HxWx4); forgets the previous prediction."""
         self._image = as_rgb_uint8(image)
         height, width = self._image.shape[:2]
-        self._global = self._make_view((0, 0 + height, 0, width), upscale=1.0)
+        self._global = self._make_view((0, height, 0, width), upscale=1.0)
         self._zoomed = None
         self.reset()
 
@@ -125,13 +136,27 @@ class ClickEngine:
             view = self._choose_view(inside, prev_mask)
             y0, y1, x0, x1 = view.rect
             work_clicks = _to_view_clicks(inside, view)
-            prev_view = None if prev_mask is None else _resize(np.asarray(prev_mask, np.float32)[y0:y1, x0:x1],
-                                                               view.image.shape[:2])
+            prev_view = None
+            if prev_mask is not None:
+                prev_view = _resize(np.asarray(prev_mask, np.float32)[y0:y1, x0:x1], view.image.shape[:2])
             if work_clicks.positive.any():
                 probs_view = self._segment(view, work_clicks, prev_view)
                 probs[y0:y1, x0:x1] = np.clip(_resize(probs_view, (y1 - y0, x1 - x0)), 0.0, 1.0)
+            probs = self._monotone(probs, inside[-1], prev_mask)
         self._last = probs
         return probs.copy()
+
+    def _monotone(self, probs: np.ndarray, latest: Click, prev_mask: np.ndarray | None) -> np.ndarray:
+        """A latest negative click never adds area (``monotone`` 'negative' or 'both'), a latest positive
+        one never removes any ('both'), relative to the previous map."""
+        if prev_mask is None or self.monotone == "none":
+            return probs
+        prev = np.asarray(prev_mask, np.float32)
+        if not latest.is_positive:
+            return np.minimum(probs, prev)
+        if self.monotone == "both":
+            return np.maximum(probs, prev)
+        return probs
 
     def get_state(self) -> Any:
         """Everything ``predict`` depends on besides the clicks: (last probability map or None, zoom box)."""
@@ -158,7 +183,7 @@ class ClickEngine:
         return None
 
     def _segment(self, view: View, clicks: WorkClicks, prev: np.ndarray | None) -> np.ndarray:
-        """Clicks (at least one positive) in view pixels, previous hxw map or None -> hxw float32 in [0, 1]."""
+        """Clicks (one positive at least) in view pixels, previous hxw map or None -> hxw float32 [0, 1]."""
         raise NotImplementedError
 
     # -- views ---------------------------------------------------------------------------------
@@ -182,6 +207,9 @@ class ClickEngine:
             return self._global
         height, width = self._image.shape[:2]
         region = np.asarray(prev_mask) > 0.5
+        if not region.any():  # an empty previous mask (the app sends zeros at the first click)
+            self._rect = None
+            return self._global
         ys, xs = np.nonzero(region)
         pos_y = [int(c.y) for c in clicks if c.is_positive]
         pos_x = [int(c.x) for c in clicks if c.is_positive]
@@ -191,8 +219,9 @@ class ClickEngine:
         if self._rect is not None and _contains(self._rect, _expanded_box(needed, 0.05, 0, (height, width))):
             rect = self._rect
         else:
-            rect = _expanded_box(needed, self.zoom_expansion, self.zoom_min_size * max(height, width),
-                                 (height, width))
+            rect = _expanded_box(
+                needed, self.zoom_expansion, self.zoom_min_size * max(height, width), (height, width)
+            )
         if (rect[1] - rect[0]) * (rect[3] - rect[2]) > 0.6 * height * width:
             self._rect = None
             return self._global

@@ -13,7 +13,7 @@ import numpy as np
 
 from model.engines.base import View, WorkClicks, disk_mask
 from model.engines.geodesic import GeodesicEngine
-from model.engines.grabcut import box_mask, run_grabcut
+from model.engines.grabcut import box_mask, paint_click_disks, run_grabcut
 
 
 class GeoGrabCutEngine(GeodesicEngine):
@@ -27,9 +27,9 @@ class GeoGrabCutEngine(GeodesicEngine):
 
     def __init__(
         self,
-        work_size: int = 256,
+        work_size: int = 192,
         iterations: int = 2,
-        sure_margin: float = 0.1,
+        sure_margin: float = 0.2,
         roi_margin: float = 0.1,
         click_radius: float = 0.015,
         **geodesic_options: float,
@@ -50,7 +50,5 @@ class GeoGrabCutEngine(GeodesicEngine):
         labels[d_fg - d_bg > self.sure_margin] = cv2.GC_BGD
         pos = disk_mask(shape, clicks.ys[clicks.positive], clicks.xs[clicks.positive], 1)
         labels[~box_mask(shape, geo_fg | pos, self.roi_margin * size)] = cv2.GC_BGD
-        radius = int(round(max(1.0, self.click_radius * size)))
-        for y, x, positive in zip(clicks.ys.tolist(), clicks.xs.tolist(), clicks.positive.tolist(), strict=True):
-            cv2.circle(labels, (x, y), radius, int(cv2.GC_FGD if positive else cv2.GC_BGD), thickness=-1)
+        paint_click_disks(labels, clicks, max(1.0, self.click_radius * size))
         return run_grabcut(view.image, labels, clicks, self.iterations)

@@ -29,10 +29,10 @@ def lab_features(rgb: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     return lab
 
 
-def grid_graph(features: np.ndarray, alpha: float) -> csr_matrix:
+def grid_graph(features: np.ndarray, alpha: float, power: float = 1.0) -> csr_matrix:
     """hxwxC float features -> (h*w, h*w) CSR graph of symmetric 8-neighbour edge costs.
 
-    Cost of an edge = ``step_length * (alpha + |f_p - f_q| / mean |f_p - f_q|)`` (always > 0).
+    Cost of an edge = ``step_length * (alpha + (|f_p - f_q| / mean |f_p - f_q|) ** power)`` (> 0).
     Every node gets exactly 8 entries (neighbours off the grid become self-loops), so the CSR
     arrays are built directly without sorting.
     """
@@ -47,14 +47,15 @@ def grid_graph(features: np.ndarray, alpha: float) -> csr_matrix:
     for k, (dy, dx) in enumerate(_NEIGHBOURS):
         ny, nx = rows + dy, cols + dx
         valid = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        indices[:, :, k] = np.where(valid, np.clip(ny, 0, height - 1) * width + np.clip(nx, 0, width - 1),
-                                    rows * width + cols)
+        indices[:, :, k] = np.where(
+            valid, np.clip(ny, 0, height - 1) * width + np.clip(nx, 0, width - 1), rows * width + cols
+        )
         shifted = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
         contrast[:, :, k] = np.where(valid, np.sqrt(((features - shifted) ** 2).sum(axis=2)), 0.0)
         lengths[k] = np.hypot(dy, dx)
     real = contrast > 0
     scale = float(contrast[real].mean()) + 1e-6 if real.any() else 1.0
-    cost = lengths * (alpha + contrast / scale)
+    cost = lengths * (alpha + (contrast / scale) ** power)
     indptr = np.arange(0, 8 * n + 1, 8, dtype=np.int32)
     return csr_matrix((cost.reshape(-1).astype(np.float64), indices.reshape(-1), indptr), shape=(n, n))
 
@@ -86,7 +87,8 @@ class GeodesicData:
 class GeodesicEngine(ClickEngine):
     """Nearest-seed geodesic segmentation (see module docstring).
 
-    ``alpha``: cost of a flat step relative to a mean-contrast step; ``border_offset``: extra cost
+    ``alpha``: cost of a flat step relative to a mean-contrast step; ``contrast_power``: exponent
+    on the relative contrast (above 1 makes strong edges harder to cross); ``border_offset``: extra cost
     of reaching the view border; ``temperature``: softness of the map. Distances are in units of
     the view's longest side times the mean step cost.
     """
@@ -100,9 +102,11 @@ class GeodesicEngine(ClickEngine):
         border_offset: float = 0.1,
         temperature: float = 0.01,
         smoothing: float = 1.0,
+        contrast_power: float = 1.0,
         **view_options: float,
     ) -> None:
         super().__init__(work_size, **view_options)
+        self.contrast_power = contrast_power
         self.alpha = alpha
         self.border_offset = border_offset
         self.temperature = temperature
@@ -110,7 +114,7 @@ class GeodesicEngine(ClickEngine):
 
     def _prepare(self, work_image: np.ndarray) -> GeodesicData:
         shape = work_image.shape[:2]
-        graph = grid_graph(lab_features(work_image, self.smoothing), self.alpha)
+        graph = grid_graph(lab_features(work_image, self.smoothing), self.alpha, self.contrast_power)
         unit = float(max(shape)) * (self.alpha + 1.0)
         border = geodesic_distance(graph, border_indices(shape), shape) / unit
         return GeodesicData(graph, border, unit)

@@ -4,9 +4,11 @@
         [--clicks 20] [--warmup 1] [--device cpu|cuda] [--torch-threads N] [--volume-repeats 3]
 
 Per click (mouse press + release on the canvas viewport at a point of an object of the sample
-image) it measures, from outside the app (wrappers and event filters installed at run time):
+image) it measures, through the app's hooks (the worker's ``prediction_ready`` results with their
+``model_ms``, the window's ``prediction_shown`` signal) and event filters installed at run time:
 
-* model latency: the predictor's own ``predict()`` time (the worker's predictor, wrapped);
+* model latency: the predictor's own ``predict()`` time (``PredictResult.model_ms``, measured in the
+  worker around ``predict()`` alone, without the predictor state save/restore);
 * click → overlay painted: from the mouse press (the app acts on the press) and from the mouse
   release to the end of the first viewport paint after the window put the prediction into the
   canvas scene (a ``QEvent.Paint`` seen by an event filter on the viewport; no repaint is forced),
@@ -27,7 +29,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 if TYPE_CHECKING:
     from isegformer_app.ui.main_window import MainWindow
+    from isegformer_app.ui.worker import PredictResult
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg"
 PROBE_INTERVAL_MS = 5
@@ -82,38 +84,34 @@ class ClickTiming:
         return self.press_to_paint_ms - self.model_ms
 
 
-class TimedPredictor:
-    """Wraps a predictor's ``predict``/``set_image`` in place and records their (start, end) times.
+class PredictionLog(QObject):
+    """Records the inference worker's results and the image keys its predictor took (GUI thread).
 
-    Installed from the GUI thread while the worker is idle; the records are appended in the worker.
+    Uses the app's hooks: ``InferenceWorker.prediction_ready`` (a ``PredictResult`` with ``model_ms``,
+    the pure ``predict()`` time, and ``predict_started``) and ``InferenceWorker.image_ready``.
     """
 
-    def __init__(self, predictor: object) -> None:
-        self.predictor = predictor
-        self.calls: list[tuple[float, float]] = []  # perf_counter seconds of each predict()
-        self.images_set = threading.Event()
-        predict, set_image = predictor.predict, predictor.set_image
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__()
+        self.results: dict[int, PredictResult] = {}  # request id -> result
+        self.images_ready: list[str] = []
+        window.worker.prediction_ready.connect(self._on_result)
+        window.worker.image_ready.connect(self._on_image)
 
-        def timed_predict(clicks, prev_mask=None):
-            start = time.perf_counter()
-            try:
-                return predict(clicks, prev_mask=prev_mask)
-            finally:
-                self.calls.append((start, time.perf_counter()))
+    @Slot(object)
+    def _on_result(self, result: PredictResult) -> None:
+        self.results[result.request.request_id] = result
 
-        def timed_set_image(image):
-            try:
-                return set_image(image)
-            finally:
-                self.images_set.set()
+    @Slot(str)
+    def _on_image(self, key: str) -> None:
+        self.images_ready.append(key)
 
-        predictor.predict = timed_predict
-        predictor.set_image = timed_set_image
-
-    def call_after(self, moment: float) -> tuple[float, float] | None:
-        """The last predict() that started at or after ``moment`` (perf_counter seconds)."""
-        later = [call for call in self.calls if call[0] >= moment]
-        return later[-1] if later else None
+    def predict_span(self, request_id: int) -> tuple[float, float] | None:
+        """(start, end) ``perf_counter`` seconds of the ``predict()`` of ``request_id``; None if unknown."""
+        result = self.results.get(request_id)
+        if result is None:
+            return None
+        return result.predict_started, result.predict_started + result.model_ms / 1000.0
 
 
 class TickProbe(QObject):
@@ -151,48 +149,39 @@ class TickProbe(QObject):
 class OverlayPaintProbe(QObject):
     """Times the first viewport paint after a prediction was put into the scene.
 
-    A listener appended to the document's listeners (after the window's own, which renders the
-    overlay into the canvas scene synchronously) notes when the prediction for the expected click
-    count arrives. The scene repaints its views later (deferred), so an event filter on the viewport
-    then waits for the next ``QEvent.Paint``; a zero timer posted from there fires once that paint
-    (and the flush that follows it) has finished: that moment is "overlay painted".
+    The window's ``prediction_shown(request_id)`` signal (emitted once the overlay is in the canvas
+    scene) notes when the prediction of the expected request (or a later one) arrives. The scene
+    repaints its views later (deferred), so an event filter on the viewport then waits for the next
+    ``QEvent.Paint``; a zero timer posted from there fires once that paint (and the flush that
+    follows it) has finished: that moment is "overlay painted".
     """
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
         self.window = window
-        self.expected_clicks = -1
+        self.first_request_id = 0
         self.shown_at: float | None = None
         self.painted_at: float | None = None
         self.on_painted: Callable[[], None] | None = None
         self._armed = False
-        self._doc = None
         self.painted_region = QRegion()  # viewport region of the timed paint
         window.canvas.viewport().installEventFilter(self)
+        window.prediction_shown.connect(self._on_shown)
 
-    def expect(self, n_clicks: int, on_painted: Callable[[], None]) -> None:
-        """Wait for the prediction of ``n_clicks`` clicks; call ``on_painted`` once it is painted."""
-        if self._doc is not self.window.doc:
-            self.detach_document()
-            self._doc = self.window.doc
-            self._doc.listeners.append(self._on_document)
-        self.expected_clicks, self.on_painted = n_clicks, on_painted
+    def expect(self, first_request_id: int, on_painted: Callable[[], None]) -> None:
+        """Wait for the prediction of request ``first_request_id`` or later; call ``on_painted()`` after."""
+        self.first_request_id, self.on_painted = first_request_id, on_painted
         self.shown_at = self.painted_at = None
         self.painted_region = QRegion()
         self._armed = False
 
-    def detach_document(self) -> None:
-        if self._doc is not None and self._on_document in self._doc.listeners:
-            self._doc.listeners.remove(self._on_document)
-        self._doc = None
-
     def close(self) -> None:
-        self.detach_document()
+        self.window.prediction_shown.disconnect(self._on_shown)
         self.window.canvas.viewport().removeEventFilter(self)
 
-    def _on_document(self, doc: object) -> None:
-        if (self.shown_at is None and doc.prob is not None and len(doc.clicks) == self.expected_clicks
-                and not doc.needs_prediction()):  # fmt: skip
+    @Slot(int)
+    def _on_shown(self, request_id: int) -> None:
+        if self.shown_at is None and request_id >= self.first_request_id:
             self.shown_at = time.perf_counter()
             self._armed = True
 
@@ -234,12 +223,12 @@ def click_plan(count: int) -> list[tuple[int, int, bool, bool]]:
     return plan[:count]
 
 
-def measure_clicks(window: MainWindow, timed: TimedPredictor, clicks: int, warmup: int = 1,
+def measure_clicks(window: MainWindow, log: PredictionLog, clicks: int, warmup: int = 1,
                    timeout_s: float = 120.0) -> list[ClickTiming]:  # fmt: skip
     """Click ``warmup + clicks`` times on the open image; timings of the last ``clicks`` clicks.
 
-    ``window`` is a shown MainWindow with an image open and its worker's predictor wrapped by
-    ``timed``. After the last click of each object (see :data:`OBJECT_CLICKS`) Space finishes it.
+    ``window`` is a shown MainWindow with an image open; ``log`` records its worker's results.
+    After the last click of each object (see :data:`OBJECT_CLICKS`) Space finishes it.
     """
     viewport = window.canvas.viewport()
     paint = OverlayPaintProbe(window)
@@ -249,8 +238,8 @@ def measure_clicks(window: MainWindow, timed: TimedPredictor, clicks: int, warmu
     try:
         for n, (y, x, positive, last) in enumerate(click_plan(warmup + clicks)):
             loop = QEventLoop()
-            expected = len(window.doc.clicks) + 1
-            paint.expect(expected, loop.quit)
+            request_id = window.worker.latest_request_id() + 1  # the request this click will send
+            paint.expect(request_id, loop.quit)
             timeout = QTimer(singleShot=True, interval=int(timeout_s * 1000))
             timeout.timeout.connect(loop.quit)
             pos = window.canvas.image_to_view(y, x)
@@ -267,10 +256,12 @@ def measure_clicks(window: MainWindow, timed: TimedPredictor, clicks: int, warmu
                 raise RuntimeError(
                     f"click {n + 1} at (y={y}, x={x}): no overlay painted in {timeout_s:.0f} s"
                 )
-            call = timed.call_after(pressed)
-            if call is None:
-                raise RuntimeError(f"click {n + 1}: the predictor was not called")
+            if window.worker.latest_request_id() < request_id:
+                raise RuntimeError(f"click {n + 1}: the window sent no prediction request")
             wait_ms(IDLE_BETWEEN_CLICKS_MS)  # let the probe tick past the paint
+            call = log.predict_span(window.worker.latest_request_id())
+            if call is None:
+                raise RuntimeError(f"click {n + 1}: no prediction result for the click's request")
             if n >= warmup:
                 timings.append(ClickTiming(
                     model_ms=(call[1] - call[0]) * 1000,
@@ -360,17 +351,18 @@ def measure_volume_open(window: MainWindow, folder: Path, timeout_s: float = 120
 
 
 def open_window(image: Path, work_dir: Path, engine: str | None = None, checkpoint: Path | None = None,
-                device: str = "cpu", engines: dict | None = None,
-                timeout_s: float = 300.0) -> tuple[MainWindow, TimedPredictor]:  # fmt: skip
+                device: str = "cpu", engines: dict | None = None, timeout_s: float = 300.0,
+                torch_threads: int = 0) -> tuple[MainWindow, PredictionLog]:  # fmt: skip
     """Show a MainWindow (settings and autosaves under ``work_dir``), load the model, open ``image``.
 
-    Returns ``(window, TimedPredictor)``. ``engines`` replaces the built-in engines (tests).
+    Returns ``(window, PredictionLog)``. ``engines`` replaces the built-in engines (tests).
     """
     from isegformer_app.settings import Settings
     from isegformer_app.ui.main_window import MainWindow
 
     settings = Settings.load(work_dir / "config")
     settings.device = device
+    settings.inference_threads = torch_threads
     if engine:
         settings.engine = engine
     window = MainWindow(settings, engines=engines, sidecar_dir=work_dir / "autosave")
@@ -380,11 +372,11 @@ def open_window(image: Path, work_dir: Path, engine: str | None = None, checkpoi
         window.models.load_checkpoint(checkpoint)
         wait_until(lambda: window.models.active == ("checkpoint", str(checkpoint)), timeout_s,
                    f"checkpoint {checkpoint}")  # fmt: skip
-    timed = TimedPredictor(window.worker.predictor)
+    log = PredictionLog(window)
     if not window.open_path(image):
         raise RuntimeError(f"the app could not open {image}")
-    wait_until(timed.images_set.is_set, timeout_s, "the model to take the image")
-    return window, timed
+    wait_until(lambda: window.image_key in log.images_ready, timeout_s, "the model to take the image")
+    return window, log
 
 
 def close_window(window: MainWindow) -> None:
@@ -468,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of a checkpoint")
     parser.add_argument("--clicks", type=int, default=20, help="timed clicks")
     parser.add_argument("--warmup", type=int, default=1, help="untimed clicks first")
-    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch intra-op threads of the inference worker (0: the app's automatic choice)")
     parser.add_argument("--volume-repeats", type=int, default=3, help="DICOM open repeats (0: skip)")
     args = parser.parse_args(argv)
     if args.clicks < 1 or args.warmup < 0:
@@ -481,8 +474,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model.benchmark import machine_header
     from model.engines import DEFAULT_ENGINE, ENGINE_NAMES
 
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
     engine = args.engine or DEFAULT_ENGINE
     if engine not in ENGINE_NAMES:
         parser.error(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_NAMES)}")
@@ -493,9 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_dir = Path(folder)
         image = work_dir / SAMPLE_IMAGE.name  # a copy: autosaves never land in resources/
         shutil.copy(SAMPLE_IMAGE, image)
-        window, timed = open_window(image, work_dir, engine, args.checkpoint, args.device)
+        window, log = open_window(image, work_dir, engine, args.checkpoint, args.device,
+                                  torch_threads=args.torch_threads)  # fmt: skip
+        worker_threads = window.worker.torch_threads
         try:
-            timings = measure_clicks(window, timed, args.clicks, args.warmup)
+            timings = measure_clicks(window, log, args.clicks, args.warmup)
             if args.volume_repeats > 0:
                 series = write_benchmark_series(work_dir / "series")
                 window_opens = [measure_volume_open(window, series) for _ in range(args.volume_repeats)]
@@ -509,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         volume_s = time_volume_open(slices=160, size=384, repeats=args.volume_repeats)
     device = torch.device(args.device if args.checkpoint is not None else "cpu")
     name = f"checkpoint {args.checkpoint.name} on {device}" if args.checkpoint else f"engine {engine}"
-    print(format_table(timings, volume_s, machine_header(device), name, window_opens))
+    header = f"{machine_header(device)}; inference worker torch threads {worker_threads}"
+    print(format_table(timings, volume_s, header, name, window_opens))
     return 0
 
 

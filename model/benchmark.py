@@ -24,7 +24,7 @@ import torch
 
 from model.build import build_model
 from model.clicks import Click, clicks_to_points
-from model.predictor import Predictor
+from model.predictor import Predictor, cpu_has_native_bf16
 
 ZOO_MODELS = (
     "segformer_b0",
@@ -56,16 +56,6 @@ def machine_header(device: torch.device) -> str:
         f"torch threads {torch.get_num_threads()}; torch {torch.__version__}; "
         f"python {platform.python_version()}"
     )
-
-
-def bf16_supported_on_cpu() -> bool:
-    """True when the CPU has native bf16 dot products (AVX512-BF16 / AMX), where bf16 autocast pays off."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def random_clicks(height: int, width: int, count: int, seed: int = 0) -> list[Click]:
@@ -123,7 +113,7 @@ def bench_speed(models: list[str], args: argparse.Namespace, device) -> None:
     from model.baseline_segformer import straightforward_copy
 
     size = 400
-    use_bf16 = device.type == "cuda" or bf16_supported_on_cpu()
+    use_bf16 = device.type == "cuda" or cpu_has_native_bf16()
     print(f"\n## Straightforward vs ours, network forward, 6 channels, {size}×{size}, random weights\n")
     cols = "| model | straightforward fp32 ms | ours fp32 ms | ratio |"
     sep = "|---|---:|---:|---:|"

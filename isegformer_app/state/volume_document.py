@@ -68,7 +68,8 @@ class VolumeDocument:
         self.labels = labels if labels is not None else LabelVolume.empty(volume.shape)
         if self.labels.shape != volume.shape:
             raise ValueError(f"label volume {self.labels.shape} does not match the volume {volume.shape}")
-        self.object_list: list[VolumeObject] = objects_from_labels(self.labels)
+        # a new (empty) label volume has no objects: no need to scan its voxels
+        self.object_list: list[VolumeObject] = objects_from_labels(labels) if labels is not None else []
         self.sessions: dict[vs.SessionKey, vs.SliceSession] = {}
         self.active: int | None = None
         self.selected_uid: int | None = None

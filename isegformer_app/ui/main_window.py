@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -40,7 +40,12 @@ class MainWindow(QMainWindow):
 
     ``engines`` None = the built-in engines of :mod:`model.engines` (tests pass fakes);
     ``sidecar_dir`` None = autosave beside the images; ``max_side`` = working-size limit of images.
+
+    ``prediction_shown(request_id)`` is emitted once a prediction is in the canvas scene (it is painted
+    with the next repaint of the view).
     """
+
+    prediction_shown = Signal(int)
 
     def __init__(
         self,
@@ -57,6 +62,7 @@ class MainWindow(QMainWindow):
         self.project: Project | None = None
         self.image_key = ""
         self.last_latency_ms: float | None = None
+        self._hold_refresh = False  # True while add_click defers the redraw until the request is sent
         self.setWindowTitle("isegformer")
         self.resize(1280, 820)
 
@@ -87,7 +93,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_bar)
         self.statusBar().addPermanentWidget(self.latency_label)
 
-        self.worker = InferenceWorker(self)
+        self.worker = InferenceWorker(self, threads=self.settings.inference_threads)
         self.worker.prediction_ready.connect(self._on_prediction)
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.failed.connect(self._on_worker_failed)
@@ -167,7 +173,7 @@ class MainWindow(QMainWindow):
             self.inform("Autosave", f"Could not save the previous image's annotations: {exc}", error=True)
             return False
         self.autosave_timer.stop()
-        doc.listeners.append(lambda _d: self.refresh())
+        doc.listeners.append(self.on_document_changed)
         self.image_key = f"{doc.path}#{id(doc)}"
         self.canvas.set_image(doc.image.rgb)
         self.worker.set_image(self.image_key, doc.image.rgb)
@@ -207,10 +213,21 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ editing
     def add_click(self, y: float, x: float, positive: bool) -> None:
-        if self.doc is None:
+        """Add a click and send the prediction request *before* redrawing anything.
+
+        While the prediction runs only the click dots and panels are updated; the overlay keeps the
+        previous prediction until the new one arrives (:meth:`_on_prediction` redraws it).
+        """
+        doc = self.doc
+        if doc is None:
             return
-        self.doc.add_click(y, x, positive)
-        self._request_prediction()
+        self._hold_refresh = True
+        try:
+            doc.add_click(y, x, positive)
+        finally:
+            self._hold_refresh = False
+        requested = self._request_prediction()
+        self.refresh(overlay=not requested)
 
     def brush_stroke(self, points: list, erase: bool) -> None:
         if self.doc is not None:
@@ -241,14 +258,16 @@ class MainWindow(QMainWindow):
         if self.doc is not None and self.doc.redo():
             self._request_prediction()
 
-    def _request_prediction(self) -> None:
+    def _request_prediction(self) -> bool:
+        """Send a prediction request if the current clicks need one; True if one was sent."""
         if self.volume.active:
-            self.volume.request_prediction()
-            return
+            return self.volume.request_prediction()
         doc = self.doc
         if doc is not None and doc.needs_prediction():
             self.worker.request(PredictRequest(self.image_key, list(doc.clicks), doc.prev_mask_for_request()))
             self.busy_bar.setVisible(True)
+            return True
+        return False
 
     # ------------------------------------------------------------ worker
     def _on_prediction(self, result: PredictResult) -> None:
@@ -260,10 +279,13 @@ class MainWindow(QMainWindow):
         self.last_latency_ms = result.latency_ms
         self.latency_label.setText(f"{result.latency_ms:.0f} ms · {self.engine_text}")
         try:
-            self.doc.set_prediction(result.request.clicks, result.prob)
+            shown = self.doc.set_prediction(result.request.clicks, result.prob)
         except ValueError as exc:
             self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
+            self.refresh()
             return
+        if shown:
+            self.prediction_shown.emit(result.request.request_id)
         if result.request.request_id == self.worker.latest_request_id():
             self._request_prediction()  # e.g. undo moved to click lists that were coalesced away
 
@@ -271,6 +293,8 @@ class MainWindow(QMainWindow):
         self.busy_bar.setVisible(busy)
 
     def _on_worker_failed(self, what: str, message: str) -> None:
+        if what == "predict":
+            self.refresh()  # add_click left the previous overlay up while waiting for this prediction
         if what != "engine":
             self.inform("Model", message, error=what == "image")
 
@@ -294,11 +318,18 @@ class MainWindow(QMainWindow):
             self.actions_by_name["device_cpu"].setChecked(True)
 
     # ------------------------------------------------------------ view
-    def refresh(self) -> None:
+    def on_document_changed(self, _doc: object = None) -> None:
+        """Listener of the open document: redraw (unless :meth:`add_click` redraws after its request)."""
+        if not self._hold_refresh:
+            self.refresh()
+
+    def refresh(self, overlay: bool = True) -> None:
+        """Redraw the canvas overlay (unless ``overlay`` is False), the click dots, panels and actions."""
         doc = self.doc
         if doc is None:
             return
-        self.canvas.set_overlay(render_overlay(doc, self.view_panel.opacity.value() / 100))
+        if overlay:
+            self.canvas.set_overlay(render_overlay(doc, self.view_panel.opacity.value() / 100))
         self.canvas.set_clicks(doc.clicks)
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())

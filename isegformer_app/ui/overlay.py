@@ -1,22 +1,45 @@
-"""Pure-numpy rendering of the annotation overlay (objects + current probability) as RGBA."""
+"""Pure-numpy rendering of the annotation overlay (objects + current probability) as RGBA.
+
+Pixels are written as packed 32-bit RGBA words (one store per pixel instead of four), and the faint
+probability layer is blended with whole-array operations (no boolean gathers), so a soft
+probability map costs about as much as a binary one.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from isegformer_app.state.document import Document
-
 CURRENT_COLOR = (255, 200, 0)
 SOFT_ALPHA = 0.35  # below-threshold probability is shown faintly, scaled by the probability
+OUTLINE_KERNEL = np.ones((3, 3), np.uint8)
+
+
+class OverlaySource(Protocol):
+    """What :func:`render_overlay` reads (an image Document or the slice view of a VolumeDocument)."""
+
+    shape: tuple[int, int]
+    objects: list
+    selected_uid: int | None
+    prob: np.ndarray | None
+    threshold: float
+
+    def current_mask(self) -> np.ndarray: ...
+
+
+def pack_rgba(r: int, g: int, b: int, a: int) -> np.uint32:
+    """One RGBA8888 pixel as the uint32 whose bytes in memory are (r, g, b, a), on any byte order."""
+    return np.array([r, g, b, a], np.uint8).view(np.uint32)[0]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.uint8)
-    return cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool) & mask
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    return cv2.morphologyEx(m, cv2.MORPH_GRADIENT, OUTLINE_KERNEL).view(bool) & mask
 
 
-def render_overlay(doc: Document, opacity: float) -> np.ndarray:
+def render_overlay(doc: OverlaySource, opacity: float) -> np.ndarray:
     """HxWx4 uint8 RGBA (straight alpha): visible objects in z-order, then the current object.
 
     Objects are filled with their colour at ``opacity``; the selected one gets a white outline.
@@ -24,21 +47,26 @@ def render_overlay(doc: Document, opacity: float) -> np.ndarray:
     the rest of the probability faintly (alpha ~ ``prob * opacity * SOFT_ALPHA``).
     """
     h, w = doc.shape
-    rgba = np.zeros((h, w, 4), np.uint8)
+    pixels = np.zeros((h, w), np.uint32)  # packed RGBA; viewed below as HxWx4 uint8
+    rgba = pixels.view(np.uint8).reshape(h, w, 4)
     a = int(round(255 * max(0.0, min(1.0, opacity))))
+    white = pack_rgba(255, 255, 255, 255)
     for obj in doc.objects:
         if not obj.visible:
             continue
-        rgba[obj.mask] = (*obj.color, a)
+        mask = obj.mask
+        pixels[mask] = pack_rgba(*obj.color, a)
         if obj.uid == doc.selected_uid:
-            rgba[_outline(obj.mask)] = (255, 255, 255, 255)
-    if doc.prob is not None:
-        soft = np.clip(doc.prob * (a * SOFT_ALPHA), 0, 255).astype(np.uint8)
-        faint = (soft > 0) & (doc.prob < doc.threshold)
-        rgba[faint, :3] = CURRENT_COLOR
-        rgba[faint, 3] = np.maximum(rgba[faint, 3], soft[faint])
+            pixels[_outline(mask)] = white
+    prob = doc.prob
+    if prob is not None:
+        soft = np.clip(prob * (a * SOFT_ALPHA), 0, 255).astype(np.uint8)
+        faint = (soft > 0) & (prob < doc.threshold)
+        alpha = np.maximum(rgba[..., 3], soft)
+        np.copyto(pixels, pack_rgba(*CURRENT_COLOR, 0), where=faint)  # colour, alpha set just below
+        np.copyto(rgba[..., 3], alpha, where=faint)
     current = doc.current_mask()
     if current.any():
-        rgba[current] = (*CURRENT_COLOR, a)
-        rgba[_outline(current)] = (255, 255, 255, 230)
+        pixels[current] = pack_rgba(*CURRENT_COLOR, a)
+        pixels[_outline(current)] = pack_rgba(255, 255, 255, 230)
     return rgba

@@ -74,8 +74,9 @@ class ObjectsPanel(QGroupBox):
         self._filling = True
         self.list.clear()
         if self.doc is not None:
-            for index in reversed(range(len(self.doc.objects))):
-                obj = self.doc.objects[index]
+            objects = self.doc.objects  # a volume document builds this list on each access
+            for index in reversed(range(len(objects))):
+                obj = objects[index]
                 item = QListWidgetItem(color_icon(obj.color), f"{index + 1}  {obj.label}")
                 item.setData(Qt.ItemDataRole.UserRole, obj.uid)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)

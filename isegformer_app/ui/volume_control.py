@@ -72,7 +72,7 @@ class VolumeController(QObject):
         self.doc = doc
         doc.new_object_label = (w.labels_panel.current().name, w.labels_panel.current().color)
         doc.threshold = w.view_panel.threshold.value() / 100
-        doc.listeners.append(lambda _d: w.refresh())
+        doc.listeners.append(w.on_document_changed)
         presets = doc.volume.window_presets
         default = doc.volume.channel_windows[doc.volume.channel_names[0]]
         self.display_window = presets[0] if presets else default
@@ -162,15 +162,17 @@ class VolumeController(QObject):
         self.window.view_panel.set_tool("wl" if on else "click")
 
     # ------------------------------------------------------------ predictions
-    def request_prediction(self) -> None:
+    def request_prediction(self) -> bool:
+        """Send a prediction request for the current slice session if it needs one; True if sent."""
         doc, w = self.doc, self.window
         s = doc.session() if doc is not None else None
         if s is None or not s.needs_prediction():
-            return
+            return False
         request_id = w.worker.request(PredictRequest(w.image_key, list(s.clicks), s.prev_mask()))
         self.pending = {k: v for k, v in self.pending.items() if k > request_id - 64}
         self.pending[request_id] = s.key
         w.busy_bar.setVisible(True)
+        return True
 
     def on_prediction(self, result: PredictResult) -> None:
         key = self.pending.pop(result.request.request_id, None)
@@ -180,10 +182,13 @@ class VolumeController(QObject):
         w.last_latency_ms = result.latency_ms
         w.latency_label.setText(f"{result.latency_ms:.0f} ms · {w.engine_text}")
         try:
-            self.doc.set_prediction(result.request.clicks, result.prob, key)
+            shown = self.doc.set_prediction(result.request.clicks, result.prob, key)
         except ValueError as exc:
             w.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
+            w.refresh()
             return
+        if shown:
+            w.prediction_shown.emit(result.request.request_id)
         if result.request.request_id == w.worker.latest_request_id():
             self.request_prediction()
 

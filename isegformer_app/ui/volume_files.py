@@ -6,6 +6,7 @@ Module-level names (``open_volume``, ``load_dicom_files``, ``scan_dicom_folder``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from isegformer_app.ui.dialogs import fill_recent_menu
 from isegformer_app.ui.tasks import BackgroundTask, run_task
 from isegformer_app.volumes import (
     AXES,
+    Volume,
     choose_series,
     load_dicom_files,
     load_label_nifti,
@@ -47,6 +49,25 @@ def looks_like_volume(path: Path) -> bool:
     if path.is_file():
         return is_nifti(path) or path.suffix.lower() not in IMAGE_EXTENSIONS
     return path.is_dir() and not list_images(path)
+
+
+def build_document(volume: Volume, path: Path, sidecar_dir: Path | None, notes: list[str],
+                   report: Callable[[float, str], None]) -> VolumeDocument:  # fmt: skip
+    """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread).
+
+    A problem with the autosave is appended to ``notes``; the document then stays dirty so that the
+    next autosave replaces the unusable file.
+    """
+    doc = VolumeDocument(volume, path)
+    sidecar = volume_sidecar_path(path, volume, sidecar_dir)
+    if sidecar.is_file():
+        report(0.97, "reading the autosave")
+        try:
+            restore_volume_document(doc, read_volume_sidecar(sidecar))
+        except SidecarError as exc:
+            notes.append(str(exc))
+            doc.saved_revision = -1
+    return doc
 
 
 class VolumeFiles:
@@ -80,15 +101,7 @@ class VolumeFiles:
             else:
                 volume = open_volume(path, series_uid, progress=lambda f, m: report(0.95 * f, m),
                                      cancel=cancel)
-            sidecar = volume_sidecar_path(path, volume, sidecar_dir)
-            contents = None
-            if sidecar.is_file():
-                report(0.97, "reading the autosave")
-                try:
-                    contents = read_volume_sidecar(sidecar)
-                except SidecarError as exc:
-                    notes.append(str(exc))
-            return "volume", (volume, contents, notes)
+            return "volume", (build_document(volume, path, sidecar_dir, notes, report), notes)
 
         self.last_task = run_task(self.window, "Open volume", work, lambda t: self._opened(t, path))
         return self.last_task
@@ -110,15 +123,8 @@ class VolumeFiles:
                 info = payload.series[labels.index(choice)]
                 self.open(path, info.uid, info.files)
             return
-        volume, contents, notes = payload
-        doc = VolumeDocument(volume, path)
-        if contents is not None:
-            try:
-                restore_volume_document(doc, contents)
-            except SidecarError as exc:
-                notes.append(str(exc))
-                doc.saved_revision = -1  # keep it dirty: the next autosave replaces the unusable file
-        self.ctl.install(doc, list(volume.warnings) + notes)
+        doc, notes = payload  # built in the background: only cheap work is left for this (GUI) thread
+        self.ctl.install(doc, list(doc.volume.warnings) + notes)
         w.settings.add_recent(path)
         fill_recent_menu(w)
 

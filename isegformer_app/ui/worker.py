@@ -7,6 +7,7 @@ so a burst of clicks during a slow prediction costs one more prediction, not one
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -32,10 +33,31 @@ class PredictRequest:
 
 @dataclass
 class PredictResult:
+    """``latency_ms``: the whole request in the worker (predictor state restore + predict + state save);
+    ``model_ms``: the ``predict()`` call alone, started at ``predict_started`` (``time.perf_counter()`` s)."""
+
     request: PredictRequest
     prob: np.ndarray  # HxW float32
     latency_ms: float
     engine: str = ""
+    model_ms: float = 0.0
+    predict_started: float = 0.0
+
+
+SPARE_CORE_UP_TO = 2  # automatic thread choice: leave one core to the GUI on machines up to this size
+
+
+def inference_threads(requested: int = 0, cores: int | None = None) -> int:
+    """Torch intra-op threads of the inference worker; 0 = keep torch's default.
+
+    ``requested`` > 0 is used as is. Automatic (``requested`` 0): on a machine with at most
+    :data:`SPARE_CORE_UP_TO` cores (``cores``, default ``os.cpu_count()``), all cores but one, so
+    that the GUI thread keeps a core while the model runs; on larger machines torch's default.
+    """
+    if requested > 0:
+        return int(requested)
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, cores - 1) if cores <= SPARE_CORE_UP_TO else 0
 
 
 @dataclass
@@ -52,13 +74,17 @@ class InferenceWorker(QThread):
     prediction_ready = Signal(object)  # PredictResult
     engine_ready = Signal(str, str)  # engine name, device
     failed = Signal(str, str)  # what ("engine" | "image" | "predict"), message for the user
+    image_ready = Signal(str)  # image key, once the predictor has taken the image (set_image returned)
     busy_changed = Signal(bool)
     task_progress = Signal(int, int)  # done, total (of a run_task job)
     task_result = Signal(object)  # an intermediate result of a run_task job
     task_done = Signal(str, object, str)  # label, return value, error message ("" if none)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, threads: int = 0) -> None:
+        """``threads``: torch intra-op threads of this thread (:func:`inference_threads`; 0 = automatic)."""
         super().__init__(parent)
+        self.threads = threads
+        self.torch_threads: int | None = None  # torch threads in effect in this thread, once it runs
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._pending: PredictRequest | None = None
@@ -115,6 +141,12 @@ class InferenceWorker(QThread):
 
     # --------------------------------------------------------- worker side
     def run(self) -> None:
+        import torch
+
+        threads = inference_threads(self.threads)
+        if threads > 0:
+            torch.set_num_threads(threads)  # all torch work of the app runs in this thread
+        self.torch_threads = torch.get_num_threads()
         while True:
             with self._cond:
                 while not (self._stop or self._jobs or self._pending):
@@ -145,15 +177,15 @@ class InferenceWorker(QThread):
                 self.failed.emit("engine", f"{job.label}: {exc}")
                 return
             self.predictor = predictor
-            if self._image is not None:
-                self._safe_set_image(self._image)
+            if self._image is not None and self._safe_set_image(self._image):
+                self.image_ready.emit(self.image_key or "")
             self.engine_ready.emit(getattr(predictor, "name", job.label), job.extra.get("device", "cpu"))
         elif job.kind == "task":
             self._run_task(job)
         elif job.kind == "image":
             self._image, self.image_key = job.payload, job.label
-            if self.predictor is not None:
-                self._safe_set_image(job.payload)
+            if self.predictor is not None and self._safe_set_image(job.payload):
+                self.image_ready.emit(job.label)
 
     _image: np.ndarray | None = None
 
@@ -173,13 +205,16 @@ class InferenceWorker(QThread):
                 self._safe_set_image(self._image)
         self.task_done.emit(job.label, result, error)
 
-    def _safe_set_image(self, image: np.ndarray) -> None:
+    def _safe_set_image(self, image: np.ndarray) -> bool:
+        """Give the predictor ``image``; False (and ``failed`` emitted) if it refused it."""
         self._states.clear()
         self._last_key = None
         try:
             self.predictor.set_image(image)
         except Exception as exc:
             self.failed.emit("image", f"The model could not take this image: {exc}")
+            return False
+        return True
 
     def _run_predict(self, req: PredictRequest) -> None:
         if self.predictor is None:
@@ -191,7 +226,9 @@ class InferenceWorker(QThread):
         key = tuple((c.y, c.x, c.is_positive) for c in req.clicks)
         try:
             self._restore_prefix_state(key)
+            predict_started = time.perf_counter()
             prob = self.predictor.predict(req.clicks, prev_mask=req.prev_mask)
+            model_ms = (time.perf_counter() - predict_started) * 1000.0
             self._remember_state(key)
         except Exception as exc:
             traceback.print_exc()
@@ -199,7 +236,7 @@ class InferenceWorker(QThread):
             return
         latency = (time.perf_counter() - start) * 1000.0
         name = getattr(self.predictor, "name", "")
-        result = PredictResult(req, np.asarray(prob, np.float32), latency, name)
+        result = PredictResult(req, np.asarray(prob, np.float32), latency, name, model_ms, predict_started)
         self.prediction_ready.emit(result)
 
     MAX_STATES = 32

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
+import cv2
 import numpy as np
 
 from . import slicing
@@ -48,23 +49,27 @@ class LabelVolume:
     """Labels of a ``Volume``.
 
     ``data``: ``(z, y, x)`` uint8/uint16 in the volume's display orientation; ``labels``: names/colours.
+    ``name_present`` (init only): give every label value found in ``data`` a default name/colour (a scan
+    of the whole volume; :meth:`empty` skips it, there is nothing to find).
     """
 
     data: np.ndarray
     labels: dict[int, LabelInfo] = field(default_factory=dict)
+    name_present: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, name_present: bool) -> None:
         if self.data.ndim != 3:
             raise VolumeError(f"a label volume is (z, y, x), got shape {self.data.shape}")
         if self.data.dtype not in (np.uint8, np.uint16):
             raise VolumeError(f"label volumes are uint8 or uint16, got {self.data.dtype}")
-        for value in self.present_values():
-            self.labels.setdefault(value, default_label_info(value))
+        if name_present:
+            for value in self.present_values():
+                self.labels.setdefault(value, default_label_info(value))
 
     @classmethod
     def empty(cls, shape_zyx: tuple[int, int, int], max_label: int = 255) -> LabelVolume:
-        """All-background labels of ``shape_zyx``."""
-        return cls(np.zeros(shape_zyx, dtype=dtype_for(max_label)))
+        """All-background labels of ``shape_zyx`` (no scan of the new zeros)."""
+        return cls(np.zeros(shape_zyx, dtype=dtype_for(max_label)), name_present=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,11 +77,20 @@ class LabelVolume:
         return int(z), int(y), int(x)
 
     def present_values(self) -> list[int]:
-        """Sorted non-zero label values present in the data."""
+        """Sorted non-zero label values present in the data.
+
+        An all-background volume costs one ``count_nonzero`` (~1 ms for 24 M voxels); uint8 labels are
+        counted with OpenCV's histogram, uint16 ones with a bincount of the labelled voxels only.
+        """
+        flat = self.data.reshape(-1)
+        if not np.count_nonzero(flat):
+            return []
         if self.data.dtype == np.uint8:
-            counts = np.bincount(self.data.reshape(-1), minlength=256)
-            return [int(v) for v in np.flatnonzero(counts) if v != 0]
-        return [int(v) for v in np.unique(self.data) if v != 0]
+            rows = flat.reshape(-1, self.data.shape[-1])  # 2-D for OpenCV
+            counts = cv2.calcHist([rows], [0], None, [256], [0, 256]).ravel()
+        else:
+            counts = np.bincount(flat[flat != 0], minlength=1)
+        return [int(v) for v in np.flatnonzero(counts) if v != 0]
 
     def ensure_value(self, value: int) -> None:
         """Make ``value`` storable (switching to uint16 above 255) and give it a name/colour."""

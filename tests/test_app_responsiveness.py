@@ -1,0 +1,306 @@
+"""GUI responsiveness: request before redraw, app hooks, fast overlay, cheap empty labels, off-thread open."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from isegformer_app.settings import Settings
+from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
+from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.ui import main_window as main_window_module
+from isegformer_app.ui import volume_files
+from isegformer_app.ui.main_window import MainWindow
+from isegformer_app.ui.overlay import CURRENT_COLOR, SOFT_ALPHA, render_overlay
+from isegformer_app.ui.worker import InferenceWorker, PredictRequest, inference_threads
+from isegformer_app.volumes import LabelVolume, open_volume
+from model.clicks import Click
+
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+class DiskPredictor:
+    """Fake ClickPredictor: probability 0.9 in disks of radius 10 at positive clicks, 0.3 in a ring around.
+
+    ``predict_s`` / ``state_s``: sleeps in ``predict`` / ``get_state`` (to tell model time from overhead).
+    """
+
+    name = "disks"
+
+    def __init__(self, predict_s: float = 0.0, state_s: float = 0.0) -> None:
+        self.predict_s, self.state_s = predict_s, state_s
+        self.shape = (0, 0)
+        self.calls = 0
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.shape = image.shape[:2]
+
+    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+        time.sleep(self.predict_s)
+        self.calls += 1
+        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
+        prob = np.zeros(self.shape, np.float32)
+        for c in clicks:
+            d2 = (yy - c.y) ** 2 + (xx - c.x) ** 2
+            prob[d2 <= 20**2] = np.maximum(prob[d2 <= 20**2], 0.3)
+            prob[d2 <= 10**2] = 0.9 if c.is_positive else 0.0
+        return prob
+
+    def get_state(self):
+        time.sleep(self.state_s)
+        return None
+
+    def set_state(self, state) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    return seen
+
+
+def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
+    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: predictor},
+                        sidecar_dir=tmp_path / "autosave")  # fmt: skip
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
+    return window
+
+
+def open_image(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    path = tmp_path / "img.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    assert window.open_path(path)
+
+
+def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arrival(
+    qtbot, tmp_path, messages, monkeypatch
+) -> None:
+    predictor = DiskPredictor(predict_s=0.05)
+    window = make_window(qtbot, tmp_path, predictor)
+    open_image(qtbot, window, tmp_path)
+    events: list[str] = []
+    real_request, real_render = window.worker.request, main_window_module.render_overlay
+    real_dots = window.canvas.set_clicks
+
+    def request(req: PredictRequest) -> int:
+        events.append(f"request {len(req.clicks)}")
+        return real_request(req)
+
+    def render(doc, opacity):
+        events.append("render" + (" with prob" if doc.prob is not None else ""))
+        return real_render(doc, opacity)
+
+    monkeypatch.setattr(window.worker, "request", request)
+    monkeypatch.setattr(main_window_module, "render_overlay", render)
+    monkeypatch.setattr(window.canvas, "set_clicks",
+                        lambda clicks: (events.append("dots"), real_dots(clicks)))  # fmt: skip
+    shown: list[int] = []
+    window.prediction_shown.connect(shown.append)
+
+    window.add_click(40, 50, True)
+    # the request goes out first; then only the dots are drawn: the overlay waits for the prediction
+    assert events == ["request 1", "dots"]
+    with qtbot.waitSignal(window.prediction_shown, timeout=5000) as blocker:
+        pass
+    assert blocker.args == [window.worker.latest_request_id()] == shown
+    overlay = window.canvas.overlay_item.pixmap().toImage()
+    assert overlay.pixelColor(50, 40).alpha() > 0 and overlay.pixelColor(110, 5).alpha() == 0
+
+    assert events[2:4] == ["render with prob", "dots"]
+    events.clear()
+    window.add_click(60, 90, False)
+    assert events == ["request 2", "dots"]
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=5000)
+    assert shown[1] == window.worker.latest_request_id() and events[2] == "render with prob"
+    assert predictor.calls == 2
+
+
+def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkeypatch) -> None:
+    predictor = DiskPredictor()
+    window = make_window(qtbot, tmp_path, predictor)
+    open_image(qtbot, window, tmp_path)
+    monkeypatch.setattr(predictor, "predict", lambda clicks, prev_mask=None: 1 / 0)
+    renders: list[bool] = []
+    real_render = main_window_module.render_overlay
+
+    def render(doc, opacity):
+        renders.append(True)
+        return real_render(doc, opacity)
+
+    monkeypatch.setattr(main_window_module, "render_overlay", render)
+    window.add_click(10, 10, True)
+    assert renders == []
+    qtbot.waitUntil(lambda: "Prediction failed" in window.message_label.text(), timeout=5000)
+    assert renders == [True]  # the overlay no longer waits for a prediction that will not come
+
+
+def test_result_model_ms_excludes_the_state_save(qtbot) -> None:
+    predictor = DiskPredictor(predict_s=0.03, state_s=0.12)
+    worker = InferenceWorker(threads=1)
+    worker.start()
+    try:
+        worker.load_engine(lambda: predictor, "disks")
+        worker.set_image("k", np.zeros((40, 50, 3), np.uint8))
+        with qtbot.waitSignal(worker.prediction_ready, timeout=5000) as blocker:
+            request_id = worker.request(PredictRequest("k", [Click(5, 5, True, 0)], None))
+        result = blocker.args[0]
+        assert result.request.request_id == request_id
+        assert 30 <= result.model_ms < 110  # the predict() sleep, not the 120 ms get_state()
+        assert result.latency_ms >= 150 and result.latency_ms > result.model_ms + 100
+        assert 0 < result.predict_started <= time.perf_counter()
+        assert worker.torch_threads == 1
+    finally:
+        worker.stop()
+
+
+def test_inference_threads_leave_the_gui_a_core_on_small_machines() -> None:
+    assert inference_threads(0, cores=1) == 1
+    assert inference_threads(0, cores=2) == 1
+    assert inference_threads(0, cores=16) == 0  # torch's default
+    assert inference_threads(3, cores=2) == 3  # an explicit setting wins
+
+
+def reference_overlay(doc, opacity: float) -> np.ndarray:
+    """The overlay rules written pixel-group by pixel-group (boolean indexing), as a slow reference."""
+    h, w = doc.shape
+    rgba = np.zeros((h, w, 4), np.uint8)
+    a = int(round(255 * max(0.0, min(1.0, opacity))))
+    kernel = np.ones((3, 3), np.uint8)
+
+    def outline(mask):
+        return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, kernel).astype(bool) & mask
+
+    for obj in doc.objects:
+        if obj.visible:
+            rgba[obj.mask] = (*obj.color, a)
+            if obj.uid == doc.selected_uid:
+                rgba[outline(obj.mask)] = (255, 255, 255, 255)
+    if doc.prob is not None:
+        soft = np.clip(doc.prob * (a * SOFT_ALPHA), 0, 255).astype(np.uint8)
+        faint = (soft > 0) & (doc.prob < doc.threshold)
+        rgba[faint, :3] = CURRENT_COLOR
+        rgba[faint, 3] = np.maximum(rgba[faint, 3], soft[faint])
+    current = doc.current_mask()
+    rgba[current] = (*CURRENT_COLOR, a)
+    rgba[outline(current)] = (255, 255, 255, 230)
+    return rgba
+
+
+class FakeObject:
+    def __init__(self, uid: int, color: tuple, mask: np.ndarray, visible: bool = True) -> None:
+        self.uid, self.color, self.mask, self.visible = uid, color, mask, visible
+
+
+class FakeDoc:
+    def __init__(self, h: int, w: int) -> None:
+        yy, xx = np.mgrid[:h, :w]
+        self.shape, self.threshold, self.selected_uid = (h, w), 0.49, 2
+        self.objects = [FakeObject(1, (10, 20, 30), (yy < h // 2) & (xx < w // 2)),
+                        FakeObject(2, (200, 0, 100), (yy > h // 3) & (xx > w // 3)),
+                        FakeObject(3, (1, 2, 3), xx > 10, visible=False)]  # fmt: skip
+        self.prob = np.clip(1 - np.hypot(yy - h / 2, xx - w / 2) / (0.6 * min(h, w)), 0, 1).astype(np.float32)
+        self.brush = np.zeros((h, w), np.int8)
+        self.brush[:20, :20], self.brush[h // 2 : h // 2 + 5] = 1, -1
+
+    def current_mask(self) -> np.ndarray:
+        mask = self.prob >= self.threshold if self.prob is not None else np.zeros(self.shape, bool)
+        return (mask | (self.brush > 0)) & ~(self.brush < 0)
+
+
+def test_overlay_matches_the_reference_rules_and_soft_maps_are_not_slower() -> None:
+    doc = FakeDoc(375, 500)
+    soft = doc.prob
+    for prob in (soft, (soft > 0.5).astype(np.float32), None):
+        doc.prob = prob
+        for opacity in (0.0, 0.5, 1.0):
+            got = render_overlay(doc, opacity)
+            assert got.shape == (375, 500, 4) and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, reference_overlay(doc, opacity))
+    faint = (soft > 0.1) & (soft < 0.4)
+    doc.prob = soft
+    assert (render_overlay(doc, 0.5)[faint & ~doc.objects[0].mask & ~doc.objects[1].mask, 3] > 0).all()
+
+    def best_ms(prob) -> float:
+        doc.prob = prob
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            render_overlay(doc, 0.5)
+            times.append(time.perf_counter() - start)
+        return min(times) * 1000
+
+    soft_ms, binary_ms = best_ms(soft), best_ms((soft > 0.5).astype(np.float32))
+    assert soft_ms < 2 * binary_ms + 1.0  # the faint layer is whole-array work, not per-pixel gathers
+
+
+def test_empty_label_volume_is_not_scanned(monkeypatch) -> None:
+    def scan(self):
+        raise AssertionError("present_values() scanned an empty label volume")
+
+    monkeypatch.setattr(LabelVolume, "present_values", scan)
+    labels = LabelVolume.empty((4, 5, 6))
+    assert labels.data.shape == (4, 5, 6) and not labels.data.any() and labels.labels == {}
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")  # builds an empty label volume
+    assert doc.object_list == [] and doc.next_value == 1 and doc.labels.shape == volume.shape
+
+
+def test_present_values_match_unique_for_both_dtypes() -> None:
+    rng = np.random.default_rng(1)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        data = np.zeros((3, 17, 29), dtype)
+        assert LabelVolume(data.copy()).present_values() == []
+        values = rng.choice(np.arange(1, top + 1), size=6, replace=False)
+        data.flat[rng.choice(data.size, size=6, replace=False)] = values
+        labels = LabelVolume(data)
+        assert labels.present_values() == sorted(int(v) for v in values)
+        assert sorted(labels.labels) == sorted(int(v) for v in values)  # named when constructed
+
+
+def test_volume_document_and_autosave_restore_are_built_off_the_gui_thread(qtbot, tmp_path, messages,
+                                                                           monkeypatch) -> None:  # fmt: skip
+    path = tmp_path / "head.nii"
+    image = nib.load(NIBABEL_DATA / "anatomical.nii")
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(np.int16), image.affine), path)
+    saved = VolumeDocument(open_volume(path), path)
+    labels = np.zeros(saved.volume.shape, np.uint8)
+    labels[3] = 7
+    saved.import_labels(LabelVolume(labels))
+    save_volume_document(saved, volume_sidecar_path(path, saved.volume, tmp_path / "autosave"))
+
+    threads: dict[str, threading.Thread] = {}
+    real_doc, real_restore = volume_files.VolumeDocument, volume_files.restore_volume_document
+
+    def make_doc(*args, **kwargs):
+        threads["document"] = threading.current_thread()
+        return real_doc(*args, **kwargs)
+
+    def restore(doc, contents):
+        threads["restore"] = threading.current_thread()
+        return real_restore(doc, contents)
+
+    monkeypatch.setattr(volume_files, "VolumeDocument", make_doc)
+    monkeypatch.setattr(volume_files, "restore_volume_document", restore)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(path)
+    qtbot.waitUntil(lambda: window.volume.active, timeout=10000)
+    assert set(threads) == {"document", "restore"}
+    assert all(t is not threading.main_thread() for t in threads.values())
+    doc = window.volume.doc
+    assert [o.uid for o in doc.object_list] == [7] and (doc.labels.get_slice("axial", 3) == 7).all()
+    assert not messages

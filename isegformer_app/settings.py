@@ -35,6 +35,7 @@ class Settings:
     recent_files: list[str] = field(default_factory=list)
     last_checkpoint: str = ""
     device: str = "cpu"
+    precision: str = "auto"  # "auto": bf16/fp16 where the hardware runs it natively; "fp32"
     engine: str = ""
     labels: list[dict] = field(default_factory=list)
     shortcuts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))

@@ -319,3 +319,22 @@ def test_worker_restores_predictor_state_for_new_objects_and_undo(qtbot, tmp_pat
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     assert predictor.events[-1] == ("reset",) and predictor.state == ((100.0, 100.0),)
     window.close()
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+def test_reference_checkpoint_predicts_in_the_window(qtbot, tmp_path, images, messages, reference_dir, reduced):
+    from model.predictor import fast_autocast
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.models.set_precision(reduced)
+    window.models.load_checkpoint(reference_dir / "isegformer_tiny_6ch_prevmask.pth")
+    qtbot.waitUntil(lambda: window.models.active[0] == "checkpoint", timeout=60000)
+    precision = fast_autocast("cpu") if reduced else None
+    assert window.engine_text.endswith(f"cpu {precision}" if precision else "· cpu")
+    window.open_path(images / "a.png")
+    click(qtbot, window, 60, 80)
+    qtbot.waitUntil(predicted(window, 1), timeout=60000)
+    prob = window.doc.prob
+    assert prob.shape == (120, 160) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+    assert not messages
+    window.close()

@@ -137,7 +137,7 @@ class DeleteObject:
 
 
 class SetAttribute:
-    """Change ``label``, ``color`` or ``visible`` of one object."""
+    """Change ``label``, ``color`` or ``visible`` of one object (of an image or a volume document)."""
 
     def __init__(self, uid: int, name: str, value: Any) -> None:
         if name not in ("label", "color", "visible"):

@@ -7,7 +7,7 @@ the whole volume remember exactly the voxels they changed (flat indices + old va
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -107,24 +107,6 @@ class DeleteObject:
         doc.labels.data.reshape(-1)[self.voxels] = self.uid
         if self.was_active:
             doc.active = self.uid
-
-
-class SetAttribute:
-    """Change ``label``, ``color`` or ``visible`` of one object."""
-
-    def __init__(self, uid: int, name: str, value: Any) -> None:
-        if name not in ("label", "color", "visible"):
-            raise ValueError(f"cannot set {name!r}")
-        self.uid, self.name, self.value = uid, name, value
-        self.text = {"label": "Rename", "color": "Recolour", "visible": "Show/hide"}[name]
-
-    def do(self, doc: VolumeDocument) -> None:
-        obj = doc.object(self.uid)
-        self.old = getattr(obj, self.name)
-        setattr(obj, self.name, self.value)
-
-    def undo(self, doc: VolumeDocument) -> None:
-        setattr(doc.object(self.uid), self.name, self.old)
 
 
 class MoveObject:

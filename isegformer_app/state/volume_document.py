@@ -22,6 +22,7 @@ import numpy as np
 
 from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
+from isegformer_app.state.commands import SetAttribute  # the same command as for images
 from isegformer_app.state.document import DEFAULT_THRESHOLD, stroke_mask
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, color_for_index
@@ -321,13 +322,13 @@ class VolumeDocument:
         self._execute_volume(vc.DeleteObject(uid))
 
     def rename_object(self, uid: int, label: str) -> None:
-        self._execute_volume(vc.SetAttribute(uid, "label", label))
+        self._execute_volume(SetAttribute(uid, "label", label))
 
     def recolor_object(self, uid: int, color: Color) -> None:
-        self._execute_volume(vc.SetAttribute(uid, "color", tuple(int(v) for v in color)))
+        self._execute_volume(SetAttribute(uid, "color", tuple(int(v) for v in color)))
 
     def set_visible(self, uid: int, visible: bool) -> None:
-        self._execute_volume(vc.SetAttribute(uid, "visible", bool(visible)))
+        self._execute_volume(SetAttribute(uid, "visible", bool(visible)))
 
     def move_object(self, uid: int, new_index: int) -> None:
         new_index = max(0, min(len(self.object_list) - 1, new_index))

@@ -80,6 +80,11 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         group.addAction(act)
         device_menu.addAction(act)
         a[f"device_{dev}"] = act
+    reduced = QAction("&Reduced precision (bf16/fp16 where native)", window, checkable=True)
+    reduced.setChecked(window.models.settings.precision == "auto")
+    reduced.toggled.connect(window.models.set_precision)
+    model.addAction(reduced)
+    a["reduced_precision"] = reduced
     engine_menu = model.addMenu("&Engine")
     engines = QActionGroup(window)
     for name in window.models.engines:

@@ -179,7 +179,10 @@ class InferenceWorker(QThread):
             self.predictor = predictor
             if self._image is not None and self._safe_set_image(self._image):
                 self.image_ready.emit(self.image_key or "")
-            self.engine_ready.emit(getattr(predictor, "name", job.label), job.extra.get("device", "cpu"))
+            device = job.extra.get("device", "cpu")
+            precision = getattr(predictor, "autocast", None)
+            shown = f"{device} {precision}" if precision else device
+            self.engine_ready.emit(getattr(predictor, "name", job.label), shown)
         elif job.kind == "task":
             self._run_task(job)
         elif job.kind == "image":

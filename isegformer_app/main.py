@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from resources import APP_ICON
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="isegformer", description="Click-based interactive segmentation.")
@@ -30,14 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("isegformer")
-    icon = Path(__file__).resolve().parents[1] / "resources" / "icons" / "isegformer.png"
-    if icon.is_file():
+    if APP_ICON.is_file():
         from PySide6.QtGui import QIcon
 
-        app.setWindowIcon(QIcon(str(icon)))
+        app.setWindowIcon(QIcon(str(APP_ICON)))
     settings = Settings.load(args.config_dir)
     if args.engine:
         settings.engine = args.engine
+        settings.model_source = "engine"
     window = MainWindow(settings)
     window.show()
     if args.path:

@@ -34,6 +34,7 @@ def config_dir() -> Path:
 class Settings:
     recent_files: list[str] = field(default_factory=list)
     last_checkpoint: str = ""
+    model_source: str = "engine"  # what was active at exit: "engine" or "checkpoint" (reloaded at start)
     device: str = "cpu"
     precision: str = "auto"  # "auto": bf16/fp16 where the hardware runs it natively; "fp32"
     engine: str = ""

@@ -322,7 +322,9 @@ def test_worker_restores_predictor_state_for_new_objects_and_undo(qtbot, tmp_pat
 
 
 @pytest.mark.parametrize("reduced", [False, True])
-def test_reference_checkpoint_predicts_in_the_window(qtbot, tmp_path, images, messages, reference_dir, reduced):
+def test_reference_checkpoint_predicts_in_the_window(
+    qtbot, tmp_path, images, messages, reference_dir, reduced
+) -> None:
     from model.predictor import fast_autocast
 
     window = make_window(qtbot, tmp_path, DiskPredictor())
@@ -337,4 +339,19 @@ def test_reference_checkpoint_predicts_in_the_window(qtbot, tmp_path, images, me
     prob = window.doc.prob
     assert prob.shape == (120, 160) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
     assert not messages
+    window.close()
+
+
+def test_last_checkpoint_is_reloaded_at_start(qtbot, tmp_path, messages, reference_dir) -> None:
+    settings = Settings.load(tmp_path / "config")
+    settings.last_checkpoint = str(reference_dir / "isegformer_tiny_5ch.pth")
+    settings.model_source = "checkpoint"
+    settings.save()
+    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": DiskPredictor})
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.models.active[0] == "checkpoint", timeout=60000)
+    assert window.models.active[1].endswith("isegformer_tiny_5ch.pth")
+    window.models.use_engine("disks")
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
+    assert window.models.settings.model_source == "engine" and not messages
     window.close()

@@ -78,9 +78,13 @@ class ModelControl(QObject):
         worker.failed.connect(self._on_failed)
 
     def start(self) -> None:
+        """Start with the last engine; reload the last checkpoint if that was active at exit."""
         name = self.settings.engine if self.settings.engine in self.engines else self.default_engine
         if name:
             self.use_engine(name)
+        last = self.settings.last_checkpoint
+        if self.settings.model_source == "checkpoint" and last and Path(last).is_file():
+            self.load_checkpoint(last)
 
     def use_engine(self, name: str) -> None:
         self._requested = ("engine", name)
@@ -116,6 +120,8 @@ class ModelControl(QObject):
             self.settings.engine = value
         elif kind == "checkpoint":
             self.settings.last_checkpoint = value
+        if kind:
+            self.settings.model_source = kind
         self.source_changed.emit(f"{name} · {device}")
 
     def _on_failed(self, what: str, message: str) -> None:

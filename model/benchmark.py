@@ -118,7 +118,7 @@ def bench_speed(models: list[str], args: argparse.Namespace, device) -> None:
     cols = "| model | straightforward fp32 ms | ours fp32 ms | ratio |"
     sep = "|---|---:|---:|---:|"
     if use_bf16:
-        cols += " ours bf16 ms | ratio | bf16 IoU vs fp32 |"
+        cols += " ours bf16 ms | ratio | bf16 IoU vs fp32 (random weights) |"
         sep += "---:|---:|---:|"
     print(cols + " predictor overhead |")
     print(sep + "---:|")

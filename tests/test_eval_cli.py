@@ -11,6 +11,7 @@ import cv2
 import imgviz
 import numpy as np
 import pytest
+from _noc_oracle import oracle_prediction
 
 from model.clicks import Click
 from training.clicker import Clicker
@@ -49,16 +50,7 @@ class InstanceOracle:
 
     def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
         gt = self.instances == self.instances[int(clicks[0].y), int(clicks[0].x)]
-        positive = np.zeros(gt.shape, dtype=bool)
-        negative = np.zeros(gt.shape, dtype=bool)
-        for click in clicks:
-            squared = (self.rows - click.y) ** 2 + (self.cols - click.x) ** 2
-            if click.is_positive:
-                positive |= squared <= 60**2
-            else:
-                negative |= squared <= 30**2
-        grown = cv2.dilate((gt & positive).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-        return (grown & ~(negative & ~gt)).astype(np.float32)
+        return oracle_prediction(gt, self.rows, self.cols, clicks)
 
     def get_state(self) -> None:
         return None

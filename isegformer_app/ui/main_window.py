@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
@@ -276,10 +277,21 @@ class MainWindow(QMainWindow):
             return
         if result.request.image_key != self.image_key or self.doc is None:
             return
+        doc = self.doc
+        self.apply_prediction(
+            result, lambda: doc.set_prediction(result.request.clicks, result.prob), self._request_prediction
+        )
+
+    def apply_prediction(
+        self, result: PredictResult, store: Callable[[], bool], request_again: Callable[[], object]
+    ) -> None:
+        """Image and volume mode alike: show the latency, ``store()`` the map in the document (True if
+        it is now on screen), announce it, and ask again when this answered the newest request (e.g.
+        undo moved to click lists that were coalesced away)."""
         self.last_latency_ms = result.latency_ms
         self.latency_label.setText(f"{result.latency_ms:.0f} ms · {self.engine_text}")
         try:
-            shown = self.doc.set_prediction(result.request.clicks, result.prob)
+            shown = store()
         except ValueError as exc:
             self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
             self.refresh()
@@ -287,7 +299,7 @@ class MainWindow(QMainWindow):
         if shown:
             self.prediction_shown.emit(result.request.request_id)
         if result.request.request_id == self.worker.latest_request_id():
-            self._request_prediction()  # e.g. undo moved to click lists that were coalesced away
+            request_again()
 
     def _on_busy(self, busy: bool) -> None:
         self.busy_bar.setVisible(busy)

@@ -178,19 +178,12 @@ class VolumeController(QObject):
         key = self.pending.pop(result.request.request_id, None)
         if key is None or self.doc is None:
             return
-        w = self.window
-        w.last_latency_ms = result.latency_ms
-        w.latency_label.setText(f"{result.latency_ms:.0f} ms · {w.engine_text}")
-        try:
-            shown = self.doc.set_prediction(result.request.clicks, result.prob, key)
-        except ValueError as exc:
-            w.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
-            w.refresh()
-            return
-        if shown:
-            w.prediction_shown.emit(result.request.request_id)
-        if result.request.request_id == w.worker.latest_request_id():
-            self.request_prediction()
+        doc = self.doc
+
+        def store() -> bool:
+            return doc.set_prediction(result.request.clicks, result.prob, key)
+
+        self.window.apply_prediction(result, store, self.request_prediction)
 
     # ------------------------------------------------------------ propagation
     def _on_propagate_button(self, name: str) -> None:

@@ -37,3 +37,15 @@ def _no_blocking_message_boxes():
     yield
     for name, original in saved.items():
         setattr(QMessageBox, name, original)
+
+
+@pytest.fixture
+def messages(monkeypatch) -> list[tuple[str, str]]:
+    """Record the app's warning boxes as (title, text) instead of showing them; questions (e.g. the
+    unsaved-work prompt) answer Discard. Tests assert on the list to check "one clear message"."""
+    from PySide6.QtWidgets import QMessageBox
+
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    return seen

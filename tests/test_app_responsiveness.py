@@ -9,8 +9,6 @@ from pathlib import Path
 import cv2
 import nibabel as nib
 import numpy as np
-import pytest
-from PySide6.QtWidgets import QMessageBox
 
 from isegformer_app.settings import Settings
 from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
@@ -62,14 +60,6 @@ class DiskPredictor:
 
     def reset(self) -> None:
         pass
-
-
-@pytest.fixture
-def messages(monkeypatch):
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
-    return seen
 
 
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:

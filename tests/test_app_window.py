@@ -69,15 +69,6 @@ def images(tmp_path):
     return folder
 
 
-@pytest.fixture
-def messages(monkeypatch):
-    """Record QMessageBox warnings instead of showing them; closing discards by default."""
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Save)
-    return seen
-
-
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
     window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: predictor})
     qtbot.addWidget(window)
@@ -355,3 +346,19 @@ def test_last_checkpoint_is_reloaded_at_start(qtbot, tmp_path, messages, referen
     qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
     assert window.models.settings.model_source == "engine" and not messages
     window.close()
+
+
+def test_closing_waits_for_background_writes(qtbot, tmp_path, messages) -> None:
+    from isegformer_app.ui.tasks import run_task
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    target = tmp_path / "written.txt"
+
+    def slow_write(report, cancel) -> None:
+        time.sleep(0.4)
+        target.write_text("done")
+
+    task = run_task(window, "Export", slow_write, lambda t: None, dialog=False)
+    assert task.isRunning()
+    assert window.close()
+    assert not task.isRunning() and target.read_text() == "done"

@@ -7,8 +7,6 @@ import shutil
 import time
 
 import numpy as np
-import pytest
-from PySide6.QtWidgets import QMessageBox
 
 from isegformer_app.benchmark import (
     OBJECT_CLICKS,
@@ -60,14 +58,7 @@ class SleepyDiskPredictor:
         pass
 
 
-@pytest.fixture
-def no_dialogs(monkeypatch):
-    """A modal box would hang the offscreen test (e.g. the unsaved-work prompt on teardown)."""
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.StandardButton.Ok)
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
-
-
-def test_measure_clicks_on_the_real_window(qtbot, tmp_path, no_dialogs) -> None:
+def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
     image = tmp_path / "sample.jpg"
     shutil.copy(SAMPLE, image)
     predictor = SleepyDiskPredictor()
@@ -102,7 +93,7 @@ def test_measure_clicks_on_the_real_window(qtbot, tmp_path, no_dialogs) -> None:
     assert timings[1].handoff_ms >= GUI_STALL_S * 1000 * 0.99
 
 
-def test_measure_volume_open_through_the_window(qtbot, tmp_path, no_dialogs) -> None:
+def test_measure_volume_open_through_the_window(qtbot, tmp_path, messages) -> None:
     image = tmp_path / "sample.jpg"
     shutil.copy(SAMPLE, image)
     window, _ = open_window(image, tmp_path, engines={"sleepy": SleepyDiskPredictor}, timeout_s=30)

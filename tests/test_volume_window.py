@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
-from PySide6.QtWidgets import QInputDialog, QMessageBox, QPushButton
+from PySide6.QtWidgets import QInputDialog, QPushButton
 
 from isegformer_app.settings import Settings
 from isegformer_app.ui import volume_files
@@ -63,14 +63,6 @@ def nifti(tmp_path) -> Path:
     path = tmp_path / "head.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(np.int16), affine), path)
     return path
-
-
-@pytest.fixture
-def messages(monkeypatch):
-    seen: list[tuple[str, str]] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: seen.append((title, text)))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
-    return seen
 
 
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:

@@ -29,6 +29,7 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.overlay import render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.tasks import finish_tasks
 from isegformer_app.ui.volume_control import VolumeController
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
@@ -415,6 +416,7 @@ class MainWindow(QMainWindow):
             self.settings.save()
         except OSError as exc:
             self.inform("Settings", f"Could not save settings: {exc}")
+        finish_tasks(self)
         self.worker.stop()
         event.accept()
 

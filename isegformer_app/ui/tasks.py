@@ -100,3 +100,12 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
     task.completed.connect(finish)
     task.start()
     return task
+
+
+def finish_tasks(parent: QWidget, cancel_titles: tuple[str, ...] = ("Open volume",)) -> None:
+    """Before ``parent`` closes: cancel loads, let saves and exports run to the end, and join them, so
+    nothing being written is lost and no thread outlives its window (Qt aborts on that)."""
+    for task in list(parent.__dict__.get("_background_tasks", ())):
+        if task.title in cancel_titles:
+            task.cancel()
+        task.wait()

@@ -43,6 +43,7 @@ class Settings:
     opacity: float = 0.5
     threshold: float = 0.49
     brush_radius: int = 8
+    runtime_choices: dict[str, dict] = field(default_factory=dict)  # measured precision/threads per model
     inference_threads: int = 0  # torch threads of the inference worker; 0 = automatic (see ui.worker)
     path: Path | None = field(default=None, repr=False, compare=False)
     problem: str = field(default="", repr=False, compare=False)

@@ -1,4 +1,4 @@
-"""Per-click latency benchmark: ``python -m model.benchmark [--section zoo|speed|all]``.
+"""Per-click latency benchmark: ``python -m model.benchmark [--section zoo|speed|default|all]``.
 
 ``zoo``: the full predictor (clicks -> probability map at full resolution, ZoomIn and flip off so the
 input size is what the row says) for each architecture at a 400×400 and an 800×600 image; median
@@ -8,6 +8,9 @@ and p90 over ``--clicks`` clicks after ``--warmup`` clicks, random weights.
 original code's style (:mod:`model.baseline_segformer`) and by ours (fp32, and bf16 autocast where
 the CPU supports it), 400×400, 6 input channels; plus the share of a predictor call spent outside
 the network (click maps, ZoomIn, resizes).
+
+``default``: the bundled trained network through the predictor as the app runs it, fp32 at torch's
+default thread count against each (precision, threads) candidate the app measures at load time.
 """
 
 from __future__ import annotations
@@ -184,6 +187,40 @@ def predictor_overhead(model, device, size: int, autocast: str | None, args: arg
     return max(0.0, 1 - spent["net"] / total)
 
 
+def bench_default(args: argparse.Namespace, device: torch.device) -> None:
+    """The bundled default network as the app runs it (ZoomIn and flip on), 400x400, per click:
+    fp32 at torch's default threads (the straightforward way) against each measured candidate."""
+    from model.checkpoint import load_checkpoint
+    from model.runtime_tuning import candidate_settings
+    from resources import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        print(f"\n(no bundled model at {DEFAULT_MODEL})")
+        return
+    model = load_checkpoint(DEFAULT_MODEL, device).eval()
+    size = 400
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    clicks = random_clicks(size, size, args.warmup + args.clicks)
+    title = f"Bundled network {DEFAULT_MODEL.name} ({model.arch}), per click, {size}×{size}, ZoomIn + flip"
+    print(f"\n## {title}\n")
+    print("| precision | threads | median ms | p90 ms |")
+    print("|---|---:|---:|---:|")
+    default_threads = torch.get_num_threads()
+    rows = [(None, default_threads)] + [c for c in candidate_settings() if c != (None, default_threads)]
+    for precision, threads in rows:
+        torch.set_num_threads(threads)
+        predictor = Predictor(model, device=device, autocast=precision)
+        predictor.set_image(image)
+        def one_click(i: int, p: Predictor = predictor) -> object:
+            return p.predict(clicks[: i + 1])
+
+        times = time_calls(one_click, args.warmup, args.clicks, device)
+        label = precision or "fp32"
+        print(f"| {label} | {threads} | {statistics.median(times):.0f} | {p90(times):.0f} |", flush=True)
+    torch.set_num_threads(default_threads)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(h), int(w)
@@ -191,7 +228,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=("zoo", "speed", "all"), default="all")
+    parser.add_argument("--section", choices=("zoo", "speed", "default", "all"), default="all")
     parser.add_argument("--models", default=",".join(ZOO_MODELS))
     parser.add_argument("--speed-models", default=",".join(SPEED_MODELS))
     parser.add_argument("--sizes", default="400x400,800x600", help="WxH list")
@@ -211,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_zoo(args.models.split(","), [parse_size(s) for s in args.sizes.split(",")], args, device)
     if args.section in ("speed", "all"):
         bench_speed(args.speed_models.split(","), args, device)
+    if args.section in ("default", "all"):
+        bench_default(args, device)
 
 
 if __name__ == "__main__":

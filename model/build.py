@@ -16,6 +16,8 @@ ORIGINAL_CLASSES: dict[str, str] = {
     "isegm.model.is_segformer_model.SegformerModel": "model.modeling.segformer",
     "isegm.model.is_hrnet_model.HRNetModel": "model.modeling.hrnet_ocr",
     "isegm.model.is_swinformer_model.SwinformerModel": "model.modeling.swin",
+    # Our own family (no original class): EfficientNet-Lite encoder + SegFormer head.
+    "isegformer.model.EfficientNetSegformerModel": "model.modeling.efficientnet_segformer",
 }
 FAMILY_MODULES = tuple(dict.fromkeys(ORIGINAL_CLASSES.values()))
 

@@ -105,13 +105,100 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+class _FrozenCallable:
+    """An allowed function as the unpickler hands it out: callable, but no attribute can be set (a
+    pickle's BUILD on the real function would change it for every later load of the process)."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Any) -> None:
+        object.__setattr__(self, "_function", function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError(f"the checkpoint tries to modify {self._function.__qualname__}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"the checkpoint tries to modify {self._function.__qualname__}")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("not picklable")
+
+
+def _handed_out(value: Any) -> Any:
+    return _FrozenCallable(value) if callable(value) and not isinstance(value, type) else value
+
+
+def _class_attributes(allowed: dict[tuple[str, str], Any]) -> dict[type, dict[str, Any]]:
+    """The attributes of the allowed Python classes (compared after each load: a pickle can set
+    attributes on a class through BUILD's slot state)."""
+    return {v: dict(vars(v)) for v in allowed.values() if isinstance(v, type)}
+
+
+def _restore_class_attributes(snapshot: dict[type, dict[str, Any]]) -> list[str]:
+    """Undo any change to the allowed classes since ``snapshot``; returns what had changed."""
+    changed = []
+    for cls, before in snapshot.items():
+        now = vars(cls)
+        for key in [k for k in now if k not in before or now[k] is not before[k]]:
+            changed.append(f"{cls.__qualname__}.{key}")
+            try:
+                if key in before:
+                    setattr(cls, key, before[key])
+                else:
+                    delattr(cls, key)
+            except (AttributeError, TypeError):
+                pass
+    return changed
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    _allowed = _allowed_globals()
+    _allowed = {key: _handed_out(value) for key, value in _allowed_globals().items()}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._allowed:
             return self._allowed[(module, name)]
         return foreign_class(module, name)
+
+
+# Entries of a ``torch.save`` zip archive (under its one top folder); anything else, e.g. TorchScript's
+# ``code/`` and ``constants.pkl``, means a file that is not a plain checkpoint.
+_ZIP_ENTRIES = frozenset(
+    {"data.pkl", "version", "byteorder", ".format_version", ".storage_alignment", ".data/version",
+     ".data/serialization_id"}
+)  # fmt: skip
+
+
+def check_container(path: str) -> None:
+    """Refuse files that a torch loader would hand to code-running readers before our restricted
+    unpickler sees them: TorchScript archives (``torch.load`` passes them to ``torch.jit.load``),
+    zip archives with entries other than tensor data, and the legacy tar format."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        raise CheckpointError(f"{path}: a tar archive (legacy torch format) is not accepted as a checkpoint")
+    if not head.startswith(b"PK"):
+        return  # a plain (legacy) pickle: read by the restricted unpickler
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+    prefixes = {name.split("/", 1)[0] for name in names}
+    if len(prefixes) != 1:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint archive (several top folders)")
+    for name in names:
+        inner = name.split("/", 1)[1] if "/" in name else ""
+        if inner in _ZIP_ENTRIES or (inner.startswith("data/") and inner[5:].isdigit()):
+            continue
+        if inner.startswith("code/") or inner == "constants.pkl":
+            raise CheckpointError(
+                f"{path}: a TorchScript archive, which can run code when loaded; refused. "
+                "Checkpoints must be plain torch.save files of the RITM/iSegFormer format."
+            )
+        raise CheckpointError(f"{path}: unexpected entry {name!r} in the checkpoint archive; refused")
 
 
 class _RestrictedPickleModule:
@@ -151,8 +238,18 @@ def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     path = str(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    check_container(path)
+    snapshot = _class_attributes(_allowed_globals())
+    changed: list[str] = []
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+        try:
+            raw = torch.load(
+                path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule
+            )
+        finally:
+            changed = _restore_class_attributes(snapshot)  # also when the load failed half-way
+        if changed:
+            raise pickle.UnpicklingError(f"the checkpoint tries to modify {', '.join(changed[:3])}")
     except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
     except Exception as exc:  # any other failure of a foreign file is still the file's fault
@@ -322,10 +419,37 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{len(bad)} unexpected weights, e.g. {sorted(bad)[:3]}"
         )
     _load_into(model, ours, ckpt.path, surplus)
+    check_finite(model, ckpt.path)
     model.original_class = ckpt.class_name
     model.original_params = ckpt.params
     model.metadata = ckpt.metadata
     return model.to(device).eval()
+
+
+def check_finite(model: InteractiveModel, path: str) -> None:
+    """Refuse weights that hold NaN/inf, and a model whose output on a small input is not finite
+    (it would silently give empty masks)."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensors hold NaN or infinite values (e.g. {bad[0]}); "
+            "the checkpoint is broken (diverged training or a damaged file)"
+        )
+    was_training = model.training
+    model.eval()
+    size = 64
+    image = torch.full((1, model.input_channels, size, size), 0.5)
+    points = torch.tensor([[[size / 2, size / 2, 0.0], [-1.0, -1.0, -1.0]]])
+    try:
+        with torch.no_grad():
+            logits = model(image, points)["instances"]
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run is the file's fault
+        reason = f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{path}: the model fails on a test input ({reason})") from exc
+    finally:
+        model.train(was_training)
+    if not torch.isfinite(logits).all():
+        raise CheckpointError(f"{path}: the model's output on a test input is not finite (broken checkpoint)")
 
 
 # --------------------------------------------------------------------------------------------- writing

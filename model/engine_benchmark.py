@@ -1,6 +1,7 @@
 """Benchmark of the built-in click engines: NoC@85, NoC@90, mean IoU@5 and ms/click per dataset.
 
-Run ``python -m model.engine_benchmark`` (``--engines``, ``--datasets`` to narrow it down). The
+Run ``python -m model.engine_benchmark`` (``--engines``, ``--datasets`` to narrow it down; ``--engines
+bundled geo_grabcut`` compares the shipped trained network with the default classical engine). The
 protocol is the project's NoC evaluation (``training.noc.evaluate_sample``: simulated user on the
 larger error region, threshold 0.49, stop at IoU 0.90, at most 20 clicks).
 
@@ -170,9 +171,23 @@ def mr_samples() -> list[Sample]:
 DATASETS = {"voc": voc_samples, "mr": mr_samples}
 
 
+BUNDLED = "bundled"  # the trained network shipped in resources/models (fp32, ZoomIn and flip as the app)
+
+
+def make_predictor(name: str) -> ClickPredictor:
+    """A built-in engine, or with :data:`BUNDLED` the shipped trained network."""
+    if name != BUNDLED:
+        return build_engine(name)
+    from model.checkpoint import load_checkpoint
+    from model.predictor import Predictor
+    from resources import DEFAULT_MODEL
+
+    return Predictor(load_checkpoint(DEFAULT_MODEL), device="cpu", name=DEFAULT_MODEL.stem)
+
+
 def evaluate(engine_name: str, samples: Sequence[Sample], max_clicks: int = 20) -> dict[str, float]:
     """NoC@85/90, mean IoU after 5 clicks and mean ms per ``predict`` of one engine on ``samples``."""
-    predictor = TimedPredictor(build_engine(engine_name))
+    predictor = TimedPredictor(make_predictor(engine_name))
     curves = []
     for sample in samples:
         result = evaluate_sample(predictor, sample.image, sample.mask.astype(np.int32), max_clicks=max_clicks)
@@ -194,7 +209,7 @@ def time_at_800(engine_name: str, clicks: int = 10) -> tuple[float, float]:
     size = (round(sample.image.shape[1] * scale), round(sample.image.shape[0] * scale))
     image = cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR)
     mask = cv2.resize(sample.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
-    predictor = TimedPredictor(build_engine(engine_name))
+    predictor = TimedPredictor(make_predictor(engine_name))
     evaluate_sample(predictor, image, mask, max_clicks=clicks, target_iou=1.01)
     wall, cpu = np.mean(predictor.predict_seconds), np.mean(predictor.predict_cpu_seconds)
     return 1000.0 * float(wall), 1000.0 * float(cpu)
@@ -202,7 +217,10 @@ def time_at_800(engine_name: str, clicks: int = 10) -> tuple[float, float]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--engines", nargs="+", default=list(ENGINE_NAMES), choices=ENGINE_NAMES)
+    parser.add_argument(
+        "--engines", nargs="+", default=list(ENGINE_NAMES), choices=[*ENGINE_NAMES, BUNDLED],
+        help=f"engines to run; '{BUNDLED}' adds the shipped trained network",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--max-clicks", type=int, default=20)
     args = parser.parse_args(argv)

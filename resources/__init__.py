@@ -5,3 +5,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 SAMPLE_IMAGE = ROOT / "samples" / "sample.jpg"
 APP_ICON = ROOT / "icons" / "isegformer.png"
+# The trained network the app and ``isegformer-eval`` use by default (model card: models/MODEL_CARD.md).
+DEFAULT_MODEL_NAME = "isegformer-lite0"
+DEFAULT_MODEL = ROOT / "models" / "isegformer_lite0.pth"

@@ -195,3 +195,26 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys) -> None:
     assert main(["--checkpoint", str(tmp_path / "x.pth"), "--device", "gpu7", "--datasets", "Export",
                  "--data-root", str(tmp_path)]) == 2  # fmt: skip
     assert "invalid --device 'gpu7'" in capsys.readouterr().err
+
+
+def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
+    tmp_path: Path, reference_dir, capsys, monkeypatch
+) -> None:
+    import resources
+
+    image, ids = voc_instances()
+    small = cv2.resize(image, (125, 94), interpolation=cv2.INTER_AREA)
+    small_ids = cv2.resize(ids, (125, 94), interpolation=cv2.INTER_NEAREST)
+    write_export(tmp_path / "data", "voc", small, np.where(small_ids == 16, 1, 0).astype(np.uint8))
+    args = ["--datasets", f"Export={tmp_path / 'data'}", "--device", "cpu", "--max-clicks", "2",
+            "--no-progress"]  # fmt: skip
+
+    monkeypatch.setattr(resources, "DEFAULT_MODEL", reference_dir / "isegformer_tiny_5ch.pth")
+    assert main([*args, "--output", str(tmp_path / "net")]) == 0
+    assert "default model: checkpoint" in capsys.readouterr().err
+    assert json.loads((tmp_path / "net" / "results.json").read_text())["checkpoint"].endswith("tiny_5ch.pth")
+
+    monkeypatch.setattr(resources, "DEFAULT_MODEL", tmp_path / "not_installed.pth")
+    assert main([*args, "--output", str(tmp_path / "engine")]) == 0
+    assert "default model: engine geo_grabcut" in capsys.readouterr().err
+    assert json.loads((tmp_path / "engine" / "results.json").read_text())["engine"] == "geo_grabcut"

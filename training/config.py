@@ -38,7 +38,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """``dataset``: cocolvis | sbd | pascalvoc | app-export; ``root``: its folder (``--data-root``)."""
+    """``dataset``: cocolvis | sbd | pascalvoc | app-export | composite; ``root``: its folder
+    (``--data-root``; for composite the asset folder of :mod:`training.data.offline_assets`)."""
 
     dataset: str = "cocolvis"
     root: str = ""

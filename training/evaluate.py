@@ -261,8 +261,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="isegformer-eval",
         description="Number-of-clicks (NoC) evaluation with the RITM/iSegFormer click simulator.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="model checkpoint (.pth)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--checkpoint", type=Path, help="model checkpoint (.pth); default: the app's default model"
+    )
     source.add_argument("--engine", help="a built-in engine (no weights) instead of a checkpoint")
     parser.add_argument(
         "--datasets",
@@ -282,6 +284,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def default_model_source() -> tuple[str | None, Path | None]:
+    """(engine, checkpoint) the app starts with: the bundled trained network if it is installed,
+    else the default built-in engine."""
+    from resources import DEFAULT_MODEL
+
+    if DEFAULT_MODEL.is_file():
+        return None, DEFAULT_MODEL
+    from model.engines import DEFAULT_ENGINE
+
+    return DEFAULT_ENGINE, None
 
 
 def engine_factory(name: str) -> PredictorFactory:
@@ -336,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("isegformer-eval: --max-clicks must be >= 1 and --iou in (0, 1]", file=sys.stderr)
         return 2
     settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
+    if not args.engine and args.checkpoint is None:
+        args.engine, args.checkpoint = default_model_source()
+        chosen = f"engine {args.engine}" if args.engine else f"checkpoint {args.checkpoint}"
+        print(f"isegformer-eval: evaluating the default model: {chosen}", file=sys.stderr)
     try:
         specs = parse_dataset_specs(args.datasets, args.data_root)
         datasets = [(name, open_dataset(name, path)) for name, path in specs]

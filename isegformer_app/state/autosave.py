@@ -41,8 +41,31 @@ def _clicks_from_json(rows: list[list]) -> list[Click]:
     return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
 
 
+@dataclass
+class DocumentSnapshot:
+    """What an autosave writes, copied from a document on the GUI thread so that the (slow) compression
+    and disk write can run in the background while the user keeps working."""
+
+    arrays: dict[str, np.ndarray]
+    revision: int
+
+
 def save_document(doc: Document, path: Path) -> None:
     """Write ``doc`` to the sidecar ``path`` atomically and mark it saved."""
+    snapshot = snapshot_document(doc)
+    write_snapshot(snapshot, path)
+    doc.saved_revision = snapshot.revision
+
+
+def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> None:
+    """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **snapshot.arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def snapshot_document(doc: Document) -> DocumentSnapshot:
+    """A copy of everything :func:`write_snapshot` needs (independent of later edits of ``doc``)."""
     h, w = doc.shape
     meta = {
         "version": FORMAT_VERSION,
@@ -63,14 +86,11 @@ def save_document(doc: Document, path: Path) -> None:
         "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
         "masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
                              else np.zeros((0, h, w), bool), axis=-1),
-        "brush": doc.brush,
+        "brush": doc.brush.copy(),
     }  # fmt: skip
     if doc.prob is not None:
-        arrays["prob"] = doc.prob.astype(np.float32)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
-    doc.saved_revision = doc.revision
+        arrays["prob"] = doc.prob.astype(np.float32)  # a copy
+    return DocumentSnapshot(arrays, doc.revision)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from model.clicks import Click
 DOT_RADIUS = 5.0  # screen pixels (dots ignore the zoom)
 POSITIVE_COLOR = QColor(40, 220, 60)
 NEGATIVE_COLOR = QColor(230, 40, 40)
+DOT_PEN = QPen(QColor(255, 255, 255), 1.5)
 
 
 def to_qimage(array: np.ndarray) -> QImage:
@@ -60,6 +61,7 @@ class CanvasView(QGraphicsView):
         for item in (self.image_item, self.overlay_item, self.stroke_item):
             self.scene().addItem(item)
         self.dots: list[QGraphicsEllipseItem] = []
+        self._dot_states: list[tuple[float, float, bool] | None] = []  # (x, y, positive) shown per dot
         self.tool = "click"  # "click" | "brush" | "eraser"
         self.brush_radius = 8
         self.image_size: tuple[int, int] = (0, 0)  # (h, w)
@@ -85,19 +87,33 @@ class CanvasView(QGraphicsView):
         self.overlay_item.setPixmap(QPixmap.fromImage(to_qimage(rgba)))
 
     def set_clicks(self, clicks: Sequence[Click]) -> None:
-        for dot in self.dots:
-            self.scene().removeItem(dot)
-        self.dots = []
+        """Show ``clicks`` as dots, updating only the dots that changed: a refresh after each click
+        touches one item, not all of them (Qt item setters are not free, and PySide6 6.12.0 leaked a
+        reference on each one)."""
+        scene = self.scene()
+        wanted = [(click.x + 0.5, click.y + 0.5, click.is_positive) for click in clicks]
+        while len(self.dots) > len(wanted):
+            scene.removeItem(self.dots.pop())
+            self._dot_states.pop()
         r = DOT_RADIUS
-        for click in clicks:
-            dot = QGraphicsEllipseItem(-r, -r, 2 * r, 2 * r)
-            dot.setBrush(POSITIVE_COLOR if click.is_positive else NEGATIVE_COLOR)
-            dot.setPen(QPen(QColor(255, 255, 255), 1.5))
-            dot.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-            dot.setPos(click.x + 0.5, click.y + 0.5)
-            dot.setZValue(3)
-            self.scene().addItem(dot)
-            self.dots.append(dot)
+        for index, state in enumerate(wanted):
+            if index == len(self.dots):
+                dot = QGraphicsEllipseItem(-r, -r, 2 * r, 2 * r)
+                dot.setPen(DOT_PEN)
+                dot.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+                dot.setZValue(3)
+                scene.addItem(dot)
+                self.dots.append(dot)
+                self._dot_states.append(None)
+            old = self._dot_states[index]
+            if old == state:
+                continue
+            dot = self.dots[index]
+            if old is None or old[2] != state[2]:
+                dot.setBrush(POSITIVE_COLOR if state[2] else NEGATIVE_COLOR)
+            if old is None or old[:2] != state[:2]:
+                dot.setPos(state[0], state[1])
+            self._dot_states[index] = state
 
     def fit_to_window(self) -> None:
         h, w = self.image_size

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from isegformer_app.settings import Settings
+from isegformer_app.state.autosave import snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, ImageLoadError
 from isegformer_app.state.labels import LabelList
@@ -29,7 +30,7 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.overlay import render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
-from isegformer_app.ui.tasks import finish_tasks
+from isegformer_app.ui.tasks import finish_tasks, run_task
 from isegformer_app.ui.volume_control import VolumeController
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
@@ -116,7 +117,8 @@ class MainWindow(QMainWindow):
         self.labels_panel.changed.connect(self._on_labels_changed)
         self._on_brush_radius(self.view_panel.brush.value())
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
-        self.autosave_timer.timeout.connect(self.save_now)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self._image_autosave = None  # the background sidecar write in flight (image mode)
         dialogs.fill_recent_menu(self)
         self.worker.start()
         QApplication.instance().aboutToQuit.connect(self.worker.stop)
@@ -348,7 +350,9 @@ class MainWindow(QMainWindow):
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
         self.actions_by_name["redo"].setEnabled(doc.history.can_redo())
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — isegformer")
-        if doc.dirty:
+        if doc.dirty and not self.autosave_timer.isActive():
+            # at most AUTOSAVE_DELAY_MS after the first unsaved change, however busy the user keeps
+            # clicking (restarting the timer on every change would never let it fire)
             self.autosave_timer.start()
 
     def _on_threshold(self, value: int) -> None:
@@ -371,6 +375,40 @@ class MainWindow(QMainWindow):
         self.objects_panel.refresh()
 
     # ------------------------------------------------------------ saving
+    def autosave(self) -> None:
+        """Timer: write the open document's sidecar in the background (one write at a time); the
+        document is copied now, compression and the atomic, fsynced write run off the GUI thread."""
+        if self.volume.active:
+            self.volume.files.save()
+            return
+        project = self.project
+        doc = project.doc if project is not None else None
+        if doc is None or not doc.dirty:
+            return
+        if self._image_autosave is not None:
+            self.autosave_timer.start()  # try again once the running write is done
+            return
+        snapshot, path = snapshot_document(doc), project.sidecar_for(doc.path)
+
+        def done(task) -> None:
+            self._image_autosave = None
+            if task.error is not None:
+                self.inform("Autosave", f"Could not write the autosave file: {task.error}", error=True)
+                return
+            doc.saved_revision = max(doc.saved_revision, snapshot.revision)
+            if doc is self.doc:
+                self.refresh(overlay=False)
+
+        self._image_autosave = run_task(
+            self, "Autosave", lambda report, cancel: write_snapshot(snapshot, path), done,
+            dialog=False, cancellable=False,
+        )  # fmt: skip
+
+    def wait_for_autosave(self) -> None:
+        """Let a background image autosave finish (before a synchronous save of the same file)."""
+        if self._image_autosave is not None:
+            self._image_autosave.wait()
+
     def save_now(self) -> bool:
         """Write the autosave sidecar of the open image; False (with a message) on failure.
 
@@ -380,6 +418,7 @@ class MainWindow(QMainWindow):
             return self.volume.files.save()
         if self.project is None:
             return True
+        self.wait_for_autosave()
         try:
             self.project.save()
         except OSError as exc:

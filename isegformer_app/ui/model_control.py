@@ -34,11 +34,33 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def checkpoint_factory(path: Path, device: str, precision: str = "auto") -> Callable[[], object]:
-    """Builds the network predictor; ``precision`` "auto" runs it in bf16/fp16 where the hardware
-    supports that natively (IoU >= 0.99 against fp32, tested), "fp32" in full precision."""
+def shipped_networks() -> dict[str, Path]:
+    """The trained networks bundled in ``resources/models`` (name -> checkpoint), default first."""
+    try:
+        from resources import DEFAULT_MODEL, DEFAULT_MODEL_NAME
+    except ImportError:
+        return {}
+    return {DEFAULT_MODEL_NAME: DEFAULT_MODEL} if DEFAULT_MODEL.is_file() else {}
+
+
+def checkpoint_factory(
+    path: Path,
+    device: str,
+    precision: str = "auto",
+    runtime_cache: dict[str, dict] | None = None,
+    name: str = "",
+) -> Callable[[], object]:
+    """Builds the network predictor (in the worker thread, where it will run).
+
+    ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
+    precision and torch thread count that a short measurement found fastest on this machine
+    (:func:`model.runtime_tuning.measure_runtime`), cached in ``runtime_cache`` per model file and
+    machine and measured again when it was made while the cores were busy or they are busy now.
+    """
 
     def build() -> object:
+        import torch
+
         from model.checkpoint import CheckpointError, load_checkpoint
         from model.predictor import Predictor, fast_autocast
 
@@ -49,7 +71,24 @@ def checkpoint_factory(path: Path, device: str, precision: str = "auto") -> Call
         except (OSError, EOFError, ValueError, KeyError) as exc:
             raise RuntimeError(f"cannot load {path.name} as an iSegFormer/RITM checkpoint ({exc})") from exc
         autocast = fast_autocast(device) if precision == "auto" else None
-        return Predictor(model, device=device, name=f"{path.name}", autocast=autocast)
+        if precision == "auto" and torch.device(device).type == "cpu":
+            from model.runtime_tuning import (
+                RuntimeChoice,
+                machine_is_busy,
+                measure_runtime,
+                runtime_cache_key,
+            )
+
+            key = runtime_cache_key(path)
+            cached = (runtime_cache or {}).get(key)
+            choice = RuntimeChoice.from_dict(cached) if cached else None
+            if choice is None or choice.measured_busy or machine_is_busy():
+                choice = measure_runtime(model)
+                if runtime_cache is not None:
+                    runtime_cache[key] = choice.to_dict()
+            torch.set_num_threads(choice.threads)
+            autocast = choice.precision
+        return Predictor(model, device=device, name=name or path.name, autocast=autocast)
 
     return build
 
@@ -65,8 +104,13 @@ class ModelControl(QObject):
         super().__init__()
         self.worker = worker
         self.settings = settings
+        self.networks: dict[str, Path] = {}  # bundled trained networks, listed with the engines
         if engines is None:
             engines, default_engine = builtin_engines()
+            self.networks = shipped_networks()
+            if self.networks:
+                default_engine = next(iter(self.networks))
+                engines = {**{name: self._network_factory(name) for name in self.networks}, **engines}
         self.engines = engines
         self.default_engine = default_engine or next(iter(engines), "")
         self.active: tuple[str, str] = ("", "")  # ("engine", name) | ("checkpoint", path)
@@ -86,14 +130,25 @@ class ModelControl(QObject):
         if self.settings.model_source == "checkpoint" and last and Path(last).is_file():
             self.load_checkpoint(last)
 
+    def _network_factory(self, name: str) -> Callable[[], object]:
+        def build() -> object:
+            return checkpoint_factory(
+                self.networks[name], self.device, self.settings.precision, self.settings.runtime_choices, name
+            )()
+
+        return build
+
     def use_engine(self, name: str) -> None:
+        """A built-in engine or bundled network (bundled networks run on the chosen device)."""
         self._requested = ("engine", name)
-        self.worker.load_engine(self.engines[name], name, "cpu")
+        device = self.device if name in self.networks else "cpu"
+        self.worker.load_engine(self.engines[name], name, device)
 
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         self._requested = ("checkpoint", str(path))
-        factory = checkpoint_factory(path, self.device, self.settings.precision)
+        settings = self.settings
+        factory = checkpoint_factory(path, self.device, settings.precision, settings.runtime_choices)
         self.worker.load_engine(factory, f"checkpoint {path.name}", self.device)
 
     def set_device(self, device: str) -> bool:
@@ -103,15 +158,21 @@ class ModelControl(QObject):
             return False
         self.device = device
         self.settings.device = device
-        if self.active[0] == "checkpoint":
-            self.load_checkpoint(self.active[1])
+        self._reload_network()
         return True
 
     def set_precision(self, reduced: bool) -> None:
         """Reduced precision on/off for network checkpoints; reloads an active checkpoint."""
         self.settings.precision = "auto" if reduced else "fp32"
-        if self.active[0] == "checkpoint":
-            self.load_checkpoint(self.active[1])
+        self._reload_network()
+
+    def _reload_network(self) -> None:
+        """Rebuild the active network after a device or precision change (engines are unaffected)."""
+        kind, value = self.active
+        if kind == "checkpoint":
+            self.load_checkpoint(value)
+        elif kind == "engine" and value in self.networks:
+            self.use_engine(value)
 
     def _on_ready(self, name: str, device: str) -> None:
         self.active = self._requested

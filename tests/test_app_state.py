@@ -231,3 +231,38 @@ def test_probability_cache_is_bounded_by_memory(monkeypatch) -> None:
     assert not doc.needs_prediction()  # 3 clicks: still cached
     doc.undo()
     assert doc.needs_prediction() and doc.prob is None  # 2 clicks: evicted, must be predicted again
+
+
+def test_sidecar_is_not_restored_onto_another_photo_of_the_same_size(tmp_path) -> None:
+    from isegformer_app.state.autosave import SidecarError
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+    doc = Document(load_image(path))
+    doc.add_click(10, 10, True)
+    sidecar = sidecar_path(path)
+    save_document(doc, sidecar)
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)  # replaced, same size
+    with pytest.raises(SidecarError, match="different image"):
+        restore_document(Document(load_image(path)), sidecar)
+    assert sidecar.is_file()  # left untouched
+
+
+def test_temp_files_of_killed_saves_are_cleaned(tmp_path) -> None:
+    import os
+    import time
+
+    from isegformer_app.state.autosave import SIDECAR_DIRNAME, STALE_TEMP_SECONDS
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(path)
+    folder = tmp_path / SIDECAR_DIRNAME
+    folder.mkdir()
+    stale, fresh = folder / ".a.png.npz.abc.tmp", folder / ".a.png.npz.def.tmp"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - STALE_TEMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    Project([path])
+    assert not stale.exists() and fresh.exists()  # a write in progress elsewhere is kept

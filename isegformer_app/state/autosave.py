@@ -8,8 +8,10 @@ The history of clicks of the current object is restored on reopen so annotation 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,35 @@ class SidecarError(Exception):
 def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
     folder = sidecar_dir if sidecar_dir is not None else image_path.parent / SIDECAR_DIRNAME
     return folder / f"{image_path.name}{SIDECAR_SUFFIX}"
+
+
+STALE_TEMP_SECONDS = 600  # temp files of a save older than this were left by a killed process
+
+
+def image_digest(doc: Document) -> str:
+    """SHA-256 of the document's working image (cached on the document): a sidecar is restored only
+    onto the image it was made for, not onto another photo of the same size."""
+    digest = getattr(doc, "_image_sha256", None)
+    if digest is None:
+        digest = hashlib.sha256(np.ascontiguousarray(doc.image.rgb).tobytes()).hexdigest()
+        doc._image_sha256 = digest
+    return digest
+
+
+def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
+    """Delete temp files (``.<name>.*.tmp``) that killed saves left in a sidecar folder; returns how many."""
+    if not folder.is_dir():
+        return 0
+    now = time.time() if now is None else now
+    removed = 0
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _clicks_json(clicks: list[Click]) -> list[list]:
@@ -70,6 +101,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     meta = {
         "version": FORMAT_VERSION,
         "image": doc.path.name,
+        "image_sha256": image_digest(doc),
         "full_size": list(doc.image.full_size),
         "exif_rotated": doc.image.exif_rotated,
         "working_size": [h, w],
@@ -126,6 +158,12 @@ def restore_document(doc: Document, path: Path) -> bool:
         raise SidecarError(
             f"Autosave {path.name} was made for a {data.meta['working_size']} image, "
             f"this one is {list(doc.shape)}; "
+            "it was left untouched."
+        )
+    saved_digest = data.meta.get("image_sha256")  # absent in sidecars of earlier versions
+    if saved_digest is not None and saved_digest != image_digest(doc):
+        raise SidecarError(
+            f"Autosave {path.name} was made for a different image with the same name and size; "
             "it was left untouched."
         )
     doc.objects = [

@@ -6,7 +6,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from isegformer_app.state.autosave import SidecarError, restore_document, save_document, sidecar_path
+from isegformer_app.state.autosave import (
+    SidecarError,
+    remove_stale_temp_files,
+    restore_document,
+    save_document,
+    sidecar_path,
+)
 from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
 from isegformer_app.state.export import collect_items, export_items
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, list_images, load_image
@@ -35,6 +41,8 @@ class Project:
         self.index = -1
         self.doc: Document | None = None
         self.notices: list[str] = []
+        for folder in {self.sidecar_for(p).parent for p in self.paths}:
+            remove_stale_temp_files(folder)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, **kwargs) -> Project:

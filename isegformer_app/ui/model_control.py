@@ -139,10 +139,17 @@ class ModelControl(QObject):
         return build
 
     def use_engine(self, name: str) -> None:
-        """A built-in engine or bundled network (bundled networks run on the chosen device)."""
+        """A built-in engine or bundled network (bundled networks run on the chosen device, in the
+        precision chosen now)."""
         self._requested = ("engine", name)
-        device = self.device if name in self.networks else "cpu"
-        self.worker.load_engine(self.engines[name], name, device)
+        if name in self.networks:
+            settings = self.settings
+            factory = checkpoint_factory(
+                self.networks[name], self.device, settings.precision, settings.runtime_choices, name
+            )
+            self.worker.load_engine(factory, name, self.device)
+        else:
+            self.worker.load_engine(self.engines[name], name, "cpu")
 
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)

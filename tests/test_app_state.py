@@ -266,3 +266,29 @@ def test_temp_files_of_killed_saves_are_cleaned(tmp_path) -> None:
     os.utime(stale, (old, old))
     Project([path])
     assert not stale.exists() and fresh.exists()  # a write in progress elsewhere is kept
+
+
+def test_hostile_images_load_with_notices_or_a_clear_refusal(tmp_path, monkeypatch) -> None:
+    from isegformer_app.state import imageio
+
+    values = np.linspace(0.0, 1.0, 30 * 40, dtype=np.float32).reshape(30, 40)
+    values[3, 4] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
+    loaded = load_image(tmp_path / "nan.tif")
+    assert loaded.rgb[29, 39, 0] == 255 and loaded.rgb[15, 20, 0] > 100  # not black
+    assert any("NaN" in n for n in loaded.notices)
+
+    exif = Image.Exif()
+    exif[0x0112] = 99
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "odd.jpg", exif=exif)
+    loaded = load_image(tmp_path / "odd.jpg")
+    assert loaded.full_size == (20, 30) and not loaded.exif_rotated
+    assert any("orientation 99" in n for n in loaded.notices)
+
+    frames = [Image.fromarray(np.full((10, 12, 3), v, np.uint8)) for v in (0, 128, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert any("3 frames" in n for n in load_image(tmp_path / "anim.gif").notices)
+
+    monkeypatch.setattr(imageio, "MAX_OPEN_PIXELS", 100)
+    with pytest.raises(ImageLoadError, match="megapixels"):
+        load_image(tmp_path / "odd.jpg")

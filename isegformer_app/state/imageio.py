@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_SIDE = 4096
 # Annotating 20000x20000 photos is legitimate; PIL's bomb guard would refuse them.
-MAX_PIXELS = 1_000_000_000
+MAX_PIXELS = 1_000_000_000  # PIL's decompression-bomb guard (hard limit at twice this)
+MAX_OPEN_PIXELS = 300_000_000  # larger images are refused with a clear message (decoding needs ~4 B/px)
 FAST_PNG_PIXELS = 16_000_000  # larger masks are written with light (fast) PNG compression
 
 
@@ -66,7 +67,12 @@ def _to_uint8_rgb(img: Image.Image, notices: list[str]) -> np.ndarray:
     """Convert any PIL mode to HxWx3 uint8 (16-bit/float data stretched to its own min..max)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
+        finite = np.isfinite(arr)
+        if not finite.all():
+            notices.append(f"{int((~finite).sum())} pixels are NaN or infinite: shown as the lowest value")
+            arr = np.where(finite, arr, np.nan)
+        lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if finite.any() else (0.0, 0.0)
+        arr = np.nan_to_num(arr, nan=lo)
         notices.append(f"{img.mode} image: intensities {lo:g}..{hi:g} stretched to 8 bits for display")
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
@@ -89,7 +95,18 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
     try:
         with Image.open(path) as img:
             raw_w, raw_h = img.size
+            if raw_w * raw_h > MAX_OPEN_PIXELS:
+                raise ImageLoadError(
+                    f"Cannot open {path.name}: {raw_w}x{raw_h} is {raw_w * raw_h / 1e6:.0f} megapixels, "
+                    f"more than the {MAX_OPEN_PIXELS / 1e6:.0f} this app opens. Tile or downscale it first."
+                )
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                notices.append(f"{img.format} with {frames} frames/pages: only the first is annotated")
             orientation = img.getexif().get(0x0112, 1)
+            if orientation not in range(1, 9):
+                notices.append(f"Invalid EXIF orientation {orientation!r} ignored")
+                orientation = 1
             full_h, full_w = (raw_w, raw_h) if orientation in (5, 6, 7, 8) else (raw_h, raw_w)
             work_h, work_w = working_size_for((full_h, full_w), max_side)
             if (work_h, work_w) != (full_h, full_w) and img.format == "JPEG":

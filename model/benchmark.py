@@ -192,17 +192,18 @@ def bench_default(args: argparse.Namespace, device: torch.device) -> None:
     fp32 at torch's default threads (the straightforward way) against each measured candidate."""
     from model.checkpoint import load_checkpoint
     from model.runtime_tuning import candidate_settings
-    from resources import DEFAULT_MODEL
+    from resources import DEFAULT_MODEL, bundled_model
 
-    if not DEFAULT_MODEL.is_file():
+    path = bundled_model()
+    if path is None:
         print(f"\n(no bundled model at {DEFAULT_MODEL})")
         return
-    model = load_checkpoint(DEFAULT_MODEL, device).eval()
+    model = load_checkpoint(path, device).eval()
     size = 400
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     clicks = random_clicks(size, size, args.warmup + args.clicks)
-    title = f"Bundled network {DEFAULT_MODEL.name} ({model.arch}), per click, {size}×{size}, ZoomIn + flip"
+    title = f"Bundled network {path.name} ({model.arch}), per click, {size}×{size}, ZoomIn + flip"
     print(f"\n## {title}\n")
     print("| precision | threads | median ms | p90 ms |")
     print("|---|---:|---:|---:|")

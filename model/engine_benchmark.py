@@ -180,9 +180,12 @@ def make_predictor(name: str) -> ClickPredictor:
         return build_engine(name)
     from model.checkpoint import load_checkpoint
     from model.predictor import Predictor
-    from resources import DEFAULT_MODEL
+    from resources import DEFAULT_MODEL, bundled_model
 
-    return Predictor(load_checkpoint(DEFAULT_MODEL), device="cpu", name=DEFAULT_MODEL.stem)
+    path = bundled_model()
+    if path is None:
+        raise SystemExit(f"engine_benchmark: no bundled network at {DEFAULT_MODEL}")
+    return Predictor(load_checkpoint(path), device="cpu", name=path.stem)
 
 
 def evaluate(engine_name: str, samples: Sequence[Sample], max_clicks: int = 20) -> dict[str, float]:

@@ -84,24 +84,28 @@ def _time_forward(model: InteractiveModel, precision: str | None, threads: int, 
     return best * 1000.0
 
 
-def candidate_settings(cores: int | None = None) -> list[tuple[str | None, int]]:
-    """(precision, threads) pairs worth measuring on this CPU."""
+def candidate_settings(cores: int | None = None, threads: int = 0) -> list[tuple[str | None, int]]:
+    """(precision, threads) pairs worth measuring on this CPU; ``threads`` > 0 fixes the thread count
+    (the user's explicit setting), else 1 and all of torch's threads are tried."""
     cores = cores or os.cpu_count() or 1
-    threads = sorted({1, max(1, min(cores, torch.get_num_threads()))})
+    counts = [threads] if threads > 0 else sorted({1, max(1, min(cores, torch.get_num_threads()))})
     precisions: list[str | None] = [None]
     from model.predictor import cpu_has_native_bf16
 
     if cpu_has_native_bf16():
         precisions.append("bf16")
-    return [(p, t) for p in precisions for t in threads]
+    return [(p, t) for p in precisions for t in counts]
 
 
-def measure_runtime(model: InteractiveModel, repeats: int = 2, cores: int | None = None) -> RuntimeChoice:
-    """The fastest (precision, threads) for ``model`` on the CPU, by timing each candidate."""
+def measure_runtime(
+    model: InteractiveModel, repeats: int = 2, cores: int | None = None, threads: int = 0
+) -> RuntimeChoice:
+    """The fastest (precision, threads) for ``model`` on the CPU, by timing each candidate
+    (``threads`` > 0: only that thread count)."""
     model = model.eval()
     timings = {
-        (precision, threads): _time_forward(model, precision, threads, repeats)
-        for precision, threads in candidate_settings(cores)
+        (precision, count): _time_forward(model, precision, count, repeats)
+        for precision, count in candidate_settings(cores, threads)
     }
     (precision, threads), ms = min(timings.items(), key=lambda item: item[1])
     return RuntimeChoice(precision, threads, ms, measured_busy=machine_is_busy(cores))

@@ -163,6 +163,46 @@ def test_project_switch_autosaves_and_restores(tmp_path) -> None:
     assert len(doc_a.objects) == 1 and doc_a.objects[0].mask[15, 15] and not doc_a.dirty
 
 
+def test_unreadable_images_are_skipped_listed_and_do_not_block_the_folder(tmp_path) -> None:
+    Image.fromarray(np.full((30, 30, 3), 50, np.uint8)).save(tmp_path / "b.png")
+    (tmp_path / "a.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # data stops early
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    Image.fromarray(np.full((30, 30, 3), 90, np.uint8)).save(tmp_path / "d.png")
+    project = Project.from_path(tmp_path)
+    doc = project.open_first()
+    assert doc.path.name == "b.png" and project.index == 1
+    assert any("a.png" in n for n in project.notices)
+    doc = project.step(+1)
+    assert doc.path.name == "d.png" and any("c.jpg" in n for n in project.notices)
+    assert project.step(+1) is None and project.doc.path.name == "d.png"
+    assert project.step(-1).path.name == "b.png"  # back over c.jpg
+    assert project.step(-1) is None and project.doc.path.name == "b.png"
+    assert sorted(p.name for p in project.unreadable) == ["a.png", "c.jpg"]
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "e.png")
+    data = (tmp_path / "e.png").read_bytes()
+    (tmp_path / "e.png").write_bytes(data[: len(data) * 9 // 10])  # the last rows are missing
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(tmp_path / "e.png")
+    only_broken = tmp_path / "broken"
+    only_broken.mkdir()
+    (only_broken / "x.png").write_bytes(b"garbage")
+    with pytest.raises(ImageLoadError, match="x.png"):
+        Project.from_path(only_broken).open_first()
+
+
+def test_animated_gif_opens_its_first_frame_as_an_image_with_a_notice(tmp_path) -> None:
+    from isegformer_app.ui.volume_files import looks_like_volume
+
+    frames = [Image.fromarray(np.full((12, 16, 3), v, np.uint8)) for v in (10, 200, 90)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert not looks_like_volume(tmp_path / "anim.gif") and not looks_like_volume(tmp_path)
+    project = Project.from_path(tmp_path)
+    doc = project.open_first()
+    assert doc.image.rgb.shape == (12, 16, 3) and abs(int(doc.image.rgb[0, 0, 0]) - 10) <= 2
+    assert any("3 frames" in n and "first" in n for n in project.notices)
+
+
 def test_broken_sidecar_is_kept_and_reported(tmp_path) -> None:
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
     side = sidecar_path(tmp_path / "a.png")

@@ -189,16 +189,23 @@ def test_bad_checkpoint_and_bad_image_keep_app_usable(qtbot, tmp_path, images, m
     assert "broken.pth" in messages[0][1] and "previous model stays active" in messages[0][1]
     assert window.models.active == ("engine", "disks")
 
-    (images / "zz_truncated.png").write_bytes((images / "a.png").read_bytes()[:300])
-    window.open_path(images)
-    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # b.png
-    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # truncated: message, b.png stays open
-    assert len(messages) == 2 and "zz_truncated.png" in messages[1][1]
-    assert window.doc.path.name == "b.png"
+    # a broken image first and one in the middle: the folder opens, D/A pass over them with a notice
+    (images / "0_truncated.png").write_bytes((images / "a.png").read_bytes()[:300])
+    (images / "a_z_garbage.png").write_bytes(b"not a png at all")
+    assert window.open_path(images) and window.doc.path.name == "a.png"
+    assert "0_truncated.png" in window.message_label.text() and len(messages) == 1
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # skips a_z_garbage.png
+    assert window.doc.path.name == "b.png" and "a_z_garbage.png" in window.message_label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # the end: b.png stays open
+    assert window.doc.path.name == "b.png" and "No more" in window.message_label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_A)
+    assert window.doc.path.name == "a.png" and len(messages) == 1
+    assert set(window.project.unreadable) == {images / "0_truncated.png", images / "a_z_garbage.png"}
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     assert window.doc.current_mask()[30, 30]
-    assert not window.open_path(tmp_path / "missing.png") and len(messages) == 3
+    assert not window.open_path(tmp_path / "missing.png") and len(messages) == 2
     window.close()
 
 

@@ -289,10 +289,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def default_model_source() -> tuple[str | None, Path | None]:
     """(engine, checkpoint) the app starts with: the bundled trained network if it is installed,
     else the default built-in engine."""
-    from resources import DEFAULT_MODEL
+    from resources import bundled_model
 
-    if DEFAULT_MODEL.is_file():
-        return None, DEFAULT_MODEL
+    path = bundled_model()
+    if path is not None:
+        return None, path
     from model.engines import DEFAULT_ENGINE
 
     return DEFAULT_ENGINE, None

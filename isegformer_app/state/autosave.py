@@ -8,7 +8,6 @@ The history of clicks of the current object is restored on reopen so annotation 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -36,16 +35,6 @@ def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
 
 
 STALE_TEMP_SECONDS = 600  # temp files of a save older than this were left by a killed process
-
-
-def image_digest(doc: Document) -> str:
-    """SHA-256 of the document's working image (cached on the document): a sidecar is restored only
-    onto the image it was made for, not onto another photo of the same size."""
-    digest = getattr(doc, "_image_sha256", None)
-    if digest is None:
-        digest = hashlib.sha256(np.ascontiguousarray(doc.image.rgb).tobytes()).hexdigest()
-        doc._image_sha256 = digest
-    return digest
 
 
 def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
@@ -101,7 +90,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     meta = {
         "version": FORMAT_VERSION,
         "image": doc.path.name,
-        "image_sha256": image_digest(doc),
+        "image_sha256": doc.image.digest,
         "full_size": list(doc.image.full_size),
         "exif_rotated": doc.image.exif_rotated,
         "working_size": [h, w],
@@ -161,7 +150,7 @@ def restore_document(doc: Document, path: Path) -> bool:
             "it was left untouched."
         )
     saved_digest = data.meta.get("image_sha256")  # absent in sidecars of earlier versions
-    if saved_digest is not None and saved_digest != image_digest(doc):
+    if saved_digest is not None and saved_digest != doc.image.digest:  # not another photo of that size
         raise SidecarError(
             f"Autosave {path.name} was made for a different image with the same name and size; "
             "it was left untouched."

@@ -7,16 +7,18 @@ downscaled (the scale is kept so exports are written at full size).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 DEFAULT_MAX_SIDE = 4096
 # Annotating 20000x20000 photos is legitimate; PIL's bomb guard would refuse them.
 MAX_PIXELS = 1_000_000_000  # PIL's decompression-bomb guard (hard limit at twice this)
@@ -50,6 +52,11 @@ class LoadedImage:
     @property
     def working_size(self) -> tuple[int, int]:
         return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the working pixels (computed once): ties a sidecar to this very image."""
+        return hashlib.sha256(np.ascontiguousarray(self.rgb).tobytes()).hexdigest()
 
     @property
     def downscaled(self) -> bool:

@@ -15,7 +15,13 @@ from isegformer_app.state.autosave import (
 )
 from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
 from isegformer_app.state.export import collect_items, export_items
-from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, list_images, load_image
+from isegformer_app.state.imageio import (
+    DEFAULT_MAX_SIDE,
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    list_images,
+    load_image,
+)
 from isegformer_app.state.labels import LabelList
 
 
@@ -41,6 +47,7 @@ class Project:
         self.index = -1
         self.doc: Document | None = None
         self.notices: list[str] = []
+        self.unreadable: dict[Path, str] = {}  # image -> why it could not be opened
         for folder in {self.sidecar_for(p).parent for p in self.paths}:
             remove_stale_temp_files(folder)
 
@@ -66,7 +73,13 @@ class Project:
         Raises :class:`~isegformer_app.state.imageio.ImageLoadError` (the current image stays open).
         A broken sidecar is left on disk untouched and reported in ``notices``.
         """
-        image = load_image(self.paths[index], self.max_side)
+        path = self.paths[index]
+        try:
+            image = load_image(path, self.max_side)
+        except ImageLoadError as exc:
+            self.unreadable[path] = str(exc)
+            raise
+        self.unreadable.pop(path, None)
         self.save()
         doc = Document(image, threshold=self.threshold)
         self.notices = list(image.notices)
@@ -86,11 +99,33 @@ class Project:
             self.notices.append(f"The unreadable autosave was kept as {broken.name}.broken.")
 
     def step(self, delta: int) -> Document | None:
-        """Open the next (+1) / previous (-1) image; None at either end."""
+        """Open the next (+1) / previous (-1) readable image; None if there is none that way.
+
+        Unreadable images on the way are skipped, recorded in :attr:`unreadable` and named in
+        :attr:`notices`; the current image stays open when nothing further can be read.
+        """
+        skipped: list[str] = []
         target = self.index + delta
-        if not 0 <= target < len(self.paths):
-            return None
-        return self.open_index(target)
+        while 0 <= target < len(self.paths):
+            try:
+                doc = self.open_index(target)
+            except ImageLoadError as exc:
+                skipped.append(f"{self.paths[target].name} ({exc})")
+                target += delta
+                continue
+            self.notices = [f"Skipped unreadable {s}" for s in skipped] + self.notices
+            return doc
+        self.notices = [f"Skipped unreadable {s}" for s in skipped]
+        return None
+
+    def open_first(self) -> Document:
+        """Open the first readable image; raises ImageLoadError naming every image if none is."""
+        self.index = -1
+        doc = self.step(+1)
+        if doc is None:
+            names = "; ".join(f"{p.name}: {why}" for p, why in self.unreadable.items())
+            raise ImageLoadError(f"No image of this folder could be opened — {names}")
+        return doc
 
     def save(self) -> bool:
         """Autosave the open document if it changed; returns True if a file was written."""

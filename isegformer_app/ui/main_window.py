@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
             return False
         self.volume.close_volume()
         self.project = project
-        if not self.show_index(0):
+        if not self._open_with(Project.open_first, "Open folder"):
             self.project = old
             return False
         self.settings.add_recent(path)
@@ -168,13 +168,22 @@ class MainWindow(QMainWindow):
         return True
 
     def show_index(self, index: int) -> bool:
+        """Open image ``index`` of the project; False (with a message) if it cannot be read."""
+        return self._open_with(lambda project: project.open_index(index), "Open image")
+
+    def _open_with(self, opener, title: str) -> bool:
+        """Run ``opener(project)`` (returns the Document, or None = nothing more) and show its result."""
         try:
-            doc = self.project.open_index(index)
+            doc = opener(self.project)
         except ImageLoadError as exc:
-            self.inform("Open image", str(exc), error=True)
+            self.inform(title, str(exc), error=True)
             return False
         except OSError as exc:
             self.inform("Autosave", f"Could not save the previous image's annotations: {exc}", error=True)
+            return False
+        if doc is None:
+            notices = "".join(f" {n}." for n in self.project.notices)
+            self.inform("Navigate", "No more readable images in this direction." + notices)
             return False
         self.autosave_timer.stop()
         doc.listeners.append(self.on_document_changed)
@@ -183,8 +192,8 @@ class MainWindow(QMainWindow):
         self.worker.set_image(self.image_key, doc.image.rgb)
         self.objects_panel.set_document(doc)
         n = len(self.project.paths)
-        notices = "; ".join(self.project.notices)
-        self.inform("Open", f"{doc.path.name} ({index + 1}/{n})" + (f" — {notices}" if notices else ""))
+        notices = "".join(f" — {n}" for n in self.project.notices)
+        self.inform("Open", f"{doc.path.name} ({self.project.index + 1}/{n}){notices}")
         self.refresh()
         self._request_prediction()
         return True
@@ -198,11 +207,7 @@ class MainWindow(QMainWindow):
     def _step(self, delta: int) -> None:
         if self.project is None:
             return
-        target = self.project.index + delta
-        if 0 <= target < len(self.project.paths):
-            self.show_index(target)
-        else:
-            self.inform("Navigate", "No more images in this direction.")
+        self._open_with(lambda project: project.step(delta), "Navigate")
 
     def open_image_dialog(self) -> None:
         pattern = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)

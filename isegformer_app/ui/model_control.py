@@ -36,11 +36,10 @@ def cuda_available() -> bool:
 
 def shipped_networks() -> dict[str, Path]:
     """The trained networks bundled in ``resources/models`` (name -> checkpoint), default first."""
-    try:
-        from resources import DEFAULT_MODEL, DEFAULT_MODEL_NAME
-    except ImportError:
-        return {}
-    return {DEFAULT_MODEL_NAME: DEFAULT_MODEL} if DEFAULT_MODEL.is_file() else {}
+    from resources import DEFAULT_MODEL_NAME, bundled_model
+
+    path = bundled_model()
+    return {DEFAULT_MODEL_NAME: path} if path is not None else {}
 
 
 def checkpoint_factory(
@@ -49,13 +48,15 @@ def checkpoint_factory(
     precision: str = "auto",
     runtime_cache: dict[str, dict] | None = None,
     name: str = "",
+    threads: int = 0,
 ) -> Callable[[], object]:
     """Builds the network predictor (in the worker thread, where it will run).
 
     ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
     precision and torch thread count that a short measurement found fastest on this machine
-    (:func:`model.runtime_tuning.measure_runtime`), cached in ``runtime_cache`` per model file and
-    machine and measured again when it was made while the cores were busy or they are busy now.
+    (:func:`model.runtime_tuning.measure_runtime`; ``threads`` > 0, the user's explicit setting, fixes the
+    thread count), cached in ``runtime_cache`` per model file, machine and thread setting, and measured
+    again when it was made while the cores were busy or they are busy now.
     """
 
     def build() -> object:
@@ -70,27 +71,32 @@ def checkpoint_factory(
             raise RuntimeError(str(exc)) from exc
         except (OSError, EOFError, ValueError, KeyError) as exc:
             raise RuntimeError(f"cannot load {path.name} as an iSegFormer/RITM checkpoint ({exc})") from exc
-        autocast = fast_autocast(device) if precision == "auto" else None
-        if precision == "auto" and torch.device(device).type == "cpu":
-            from model.runtime_tuning import (
-                RuntimeChoice,
-                machine_is_busy,
-                measure_runtime,
-                runtime_cache_key,
-            )
-
-            key = runtime_cache_key(path)
-            cached = (runtime_cache or {}).get(key)
-            choice = RuntimeChoice.from_dict(cached) if cached else None
-            if choice is None or choice.measured_busy or machine_is_busy():
-                choice = measure_runtime(model)
-                if runtime_cache is not None:
-                    runtime_cache[key] = choice.to_dict()
+        if precision != "auto":
+            autocast = None
+        elif torch.device(device).type != "cpu":
+            autocast = fast_autocast(device)
+        else:
+            choice = _measured_choice(model, path, runtime_cache, threads)
             torch.set_num_threads(choice.threads)
             autocast = choice.precision
         return Predictor(model, device=device, name=name or path.name, autocast=autocast)
 
     return build
+
+
+def _measured_choice(model, path: Path, cache: dict[str, dict] | None, threads: int):
+    """The cached :class:`~model.runtime_tuning.RuntimeChoice` for this model and machine, measured
+    (and cached) when there is none, it was made while busy, or the machine is busy now."""
+    from model.runtime_tuning import RuntimeChoice, machine_is_busy, measure_runtime, runtime_cache_key
+
+    key = f"{runtime_cache_key(path)}|threads={threads}"
+    cached = (cache or {}).get(key)
+    choice = RuntimeChoice.from_dict(cached) if cached else None
+    if choice is None or choice.measured_busy or machine_is_busy():
+        choice = measure_runtime(model, threads=threads)
+        if cache is not None:
+            cache[key] = choice.to_dict()
+    return choice
 
 
 class ModelControl(QObject):
@@ -110,7 +116,11 @@ class ModelControl(QObject):
             self.networks = shipped_networks()
             if self.networks:
                 default_engine = next(iter(self.networks))
-                engines = {**{name: self._network_factory(name) for name in self.networks}, **engines}
+                networks = {
+                    name: (lambda n=name: self._network_factory(self.networks[n], n)())
+                    for name in self.networks
+                }
+                engines = {**networks, **engines}
         self.engines = engines
         self.default_engine = default_engine or next(iter(engines), "")
         self.active: tuple[str, str] = ("", "")  # ("engine", name) | ("checkpoint", path)
@@ -130,33 +140,25 @@ class ModelControl(QObject):
         if self.settings.model_source == "checkpoint" and last and Path(last).is_file():
             self.load_checkpoint(last)
 
-    def _network_factory(self, name: str) -> Callable[[], object]:
-        def build() -> object:
-            return checkpoint_factory(
-                self.networks[name], self.device, self.settings.precision, self.settings.runtime_choices, name
-            )()
-
-        return build
+    def _network_factory(self, path: Path, name: str = "") -> Callable[[], object]:
+        """Factory of the network in ``path`` with the device, precision and thread settings in effect now."""
+        settings = self.settings
+        return checkpoint_factory(
+            path, self.device, settings.precision, settings.runtime_choices, name, settings.inference_threads
+        )
 
     def use_engine(self, name: str) -> None:
-        """A built-in engine or bundled network (bundled networks run on the chosen device, in the
-        precision chosen now)."""
+        """A built-in engine or a bundled network (networks run on the chosen device)."""
         self._requested = ("engine", name)
         if name in self.networks:
-            settings = self.settings
-            factory = checkpoint_factory(
-                self.networks[name], self.device, settings.precision, settings.runtime_choices, name
-            )
-            self.worker.load_engine(factory, name, self.device)
+            self.worker.load_engine(self._network_factory(self.networks[name], name), name, self.device)
         else:
             self.worker.load_engine(self.engines[name], name, "cpu")
 
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         self._requested = ("checkpoint", str(path))
-        settings = self.settings
-        factory = checkpoint_factory(path, self.device, settings.precision, settings.runtime_choices)
-        self.worker.load_engine(factory, f"checkpoint {path.name}", self.device)
+        self.worker.load_engine(self._network_factory(path), f"checkpoint {path.name}", self.device)
 
     def set_device(self, device: str) -> bool:
         """Switch CPU/CUDA; reloads an active checkpoint. False if CUDA is unavailable."""

@@ -137,8 +137,6 @@ def mr_slice_structures(
     objects[brain_id] = ObjectInfo(layer=1, value=1, children=[i for i in objects])
     for i in list(objects)[:-1]:
         objects[i].parent = brain_id
-    if not objects:
-        return None
     return MRSlice(image, layers, objects)
 
 

@@ -21,6 +21,15 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_user_data_dir(tmp_path_factory):
+    """Per-user autosave folders (read-only image folders, the bundled sample) go to a temp folder,
+    never into the real user's data folder."""
+    os.environ["ISEGFORMER_DATA_DIR"] = str(tmp_path_factory.mktemp("user-data"))
+    yield
+    os.environ.pop("ISEGFORMER_DATA_DIR", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_blocking_message_boxes():
     """Offscreen, a modal QMessageBox would wait forever (e.g. the unsaved-work prompt when pytest-qt
     closes a window after a failed test). For the whole session the static helpers answer at once:

@@ -203,6 +203,41 @@ def test_animated_gif_opens_its_first_frame_as_an_image_with_a_notice(tmp_path) 
     assert any("3 frames" in n and "first" in n for n in project.notices)
 
 
+def test_unwritable_folder_autosaves_in_the_user_folder_with_one_notice(tmp_path) -> None:
+    from isegformer_app.state.sidecar_location import user_sidecar_dir
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((30, 30, 3), 50, np.uint8)).save(tmp_path / name)
+    (tmp_path / ".isegformer").write_bytes(b"")  # a file where the sidecar folder should be: unwritable
+    project = Project.from_path(tmp_path)
+    doc = project.open_first()
+    assert sum("autosaved in" in n for n in project.notices) == 1
+    click_and_predict(doc, 15, 15)
+    doc.finish_object("object", (9, 9, 9))
+    doc_b = project.step(+1)  # saves a.png on the way, without an error
+    assert not any("autosaved in" in n for n in project.notices)  # said once
+    saved = user_sidecar_dir(tmp_path) / "a.png.isegformer.npz"
+    assert saved.is_file() and project.sidecar_for(doc_b.path).parent == saved.parent
+    again = Project.from_path(tmp_path).open_first()
+    assert len(again.objects) == 1 and again.objects[0].mask[15, 15]
+
+
+def test_folder_that_becomes_unwritable_switches_to_the_user_folder_on_the_failed_save(tmp_path) -> None:
+    from isegformer_app.state.sidecar_location import user_sidecar_dir
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((30, 30, 3), 50, np.uint8)).save(folder / "a.png")
+    project = Project.from_path(folder)
+    doc = project.open_first()
+    assert project.notices == [] and project.sidecar_for(doc.path).parent == folder / ".isegformer"
+    (folder / ".isegformer").write_bytes(b"")  # e.g. the share was remounted read-only
+    click_and_predict(doc, 15, 15)
+    assert project.save()
+    assert (user_sidecar_dir(folder) / "a.png.isegformer.npz").is_file()
+    assert any("autosaved in" in n for n in project.take_location_notices())
+
+
 def test_broken_sidecar_is_kept_and_reported(tmp_path) -> None:
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
     side = sidecar_path(tmp_path / "a.png")

@@ -369,3 +369,39 @@ def test_closing_waits_for_background_writes(qtbot, tmp_path, messages) -> None:
     assert task.isRunning()
     assert window.close()
     assert not task.isRunning() and target.read_text() == "done"
+
+
+def test_unwritable_folder_autosaves_in_the_user_folder_and_navigation_goes_on(
+    qtbot, tmp_path, images, messages
+) -> None:
+    from isegformer_app.state.sidecar_location import user_sidecar_dir
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(images)
+    (images / ".isegformer").write_bytes(b"")  # the folder stops being writable after it was opened
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    window.autosave()  # the background write fails beside the images, and is redone in the user folder
+    qtbot.waitUntil(lambda: not window.doc.dirty, timeout=5000)
+    assert "autosaved in" in window.message_label.text() and messages == []
+    assert (user_sidecar_dir(images) / "a.png.isegformer.npz").is_file()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)
+    click(qtbot, window, 40, 40)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_A)  # saves b.png synchronously, in the user folder too
+    assert window.doc.path.name == "a.png" and window.doc.clicks and messages == []
+    assert (user_sidecar_dir(images) / "b.png.isegformer.npz").is_file()
+    window.close()
+
+
+def test_bundled_sample_autosaves_outside_the_installation(qtbot, tmp_path, messages) -> None:
+    from isegformer_app.state.sidecar_location import user_sidecar_dir
+    from resources import SAMPLE_IMAGE
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(SAMPLE_IMAGE)
+    assert window.project.sidecar_for(SAMPLE_IMAGE).parent == user_sidecar_dir(SAMPLE_IMAGE.parent)
+    click(qtbot, window, 100, 100)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert window.save_now() and not (SAMPLE_IMAGE.parent / ".isegformer").exists()
+    window.close()

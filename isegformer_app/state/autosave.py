@@ -18,9 +18,9 @@ import numpy as np
 
 from isegformer_app.state.document import AnnotatedObject, Document, click_key
 from isegformer_app.state.imageio import atomic_write
+from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
 from model.clicks import Click
 
-SIDECAR_DIRNAME = ".isegformer"
 SIDECAR_SUFFIX = ".isegformer.npz"
 FORMAT_VERSION = 1
 

@@ -23,12 +23,14 @@ from isegformer_app.state.imageio import (
     load_image,
 )
 from isegformer_app.state.labels import LabelList
+from isegformer_app.state.sidecar_location import SidecarLocator
 
 
 class Project:
     """Images to annotate and the current one; switching images autosaves the one left.
 
-    ``sidecar_dir`` None = ``<image folder>/.isegformer``.
+    ``sidecar_dir`` None = ``<image folder>/.isegformer``, or a per-user folder where that cannot be
+    written; a ``locator`` (shared with the window's volume mode) replaces ``sidecar_dir``.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class Project:
         sidecar_dir: Path | None = None,
         max_side: int = DEFAULT_MAX_SIDE,
         threshold: float = DEFAULT_THRESHOLD,
+        locator: SidecarLocator | None = None,
     ) -> None:
         if not paths:
             raise ValueError("no images to annotate")
@@ -48,6 +51,7 @@ class Project:
         self.doc: Document | None = None
         self.notices: list[str] = []
         self.unreadable: dict[Path, str] = {}  # image -> why it could not be opened
+        self.locator = locator if locator is not None else SidecarLocator(sidecar_dir)
         for folder in {self.sidecar_for(p).parent for p in self.paths}:
             remove_stale_temp_files(folder)
 
@@ -65,7 +69,20 @@ class Project:
         raise ValueError(f"{path} does not exist.")
 
     def sidecar_for(self, path: Path) -> Path:
-        return sidecar_path(path, self.sidecar_dir)
+        """Where the autosave of image ``path`` is written."""
+        return sidecar_path(path, self.locator.folder_for(path.parent))
+
+    def _existing_sidecar(self, path: Path) -> Path:
+        """The sidecar to restore ``path`` from (the written one, else one left beside the image)."""
+        for folder in self.locator.read_candidates(path.parent):
+            if sidecar_path(path, folder).is_file():
+                return sidecar_path(path, folder)
+        return self.sidecar_for(path)
+
+    def take_location_notices(self) -> list[str]:
+        """Notices about redirected autosave folders not yet shown (each is shown once)."""
+        notices, self.locator.notices = self.locator.notices, []
+        return notices
 
     def open_index(self, index: int) -> Document:
         """Autosave the current image, then load image ``index`` and its sidecar.
@@ -82,9 +99,9 @@ class Project:
         self.unreadable.pop(path, None)
         self.save()
         doc = Document(image, threshold=self.threshold)
-        self.notices = list(image.notices)
+        self.notices = list(image.notices) + self.take_location_notices()
         try:
-            restore_document(doc, self.sidecar_for(image.path))
+            restore_document(doc, self._existing_sidecar(image.path))
         except SidecarError as exc:
             self.notices.append(str(exc))
             doc.saved_revision = -1  # never overwrite the broken file silently: keep it dirty
@@ -93,9 +110,12 @@ class Project:
         return doc
 
     def _protect_sidecar(self, path: Path) -> None:
-        broken = self.sidecar_for(path)
+        broken = self._existing_sidecar(path)
         if broken.is_file():
-            os.replace(broken, broken.with_name(broken.name + ".broken"))
+            try:
+                os.replace(broken, broken.with_name(broken.name + ".broken"))
+            except OSError:  # read-only: it stays where it is, the next save goes elsewhere
+                return
             self.notices.append(f"The unreadable autosave was kept as {broken.name}.broken.")
 
     def step(self, delta: int) -> Document | None:
@@ -131,7 +151,12 @@ class Project:
         """Autosave the open document if it changed; returns True if a file was written."""
         if self.doc is None or not self.doc.dirty:
             return False
-        save_document(self.doc, self.sidecar_for(self.doc.path))
+        try:
+            save_document(self.doc, self.sidecar_for(self.doc.path))
+        except OSError as exc:
+            if not self.locator.redirect_after_failure(self.doc.path.parent, exc):
+                raise
+            save_document(self.doc, self.sidecar_for(self.doc.path))
         return True
 
     def export(

@@ -24,16 +24,18 @@ from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, ImageLoadError
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
+from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
 from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.overlay import render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
-from isegformer_app.ui.tasks import finish_tasks, run_task
+from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_control import VolumeController
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
+from resources import SAMPLE_IMAGE
 
 AUTOSAVE_DELAY_MS = 1500
 
@@ -60,7 +62,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or Settings.load()
         self.labels = LabelList.from_json(self.settings.labels)
-        self.sidecar_dir = sidecar_dir
+        # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
+        self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.max_side = max_side
         self.project: Project | None = None
         self.image_key = ""
@@ -118,7 +121,7 @@ class MainWindow(QMainWindow):
         self._on_brush_radius(self.view_panel.brush.value())
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self.autosave_timer.timeout.connect(self.autosave)
-        self._image_autosave = None  # the background sidecar write in flight (image mode)
+        self.sidecar_writer = SidecarWriter(self, self.sidecars, self.inform)  # both modes, one at a time
         dialogs.fill_recent_menu(self)
         self.worker.start()
         QApplication.instance().aboutToQuit.connect(self.worker.stop)
@@ -150,7 +153,7 @@ class MainWindow(QMainWindow):
         if path.exists() and looks_like_volume(path):
             return self.volume.files.open(path) is not None
         try:
-            project = Project.from_path(path, sidecar_dir=self.sidecar_dir, max_side=self.max_side,
+            project = Project.from_path(path, locator=self.sidecars, max_side=self.max_side,
                                         threshold=self.view_panel.threshold.value() / 100)  # fmt: skip
         except ValueError as exc:
             self.inform("Open", str(exc), error=True)
@@ -390,29 +393,22 @@ class MainWindow(QMainWindow):
         doc = project.doc if project is not None else None
         if doc is None or not doc.dirty:
             return
-        if self._image_autosave is not None:
+        if self.sidecar_writer.busy:
             self.autosave_timer.start()  # try again once the running write is done
             return
-        snapshot, path = snapshot_document(doc), project.sidecar_for(doc.path)
+        snapshot = snapshot_document(doc)
 
-        def done(task) -> None:
-            self._image_autosave = None
-            if task.error is not None:
-                self.inform("Autosave", f"Could not write the autosave file: {task.error}", error=True)
-                return
+        def saved() -> None:
             doc.saved_revision = max(doc.saved_revision, snapshot.revision)
             if doc is self.doc:
                 self.refresh(overlay=False)
 
-        self._image_autosave = run_task(
-            self, "Autosave", lambda report, cancel: write_snapshot(snapshot, path), done,
-            dialog=False, cancellable=False,
-        )  # fmt: skip
+        self.sidecar_writer.write(lambda path: write_snapshot(snapshot, path),
+                                  lambda: project.sidecar_for(doc.path), doc.path.parent, saved)
 
     def wait_for_autosave(self) -> None:
-        """Let a background image autosave finish (before a synchronous save of the same file)."""
-        if self._image_autosave is not None:
-            self._image_autosave.wait()
+        """Let a background autosave finish (before a synchronous save of the same file)."""
+        self.sidecar_writer.wait()
 
     def save_now(self) -> bool:
         """Write the autosave sidecar of the open image; False (with a message) on failure.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
+from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.volumes import LoadCancelled
 
 # work(report, cancel) -> result; report(fraction in [0, 1], message); cancel: threading.Event
@@ -36,6 +37,7 @@ class BackgroundTask(QThread):
         self.cancel_event = threading.Event()
         self.result: object = None
         self.error: str | None = None
+        self.exception: BaseException | None = None  # what ``error`` describes
         self.cancelled = False
         self.handled = False  # set in the GUI thread once the completion callbacks have run
         self.finished.connect(self._on_finished)
@@ -48,6 +50,7 @@ class BackgroundTask(QThread):
         except Exception as exc:  # reported to the user; the app stays usable
             traceback.print_exc()
             self.error = f"{exc}" or type(exc).__name__
+            self.exception = exc
         if self.cancel_event.is_set() and self.error is None:
             self.cancelled = True
 
@@ -109,3 +112,46 @@ def finish_tasks(parent: QWidget, cancel_titles: tuple[str, ...] = ("Open volume
         if task.title in cancel_titles:
             task.cancel()
         task.wait()
+
+
+class SidecarWriter:
+    """Background autosave writes for both modes, one at a time.
+
+    ``write(target)`` runs off the GUI thread. A write that fails because the folder beside the files
+    cannot be written is redone once in the per-user folder, with one notice instead of an error box.
+    """
+
+    def __init__(self, parent: QWidget, locator: SidecarLocator,
+                 inform: Callable[[str, str, bool], None]) -> None:  # fmt: skip
+        self.parent, self.locator, self.inform = parent, locator, inform
+        self.task: BackgroundTask | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is done (before a synchronous save of the same file)."""
+        if self.task is not None:
+            self.task.wait()
+
+    def write(self, write: Callable[[object], None], target: Callable[[], object], source_folder: object,
+              on_saved: Callable[[], None], dialog: bool = False) -> bool:  # fmt: skip
+        """Start ``write(target())``; ``on_saved()`` runs in the GUI thread after success. False if busy."""
+        if self.task is not None:
+            return False
+        path = target()
+
+        def done(task: BackgroundTask) -> None:
+            self.task = None
+            if task.error is None:
+                on_saved()
+            elif self.locator.redirect_after_failure(source_folder, task.exception):
+                self.inform("Autosave", self.locator.notices.pop(), False)
+                self.write(write, target, source_folder, on_saved, dialog)
+            else:
+                self.inform("Autosave", f"Could not write the autosave file: {task.error}", True)
+
+        self.task = run_task(self.parent, "Autosave", lambda report, cancel: write(path), done,
+                             dialog=dialog, cancellable=False)  # fmt: skip
+        return True

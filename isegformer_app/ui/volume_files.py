@@ -51,7 +51,7 @@ def looks_like_volume(path: Path) -> bool:
     return path.is_dir() and not list_images(path)
 
 
-def build_document(volume: Volume, path: Path, sidecar_dir: Path | None, notes: list[str],
+def build_document(volume: Volume, path: Path, sidecar_dirs: list[Path], notes: list[str],
                    report: Callable[[float, str], None]) -> VolumeDocument:  # fmt: skip
     """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread).
 
@@ -59,7 +59,8 @@ def build_document(volume: Volume, path: Path, sidecar_dir: Path | None, notes: 
     next autosave replaces the unusable file.
     """
     doc = VolumeDocument(volume, path)
-    sidecar = volume_sidecar_path(path, volume, sidecar_dir)
+    candidates = [volume_sidecar_path(path, volume, folder) for folder in sidecar_dirs]
+    sidecar = next((p for p in candidates if p.is_file()), candidates[0])
     if sidecar.is_file():
         report(0.97, "reading the autosave")
         try:
@@ -74,7 +75,6 @@ class VolumeFiles:
     def __init__(self, controller: VolumeController) -> None:
         self.ctl = controller
         self.window = controller.window
-        self.saving: BackgroundTask | None = None
         self.last_task: BackgroundTask | None = None
 
     # ------------------------------------------------------------------ open
@@ -84,7 +84,7 @@ class VolumeFiles:
         path = Path(path)
         if self.ctl.doc is not None and not self.window.save_now():
             return None
-        sidecar_dir = self.window.sidecar_dir
+        locator = self.window.sidecars
 
         def work(report, cancel):
             notes: list[str] = []
@@ -101,7 +101,8 @@ class VolumeFiles:
             else:
                 volume = open_volume(path, series_uid, progress=lambda f, m: report(0.95 * f, m),
                                      cancel=cancel)
-            return "volume", (build_document(volume, path, sidecar_dir, notes, report), notes)
+            sidecar_dirs = locator.read_candidates(path.parent)
+            return "volume", (build_document(volume, path, sidecar_dirs, notes, report), notes)
 
         self.last_task = run_task(self.window, "Open volume", work, lambda t: self._opened(t, path))
         return self.last_task
@@ -141,7 +142,7 @@ class VolumeFiles:
     # -------------------------------------------------------------- autosave
     def sidecar(self) -> Path:
         doc = self.ctl.doc
-        return volume_sidecar_path(doc.path, doc.volume, self.window.sidecar_dir)
+        return volume_sidecar_path(doc.path, doc.volume, self.window.sidecars.folder_for(doc.path.parent))
 
     def save(self, then=None) -> bool:
         """Autosave in the background (a copy is taken now); ``then()`` runs after a successful write."""
@@ -150,22 +151,19 @@ class VolumeFiles:
             if then is not None:
                 then()
             return True
-        if self.saving is not None:
+        writer = self.window.sidecar_writer
+        if writer.busy:
             return True  # one write at a time; the timer fires again while the document stays dirty
-        arrays, revision, path = snapshot(doc), doc.revision, self.sidecar()
+        arrays, revision = snapshot(doc), doc.revision
 
-        def done(task: BackgroundTask) -> None:
-            self.saving = None
-            if task.error is not None:
-                self.window.inform("Autosave", f"Could not write the autosave file: {task.error}", error=True)
-                return
+        def saved() -> None:
             doc.saved_revision = revision
             self.window.refresh()
             if then is not None:
                 then()
 
-        self.saving = run_task(self.window, "Autosave", lambda report, cancel: write_snapshot(arrays, path),
-                               done, dialog=then is not None, cancellable=False)  # fmt: skip
+        writer.write(lambda path: write_snapshot(arrays, path), self.sidecar, doc.path.parent, saved,
+                     dialog=then is not None)  # fmt: skip
         return True
 
     # ---------------------------------------------------------------- export

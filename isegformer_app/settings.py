@@ -9,7 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
-from isegformer_app.state.imageio import atomic_write
+from model.atomic_io import atomic_write_bytes as atomic_write
 
 CONFIG_ENV = "ISEGFORMER_CONFIG_DIR"
 MAX_RECENT = 10

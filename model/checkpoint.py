@@ -18,7 +18,6 @@ import io
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from model.atomic_io import atomic_write_bytes
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 
 log = logging.getLogger(__name__)
@@ -512,17 +512,3 @@ def save_checkpoint(
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -103,8 +103,10 @@ def test_folder_export_uses_sidecars_and_skips_empty(tmp_path) -> None:
     add_object(project.open_index(0), rect((16, 16), 0, 8, 0, 8), "person")
     add_object(project.open_index(2), rect((16, 16), 8, 16, 8, 16), "animal")  # open, unsaved
     seen = []
-    n = project.export(tmp_path / "out", LabelList(), progress=lambda d, t, name: seen.append((d, t)) or True)
-    assert n == 2 and seen[0] == (0, 2) and seen[-1] == (2, 2)
+    summary = project.export(tmp_path / "out", LabelList(),
+                             progress=lambda d, t, name: seen.append((d, t)) or True)  # fmt: skip
+    assert summary.exported == 2 and seen[0] == (0, 2) and seen[-1] == (2, 2)
+    assert summary.skipped == ["b.png: not annotated"]
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["a.png", "c.png"]
     assert read_png(tmp_path / "out" / "masks" / "a.png")[:8, :8].all()
     assert read_png(tmp_path / "out" / "masks" / "c.png")[8:, 8:].all()
@@ -117,3 +119,94 @@ def test_export_nothing_raises_clear_error(tmp_path) -> None:
     project.open_index(0)
     with pytest.raises(ValueError, match="Nothing to export"):
         project.export(tmp_path / "out", LabelList())
+
+
+def _folder_with_two_annotated(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(photos / name)
+    project = Project.from_path(photos)
+    add_object(project.open_index(0), rect((16, 16), 0, 8, 0, 8), "person")
+    add_object(project.doc, rect((16, 16), 8, 12, 8, 12), "animal")
+    add_object(project.open_index(1), rect((16, 16), 8, 16, 8, 16), "animal")
+    return project
+
+
+def _described(out) -> tuple[set, set, set, set]:
+    """What labels.json / COCO describe, and what is on disk."""
+    meta = json.loads((out / "labels.json").read_text())
+    coco = json.loads((out / "annotations_coco.json").read_text())
+    described = {(stem, r["id"]) for stem, e in meta["images"].items() for r in e["instances"]}
+    on_disk = {(d.name, int(p.stem)) for d in (out / "objects").iterdir() for p in d.iterdir()}
+    coco_images = {i["file_name"] for i in coco["images"]}
+    images = {p.name for p in (out / "images").iterdir()}
+    return described, on_disk, coco_images, images
+
+
+def test_export_never_mixes_two_exports_and_asks_before_replacing(tmp_path) -> None:
+    from isegformer_app.state.export import ExportTargetError
+
+    project = _folder_with_two_annotated(tmp_path)
+    out = tmp_path / "out"
+    assert project.export(out, LabelList()).exported == 2
+    described, on_disk, coco_images, images = _described(out)
+    assert described == on_disk == {("a", 1), ("a", 2), ("b", 1)}
+    assert coco_images == images == {"a.png", "b.png"}
+    with pytest.raises(ExportTargetError, match="already holds an export"):  # no silent overwrite
+        project.export(out, LabelList())
+    # a.png loses its second object: the stale objects/a/002.png of the first export must go
+    project.open_index(0).delete_object(project.doc.objects[1].uid)
+    assert project.export(out, LabelList(), overwrite=True).exported == 2
+    described, on_disk, _, _ = _described(out)
+    assert described == on_disk == {("a", 1), ("b", 1)}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp folder left
+
+
+def test_exporting_one_image_keeps_the_rest_of_the_export_described(tmp_path) -> None:
+    project = _folder_with_two_annotated(tmp_path)
+    out = tmp_path / "out"
+    project.export(out, LabelList())
+    add_object(project.doc, rect((16, 16), 0, 4, 0, 4), "vehicle")  # b.png gets a second object
+    assert project.export(out, LabelList(), all_images=False, overwrite=True).exported == 2
+    described, on_disk, coco_images, images = _described(out)
+    assert described == on_disk == {("a", 1), ("a", 2), ("b", 1), ("b", 2)}
+    assert coco_images == images == {"a.png", "b.png"}
+    assert read_png(out / "objects" / "a" / "002.png")[8:12, 8:12].all()  # a.png's masks survived
+    assert read_png(out / "masks" / "b.png")[0, 0] == 2
+
+
+def test_export_refuses_a_foreign_folder_and_a_failed_export_changes_nothing(tmp_path, monkeypatch) -> None:
+    import isegformer_app.state.export as export_module
+    from isegformer_app.state.export import ExportTargetError
+
+    project = _folder_with_two_annotated(tmp_path)
+    foreign = tmp_path / "documents"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("mine")
+    with pytest.raises(ExportTargetError, match="not empty"):
+        project.export(foreign, LabelList())
+    assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
+
+    out = tmp_path / "out"
+    project.export(out, LabelList())
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_png = export_module.png_bytes
+    calls = []
+
+    def disk_full_on_the_third_png(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_png(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "png_bytes", disk_full_on_the_third_png)
+    with pytest.raises(OSError, match="No space"):
+        project.export(out, LabelList(), overwrite=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the earlier export is intact, labels.json included
+    monkeypatch.setattr(export_module, "png_bytes", real_png)
+    # cancelling half-way leaves it as it was too
+    summary = project.export(out, LabelList(), overwrite=True, progress=lambda d, t, n: d < 1)
+    assert summary.exported == 0
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -133,7 +133,7 @@ def test_clicks_during_slow_prediction_are_coalesced(qtbot, tmp_path, images, me
     window.close()
 
 
-def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages) -> None:
+def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monkeypatch) -> None:
     predictor = DiskPredictor()
     window = make_window(qtbot, tmp_path, predictor)
     window.open_path(images)
@@ -166,10 +166,18 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages) -> N
     out = tmp_path / "export"
     task = dialogs.export_to(window, out)  # runs in a background thread
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
-    assert task.result == 1 and "Exported 1 image" in window.message_label.text()
+    assert task.result.exported == 1 and "Exported 1 image" in window.message_label.text()
+    assert "skipped 1: b.png: no finished object" in window.message_label.text()  # says what it left out
     exported = read_png(out / "masks" / "a.png")
     assert np.array_equal(exported, expected)
     assert (out / "images" / "a.png").is_file() and (out / "classes" / "a.png").is_file()
+    asked = []
+    cancel = QMessageBox.StandardButton.Cancel
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or cancel)
+    assert dialogs.export_to(window, out) is None and "earlier export (1 image(s))" in asked[0]
+    (tmp_path / "documents").mkdir()
+    (tmp_path / "documents" / "notes.txt").write_text("not an export")
+    assert dialogs.export_to(window, tmp_path / "documents") is None and "not empty" in messages[-1][1]
     window.close()
 
     again = make_window(qtbot, tmp_path, DiskPredictor())

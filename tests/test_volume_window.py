@@ -298,15 +298,17 @@ def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch)
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(lambda: window.doc.prob is not None, timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
-    real = dialogs.export_items
+    import isegformer_app.state.export as export_module
 
-    def slow_export(items, out, labels, progress=None):
+    real = export_module.export_items
+
+    def slow_export(items, out, labels, progress=None, **kwargs):
         for step in range(5):
             time.sleep(0.1)
             progress(step / 5, 1, "a.png")
-        return real(items, out, labels, progress)
+        return real(items, out, labels, progress, **kwargs)
 
-    monkeypatch.setattr(dialogs, "export_items", slow_export)
+    monkeypatch.setattr(export_module, "export_items", slow_export)
     ticks = []
     probe = QTimer(window, interval=10)
     probe.timeout.connect(lambda: ticks.append(time.perf_counter()))
@@ -314,6 +316,6 @@ def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch)
     task = dialogs.export_to(window, tmp_path / "out")
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     probe.stop()
-    assert task.result == 1 and (tmp_path / "out" / "masks" / "a.png").is_file()
+    assert task.result.exported == 1 and (tmp_path / "out" / "masks" / "a.png").is_file()
     assert len(ticks) >= 15 and np.diff(ticks).max() < 0.3
     window.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,7 @@ from isegformer_app.volumes import (
     write_itksnap_labels,
     write_slicer_color_table,
 )
-from isegformer_app.volumes.atomic import atomic_write_with
+from model.atomic_io import atomic_write_with
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
@@ -187,6 +188,9 @@ def test_label_export_roundtrip_keeps_header_geometry(tmp_path, name) -> None:
     np.testing.assert_array_equal(world_lookup(volume, stored, saved.affine), labels.data)
     np.testing.assert_array_equal(load_label_nifti(out, volume).data, labels.data)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.nii.gz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual permissions, not mkstemp's 0600
 
 
 def test_label_reimport_errors(tmp_path, anatomical) -> None:

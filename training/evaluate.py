@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.atomic_io import atomic_write_bytes, atomic_write_text
 from model.predictor import ClickPredictor
 from training.datasets import DatasetError, EvalDataset, canonical_name, default_path, open_dataset
 from training.noc import DEFAULT_IOU_THRESHOLDS, NocSummary, compute_noc, evaluate_sample, threshold_key
@@ -152,10 +154,11 @@ def write_csv(results: Sequence[DatasetResult], settings: EvalSettings, path: Pa
         row["elapsed_seconds"] = f"{result.elapsed_seconds:.3f}"
         row.update({f"miou@{c}": f"{s.mean_iou_per_click[c - 1]:.6f}" for c in miou_clicks})
         rows.append(row)
-    with _atomic_text(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, table.getvalue())
 
 
 def plot_miou(result: DatasetResult, model_label: str, path: Path) -> None:
@@ -176,29 +179,10 @@ def plot_miou(result: DatasetResult, model_label: str, path: Path) -> None:
     axes.grid(True)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    temporary = path.with_name(path.name + ".tmp")
-    figure.savefig(temporary, format="png")
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     plt.close(figure)
-    temporary.replace(path)
-
-
-class _atomic_text:
-    """Context manager writing a text file through a temporary file and ``os.replace``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.temporary = path.with_name(path.name + ".tmp")
-
-    def __enter__(self):
-        self.handle = open(self.temporary, "w", newline="", encoding="utf-8")
-        return self.handle
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        self.handle.close()
-        if exc_type is None:
-            self.temporary.replace(self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+    atomic_write_bytes(path, image.getvalue())
 
 
 def run_evaluation(
@@ -231,8 +215,7 @@ def run_evaluation(
         },
         "datasets": {r.name: r.to_dict() for r in results},
     }
-    with _atomic_text(output_dir / "results.json") as handle:
-        json.dump(report, handle, indent=1)
+    atomic_write_text(output_dir / "results.json", json.dumps(report, indent=1))
     write_csv(results, settings, output_dir / "results.csv")
     for result in results:
         plot_miou(result, model_label, output_dir / f"miou_{result.name}.png")

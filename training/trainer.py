@@ -36,7 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from model.checkpoint import atomic_write_bytes, save_checkpoint
+from model.atomic_io import atomic_write_bytes
+from model.checkpoint import save_checkpoint
 from model.modeling.interactive import InteractiveModel
 from model.predictor import cpu_has_native_bf16
 from training.config import Config

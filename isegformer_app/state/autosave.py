@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from isegformer_app.state.document import AnnotatedObject, Document, click_key
-from isegformer_app.state.imageio import atomic_write
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
+from model.atomic_io import atomic_write_bytes as atomic_write
 from model.clicks import Click
 
 SIDECAR_SUFFIX = ".isegformer.npz"
@@ -43,7 +43,7 @@ def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
         return 0
     now = time.time() if now is None else now
     removed = 0
-    for tmp in folder.glob(".*.tmp"):
+    for tmp in folder.glob(".*.tmp*"):
         try:
             if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                 tmp.unlink()

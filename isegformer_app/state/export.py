@@ -19,18 +19,25 @@ line up) and ``labels.json`` marks it ``"exif_rotated": true``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
-from isegformer_app.state.autosave import read_sidecar
+from isegformer_app.state.autosave import SidecarError, read_sidecar
 from isegformer_app.state.document import Document
-from isegformer_app.state.imageio import atomic_write, png_bytes
+from isegformer_app.state.imageio import png_bytes
 from isegformer_app.state.labels import Color, LabelList
+from model.atomic_io import atomic_write_bytes as atomic_write
+from model.atomic_io import current_umask, fsync_dir
 
 
 @dataclass
@@ -76,27 +83,121 @@ def _rle(mask: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+EXPORT_FORMAT = "isegformer-export"
+EXPORT_VERSION = 1
+_STAGING_TAG = ".isegformer-export-"
+_STALE_STAGING_SECONDS = 600
+
+
+class ExportTargetError(ValueError):
+    """The chosen export folder cannot be used as asked (the message is meant for the user)."""
+
+
+def export_target_kind(out_dir: str | Path) -> str:
+    """``"new"`` (missing), ``"empty"``, ``"export"`` (an earlier export of ours) or ``"other"``."""
+    out = Path(out_dir)
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        return "other"
+    if not any(out.iterdir()):
+        return "empty"
+    try:
+        meta = json.loads((out / "labels.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return "other"
+    ours = isinstance(meta, dict) and isinstance(meta.get("images"), dict) and "classes" in meta
+    return "export" if ours and meta.get("format", EXPORT_FORMAT) == EXPORT_FORMAT else "other"
+
+
+def exported_stems(out_dir: str | Path) -> list[str]:
+    """The image stems an earlier export in ``out_dir`` holds ([] if there is none)."""
+    if export_target_kind(out_dir) != "export":
+        return []
+    return list(json.loads((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
+
+
+def items_from_export(out_dir: str | Path) -> list[ExportItem]:
+    """The images of an earlier export, rebuilt from its files (full-size masks, labels, colours)."""
+    out = Path(out_dir)
+    try:
+        meta = json.loads((out / "labels.json").read_text("utf-8"))
+        items = []
+        for stem, entry in meta["images"].items():
+            h, w = int(entry["height"]), int(entry["width"])
+            objects = []
+            for rec in entry["instances"]:
+                mask = np.asarray(Image.open(out / "objects" / stem / f"{int(rec['id']):03d}.png")) > 0
+                if mask.shape != (h, w):
+                    raise ValueError(f"objects/{stem}/{int(rec['id']):03d}.png has the wrong size")
+                objects.append(ExportObject(str(rec["label"]), tuple(int(v) for v in rec["color"]), mask))
+            image = out / "images" / str(entry["file"])
+            if not image.is_file():
+                raise ValueError(f"images/{entry['file']} is missing")
+            items.append(ExportItem(image, (h, w), objects, bool(entry.get("exif_rotated", False))))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportTargetError(f"The earlier export in {out} is incomplete ({exc}); "
+                                "choose another folder or export all images again.") from exc  # fmt: skip
+    return items
+
+
 def export_items(
     items: Sequence[ExportItem],
     out_dir: str | Path,
     labels: LabelList,
     progress: Callable[[int, int, str], bool] | None = None,
+    overwrite: bool = False,
+    keep_other_images: bool = False,
 ) -> int:
-    """Write ``items`` to ``out_dir``; returns the number of images exported.
+    """Write ``items`` as a dataset in ``out_dir``; returns the number of images exported.
 
-    ``progress(done, total, name)`` is called before each image (returning False cancels) and, with a
-    fractional ``done``, as each object of a large image is written.
+    Everything is written into a temporary folder beside ``out_dir`` and swapped in at the end, so a
+    cancelled, failed or killed export (full disk) leaves the folder as it was, and the folder never
+    mixes two exports: it holds exactly the images that ``labels.json`` and ``annotations_coco.json``
+    describe. A folder that holds an earlier export is replaced only with ``overwrite``; with
+    ``keep_other_images`` its other images stay (rewritten with the current labels), which is how
+    one image is added to an export. A non-empty folder that is not an export is refused.
+
+    ``progress(done, total, name)`` is called before each image (returning False cancels: nothing is
+    changed, 0 is returned) and, with a fractional ``done``, as each object of a large image is written.
     """
-    out = Path(out_dir)
-    coco: dict = {"images": [], "annotations": [], "categories": []}
-    per_image: dict[str, dict] = {}
+    out = Path(os.path.abspath(out_dir))
+    kind = export_target_kind(out)
+    if kind == "other":
+        raise ExportTargetError(f"{out} is not empty and holds no isegformer export: "
+                                "choose an empty folder (or an earlier export to replace).")  # fmt: skip
+    if kind == "export" and not overwrite:
+        raise ExportTargetError(f"{out} already holds an export; confirm that it may be replaced.")
+    items = list(items)
+    if keep_other_images and kind == "export":
+        new = {it.image_path.stem: it for it in items}
+        old = items_from_export(out)
+        items = [new.pop(it.image_path.stem, it) for it in old] + list(new.values())
     stems = [it.image_path.stem for it in items]
     if len(set(stems)) != len(stems):
         raise ValueError("two images share a file stem; their masks would overwrite each other")
+    staging = _make_staging_folder(out)
+    try:
+        done = _write_dataset(items, staging, labels, progress)
+        if done < len(items):  # cancelled
+            _remove_tree(staging)
+            return 0
+        if staging != out:
+            _swap_in(staging, out)
+    except BaseException:
+        _remove_tree(staging)
+        raise
+    return done
+
+
+def _write_dataset(items: Sequence[ExportItem], out: Path, labels: LabelList,
+                   progress: Callable[[int, int, str], bool] | None) -> int:  # fmt: skip
+    coco: dict = {"images": [], "annotations": [], "categories": []}
+    per_image: dict[str, dict] = {}
     done = 0
     for image_id, item in enumerate(items, start=1):
         if progress is not None and progress(done, len(items), item.image_path.name) is False:
-            break
+            return done
         step = None
         if progress is not None:
             def step(fraction: float, done=done, name=item.image_path.name) -> None:
@@ -106,22 +207,72 @@ def export_items(
     for cls_id, cls in enumerate(labels.classes, start=1):
         coco["categories"].append({"id": cls_id, "name": cls.name, "supercategory": ""})
     meta = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
         "classes": [
             {"id": i, "name": c.name, "color": list(c.color)} for i, c in enumerate(labels.classes, 1)
         ],
         "images": per_image,
     }
-    atomic_write(out / "labels.json", json.dumps(meta, indent=1).encode("utf-8"))
     atomic_write(out / "annotations_coco.json", json.dumps(coco).encode("utf-8"))
+    atomic_write(out / "labels.json", json.dumps(meta, indent=1).encode("utf-8"))  # last: marks it complete
     if progress is not None:
         progress(done, len(items), "")
     return done
+
+
+def _make_staging_folder(out: Path) -> Path:
+    """A fresh folder beside ``out`` (same file system, so the swap is a rename); ``out`` itself when
+    the parent cannot be written and ``out`` is missing or empty (nothing there to mix with)."""
+    parent = out.parent
+    for stale in parent.glob(f".{out.name}{_STAGING_TAG}*") if parent.is_dir() else ():
+        try:
+            if time.time() - stale.stat().st_mtime > _STALE_STAGING_SECONDS:  # left by a killed export
+                _remove_tree(stale)
+        except OSError:
+            pass
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING_TAG}", dir=parent))
+    except OSError:
+        if export_target_kind(out) in ("new", "empty"):
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+        raise
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+    return staging
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Put the finished ``staging`` folder in place of ``out`` (the earlier contents go only after)."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.rename(staging, out)
+    else:
+        old = staging.with_name(staging.name + ".old")
+        os.rename(out, old)
+        try:
+            os.rename(staging, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        _remove_tree(old)
+    fsync_dir(out.parent)
+
+
+def _remove_tree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, coco: dict,
                 step: Callable[[float], None] | None = None) -> dict:
     h, w = item.full_size
     stem = item.image_path.stem
+    for obj in item.objects:
+        labels.ensure(obj.label)
+    if len(labels) > 255:
+        raise ValueError("more than 255 classes cannot be written as a palette PNG")
     atomic_write(out / "images" / item.image_path.name, item.image_path.read_bytes())
     dtype = np.uint8 if len(item.objects) <= 255 else np.uint16
     instances = np.zeros((h, w), dtype)
@@ -145,8 +296,6 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
                 "segmentation": _rle(mask), "area": int(mask.sum()), "bbox": bbox, "iscrowd": 0,
                 "instance_id": inst_id,
             })  # fmt: skip
-    if len(labels) > 255:
-        raise ValueError("more than 255 classes cannot be written as a palette PNG")
     if step is not None:
         step(0.8)
     atomic_write(out / "masks" / f"{stem}.png", png_bytes(instances))
@@ -155,21 +304,62 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
             "instances": records}  # fmt: skip
 
 
-def collect_items(
-    paths: Iterable[Path], open_doc: Document | None, sidecar_for: Callable[[Path], Path]
-) -> list[ExportItem]:
-    """Export items for a folder: the open document from memory, the others from their sidecars.
+def copy_item(item: ExportItem) -> ExportItem:
+    """An item whose masks no later edit of the document can change."""
+    objects = [ExportObject(o.label, o.color, o.mask.copy()) for o in item.objects]
+    return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated)
 
-    Images without any object are left out.
-    """
-    items = []
-    for path in paths:
-        if open_doc is not None and path == open_doc.path:
-            item = item_from_document(open_doc)
-        elif sidecar_for(path).is_file():
-            item = item_from_sidecar(path, sidecar_for(path))
-        else:
-            continue
-        if item.objects:
-            items.append(item)
-    return items
+
+@dataclass
+class ExportSummary:
+    exported: int  # images written (0 when cancelled: the folder was left as it was)
+    skipped: list[str]  # "<image>: why" for each image of the plan that was not exported
+
+
+@dataclass
+class ExportPlan:
+    """What one export writes. Made on the GUI thread (the open document is copied now), run anywhere:
+    :meth:`run` reads the other images' autosaves and writes, e.g. in a background thread."""
+
+    paths: list[Path]
+    open_item: ExportItem | None
+    sidecar_for: Callable[[Path], Path]
+    keep_other_images: bool = False  # exporting one image into an earlier export keeps the others
+
+    def collect(self) -> tuple[list[ExportItem], list[str]]:
+        """The items to write (images with at least one finished object) and the skipped images."""
+        items, skipped = [], []
+        for path in self.paths:
+            if self.open_item is not None and path == self.open_item.image_path:
+                item = self.open_item
+            elif self.sidecar_for(path).is_file():
+                try:
+                    item = item_from_sidecar(path, self.sidecar_for(path))
+                except SidecarError as exc:
+                    skipped.append(f"{path.name}: {exc}")
+                    continue
+            else:
+                skipped.append(f"{path.name}: not annotated")
+                continue
+            if item.objects:
+                items.append(item)
+            else:
+                skipped.append(f"{path.name}: no finished object")
+        return items, skipped
+
+    def run(self, out_dir: str | Path, labels: LabelList,
+            progress: Callable[[int, int, str], bool] | None = None,
+            overwrite: bool = False) -> ExportSummary:  # fmt: skip
+        items, skipped = self.collect()
+        if not items:
+            raise ValueError("Nothing to export: no image has a finished object yet.")
+        exported = export_items(items, out_dir, labels, progress, overwrite=overwrite,
+                                keep_other_images=self.keep_other_images)  # fmt: skip
+        return ExportSummary(exported, skipped)
+
+
+def plan_export(paths: Iterable[Path], open_doc: Document | None, sidecar_for: Callable[[Path], Path],
+                keep_other_images: bool = False) -> ExportPlan:  # fmt: skip
+    """An export of ``paths``: the open document from memory (copied), the others from their sidecars."""
+    open_item = copy_item(item_from_document(open_doc)) if open_doc is not None else None
+    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images)

@@ -14,7 +14,7 @@ from isegformer_app.state.autosave import (
     sidecar_path,
 )
 from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
-from isegformer_app.state.export import collect_items, export_items
+from isegformer_app.state.export import ExportPlan, ExportSummary, plan_export
 from isegformer_app.state.imageio import (
     DEFAULT_MAX_SIDE,
     IMAGE_EXTENSIONS,
@@ -159,13 +159,14 @@ class Project:
             save_document(self.doc, self.sidecar_for(self.doc.path))
         return True
 
+    def export_plan(self, all_images: bool = True) -> ExportPlan:
+        """What an export of every image (or of the open one, added to an earlier export) writes."""
+        paths = self.paths if all_images else [self.doc.path] if self.doc else []
+        return plan_export(paths, self.doc, self.sidecar_for, keep_other_images=not all_images)
+
     def export(
         self, out_dir: Path, labels: LabelList, progress: Callable[[int, int, str], bool] | None = None,
-        all_images: bool = True,
-    ) -> int:
-        """Export the open image (``all_images`` False) or every annotated image of the project."""
-        paths = self.paths if all_images else [self.doc.path] if self.doc else []
-        items = collect_items(paths, self.doc, self.sidecar_for)
-        if not items:
-            raise ValueError("Nothing to export: no image has a finished object yet.")
-        return export_items(items, out_dir, labels, progress)
+        all_images: bool = True, overwrite: bool = False,
+    ) -> ExportSummary:
+        """Export every annotated image of the project (or the open one); see :func:`export_items`."""
+        return self.export_plan(all_images).run(out_dir, labels, progress, overwrite)

@@ -22,11 +22,11 @@ import numpy as np
 
 from isegformer_app.state.autosave import SIDECAR_DIRNAME, SidecarError
 from isegformer_app.state.document import click_key
-from isegformer_app.state.imageio import atomic_write
 from isegformer_app.state.volume_commands import VolumeObject
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_session import SliceSession
 from isegformer_app.volumes import Volume
+from model.atomic_io import atomic_write_bytes as atomic_write
 from model.clicks import Click
 
 SUFFIX = ".isegformer-volume.npz"

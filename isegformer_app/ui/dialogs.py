@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from isegformer_app.state.export import ExportItem, ExportObject, export_items, item_from_sidecar
+from isegformer_app.state.export import ExportSummary, export_target_kind, exported_stems
 from isegformer_app.state.labels import LabelClass, LabelList
 from isegformer_app.ui.tasks import BackgroundTask, run_task
 
@@ -23,53 +23,76 @@ def fill_recent_menu(window: MainWindow) -> None:
     menu.setEnabled(bool(window.settings.recent_files))
 
 
-def export_to(window: MainWindow, out_dir: str | Path, all_images: bool = True) -> BackgroundTask | None:
-    """Export in a background thread with a progress dialog (Cancel stops after the current image).
+def export_to(window: MainWindow, out_dir: str | Path, all_images: bool = True,
+              overwrite: bool | None = None) -> BackgroundTask | None:  # fmt: skip
+    """Export in a background thread with a progress dialog (Cancel leaves the folder as it was).
 
-    Returns the running task (``task.result``: number of images written), None if nothing is open.
+    Runs the project's tested :class:`~isegformer_app.state.export.ExportPlan`. A folder that holds an
+    earlier export is replaced (or, for one image, updated) only after the user agrees (``overwrite``
+    None = ask); a non-empty folder that is not an export is refused. Returns the running task
+    (``task.result``: an :class:`ExportSummary`), None if nothing was started.
     """
     project = window.project
     if project is None or project.doc is None:
         window.inform("Export", "Open an image first.", error=True)
         return None
-    doc = project.doc
-    open_item = ExportItem(doc.path, doc.image.full_size,
-                           [ExportObject(o.label, o.color, o.mask.copy()) for o in doc.objects],
-                           doc.image.exif_rotated)  # fmt: skip
-    paths = list(project.paths) if all_images else [doc.path]
+    out = Path(out_dir)
+    kind = export_target_kind(out)
+    if kind == "other":
+        window.inform("Export", f"{out} is not empty and holds no isegformer export. Choose an empty "
+                                "folder, or an earlier export to replace.", error=True)  # fmt: skip
+        return None
+    if kind == "export" and overwrite is None:
+        overwrite = _confirm_overwrite(window, out, all_images, project.doc.path.stem)
+        if not overwrite:
+            return None
+    plan = project.export_plan(all_images)  # the open image is copied now, on the GUI thread
     labels = LabelList([LabelClass(c.name, c.color) for c in window.labels.classes])
-    sidecar_for, out = project.sidecar_for, Path(out_dir)
 
-    def work(report, cancel) -> int:
-        items = []
-        for path in paths:
-            item = open_item if path == doc.path else (
-                item_from_sidecar(path, sidecar_for(path)) if sidecar_for(path).is_file() else None)
-            if item is not None and item.objects:
-                items.append(item)
-        if not items:
-            raise ValueError("Nothing to export: no image has a finished object yet.")
-
+    def work(report, cancel) -> ExportSummary:
         def progress(done: float, total: int, name: str) -> bool:
             report(done / max(total, 1), f"{name}" if name else "writing labels")
             return not cancel.is_set()
 
-        return export_items(items, out, labels, progress)
+        return plan.run(out, labels, progress, overwrite=bool(overwrite))
 
     def done(task: BackgroundTask) -> None:
         for cls in labels.classes:  # classes met during the export join the label list
             window.labels.ensure(cls.name, cls.color)
         if task.error is not None:
-            window.inform("Export", f"Export failed: {task.error}", error=True)
+            window.inform("Export", f"Export failed ({out} was left as it was): {task.error}", error=True)
+        elif task.cancelled or task.result is None:
+            window.inform("Export", f"Export cancelled; {out} was left as it was.")
         else:
-            stopped = " (cancelled)" if task.cancelled else ""
-            window.inform("Export", f"Exported {task.result or 0} image(s) to {out_dir}{stopped}.")
+            summary = task.result
+            skipped = ", ".join(summary.skipped)
+            skipped = f"; skipped {len(summary.skipped)}: {skipped}" if skipped else ""
+            window.inform("Export", f"Exported {summary.exported} image(s) to {out}{skipped}.")
 
     return run_task(window, "Export", work, done)
 
 
+def _confirm_overwrite(window: MainWindow, out: Path, all_images: bool, stem: str) -> bool:
+    earlier = exported_stems(out)
+    if all_images:
+        text = (f"{out} holds an earlier export ({len(earlier)} image(s)).\n"
+                "Replace it with the annotations of this folder?")  # fmt: skip
+    elif stem in earlier:
+        text = f"The export in {out} already holds {stem}. Replace that image's annotations?"
+    else:
+        return True  # adding an image to an export changes nothing that is there
+    answer = QMessageBox.question(window, "Export", text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                  QMessageBox.StandardButton.Cancel)  # fmt: skip
+    return answer == QMessageBox.StandardButton.Yes
+
+
 def export_with_dialog(window: MainWindow, all_images: bool = True) -> None:
-    out = QFileDialog.getExistingDirectory(window, "Export annotations to folder")
+    if window.project is None or window.project.doc is None:
+        window.inform("Export", "Open an image or a folder first.", error=True)
+        return
+    out = QFileDialog.getExistingDirectory(window, "Export annotations to folder",
+                                           str(window.project.doc.path.parent))  # fmt: skip
     if out:
         export_to(window, out, all_images)
 

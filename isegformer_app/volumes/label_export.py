@@ -10,7 +10,8 @@ from pathlib import Path
 
 import nibabel as nib
 
-from .atomic import atomic_write_with
+from model.atomic_io import atomic_write_with
+
 from .errors import VolumeError
 from .labels import LabelVolume, dtype_for
 from .nifti_load import is_nifti, load_label_image

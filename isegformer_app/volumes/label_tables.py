@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .atomic import atomic_write_text
+from model.atomic_io import atomic_write_text
+
 from .labels import LabelInfo, LabelVolume, default_label_info
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from model.atomic_io import atomic_write_bytes
+
 from .errors import VolumeError
 from .labels import LabelVolume
 from .volume import ModelInput, Volume, WindowChoice

@@ -218,3 +218,40 @@ def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
     assert main([*args, "--output", str(tmp_path / "engine")]) == 0
     assert "default model: engine geo_grabcut" in capsys.readouterr().err
     assert json.loads((tmp_path / "engine" / "results.json").read_text())["engine"] == "geo_grabcut"
+
+
+def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tmp_path: Path, capsys) -> None:
+    from model.engines import ENGINE_NAMES
+
+    image = np.full((48, 64, 3), 40, np.uint8)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[12:36, 16:48] = 1
+    image[ids == 1] = (220, 200, 60)
+    for folder in ("setA", "setB"):
+        write_export(tmp_path / folder, "square", image, ids)
+    write_export(tmp_path / "setB", "blank", image, np.zeros((48, 64), np.uint8))  # no object at all
+    base = ["--engine", ENGINE_NAMES[0], "--max-clicks", "2", "--no-progress"]
+
+    # two sets of one reader: each keeps its own row and its own entry in results.json
+    sets = f"Export={tmp_path / 'setA'},Export={tmp_path / 'setB'}"
+    assert main([*base, "--datasets", sets, "--output", str(tmp_path / "auto")]) == 0
+    captured = capsys.readouterr()
+    assert "Export(setB): 1 sample(s) without any object are skipped: blank" in captured.err
+    report = json.loads((tmp_path / "auto" / "results.json").read_text())
+    assert sorted(report["datasets"]) == ["Export(setA)", "Export(setB)"]
+    assert report["datasets"]["Export(setB)"]["samples_without_objects"] == ["blank"]
+    assert report["datasets"]["Export(setA)"]["n_objects"] == 1
+    sets = f"first:Export={tmp_path / 'setA'},second:Export={tmp_path / 'setB'}"
+    assert main([*base, "--datasets", sets, "--output", str(tmp_path / "named")]) == 0
+    report = json.loads((tmp_path / "named" / "results.json").read_text())
+    assert sorted(report["datasets"]) == ["first", "second"]
+    assert main([*base, "--datasets", f"x:Export={tmp_path / 'setA'},x:Export={tmp_path / 'setB'}"]) == 2
+    assert "give each its own label" in capsys.readouterr().err
+
+    # a mask whose size differs from its image, last in the set: refused before anything runs
+    write_export(tmp_path / "setB", "zz_wrong", image, np.ones((40, 64), np.uint8))
+    out = tmp_path / "refused"
+    assert main([*base, "--datasets", sets, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was run" in err and "mask size (40, 64) differs" in err and "second:" in err
+    assert not out.exists()

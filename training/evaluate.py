@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -64,10 +65,14 @@ class DatasetResult:
     summary: NocSummary
     elapsed_seconds: float
     objects: list[dict] = field(repr=False)
+    reader: str = ""  # the layout it was read with (e.g. "ExportDataset")
+    samples_without_objects: list[str] = field(default_factory=list)  # skipped (nothing to click)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
+            "reader": self.reader,
+            "samples_without_objects": self.samples_without_objects,
             **self.summary.to_dict(),
             "elapsed_seconds": self.elapsed_seconds,
             "objects": self.objects,
@@ -80,8 +85,11 @@ def evaluate_dataset(
     """Run the protocol on every object of every sample of ``dataset``. The elapsed time (for seconds
     per click) covers loading and prediction, as in the original."""
     objects: list[dict] = []
+    without_objects: list[str] = []
     start = time.perf_counter()
     for sample in tqdm(dataset, total=len(dataset), desc=name, unit="img", disable=not progress, leave=False):
+        if not sample.object_ids:
+            without_objects.append(sample.name)
         for object_id in sample.object_ids:
             result = evaluate_sample(
                 predictor,
@@ -109,7 +117,8 @@ def evaluate_dataset(
         max_clicks=settings.max_clicks,
         seconds=elapsed,
     )
-    return DatasetResult(name, str(dataset.root), summary, elapsed, objects)
+    return DatasetResult(name, str(dataset.root), summary, elapsed, objects, type(dataset).__name__,
+                         without_objects)  # fmt: skip
 
 
 def results_table(results: Sequence[DatasetResult], settings: EvalSettings, model_label: str) -> str:
@@ -218,25 +227,77 @@ def run_evaluation(
     atomic_write_text(output_dir / "results.json", json.dumps(report, indent=1))
     write_csv(results, settings, output_dir / "results.csv")
     for result in results:
-        plot_miou(result, model_label, output_dir / f"miou_{result.name}.png")
+        safe = re.sub(r"[^A-Za-z0-9_.()+-]+", "_", result.name)
+        plot_miou(result, model_label, output_dir / f"miou_{safe}.png")
     return report
 
 
 # -- command line -------------------------------------------------------------------------------------
 
 
-def parse_dataset_specs(spec: str, data_root: str | Path) -> list[tuple[str, Path]]:
-    """``"GrabCut,Export=/path/to/folder"`` -> ``[(name, path), ...]`` (default paths under ``data_root``)."""
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One ``--datasets`` entry: the reader (``name``), its folder and the label it is reported under."""
+
+    label: str
+    name: str
+    path: Path
+
+
+def parse_dataset_specs(spec: str, data_root: str | Path) -> list[DatasetSpec]:
+    """``"GrabCut,voc:Export=/data/voc,mr:Export=/data/mr"`` -> one :class:`DatasetSpec` per entry.
+
+    ``LABEL:NAME=PATH`` names the row of the table and the key in ``results.json`` (default: NAME).
+    Two unlabelled sets of the same reader are told apart by their folder names: ``Export(voc)``.
+    Labels must be unique (results would overwrite each other).
+    """
     specs = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
-        name, _, path = item.partition("=")
-        name = canonical_name(name)
-        specs.append((name, Path(path) if path else default_path(name, data_root)))
+        head, _, path = item.partition("=")
+        label, colon, name = head.partition(":")
+        if not colon:
+            label, name = "", label
+        name = canonical_name(name.strip())
+        folder = Path(path) if path else default_path(name, data_root)
+        specs.append(DatasetSpec(label.strip(), name, folder))
     if not specs:
         raise ValueError("no dataset given")
+    counts: dict[str, int] = {}
+    for s in specs:
+        if not s.label:
+            counts[s.name] = counts.get(s.name, 0) + 1
+    specs = [s if s.label else DatasetSpec(s.name if counts[s.name] == 1 else f"{s.name}({s.path.name})",
+                                           s.name, s.path) for s in specs]  # fmt: skip
+    labels = [s.label for s in specs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"two datasets would be reported as {', '.join(repeated)}: give each its own label "
+                         "(LABEL:NAME=PATH, e.g. voc:Export=/data/voc)")  # fmt: skip
     return specs
+
+
+@dataclass
+class DatasetCheck:
+    """What :func:`check_dataset` found before any click was simulated."""
+
+    problems: list[str]  # unusable samples (e.g. mask size != image size): the run is refused
+    without_objects: list[str]  # samples whose mask holds no object: skipped, and said so
+
+
+def check_dataset(dataset: EvalDataset) -> DatasetCheck:
+    """Read every sample once, so that a broken one is reported before hours of evaluation, not during."""
+    problems, empty = [], []
+    for name in dataset.names:
+        try:
+            sample = dataset._load(name)
+        except DatasetError as error:
+            problems.append(str(error).splitlines()[0])
+            continue
+        if not sample.object_ids:
+            empty.append(name)
+    return DatasetCheck(problems, empty)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -253,7 +314,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--datasets",
         default="GrabCut,Berkeley,DAVIS",
         help="comma-separated dataset names (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, PascalVOC, BraTS, "
-        "ssTEM, OAIZIB, Export); NAME=PATH reads NAME's layout from PATH",
+        "ssTEM, OAIZIB, Export); NAME=PATH reads NAME's layout from PATH; LABEL:NAME=PATH reports it as LABEL",
     )
     parser.add_argument("--data-root", type=Path, default=Path("datasets"), help="datasets folder")
     parser.add_argument("--iou", type=float, default=0.90, help="target IoU: stop clicking once reached")
@@ -340,7 +401,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"isegformer-eval: evaluating the default model: {chosen}", file=sys.stderr)
     try:
         specs = parse_dataset_specs(args.datasets, args.data_root)
-        datasets = [(name, open_dataset(name, path)) for name, path in specs]
+        datasets = [(spec.label, open_dataset(spec.name, spec.path)) for spec in specs]
+        problems = []
+        for label, dataset in datasets:
+            check = check_dataset(dataset)
+            problems += [f"{label}: {problem}" for problem in check.problems]
+            if check.without_objects:
+                more = " ..." if len(check.without_objects) > 10 else ""
+                shown = ", ".join(check.without_objects[:10]) + more
+                print(f"isegformer-eval: {label}: {len(check.without_objects)} sample(s) without any object "
+                      f"are skipped: {shown}", file=sys.stderr)  # fmt: skip
+        if problems:
+            raise ValueError(f"{len(problems)} sample(s) cannot be evaluated (nothing was run):\n  "
+                             + "\n  ".join(problems))  # fmt: skip
         if args.engine:
             make_predictor, label = engine_factory(args.engine), f"engine:{args.engine}"
             run_info: dict = {"engine": args.engine}

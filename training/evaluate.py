@@ -314,7 +314,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--datasets",
         default="GrabCut,Berkeley,DAVIS",
         help="comma-separated dataset names (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, PascalVOC, BraTS, "
-        "ssTEM, OAIZIB, Export); NAME=PATH reads NAME's layout from PATH; LABEL:NAME=PATH reports it as LABEL",
+        "ssTEM, OAIZIB, Export); NAME=PATH reads NAME's layout from PATH; "
+        "LABEL:NAME=PATH reports it as LABEL",
     )
     parser.add_argument("--data-root", type=Path, default=Path("datasets"), help="datasets folder")
     parser.add_argument("--iou", type=float, default=0.90, help="target IoU: stop clicking once reached")

@@ -210,3 +210,19 @@ def test_export_refuses_a_foreign_folder_and_a_failed_export_changes_nothing(tmp
     summary = project.export(out, LabelList(), overwrite=True, progress=lambda d, t, n: d < 1)
     assert summary.exported == 0
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_more_than_255_classes_export_as_16_bit_class_pngs(tmp_path) -> None:
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    labels = LabelList()
+    for i in range(300):
+        labels.ensure(f"class{i}")
+    project = Project.from_path(tmp_path)
+    add_object(project.open_first(), rect((16, 16), 2, 6, 2, 6), "class299")
+    out = tmp_path / "out"
+    assert project.export(out, labels).exported == 1
+    classes = read_png(out / "classes" / "a.png")
+    assert classes.dtype == np.uint16 and classes[3, 3] == labels.class_id("class299") == 304
+    meta = json.loads((out / "labels.json").read_text())
+    assert meta["images"]["a"]["instances"][0]["class_id"] == 304
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out"]  # no temp folder left over

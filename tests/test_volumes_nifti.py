@@ -127,6 +127,22 @@ def test_bad_nifti_inputs_give_clear_errors(tmp_path) -> None:
         load_nifti(Path(__file__))
     with pytest.raises(VolumeError, match="does not exist"):
         load_nifti(tmp_path / "missing.nii")
+    whole = tmp_path / "whole.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 20), np.float32), np.eye(4)), whole)
+    (tmp_path / "cut.nii.gz").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(VolumeError, match="cut.nii.gz is damaged or truncated"):
+        load_nifti(tmp_path / "cut.nii.gz")
+    flat = tmp_path / "flat.nii"
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 20), np.float32), np.eye(4)), flat)
+    (tmp_path / "short.nii").write_bytes(flat.read_bytes()[:-1000])
+    with pytest.raises(VolumeError, match="short.nii is truncated"):
+        load_nifti(tmp_path / "short.nii")
+    header = nib.Nifti1Header()
+    header.set_data_shape((2000, 2000, 2000))
+    header.set_data_dtype(np.float32)
+    (tmp_path / "huge.nii").write_bytes(header.binaryblock + b"\0" * 1000)  # a header that lies
+    with pytest.raises(VolumeError, match=r"declares 2000 x 2000 x 2000 voxels \(30 GiB"):
+        load_nifti(tmp_path / "huge.nii")
 
 
 def test_brats_case_channels_composite_and_seg(brats_folder, anatomical) -> None:
@@ -201,8 +217,18 @@ def test_label_reimport_errors(tmp_path, anatomical) -> None:
     moved = anatomical.affine.copy()
     moved[2, 3] += 1.5
     shifted = save(nib.Nifti1Image(np.zeros((33, 41, 25), np.uint8), moved), tmp_path / "b.nii.gz")
-    with pytest.raises(VolumeError, match=r"different affine than the volume \(max difference 1.5 mm\)"):
+    with pytest.raises(VolumeError, match=r"not aligned .* up to 1.5 mm from the volume's"):
         load_label_nifti(shifted, volume)
+    # 0.0009 per matrix element is under the old per-element tolerance but moves far corners ~0.06 mm
+    tilted = anatomical.affine.copy()
+    tilted[:3, :3] += 0.0009
+    sheared = save(nib.Nifti1Image(np.zeros((33, 41, 25), np.uint8), tilted), tmp_path / "d.nii.gz")
+    with pytest.raises(VolumeError, match="not aligned"):
+        load_label_nifti(sheared, volume)
+    # the float32 rounding of a re-saved header is accepted
+    rounded = save(nib.Nifti1Image(np.zeros((33, 41, 25), np.uint8), anatomical.affine.astype(np.float32)),
+                   tmp_path / "e.nii.gz")  # fmt: skip
+    assert load_label_nifti(rounded, volume).data.shape == volume.shape
     fractional = save(nib.Nifti1Image(np.full((33, 41, 25), 0.5, np.float32), anatomical.affine),
                       tmp_path / "c.nii.gz")
     with pytest.raises(VolumeError, match="non-integer values"):

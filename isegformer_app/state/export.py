@@ -4,7 +4,8 @@ Layout under ``OUT``::
 
     images/<name>             copy of the image file
     masks/<stem>.png          instance ids (0 = background; uint8, uint16 when > 255 instances)
-    classes/<stem>.png        class ids as a palette PNG (colours of the label list)
+    classes/<stem>.png        class ids as a palette PNG (colours of the label list); 16-bit grey
+                              when there are more than 255 classes
     objects/<stem>/<id>.png   one binary PNG (0/255) per instance
     labels.json               classes and, per image, each instance's class / label / colour
     annotations_coco.json     COCO instances with RLE masks (pycocotools)
@@ -271,12 +272,12 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
     stem = item.image_path.stem
     for obj in item.objects:
         labels.ensure(obj.label)
-    if len(labels) > 255:
-        raise ValueError("more than 255 classes cannot be written as a palette PNG")
+    if len(labels) > 65535:
+        raise ValueError("more than 65535 classes cannot be written as a class PNG")
     atomic_write(out / "images" / item.image_path.name, item.image_path.read_bytes())
     dtype = np.uint8 if len(item.objects) <= 255 else np.uint16
     instances = np.zeros((h, w), dtype)
-    classes = np.zeros((h, w), np.uint8)
+    classes = np.zeros((h, w), np.uint8 if len(labels) <= 255 else np.uint16)
     records = []
     coco["images"].append({"id": image_id, "file_name": item.image_path.name, "width": w, "height": h})
     for inst_id, obj in enumerate(item.objects, start=1):
@@ -299,7 +300,8 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
     if step is not None:
         step(0.8)
     atomic_write(out / "masks" / f"{stem}.png", png_bytes(instances))
-    atomic_write(out / "classes" / f"{stem}.png", png_bytes(classes, palette=labels.palette()))
+    palette = labels.palette() if classes.dtype == np.uint8 else None  # 16-bit: plain grey values
+    atomic_write(out / "classes" / f"{stem}.png", png_bytes(classes, palette=palette))
     return {"file": item.image_path.name, "height": h, "width": w, "exif_rotated": item.exif_rotated,
             "instances": records}  # fmt: skip
 

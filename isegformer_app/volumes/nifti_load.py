@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ BRATS_LABEL_NAMES = {1: "necrotic / non-enhancing tumour core", 2: "peritumoral 
                      3: "enhancing tumour (BraTS 2023)", 4: "enhancing tumour"}
 
 
+MAX_VOXELS = 1024**3  # 4 GiB as float32, before the display copy; larger volumes are refused clearly
+
+
 def is_nifti(path: Path | str) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
@@ -41,7 +45,38 @@ def _open(path: Path) -> nib.Nifti1Image:
         raise VolumeError(f"cannot read NIfTI file {path.name}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise VolumeError(f"{path.name} is not a NIfTI image")
+    _check_declared_size(image, path)
     return image
+
+
+def _check_declared_size(image: nib.Nifti1Image, path: Path) -> None:
+    """Refuse, before reading, a header that declares more voxels than we load, or (uncompressed) more
+    bytes than the file holds."""
+    shape = tuple(int(s) for s in image.shape)
+    voxels = int(np.prod(shape[:3], dtype=np.int64)) if shape else 0
+    if voxels > MAX_VOXELS:
+        size = " x ".join(str(s) for s in shape[:3])
+        raise VolumeError(f"{path.name} declares {size} voxels ({voxels * 4 / 2**30:.0f} GiB as float32); "
+                          f"volumes above {MAX_VOXELS:,} voxels are not supported")  # fmt: skip
+    if not str(path).lower().endswith(".gz"):
+        offset = int(image.header.get_data_offset())
+        needed = offset + int(np.prod(shape, dtype=np.int64)) * image.get_data_dtype().itemsize
+        if path.stat().st_size < needed:
+            raise VolumeError(f"{path.name} is truncated: its header declares {needed:,} bytes of image, "
+                              f"the file has {path.stat().st_size:,}")  # fmt: skip
+
+
+def _read_voxels(read, name: str) -> np.ndarray:
+    """``read()`` (the proxy access that decompresses and converts) with its failures in the user's words."""
+    try:
+        return read()
+    except (EOFError, zlib.error) as exc:
+        raise VolumeError(f"{name} is damaged or truncated: the compressed data ends early or is corrupt "
+                          f"({exc})") from exc  # fmt: skip
+    except MemoryError as exc:
+        raise VolumeError(f"{name}: not enough memory to load this volume") from exc
+    except (OSError, ValueError) as exc:
+        raise VolumeError(f"{name}: cannot read the voxel data ({type(exc).__name__}: {exc})") from exc
 
 
 def nifti_frame_count(path: Path | str) -> int:
@@ -62,9 +97,9 @@ def _spatial_data(image: nib.Nifti1Image, name: str, frame: int | None, warnings
     proxy = image.dataobj
     if len(shape) == 2:
         warnings.append(f"{name}: a 2-D image, loaded as a single slice")
-        return np.asarray(proxy[:, :], dtype=np.float32)[:, :, None]
+        return _read_voxels(lambda: np.asarray(proxy[:, :], dtype=np.float32), name)[:, :, None]
     if len(shape) == 3:
-        data = proxy[:, :, :]
+        return _read_voxels(lambda: np.asarray(proxy[:, :, :], dtype=np.float32), name)
     else:
         frames = shape[3]
         if frames == 1:
@@ -77,8 +112,8 @@ def _spatial_data(image: nib.Nifti1Image, name: str, frame: int | None, warnings
             chosen = frame
         if not 0 <= chosen < frames:
             raise VolumeError(f"{name}: frame {chosen} is out of range 0..{frames - 1}")
-        data = proxy[(slice(None),) * 3 + (chosen,) + (0,) * len(extra)]
-    return np.asarray(data, dtype=np.float32)
+        index = (slice(None),) * 3 + (chosen,) + (0,) * len(extra)
+    return _read_voxels(lambda: np.asarray(proxy[index], dtype=np.float32), name)
 
 
 def _geometry(image: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> SourceGeometry:
@@ -216,6 +251,17 @@ def _check_same_grid(reference: SourceGeometry, other: SourceGeometry) -> None:
                           "(not co-registered); the files of one case must share their grid")
 
 
+GRID_TOLERANCE_MM = 0.01  # float32 header storage moves corners by ~1e-5 mm; a real shift is far larger
+
+
+def grid_offset_mm(affine_a: np.ndarray, affine_b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """How far apart (mm) the two affines put the outer corners of a ``shape`` voxel grid: the largest
+    distance over the 8 corners of the voxel boxes (indices -0.5 and n-0.5)."""
+    extents = [(-0.5, n - 0.5) for n in shape[:3]]
+    corners = np.array([[i, j, k, 1.0] for i in extents[0] for j in extents[1] for k in extents[2]])
+    return float(np.max(np.linalg.norm((corners @ (affine_a - affine_b).T)[:, :3], axis=1)))
+
+
 def load_label_image(path: Path | str, volume: Volume) -> LabelVolume:
     """Read a NIfTI label map onto ``volume`` (same grid required) as a display-oriented ``LabelVolume``."""
     path = Path(path)
@@ -227,11 +273,11 @@ def load_label_image(path: Path | str, volume: Volume) -> LabelVolume:
     if shape != tuple(source.shape):
         raise VolumeError(f"label map {path.name} has shape {shape} but the volume's file grid is "
                           f"{tuple(source.shape)}; it belongs to another image")
-    if not np.allclose(image.affine, source.affine, atol=1e-3):
-        difference = float(np.max(np.abs(np.asarray(image.affine) - source.affine)))
-        raise VolumeError(f"label map {path.name} has a different affine than the volume (max difference "
-                          f"{difference:.4g} mm); it is not aligned with this image")
-    data = np.asarray(image.dataobj).reshape(shape)
+    offset = grid_offset_mm(np.asarray(image.affine, np.float64), source.affine, shape)
+    if offset > GRID_TOLERANCE_MM:
+        raise VolumeError(f"label map {path.name} is not aligned with this image: its voxel corners lie "
+                          f"up to {offset:.3g} mm from the volume's; it belongs to another grid")  # fmt: skip
+    data = _read_voxels(lambda: np.asarray(image.dataobj), path.name).reshape(shape)
     if not np.issubdtype(data.dtype, np.integer):
         if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
             raise VolumeError(f"label map {path.name} has non-integer values")

@@ -146,7 +146,7 @@ def test_reimport_mismatch_is_a_clear_error(tmp_path) -> None:
     shifted[0, 3] += 7.0
     wrong_affine = tmp_path / "shifted.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(volume.source.shape, np.uint8), shifted), wrong_affine)
-    with pytest.raises(VolumeError, match="affine"):
+    with pytest.raises(VolumeError, match="not aligned"):
         load_label_nifti(wrong_affine, volume)
 
 

@@ -313,10 +313,13 @@ def test_truncated_files(tmp_path, series40) -> None:
     victim = tmp_path / ordered[2].name
     victim.write_bytes(victim.read_bytes()[: os.path.getsize(victim) - 300])
     volume = load_dicom(tmp_path)
-    assert volume.shape == (25, 5, 33)
+    assert volume.shape == (25, 6, 33)  # the unreadable slice stays a (blank) gap: nothing is shifted
     joined = " | ".join(volume.warnings)
     assert f"skipped {victim.name}: cannot read its pixel data" in joined
-    assert "inconsistent slice spacing (2..4 mm; missing slices?): using the median 2 mm" in joined
+    assert "1 slice(s) are missing from the series" in joined
+    kept = [str(tmp_path / p.name) for p in ordered]
+    kept[2] = ""
+    assert volume.metadata["slice_files"] == kept
 
 
 def test_progress_reports_and_cancel(series40) -> None:
@@ -334,3 +337,109 @@ def test_progress_reports_and_cancel(series40) -> None:
 
     with pytest.raises(LoadCancelled):
         load_dicom(folder, progress=cancel_midway, cancel=cancel)
+
+
+# -- slice placement from the files' own positions (issue: rounded positions, missing tags, tilt) ------
+
+
+def _marker_series(folder: Path, affine_ras: np.ndarray, shape=(24, 20, 40)) -> tuple[list[Path], np.ndarray]:
+    """A CT series whose every slice k has a bright marker at a k-dependent pixel; returns the paths
+    (k order) and the stored (column, row, slice) values."""
+    columns, rows, count = shape
+    stored = np.zeros(shape, np.int16)
+    for k in range(count):
+        stored[4 + k % 12, 5 + (k * 7) % 10, k] = 1000 + k
+    paths = write_dicom_series(stored, affine_ras, folder, SeriesOptions(modality="CT", seed=1))
+    return paths, stored
+
+
+def _voxel_at_file_pixel(volume, path: Path, row: int, column: int) -> float:
+    """Our volume's value at the world position of (row, column) of ``path``, by its own tags."""
+    z, y, x = np.rint(volume.world_to_index(lps_to_ras_point(dicom_world_lps(path, row, column)))).astype(int)
+    return float(volume.voxels[z, y, x])
+
+
+def _edit(path: Path, change) -> None:
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path)
+
+
+def test_rounded_slice_positions_do_not_accumulate_along_the_stack(tmp_path) -> None:
+    affine = np.diag([0.7, 0.7, 0.625, 1.0])
+    affine[:3, 3] = (-8.0, -7.0, -30.0)
+    paths, stored = _marker_series(tmp_path, affine, shape=(24, 20, 121))
+    for path in paths:  # positions written to 0.1 mm, as some scanners do
+        _edit(path, lambda ds: setattr(ds, "ImagePositionPatient",
+                                       [f"{float(v):.1f}" for v in ds.ImagePositionPatient]))
+    volume = load_dicom(tmp_path)
+    assert volume.warnings == [] and volume.shape.count(121) == 1
+    assert volume.spacing[volume.shape.index(121)] == pytest.approx(0.625, abs=2e-4)
+    last = paths[-1]
+    true_last = affine @ np.array([0.0, 0.0, 120.0, 1.0])  # where the last slice really is (RAS)
+    index_of_last = np.rint(volume.world_to_index(true_last[:3])).astype(int)
+    placed = volume.index_to_world(*index_of_last)
+    assert np.linalg.norm(placed - true_last[:3]) < 0.1  # median-of-gaps spacing put it 3.0 mm off
+    for k in (0, 60, 120):
+        c, r = 4 + k % 12, 5 + (k * 7) % 10
+        assert _voxel_at_file_pixel(volume, paths[k], r, c) == 1000 + k
+    assert "slice_files" in volume.metadata and volume.metadata["slice_files"][-1] == str(last)
+
+
+def test_a_file_without_position_keeps_every_other_files_position(tmp_path) -> None:
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    paths, _ = _marker_series(tmp_path, affine, shape=(24, 20, 12))
+    _edit(paths[5], lambda ds: delattr(ds, "ImagePositionPatient"))
+    volume = load_dicom(tmp_path)
+    assert any("placed by their InstanceNumber" in w for w in volume.warnings)
+    assert sorted(volume.spacing) == pytest.approx([0.8, 0.8, 3.0])
+    for k in range(12):
+        if k != 5:
+            c, r = 4 + k % 12, 5 + (k * 7) % 10
+            assert _voxel_at_file_pixel(volume, paths[k], r, c) == 1000 + k  # was off by the fallback
+
+
+def test_gantry_tilt_is_resampled_onto_an_orthogonal_grid(tmp_path) -> None:
+    tilt = np.radians(12.0)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    affine[1, 2] = 2.0 * np.tan(tilt)  # each slice moves 0.43 mm along y: a sheared stack
+    paths, _ = _marker_series(tmp_path, affine, shape=(24, 40, 16))
+    volume = load_dicom(tmp_path)
+    assert any("gantry tilt of 12.00°" in w for w in volume.warnings)
+    columns = volume.source.affine[:3, :3]
+    gram = columns.T @ columns
+    assert np.abs(gram - np.diag(np.diag(gram))).max() < 1e-6  # orthogonal: qform == sform, no shear to drop
+    for k in (0, 7, 15):  # each file's marker sits where that file says it is (linear resampling)
+        c, r = 4 + k % 12, 5 + (k * 7) % 10
+        lps = dicom_world_lps(paths[k], r, c)
+        z, y, x = volume.world_to_index(lps_to_ras_point(lps))
+        zi, yi, xi = np.floor([z, y, x]).astype(int)
+        patch = volume.voxels[max(zi - 1, 0): zi + 3, max(yi - 1, 0): yi + 3, max(xi - 1, 0): xi + 3]
+        assert patch.max() > 0.4 * (1000 + k)
+    label = LabelVolume.empty(volume.shape)
+    label.data[volume.shape[0] // 2, 10, 10] = 1
+    out = save_label_nifti(label, volume, tmp_path / "labels.nii.gz")
+    saved = nib.load(out)
+    np.testing.assert_allclose(saved.header.get_qform(), saved.header.get_sform(), atol=1e-4)
+
+
+def test_enhanced_multiframe_keeps_the_file_frame_order(tmp_path) -> None:
+    source = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    frames = source.PerFrameFunctionalGroupsSequence
+    normal = np.cross(*(np.array([float(v) for v in source.SharedFunctionalGroupsSequence[0]
+                                  .PlaneOrientationSequence[0].ImageOrientationPatient]).reshape(2, 3)))
+    along = [float(np.array([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]) @ normal)
+             for f in frames]
+    if along[0] < along[1]:  # make the file run against the normal
+        source.PerFrameFunctionalGroupsSequence = pydicom.Sequence([frames[1], frames[0]])
+        source.PixelData = source.pixel_array[::-1].copy().tobytes()
+    source.save_as(tmp_path / "reversed.dcm")
+    volume = load_dicom(tmp_path / "reversed.dcm")
+    assert volume.metadata["slice_frames"] == [0, 1]  # k follows the file, as ITK tools read it
+    stored = pydicom.dcmread(tmp_path / "reversed.dcm").pixel_array.astype(np.float32) - 1024.0
+    assert volume.source.affine[:3, 2] @ lps_to_ras_point(normal) < 0
+    for frame in range(2):
+        position = np.array([float(v) for v in source.PerFrameFunctionalGroupsSequence[frame]
+                             .PlanePositionSequence[0].ImagePositionPatient])
+        z, y, x = np.rint(volume.world_to_index(lps_to_ras_point(position))).astype(int)
+        assert volume.voxels[z, y, x] == stored[frame, 0, 0]

@@ -50,6 +50,7 @@ class DataConfig:
     stuff_prob: float = 0.30
     epoch_len: int = 30000
     val_fraction: float = 0.1  # app-export only: images held out for validation
+    medical_prob: float = 0.15  # composite only: share of scenes that are MR slices with their structures
     workers: int = 4
 
 

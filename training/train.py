@@ -118,9 +118,9 @@ def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
         val = InstancesSource(PascalVOCDataset(root, "val")) if has_val else None
         return InstancesSource(PascalVOCDataset(root, "train")), val
     if kind == "composite":
-        from training.data.composite import CompositeSource
+        from training.data.composite import CompositeConfig, CompositeSource
 
-        return CompositeSource(root), None
+        return CompositeSource(root, CompositeConfig(medical_prob=data.medical_prob)), None
     if kind == "app-export":
         from training.datasets.export import ExportDataset
 

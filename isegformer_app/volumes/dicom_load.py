@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 from pydicom import uid
@@ -24,11 +25,11 @@ from .errors import VolumeError
 from .geometry import SourceGeometry, affine_from_dicom, display_transform, lps_to_ras
 from .progress import CancelFlag, LoadMonitor, ProgressCallback
 from .sanitize import replace_non_finite
+from .slice_grid import POSITION_TOLERANCE_MM, SliceGrid, fill_missing_positions, plan_slice_grid
 from .volume import Volume
 from .windowing import WindowPreset, modality_presets
 
 DEFAULT_ORIENTATION = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-POSITION_TOLERANCE_MM = 1e-3
 
 
 def load_dicom(path: Path | str, series_uid: str | None = None, progress: ProgressCallback | None = None,
@@ -127,21 +128,15 @@ def load_dicom_files(files: Sequence[Path | str], progress: ProgressCallback | N
                           "it cannot form one volume (choose files of one modality)")
     monitor.report(0.9, "sorting slices")
     frames, pixels = _keep_main_group(read.frames, read.pixels, warnings)
-    order, spacing_z, step_lps = _sort_frames(frames, warnings)
-    frames = [frames[i] for i in order]
-    pixels = [pixels[i] for i in order]
     row_spacing, column_spacing = _pixel_spacing(frames, warnings)
-    orientation = frames[0].orientation if frames[0].orientation is not None else DEFAULT_ORIENTATION
+    orientation = frames[0].orientation
+    if orientation is None:
+        warnings.append("ImageOrientationPatient is missing: assuming axial slices (identity orientation)")
+        orientation = DEFAULT_ORIENTATION
     row_cosine, column_cosine = _unit(orientation[:3]), _unit(orientation[3:])
-    if step_lps is None:
-        step_lps = np.cross(row_cosine, column_cosine) * spacing_z
-    origin = frames[0].position if frames[0].position is not None else np.zeros(3)
-
-    stack = np.empty((len(frames), *pixels[0].shape), dtype=np.float32)
-    for index, (frame, plane) in enumerate(zip(frames, pixels, strict=True)):
-        np.multiply(plane, np.float32(frame.slope), out=stack[index], casting="unsafe")
-        if frame.intercept:
-            stack[index] += np.float32(frame.intercept)
+    grid = _slice_grid(frames, np.cross(row_cosine, column_cosine), warnings)
+    stack = _build_stack(grid, frames, pixels, row_cosine, column_cosine, row_spacing, column_spacing)
+    step_lps, origin = grid.step, grid.origin
     replace_non_finite(stack, warnings)
     modality = modalities.pop()
     windows = _dicom_windows(frames[0])
@@ -175,8 +170,11 @@ def load_dicom_files(files: Sequence[Path | str], progress: ProgressCallback | N
             "patient_id": str(first_dataset.get("PatientID", "")),
             "photometric": sorted(photometrics),
             "n_files": len({frame.path for frame in frames}),
-            "slice_files": [str(frame.path) for frame in frames],
-            "slice_frames": [frame.frame_index for frame in frames],
+            # per grid slice k: the file and frame it shows ("" / -1: blank or resampled)
+            "slice_files": [str(frames[i].path) if i is not None else "" for i in map(grid.frame_of,
+                                                                                    range(grid.n_slices))],
+            "slice_frames": [frames[i].frame_index if i is not None else -1 for i in map(grid.frame_of,
+                                                                                       range(grid.n_slices))],
         },
     )
 
@@ -231,22 +229,17 @@ def _keep_main_group(frames: list[DicomFrame], pixels: list[np.ndarray],
     return [frames[i] for i in kept], [pixels[i] for i in kept]
 
 
-def _sort_frames(frames: list[DicomFrame], warnings: list[str]) -> tuple[list[int], float, np.ndarray | None]:
-    """Frame order along the slice normal, slice spacing (mm) and world step between slices (or None)."""
-    orientation = frames[0].orientation
-    if orientation is None:
-        warnings.append("ImageOrientationPatient is missing: assuming axial slices (identity orientation)")
-        orientation = DEFAULT_ORIENTATION
-    normal = np.cross(_unit(orientation[:3]), _unit(orientation[3:]))
-    if any(frame.position is None for frame in frames):
+def _slice_grid(frames: list[DicomFrame], normal: np.ndarray, warnings: list[str]) -> SliceGrid:
+    """Where each frame goes on the regular grid (see :mod:`.slice_grid`)."""
+    if not fill_missing_positions(frames, normal, warnings):
         order = sorted(range(len(frames)), key=lambda i: (frames[i].instance_number, frames[i].frame_index))
         spacing = _fallback_spacing(frames[0], warnings, "ImagePositionPatient is missing")
         if len(frames) > 1:
             warnings.append("slices ordered by InstanceNumber/frame order because positions are missing")
-        return order, spacing, None
+        origin = next((frames[i].position for i in order if frames[i].position is not None), np.zeros(3))
+        return SliceGrid([[(i, 1.0)] for i in order], origin, normal * spacing, spacing)
     distances = np.array([float(frame.position @ normal) for frame in frames])
     order = sorted(range(len(frames)), key=lambda i: (distances[i], frames[i].instance_number))
-    sorted_distances = distances[order]
     unique = [order[0]]
     for index in order[1:]:
         if abs(distances[index] - distances[unique[-1]]) > POSITION_TOLERANCE_MM:
@@ -255,23 +248,47 @@ def _sort_frames(frames: list[DicomFrame], warnings: list[str]) -> tuple[list[in
         warnings.append(f"{len(order) - len(unique)} slice(s) share a position with another slice (several "
                         "echoes/time points?); kept the first slice at each position")
         order = unique
-        sorted_distances = distances[order]
     if len(order) == 1:
         spacing = _fallback_spacing(frames[order[0]], warnings, "only one slice")
-        return order, spacing, None
-    gaps = np.diff(sorted_distances)
-    spacing = float(np.median(gaps))
-    if np.max(np.abs(gaps - spacing)) > max(0.01, 0.01 * spacing):
-        warnings.append(f"inconsistent slice spacing ({gaps.min():.4g}..{gaps.max():.4g} mm; missing "
-                        f"slices?): using the median {spacing:.4g} mm")
-    first, last = frames[order[0]].position, frames[order[-1]].position
-    step = (last - first) / (len(order) - 1)
-    in_plane = step - normal * float(step @ normal)
-    if np.linalg.norm(in_plane) > 1e-3 * max(spacing, 1.0):
-        warnings.append("slice positions are not along the slice normal (gantry tilt?): "
-                        "the affine is sheared")
-        return order, spacing, step
-    return order, spacing, normal * spacing
+        return SliceGrid([[(order[0], 1.0)]], frames[order[0]].position, normal * spacing, spacing)
+    one_file = len({frames[i].path for i in order}) == 1
+    file_order = [frames[i].frame_index for i in order]
+    against_normal = one_file and all(a > b for a, b in zip(file_order, file_order[1:], strict=False))
+    return plan_slice_grid(frames, order, normal, warnings, keep_file_order=against_normal)
+
+
+def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndarray],
+                 row_cosine: np.ndarray, column_cosine: np.ndarray, row_spacing: float,
+                 column_spacing: float) -> np.ndarray:  # fmt: skip
+    """``(slices, rows, columns)`` float32 rescaled values on ``grid``; blank slices and the border
+    uncovered by a tilt correction get the lowest value of the series."""
+    used = sorted({i for source in grid.sources for i, _ in source})
+    rescaled = {}
+    for i in used:
+        plane = np.multiply(pixels[i], np.float32(frames[i].slope), dtype=np.float32)
+        if frames[i].intercept:
+            plane += np.float32(frames[i].intercept)
+        rescaled[i] = plane
+    background = min(float(np.nanmin(p)) if np.isfinite(p).any() else 0.0 for p in rescaled.values())
+    rows, columns = pixels[used[0]].shape
+    stack = np.full((grid.n_slices, rows, columns), background, dtype=np.float32)
+    for k, source in enumerate(grid.sources):
+        if not source:
+            continue
+        planes = []
+        for i, weight in source:
+            plane = rescaled[i]
+            if grid.resample_in_plane:  # move frame i's pixels onto slice k of the orthogonal grid
+                offset = grid.slice_origin(k) - frames[i].position
+                dx = float(offset @ row_cosine) / column_spacing  # columns grow along the row cosine
+                dy = float(offset @ column_cosine) / row_spacing
+                shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+                plane = cv2.warpAffine(plane, shift, (columns, rows),
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=background)  # fmt: skip
+            planes.append(plane if weight == 1.0 else plane * np.float32(weight))
+        stack[k] = planes[0] if len(planes) == 1 else np.sum(planes, axis=0)
+    return stack
 
 
 def _fallback_spacing(frame: DicomFrame, warnings: list[str], why: str) -> float:

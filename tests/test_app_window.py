@@ -413,3 +413,21 @@ def test_bundled_sample_autosaves_outside_the_installation(qtbot, tmp_path, mess
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     assert window.save_now() and not (SAMPLE_IMAGE.parent / ".isegformer").exists()
     window.close()
+
+
+def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messages, monkeypatch) -> None:
+    from isegformer_app.ui.worker import InferenceWorker, state_nbytes
+
+    class BigStatePredictor(DiskPredictor):
+        def get_state(self):
+            return {"clicks": self.state, "prev": np.zeros((1024, 1024), np.float32)}  # 4 MiB each
+
+    monkeypatch.setattr(InferenceWorker, "MAX_STATE_BYTES", 10 * 2**20)
+    window = make_window(qtbot, tmp_path, BigStatePredictor())
+    window.open_path(images / "a.png")
+    for n in range(1, 9):
+        click(qtbot, window, 20 + 5 * n, 30)
+        qtbot.waitUntil(predicted(window, n), timeout=5000)
+    held = sum(map(state_nbytes, window.worker._states.values()))
+    assert len(window.worker._states) == 2 and held <= 10 * 2**20  # 8 states unbounded: 32 MiB
+    window.close()

@@ -68,6 +68,19 @@ class _Job:
     extra: dict = field(default_factory=dict)
 
 
+def state_nbytes(state: object) -> int:
+    """Bytes of the arrays/tensors held by a predictor state (nested dicts, lists, tuples)."""
+    if isinstance(state, np.ndarray):
+        return int(state.nbytes)
+    if hasattr(state, "element_size") and hasattr(state, "nelement"):  # torch.Tensor, without importing torch
+        return int(state.element_size() * state.nelement())
+    if isinstance(state, dict):
+        return sum(state_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_nbytes(v) for v in state)
+    return 0
+
+
 class InferenceWorker(QThread):
     """Owns the predictor; every call on it happens in this thread."""
 
@@ -243,6 +256,7 @@ class InferenceWorker(QThread):
         self.prediction_ready.emit(result)
 
     MAX_STATES = 32
+    MAX_STATE_BYTES = 512 * 2**20  # undo states of a 4096² image are ~64 MB each: bound the memory too
 
     def _restore_prefix_state(self, key: tuple) -> None:
         """Put the predictor in the state it had after the longest predicted prefix of ``key``.
@@ -261,5 +275,11 @@ class InferenceWorker(QThread):
         self._last_key = key
         self._states[key] = self.predictor.get_state()
         self._states.move_to_end(key)
-        while len(self._states) > self.MAX_STATES:
-            self._states.popitem(last=False)
+        def too_much() -> bool:
+            if len(self._states) > self.MAX_STATES:
+                return True
+            held = sum(map(state_nbytes, self._states.values()))
+            return len(self._states) > 1 and held > self.MAX_STATE_BYTES
+
+        while too_much():
+            self._states.popitem(last=False)  # the oldest first; the latest state is always kept

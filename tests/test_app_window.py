@@ -431,3 +431,14 @@ def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messag
     held = sum(map(state_nbytes, window.worker._states.values()))
     assert len(window.worker._states) == 2 and held <= 10 * 2**20  # 8 states unbounded: 32 MiB
     window.close()
+
+
+def test_export_with_nothing_open_says_so_without_a_picker(qtbot, tmp_path, messages, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    picked = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: picked.append(a) or "")
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.export_dialog()
+    assert picked == [] and messages and "Open an image" in messages[-1][1]
+    window.close()

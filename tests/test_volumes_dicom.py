@@ -443,3 +443,10 @@ def test_enhanced_multiframe_keeps_the_file_frame_order(tmp_path) -> None:
                              .PlanePositionSequence[0].ImagePositionPatient])
         z, y, x = np.rint(volume.world_to_index(lps_to_ras_point(position))).astype(int)
         assert volume.voxels[z, y, x] == stored[frame, 0, 0]
+
+
+def test_a_stray_far_slice_is_refused_instead_of_a_huge_blank_grid(tmp_path) -> None:
+    paths, _ = _marker_series(tmp_path, np.diag([0.8, 0.8, 2.0, 1.0]), shape=(24, 20, 6))
+    _edit(paths[5], lambda ds: setattr(ds, "ImagePositionPatient", ["0", "0", "2000"]))  # 2 m away
+    with pytest.raises(VolumeError, match="not one evenly spaced stack"):
+        load_dicom(tmp_path)

@@ -118,32 +118,56 @@ def exported_stems(out_dir: str | Path) -> list[str]:
     return list(json.loads((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
 
 
-def items_from_export(out_dir: str | Path) -> list[ExportItem]:
-    """The images of an earlier export, rebuilt from its files (full-size masks, labels, colours)."""
+@dataclass
+class EarlierImage:
+    """An image of an earlier export in the target folder; its masks are read only when it is rewritten,
+    one image at a time (an export can hold more masks than fit in memory)."""
+
+    out: Path
+    stem: str
+    entry: dict
+
+    @property
+    def image_path(self) -> Path:
+        return self.out / "images" / str(self.entry["file"])
+
+    def load(self) -> ExportItem:
+        try:
+            h, w = int(self.entry["height"]), int(self.entry["width"])
+            objects = []
+            for rec in self.entry["instances"]:
+                name = f"objects/{self.stem}/{int(rec['id']):03d}.png"
+                with Image.open(self.out / name) as png:
+                    mask = np.asarray(png) > 0
+                if mask.shape != (h, w):
+                    raise ValueError(f"{name} has the wrong size")
+                objects.append(ExportObject(str(rec["label"]), tuple(int(v) for v in rec["color"]), mask))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _incomplete(self.out, exc) from exc
+        return ExportItem(self.image_path, (h, w), objects, bool(self.entry.get("exif_rotated", False)))
+
+
+def _incomplete(out: Path, why: object) -> ExportTargetError:
+    return ExportTargetError(f"The earlier export in {out} is incomplete ({why}); "
+                             "choose another folder or export all images again.")  # fmt: skip
+
+
+def earlier_images(out_dir: str | Path) -> list[EarlierImage]:
+    """The images of an earlier export (checked to be there; masks are read later, see EarlierImage)."""
     out = Path(out_dir)
     try:
         meta = json.loads((out / "labels.json").read_text("utf-8"))
-        items = []
-        for stem, entry in meta["images"].items():
-            h, w = int(entry["height"]), int(entry["width"])
-            objects = []
-            for rec in entry["instances"]:
-                mask = np.asarray(Image.open(out / "objects" / stem / f"{int(rec['id']):03d}.png")) > 0
-                if mask.shape != (h, w):
-                    raise ValueError(f"objects/{stem}/{int(rec['id']):03d}.png has the wrong size")
-                objects.append(ExportObject(str(rec["label"]), tuple(int(v) for v in rec["color"]), mask))
-            image = out / "images" / str(entry["file"])
-            if not image.is_file():
-                raise ValueError(f"images/{entry['file']} is missing")
-            items.append(ExportItem(image, (h, w), objects, bool(entry.get("exif_rotated", False))))
+        images = [EarlierImage(out, str(stem), dict(entry)) for stem, entry in meta["images"].items()]
+        for image in images:
+            if not image.image_path.is_file():
+                raise ValueError(f"images/{image.entry['file']} is missing")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExportTargetError(f"The earlier export in {out} is incomplete ({exc}); "
-                                "choose another folder or export all images again.") from exc  # fmt: skip
-    return items
+        raise _incomplete(out, exc) from exc
+    return images
 
 
 def export_items(
-    items: Sequence[ExportItem],
+    items: Sequence[ExportItem | EarlierImage],
     out_dir: str | Path,
     labels: LabelList,
     progress: Callable[[int, int, str], bool] | None = None,
@@ -172,8 +196,7 @@ def export_items(
     items = list(items)
     if keep_other_images and kind == "export":
         new = {it.image_path.stem: it for it in items}
-        old = items_from_export(out)
-        items = [new.pop(it.image_path.stem, it) for it in old] + list(new.values())
+        items = [new.pop(it.stem, it) for it in earlier_images(out)] + list(new.values())
     stems = [it.image_path.stem for it in items]
     if len(set(stems)) != len(stems):
         raise ValueError("two images share a file stem; their masks would overwrite each other")
@@ -191,7 +214,7 @@ def export_items(
     return done
 
 
-def _write_dataset(items: Sequence[ExportItem], out: Path, labels: LabelList,
+def _write_dataset(items: Sequence[ExportItem | EarlierImage], out: Path, labels: LabelList,
                    progress: Callable[[int, int, str], bool] | None) -> int:  # fmt: skip
     coco: dict = {"images": [], "annotations": [], "categories": []}
     per_image: dict[str, dict] = {}
@@ -199,6 +222,8 @@ def _write_dataset(items: Sequence[ExportItem], out: Path, labels: LabelList,
     for image_id, item in enumerate(items, start=1):
         if progress is not None and progress(done, len(items), item.image_path.name) is False:
             return done
+        if isinstance(item, EarlierImage):
+            item = item.load()
         step = None
         if progress is not None:
             def step(fraction: float, done=done, name=item.image_path.name) -> None:

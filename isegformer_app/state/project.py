@@ -74,10 +74,7 @@ class Project:
 
     def _existing_sidecar(self, path: Path) -> Path:
         """The sidecar to restore ``path`` from (the written one, else one left beside the image)."""
-        for folder in self.locator.read_candidates(path.parent):
-            if sidecar_path(path, folder).is_file():
-                return sidecar_path(path, folder)
-        return self.sidecar_for(path)
+        return self.locator.existing(path.parent, lambda folder: sidecar_path(path, folder))
 
     def take_location_notices(self) -> list[str]:
         """Notices about redirected autosave folders not yet shown (each is shown once)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -101,9 +102,12 @@ class SidecarLocator:
         key = Path(os.path.abspath(source_folder))
         return self.fixed is None and self._decided.get(key) == user_sidecar_dir(key)
 
-    def read_candidates(self, source_folder: Path) -> list[Path]:
-        """Sidecar folders to restore from, in order: where we write, then the folder beside the files
-        (autosaves made before it became read-only stay readable)."""
-        first = self.folder_for(source_folder)
-        beside = Path(os.path.abspath(source_folder)) / SIDECAR_DIRNAME
-        return [first] if first == beside or self.fixed is not None else [first, beside]
+    def existing(self, source_folder: Path, sidecar_in: Callable[[Path], Path]) -> Path:
+        """The sidecar to restore from: ``sidecar_in(folder)`` where we write if it exists, else the one
+        beside the files (made before the folder became read-only), else where we write."""
+        written = sidecar_in(self.folder_for(source_folder))
+        if self.fixed is None and not written.is_file():
+            beside = sidecar_in(Path(os.path.abspath(source_folder)) / SIDECAR_DIRNAME)
+            if beside.is_file():
+                return beside
+        return written

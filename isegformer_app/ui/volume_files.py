@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from isegformer_app.state.autosave import SidecarError
+from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.state.volume_autosave import (
     read_volume_sidecar,
     restore_volume_document,
@@ -51,7 +52,7 @@ def looks_like_volume(path: Path) -> bool:
     return path.is_dir() and not list_images(path)
 
 
-def build_document(volume: Volume, path: Path, sidecar_dirs: list[Path], notes: list[str],
+def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: list[str],
                    report: Callable[[float, str], None]) -> VolumeDocument:  # fmt: skip
     """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread).
 
@@ -59,8 +60,7 @@ def build_document(volume: Volume, path: Path, sidecar_dirs: list[Path], notes: 
     next autosave replaces the unusable file.
     """
     doc = VolumeDocument(volume, path)
-    candidates = [volume_sidecar_path(path, volume, folder) for folder in sidecar_dirs]
-    sidecar = next((p for p in candidates if p.is_file()), candidates[0])
+    sidecar = locator.existing(path.parent, lambda folder: volume_sidecar_path(path, volume, folder))
     if sidecar.is_file():
         report(0.97, "reading the autosave")
         try:
@@ -101,8 +101,7 @@ class VolumeFiles:
             else:
                 volume = open_volume(path, series_uid, progress=lambda f, m: report(0.95 * f, m),
                                      cancel=cancel)
-            sidecar_dirs = locator.read_candidates(path.parent)
-            return "volume", (build_document(volume, path, sidecar_dirs, notes, report), notes)
+            return "volume", (build_document(volume, path, locator, notes, report), notes)
 
         self.last_task = run_task(self.window, "Open volume", work, lambda t: self._opened(t, path))
         return self.last_task

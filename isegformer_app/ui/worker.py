@@ -275,11 +275,8 @@ class InferenceWorker(QThread):
         self._last_key = key
         self._states[key] = self.predictor.get_state()
         self._states.move_to_end(key)
-        def too_much() -> bool:
-            if len(self._states) > self.MAX_STATES:
-                return True
-            held = sum(map(state_nbytes, self._states.values()))
-            return len(self._states) > 1 and held > self.MAX_STATE_BYTES
-
-        while too_much():
-            self._states.popitem(last=False)  # the oldest first; the latest state is always kept
+        while len(self._states) > self.MAX_STATES:
+            self._states.popitem(last=False)
+        held = sum(map(state_nbytes, self._states.values()))
+        while len(self._states) > 1 and held > self.MAX_STATE_BYTES:
+            held -= state_nbytes(self._states.popitem(last=False)[1])  # oldest first; the latest stays

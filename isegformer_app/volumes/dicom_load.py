@@ -263,13 +263,19 @@ def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndar
     """``(slices, rows, columns)`` float32 rescaled values on ``grid``; blank slices and the border
     uncovered by a tilt correction get the lowest value of the series."""
     used = sorted({i for source in grid.sources for i, _ in source})
-    rescaled = {}
-    for i in used:
+
+    def rescaled(i: int) -> np.ndarray:
         plane = np.multiply(pixels[i], np.float32(frames[i].slope), dtype=np.float32)
         if frames[i].intercept:
             plane += np.float32(frames[i].intercept)
-        rescaled[i] = plane
-    background = min(float(np.nanmin(p)) if np.isfinite(p).any() else 0.0 for p in rescaled.values())
+        return plane
+
+    def extremes(i: int) -> tuple[float, float]:  # of the rescaled frame, without making it
+        ends = (float(np.min(pixels[i])) * frames[i].slope, float(np.max(pixels[i])) * frames[i].slope)
+        return min(ends) + frames[i].intercept, max(ends) + frames[i].intercept
+
+    lows = np.array([extremes(i)[0] for i in used])
+    background = float(lows[np.isfinite(lows)].min()) if np.isfinite(lows).any() else 0.0
     rows, columns = pixels[used[0]].shape
     stack = np.full((grid.n_slices, rows, columns), background, dtype=np.float32)
     for k, source in enumerate(grid.sources):
@@ -277,7 +283,7 @@ def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndar
             continue
         planes = []
         for i, weight in source:
-            plane = rescaled[i]
+            plane = rescaled(i)
             if grid.resample_in_plane:  # move frame i's pixels onto slice k of the orthogonal grid
                 offset = grid.slice_origin(k) - frames[i].position
                 dx = float(offset @ row_cosine) / column_spacing  # columns grow along the row cosine

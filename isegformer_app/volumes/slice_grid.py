@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dicom_frames import DicomFrame
+from .errors import VolumeError
 
 POSITION_TOLERANCE_MM = 1e-3  # slices closer than this share a position (echoes, time points)
 
@@ -86,6 +87,7 @@ def plan_slice_grid(frames: list[DicomFrame], order: list[int], normal: np.ndarr
         gaps = np.diff(distances)  # missing slices: count slots gap by gap, so rounding cannot drift
         base = float(np.median(gaps))
         slots = np.concatenate([[0.0], np.cumsum(np.maximum(np.rint(gaps / base), 1.0))])
+    _check_extent(int(slots[-1]) + 1, n, distances)
     spacing, intercept = _fit_line(slots, distances)
     residual = np.abs(distances - (intercept + slots * spacing))
     if np.max(residual) <= _tolerance(spacing):
@@ -98,8 +100,9 @@ def plan_slice_grid(frames: list[DicomFrame], order: list[int], normal: np.ndarr
                             f"{np.diff(distances).max():.4g} mm between {spacing:.4g} mm slices): "
                             "they are left blank, every other slice stays at its position")  # fmt: skip
     else:
-        spacing = float(np.min(np.diff(distances)))
+        spacing = float(np.median(np.diff(distances)))
         count = int(np.floor((distances[-1] - distances[0]) / spacing + 1e-6)) + 1
+        _check_extent(count, n, distances)
         intercept = float(distances[0])
         targets = intercept + np.arange(count) * spacing
         sources = []
@@ -119,18 +122,29 @@ def plan_slice_grid(frames: list[DicomFrame], order: list[int], normal: np.ndarr
     # in-plane drift of the positions from slice to slice = a gantry tilt (sheared stack)
     in_plane = positions - np.outer(distances, normal)
     grid_k = (distances - intercept) / spacing
-    drift = np.array([_fit_line(grid_k, in_plane[:, axis])[0] for axis in range(3)])
+    drift, plane_intercept = np.polyfit(grid_k, in_plane, 1)  # per LPS axis: in-plane mm per slice
     tilted = bool(np.linalg.norm(drift) > 1e-3 * max(spacing, 1.0))
     if tilted:
         angle = np.degrees(np.arctan2(np.linalg.norm(drift), spacing))
         warnings.append(f"gantry tilt of {angle:.2f}°: slices resampled onto an orthogonal grid "
                         "(as dcm2niix and 3D Slicer do): every reader places labels alike")  # fmt: skip
-        plane_origin = np.array([_fit_line(grid_k, in_plane[:, axis])[1] for axis in range(3)])
+        plane_origin = plane_intercept
     else:
         plane_origin = in_plane[0]
     origin = plane_origin + normal * intercept
     grid = SliceGrid(sources, origin, normal * spacing, float(spacing), tilted)
     return _reversed(grid) if keep_file_order else grid
+
+
+MAX_GRID_FACTOR = 4  # a grid may hold up to this many times the real slices (missing ones left blank)
+
+
+def _check_extent(count: int, n: int, distances: np.ndarray) -> None:
+    """Refuse positions that span far more slices than there are (two stacks, a stray localizer):
+    filling the distance would make a mostly blank volume of any size."""
+    if count > MAX_GRID_FACTOR * n:
+        raise VolumeError(f"the {n} slices span {distances[-1] - distances[0]:.4g} mm, room for {count} "
+                          "slices: they are not one evenly spaced stack (choose the files of one stack)")
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.clicks import Click, clicks_to_points
+from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, Transform, ZoomIn
 
 
@@ -130,7 +131,7 @@ class Predictor:
         zoom_in: bool | ZoomIn | None = True,
         with_flip: bool = True,
         max_size: int | None = None,
-        threshold: float = 0.49,
+        threshold: float = DEFAULT_THRESHOLD,
         autocast: str | None = None,
         name: str = "network",
         min_input_size: int = 32,
@@ -211,8 +212,8 @@ class Predictor:
         return probs[0, 0].to("cpu", copy=True).numpy()
 
     def mask(self, probs: np.ndarray) -> np.ndarray:
-        """Binary mask of a probability map: ``probs > threshold``."""
-        return probs > self.threshold
+        """Binary mask of a probability map (:func:`model.threshold.probability_mask`)."""
+        return probability_mask(probs, self.threshold)
 
     def _prev_mask_tensor(self, prev_mask: np.ndarray) -> torch.Tensor:
         assert self._input is not None

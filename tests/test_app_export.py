@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -103,9 +104,10 @@ def test_folder_export_uses_sidecars_and_skips_empty(tmp_path) -> None:
     add_object(project.open_index(0), rect((16, 16), 0, 8, 0, 8), "person")
     add_object(project.open_index(2), rect((16, 16), 8, 16, 8, 16), "animal")  # open, unsaved
     seen = []
-    summary = project.export(tmp_path / "out", LabelList(),
-                             progress=lambda d, t, name: seen.append((d, t)) or True)  # fmt: skip
-    assert summary.exported == 2 and seen[0] == (0, 2) and seen[-1] == (2, 2)
+    summary = project.export(tmp_path / "out", LabelList(), report=lambda f, name: seen.append((f, name)))
+    assert summary.exported == 2 and seen[0] == (0.0, "a.png") and seen[-1] == (1.0, "")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    assert any(name == "c.png" for _, name in seen) and all(0 <= f <= 1 for f, _ in seen)
     assert summary.skipped == ["b.png: not annotated"]
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["a.png", "c.png"]
     assert read_png(tmp_path / "out" / "masks" / "a.png")[:8, :8].all()
@@ -207,7 +209,9 @@ def test_export_refuses_a_foreign_folder_and_a_failed_export_changes_nothing(tmp
     assert after == before  # the earlier export is intact, labels.json included
     monkeypatch.setattr(export_module, "png_bytes", real_png)
     # cancelling half-way leaves it as it was too
-    summary = project.export(out, LabelList(), overwrite=True, progress=lambda d, t, n: d < 1)
+    cancel = threading.Event()  # set by the user once the first image is written
+    summary = project.export(out, LabelList(), overwrite=True, cancel=cancel,
+                             report=lambda f, name: f > 0 and cancel.set())  # fmt: skip
     assert summary.exported == 0
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 

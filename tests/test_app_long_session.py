@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from _app_helpers import open_and_wait
 from PIL import Image
 from test_app_window import DiskPredictor, make_window
 
@@ -26,7 +27,7 @@ def images(tmp_path):
 
 def test_six_hundred_clicks_reuse_the_canvas_items(qtbot, tmp_path, images, messages) -> None:
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    assert window.open_path(images / "a.png")
+    assert open_and_wait(window, images / "a.png")
     rng = np.random.default_rng(1)
     first_dot = None
     for i in range(600):
@@ -57,10 +58,10 @@ def test_autosave_fires_while_the_user_keeps_clicking(
         writer_threads.add(threading.get_ident())
         return original(snapshot, path)
 
-    monkeypatch.setattr("isegformer_app.ui.main_window.write_snapshot", recording)
+    monkeypatch.setattr("isegformer_app.ui.image_mode.write_snapshot", recording)
     window = make_window(qtbot, tmp_path, DiskPredictor())
     window.autosave_timer.setInterval(300)
-    assert window.open_path(images / "a.png")
+    assert open_and_wait(window, images / "a.png")
     sidecar = window.project.sidecar_for(window.doc.path)
     started = time.monotonic()
     clicks = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import nibabel as nib
 import numpy as np
+from _app_helpers import open_and_wait
 
 from isegformer_app.settings import Settings
 from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
@@ -74,7 +75,7 @@ def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
 def open_image(qtbot, window: MainWindow, tmp_path: Path) -> None:
     path = tmp_path / "img.png"
     cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
-    assert window.open_path(path)
+    assert open_and_wait(window, path)
 
 
 def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arrival(
@@ -91,9 +92,9 @@ def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arri
         events.append(f"request {len(req.clicks)}")
         return real_request(req)
 
-    def render(doc, opacity):
+    def render(doc, opacity, outlines=True):
         events.append("render" + (" with prob" if doc.prob is not None else ""))
-        return real_render(doc, opacity)
+        return real_render(doc, opacity, outlines)
 
     monkeypatch.setattr(window.worker, "request", request)
     monkeypatch.setattr(main_window_module, "render_overlay", render)
@@ -128,9 +129,9 @@ def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkey
     renders: list[bool] = []
     real_render = main_window_module.render_overlay
 
-    def render(doc, opacity):
+    def render(doc, opacity, outlines=True):
         renders.append(True)
-        return real_render(doc, opacity)
+        return real_render(doc, opacity, outlines)
 
     monkeypatch.setattr(main_window_module, "render_overlay", render)
     window.add_click(10, 10, True)
@@ -287,7 +288,7 @@ def test_volume_document_and_autosave_restore_are_built_off_the_gui_thread(qtbot
     monkeypatch.setattr(volume_files, "VolumeDocument", make_doc)
     monkeypatch.setattr(volume_files, "restore_volume_document", restore)
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    assert window.open_path(path)
+    assert open_and_wait(window, path)
     qtbot.waitUntil(lambda: window.volume.active, timeout=10000)
     assert set(threads) == {"document", "restore"}
     assert all(t is not threading.main_thread() for t in threads.values())

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import pytest
+from _app_helpers import open_and_wait
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from isegformer_app.settings import Settings
 from isegformer_app.state.imageio import read_png
-from isegformer_app.ui import dialogs
 from isegformer_app.ui.main_window import MainWindow
 
 RADIUS = 12
@@ -90,7 +90,7 @@ def predicted(window: MainWindow, n_clicks: int):
 def test_clicks_predict_in_worker_and_undo_redo(qtbot, tmp_path, images, messages) -> None:
     predictor = DiskPredictor()
     window = make_window(qtbot, tmp_path, predictor)
-    assert window.open_path(images)
+    assert open_and_wait(window, images)
     click(qtbot, window, 60, 50)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     mask = window.doc.current_mask()
@@ -121,7 +121,7 @@ def test_clicks_predict_in_worker_and_undo_redo(qtbot, tmp_path, images, message
 def test_clicks_during_slow_prediction_are_coalesced(qtbot, tmp_path, images, messages) -> None:
     predictor = DiskPredictor(delay=0.4)
     window = make_window(qtbot, tmp_path, predictor)
-    window.open_path(images / "a.png")
+    open_and_wait(window, images / "a.png")
     for x in (20, 40, 60, 80, 100):
         click(qtbot, window, 60, x)
     assert window.busy_bar.isVisible()
@@ -136,7 +136,7 @@ def test_clicks_during_slow_prediction_are_coalesced(qtbot, tmp_path, images, me
 def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monkeypatch) -> None:
     predictor = DiskPredictor()
     window = make_window(qtbot, tmp_path, predictor)
-    window.open_path(images)
+    open_and_wait(window, images)
     click(qtbot, window, 40, 40)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Space)  # finish object 1
@@ -162,9 +162,10 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monk
     assert expected[32, 32] == 1 and expected[48, 48] == 2 and expected[100, 20] == 1
 
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # next image: autosaves a.png
+    window.images.wait_for_load()
     assert window.doc.path.name == "b.png"
     out = tmp_path / "export"
-    task = dialogs.export_to(window, out)  # runs in a background thread
+    task = window.images.export_to(out)  # runs in a background thread
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     assert task.result.exported == 1 and "Exported 1 image" in window.message_label.text()
     assert "skipped 1: b.png: no finished object" in window.message_label.text()  # says what it left out
@@ -174,14 +175,14 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monk
     asked = []
     cancel = QMessageBox.StandardButton.Cancel
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or cancel)
-    assert dialogs.export_to(window, out) is None and "earlier export (1 image(s))" in asked[0]
+    assert window.images.export_to(out) is None and "earlier export (1 image(s))" in asked[0]
     (tmp_path / "documents").mkdir()
     (tmp_path / "documents" / "notes.txt").write_text("not an export")
-    assert dialogs.export_to(window, tmp_path / "documents") is None and "not empty" in messages[-1][1]
+    assert window.images.export_to(tmp_path / "documents") is None and "not empty" in messages[-1][1]
     window.close()
 
     again = make_window(qtbot, tmp_path, DiskPredictor())
-    again.open_path(images)
+    open_and_wait(again, images)
     assert [o.label for o in again.doc.objects] == ["object", "animal"]
     assert np.array_equal(again.doc.instance_map(), exported)
     assert [c.coords for c in again.doc.objects[1].clicks] == [(48.0, 48.0)]
@@ -200,16 +201,20 @@ def test_bad_checkpoint_and_bad_image_keep_app_usable(qtbot, tmp_path, images, m
     # a broken image first and one in the middle: the folder opens, D/A pass over them with a notice
     (images / "0_truncated.png").write_bytes((images / "a.png").read_bytes()[:300])
     (images / "a_z_garbage.png").write_bytes(b"not a png at all")
-    assert window.open_path(images) and window.doc.path.name == "a.png"
+    assert open_and_wait(window, images) and window.doc.path.name == "a.png"
     assert "0_truncated.png" in window.message_label.text() and len(messages) == 1
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # skips a_z_garbage.png
+    window.images.wait_for_load()
     assert window.doc.path.name == "b.png" and "a_z_garbage.png" in window.message_label.text()
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # the end: b.png stays open
+    window.images.wait_for_load()
     assert window.doc.path.name == "b.png" and "No more" in window.message_label.text()
     qtbot.keyClick(window.canvas, Qt.Key.Key_A)
+    window.images.wait_for_load()
     assert window.doc.path.name == "a.png" and len(messages) == 1
     assert set(window.project.unreadable) == {images / "0_truncated.png", images / "a_z_garbage.png"}
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)
+    window.images.wait_for_load()
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     assert window.doc.current_mask()[30, 30]
@@ -219,13 +224,13 @@ def test_bad_checkpoint_and_bad_image_keep_app_usable(qtbot, tmp_path, images, m
 
 def test_close_prompts_for_unsaved_work(qtbot, tmp_path, images, monkeypatch) -> None:
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    window.open_path(images / "a.png")
+    open_and_wait(window, images / "a.png")
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     asked = []
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Cancel)
-    assert not window.close() and window.isVisible() and "1 clicks" in asked[0]
+    assert not window.close() and window.isVisible() and "(1 click of an unfinished object)" in asked[0]
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Save)
     assert window.close()
     assert (images / ".isegformer" / "a.png.isegformer.npz").is_file()
@@ -239,7 +244,7 @@ def test_screenshot_with_mask(qtbot, tmp_path, messages) -> None:
     shutil.copy(Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg", sample)
     window = make_window(qtbot, tmp_path, DiskPredictor())
     window.resize(1100, 700)
-    window.open_path(sample)
+    open_and_wait(window, sample)
     click(qtbot, window, 200, 250)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
@@ -264,7 +269,7 @@ def test_object_panel_huge_image_notice_and_zoom(qtbot, tmp_path, messages) -> N
                         max_side=500)  # fmt: skip
     qtbot.addWidget(window)
     window.show()
-    assert window.open_path(tmp_path / "wide.png")
+    assert open_and_wait(window, tmp_path / "wide.png")
     assert window.doc.shape == (75, 500) and "2000x300" in window.message_label.text()
     click(qtbot, window, 30, 100)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
@@ -310,7 +315,7 @@ def test_object_panel_huge_image_notice_and_zoom(qtbot, tmp_path, messages) -> N
 def test_worker_restores_predictor_state_for_new_objects_and_undo(qtbot, tmp_path, images, messages) -> None:
     predictor = DiskPredictor()
     window = make_window(qtbot, tmp_path, predictor)
-    window.open_path(images / "a.png")
+    open_and_wait(window, images / "a.png")
     for n, (y, x) in enumerate(((30, 30), (30, 40), (30, 50)), start=1):
         click(qtbot, window, y, x)
         qtbot.waitUntil(predicted(window, n), timeout=5000)
@@ -339,7 +344,7 @@ def test_reference_checkpoint_predicts_in_the_window(
     qtbot.waitUntil(lambda: window.models.active[0] == "checkpoint", timeout=60000)
     precision = fast_autocast("cpu") if reduced else None
     assert window.engine_text.endswith(f"cpu {precision}" if precision else "· cpu")
-    window.open_path(images / "a.png")
+    open_and_wait(window, images / "a.png")
     click(qtbot, window, 60, 80)
     qtbot.waitUntil(predicted(window, 1), timeout=60000)
     prob = window.doc.prob
@@ -385,7 +390,7 @@ def test_unwritable_folder_autosaves_in_the_user_folder_and_navigation_goes_on(
     from isegformer_app.state.sidecar_location import user_sidecar_dir
 
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    assert window.open_path(images)
+    assert open_and_wait(window, images)
     (images / ".isegformer").write_bytes(b"")  # the folder stops being writable after it was opened
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
@@ -394,9 +399,11 @@ def test_unwritable_folder_autosaves_in_the_user_folder_and_navigation_goes_on(
     assert "autosaved in" in window.message_label.text() and messages == []
     assert (user_sidecar_dir(images) / "a.png.isegformer.npz").is_file()
     qtbot.keyClick(window.canvas, Qt.Key.Key_D)
+    window.images.wait_for_load()
     click(qtbot, window, 40, 40)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_A)  # saves b.png synchronously, in the user folder too
+    window.images.wait_for_load()
     assert window.doc.path.name == "a.png" and window.doc.clicks and messages == []
     assert (user_sidecar_dir(images) / "b.png.isegformer.npz").is_file()
     window.close()
@@ -407,7 +414,7 @@ def test_bundled_sample_autosaves_outside_the_installation(qtbot, tmp_path, mess
     from resources import SAMPLE_IMAGE
 
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    assert window.open_path(SAMPLE_IMAGE)
+    assert open_and_wait(window, SAMPLE_IMAGE)
     assert window.project.sidecar_for(SAMPLE_IMAGE).parent == user_sidecar_dir(SAMPLE_IMAGE.parent)
     click(qtbot, window, 100, 100)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
@@ -424,7 +431,7 @@ def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messag
 
     monkeypatch.setattr(InferenceWorker, "MAX_STATE_BYTES", 10 * 2**20)
     window = make_window(qtbot, tmp_path, BigStatePredictor())
-    window.open_path(images / "a.png")
+    open_and_wait(window, images / "a.png")
     for n in range(1, 9):
         click(qtbot, window, 20 + 5 * n, 30)
         qtbot.waitUntil(predicted(window, n), timeout=5000)

@@ -178,3 +178,50 @@ def test_bad_input_messages() -> None:
     engine.set_image(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="prev_mask"):
         engine.predict([Click(2, 2, True, 0)], prev_mask=np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("name", ENGINE_NAMES)
+def test_negative_clicks_never_erase_the_positive_click(name: str) -> None:
+    """The sample photo: a positive click on the man's shirt, then negatives on the tray, the woman
+    behind him and the left table. GrabCut shrank the mask to (nearly) nothing, down to the positive
+    click's own pixel; now a disk around each positive click stays in, each negative pixel out."""
+    from PIL import Image
+
+    from resources import SAMPLE_IMAGE
+
+    with Image.open(SAMPLE_IMAGE) as img:
+        image = np.asarray(img.convert("RGB"))
+    engine = build_engine(name)
+    engine.set_image(image)
+    positive = Click(170.0, 230.0, True, 0)
+    clicks = [positive]
+    probs = engine.predict(clicks, np.zeros(image.shape[:2], np.float32))  # what the app sends first
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+
+    def disk(click: Click, radius: int = 3) -> np.ndarray:
+        return (yy - click.y) ** 2 + (xx - click.x) ** 2 <= radius**2
+
+    for index, (y, x) in enumerate([(250, 210), (80, 195), (110, 110)], start=1):
+        clicks.append(Click(float(y), float(x), False, index))
+        probs = engine.predict(clicks, probs)
+        mask = probs > 0.49
+        assert mask[disk(positive)].all(), f"{name}: negative click {index} erased the positive click"
+        for negative in clicks[1:]:
+            assert not mask[int(negative.y), int(negative.x)], f"{name}: a negative click's pixel is in"
+    assert mask[disk(positive)].all() and 0.99 <= probs[170, 230] <= 1.0
+
+
+def test_click_disks_of_both_signs_side_by_side() -> None:
+    """Clicks of both signs 4 px apart: each keeps its own pixel, neither disk reaches the other."""
+    from model.engines.base import honour_clicks
+
+    probs = np.full((20, 20), 0.5, np.float32)
+    clicks = [Click(10, 8, True, 0), Click(10, 12, False, 1), Click(3, 3, False, 2), Click(3, 3, True, 3)]
+    honour_clicks(probs, clicks, 5, negative_radius=5)
+    assert probs[10, 8] == 1.0 and probs[10, 9] == 1.0 and probs[10, 12] == 0.0 and probs[10, 11] == 0.0
+    assert probs[10, 10] == 0.5  # between the two: not claimed by either disk
+    assert probs[3, 3] == 1.0  # the later of two clicks on one pixel wins
+    assert probs[0, 19] == 0.5  # far from every click: untouched
+    pixel_only = np.full((20, 20), 0.5, np.float32)
+    honour_clicks(pixel_only, [Click(10, 10, False, 0)], 5)  # negatives: the pixel alone by default
+    assert pixel_only[10, 10] == 0.0 and pixel_only[10, 11] == 0.5

@@ -281,8 +281,12 @@ def test_slice_png_export_with_cancel(tmp_path) -> None:
 
     mask = cv2.imread(str(written[1].mask_path), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(mask, doc.labels.data[4])
+    class StopAfterOnePair:  # the user cancels once the first image/mask pair is on disk
+        def is_set(self) -> bool:
+            return len(list((tmp_path / "oai").rglob("*.png"))) >= 2
+
     stopped = export_volume_slices(doc.export_labels(), doc.volume, tmp_path / "oai", "c", "oai_zib",
-                                   cancelled=lambda: len(list((tmp_path / "oai").rglob("*.png"))) >= 2)
+                                   cancel=StopAfterOnePair())
     assert [w.index for w in stopped] == [2]
     with pytest.raises(VolumeError, match="empty"):
         empty = VolumeDocument(doc.volume, path).export_labels()

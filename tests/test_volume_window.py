@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from _app_helpers import open_and_wait
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QInputDialog, QPushButton
 
@@ -289,11 +290,10 @@ def test_propagate_range_cancel_and_volume_warnings(qtbot, tmp_path, messages) -
 def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch) -> None:
     from PIL import Image
 
-    from isegformer_app.ui import dialogs
 
     Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(tmp_path / "a.png")
     window = make_window(qtbot, tmp_path, DiskPredictor())
-    assert window.open_path(tmp_path / "a.png") and not window.volume.active
+    assert open_and_wait(window, tmp_path / "a.png") and not window.volume.active
     assert not window.actions_by_name["slice_up"].isEnabled()  # volume keys are free in image mode
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(lambda: window.doc.prob is not None, timeout=5000)
@@ -302,18 +302,18 @@ def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch)
 
     real = export_module.export_items
 
-    def slow_export(items, out, labels, progress=None, **kwargs):
+    def slow_export(items, out, labels, report=None, cancel=None, **kwargs):
         for step in range(5):
             time.sleep(0.1)
-            progress(step / 5, 1, "a.png")
-        return real(items, out, labels, progress, **kwargs)
+            report(step / 5, "a.png")
+        return real(items, out, labels, report, cancel, **kwargs)
 
     monkeypatch.setattr(export_module, "export_items", slow_export)
     ticks = []
     probe = QTimer(window, interval=10)
     probe.timeout.connect(lambda: ticks.append(time.perf_counter()))
     probe.start()
-    task = dialogs.export_to(window, tmp_path / "out")
+    task = window.images.export_to(tmp_path / "out")
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     probe.stop()
     assert task.result.exported == 1 and (tmp_path / "out" / "masks" / "a.png").is_file()

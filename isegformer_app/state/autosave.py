@@ -68,6 +68,7 @@ class DocumentSnapshot:
 
     arrays: dict[str, np.ndarray]
     revision: int
+    path: Path  # the image it belongs to
 
 
 def save_document(doc: Document, path: Path) -> None:
@@ -111,7 +112,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     }  # fmt: skip
     if doc.prob is not None:
         arrays["prob"] = doc.prob.astype(np.float32)  # a copy
-    return DocumentSnapshot(arrays, doc.revision)
+    return DocumentSnapshot(arrays, doc.revision, doc.path)
 
 
 @dataclass

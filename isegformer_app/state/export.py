@@ -37,6 +37,7 @@ from isegformer_app.state.autosave import SidecarError, read_sidecar
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import png_bytes
 from isegformer_app.state.labels import Color, LabelList
+from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
 
@@ -170,7 +171,8 @@ def export_items(
     items: Sequence[ExportItem | EarlierImage],
     out_dir: str | Path,
     labels: LabelList,
-    progress: Callable[[int, int, str], bool] | None = None,
+    report: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
     overwrite: bool = False,
     keep_other_images: bool = False,
 ) -> int:
@@ -183,8 +185,9 @@ def export_items(
     ``keep_other_images`` its other images stay (rewritten with the current labels), which is how
     one image is added to an export. A non-empty folder that is not an export is refused.
 
-    ``progress(done, total, name)`` is called before each image (returning False cancels: nothing is
-    changed, 0 is returned) and, with a fractional ``done``, as each object of a large image is written.
+    ``report(fraction, image name)`` follows the images (and the objects of a large image); ``cancel``
+    set stops before the next image: nothing is changed and 0 is returned (the contract of
+    :mod:`isegformer_app.volumes.progress`, shared by loading, export and propagation).
     """
     out = Path(os.path.abspath(out_dir))
     kind = export_target_kind(out)
@@ -202,7 +205,7 @@ def export_items(
         raise ValueError("two images share a file stem; their masks would overwrite each other")
     staging = _make_staging_folder(out)
     try:
-        done = _write_dataset(items, staging, labels, progress)
+        done = _write_dataset(items, staging, labels, report, cancel)
         if done < len(items):  # cancelled
             _remove_tree(staging)
             return 0
@@ -215,19 +218,21 @@ def export_items(
 
 
 def _write_dataset(items: Sequence[ExportItem | EarlierImage], out: Path, labels: LabelList,
-                   progress: Callable[[int, int, str], bool] | None) -> int:  # fmt: skip
+                   report: ProgressCallback | None, cancel: CancelFlag | None) -> int:  # fmt: skip
     coco: dict = {"images": [], "annotations": [], "categories": []}
     per_image: dict[str, dict] = {}
     done = 0
     for image_id, item in enumerate(items, start=1):
-        if progress is not None and progress(done, len(items), item.image_path.name) is False:
+        if cancel is not None and cancel.is_set():
             return done
+        if report is not None:
+            report(done / len(items), item.image_path.name)
         if isinstance(item, EarlierImage):
             item = item.load()
         step = None
-        if progress is not None:
+        if report is not None:
             def step(fraction: float, done=done, name=item.image_path.name) -> None:
-                progress(done + fraction, len(items), name)
+                report((done + fraction) / len(items), name)
         per_image[item.image_path.stem] = _export_one(item, image_id, out, labels, coco, step)
         done += 1
     for cls_id, cls in enumerate(labels.classes, start=1):
@@ -242,8 +247,8 @@ def _write_dataset(items: Sequence[ExportItem | EarlierImage], out: Path, labels
     }
     atomic_write(out / "annotations_coco.json", json.dumps(coco).encode("utf-8"))
     atomic_write(out / "labels.json", json.dumps(meta, indent=1).encode("utf-8"))  # last: marks it complete
-    if progress is not None:
-        progress(done, len(items), "")
+    if report is not None:
+        report(1.0, "")
     return done
 
 
@@ -374,13 +379,12 @@ class ExportPlan:
                 skipped.append(f"{path.name}: no finished object")
         return items, skipped
 
-    def run(self, out_dir: str | Path, labels: LabelList,
-            progress: Callable[[int, int, str], bool] | None = None,
-            overwrite: bool = False) -> ExportSummary:  # fmt: skip
+    def run(self, out_dir: str | Path, labels: LabelList, report: ProgressCallback | None = None,
+            cancel: CancelFlag | None = None, overwrite: bool = False) -> ExportSummary:  # fmt: skip
         items, skipped = self.collect()
         if not items:
             raise ValueError("Nothing to export: no image has a finished object yet.")
-        exported = export_items(items, out_dir, labels, progress, overwrite=overwrite,
+        exported = export_items(items, out_dir, labels, report, cancel, overwrite=overwrite,
                                 keep_other_images=self.keep_other_images)  # fmt: skip
         return ExportSummary(exported, skipped)
 

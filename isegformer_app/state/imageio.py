@@ -1,8 +1,8 @@
 """Reading images for annotation, writing files atomically.
 
 :func:`load_image` turns any supported file into an HxWx3 uint8 RGB *working* image: EXIF
-orientation applied, 16-bit and grayscale converted, and images larger than ``max_side`` pixels
-downscaled (the scale is kept so exports are written at full size).
+orientation applied, 16-bit and grayscale converted (each with a notice), and images larger than
+``max_side`` pixels downscaled (the scale is kept so exports are written at full size).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ DEFAULT_MAX_SIDE = 4096
 MAX_PIXELS = 1_000_000_000  # PIL's decompression-bomb guard (hard limit at twice this)
 MAX_OPEN_PIXELS = 300_000_000  # larger images are refused with a clear message (decoding needs ~4 B/px)
 FAST_PNG_PIXELS = 16_000_000  # larger masks are written with light (fast) PNG compression
+# 8-bit (and 1-bit) single-channel PIL modes; 16-bit and float ones have their own notice
+GRAYSCALE_MODES = {"L": "8-bit", "LA": "8-bit with alpha", "La": "8-bit with alpha", "1": "1-bit"}
 
 
 class ImageLoadError(Exception):
@@ -60,8 +62,11 @@ def working_size_for(full_size: tuple[int, int], max_side: int) -> tuple[int, in
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _to_uint8_rgb(img: Image.Image, notices: list[str]) -> np.ndarray:
-    """Convert any PIL mode to HxWx3 uint8 (16-bit/float data stretched to its own min..max)."""
+def _to_uint8_rgb(img: Image.Image, notices: list[str], source_mode: str = "") -> np.ndarray:
+    """Convert any PIL mode to HxWx3 uint8 (16-bit/float data stretched to its own min..max).
+
+    ``source_mode``: the file's mode when ``img`` was converted on the way (16-bit -> "I").
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         finite = np.isfinite(arr)
@@ -70,10 +75,15 @@ def _to_uint8_rgb(img: Image.Image, notices: list[str]) -> np.ndarray:
             arr = np.where(finite, arr, np.nan)
         lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if finite.any() else (0.0, 0.0)
         arr = np.nan_to_num(arr, nan=lo)
-        notices.append(f"{img.mode} image: intensities {lo:g}..{hi:g} stretched to 8 bits for display")
+        kind = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit integer",
+                "F": "floating-point"}.get(source_mode or img.mode, img.mode)
+        notices.append(f"{kind} grayscale image: intensities {lo:g}..{hi:g} stretched to 8 bits for display")
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in GRAYSCALE_MODES:
+        notices.append(f"Grayscale image ({GRAYSCALE_MODES[img.mode]}): shown and segmented as RGB "
+                       "with the gray value in all three channels")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
@@ -113,6 +123,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
             if orientation != 1:
                 notices.append("EXIF orientation applied")
             img = transposed if transposed is not None else img
+            source_mode = img.mode
             if img.mode.startswith("I;16"):
                 img = img.convert("I")
             if img.size != (work_w, work_h):
@@ -122,7 +133,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
                     f"Large image {full_w}x{full_h}: shown and segmented at {work_w}x{work_h}; "
                     "exports are written at full size"
                 )
-            rgb = _to_uint8_rgb(img, notices)
+            rgb = _to_uint8_rgb(img, notices, source_mode)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"Cannot open {path.name}: image too large ({exc}).") from exc
     except (OSError, ValueError, SyntaxError) as exc:

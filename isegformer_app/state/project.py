@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from isegformer_app.state.autosave import (
+    DocumentSnapshot,
     SidecarError,
     remove_stale_temp_files,
     restore_document,
-    save_document,
     sidecar_path,
+    snapshot_document,
+    write_snapshot,
 )
 from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
 from isegformer_app.state.export import ExportPlan, ExportSummary, plan_export
+from isegformer_app.state.image_status import ImageStatus, document_status, sidecar_status
 from isegformer_app.state.imageio import (
     DEFAULT_MAX_SIDE,
     IMAGE_EXTENSIONS,
@@ -24,6 +27,18 @@ from isegformer_app.state.imageio import (
 )
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.sidecar_location import SidecarLocator
+from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
+
+
+@dataclass
+class OpenedImage:
+    """What :meth:`Project.read_step` read: image ``index`` and its document (None: nothing readable),
+    its notices, and the unreadable images passed over on the way (path, why)."""
+
+    index: int | None
+    doc: Document | None
+    notices: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class Project:
@@ -81,64 +96,97 @@ class Project:
         notices, self.locator.notices = self.locator.notices, []
         return notices
 
-    def open_index(self, index: int) -> Document:
-        """Autosave the current image, then load image ``index`` and its sidecar.
+    def read_image(self, index: int) -> tuple[Document, list[str]]:
+        """A new document of image ``index`` with its sidecar restored, and its notices.
 
-        Raises :class:`~isegformer_app.state.imageio.ImageLoadError` (the current image stays open).
-        A broken sidecar is left on disk untouched and reported in ``notices``.
+        Safe off the GUI thread (nothing of the project changes); raises
+        :class:`~isegformer_app.state.imageio.ImageLoadError`. A broken sidecar is kept aside as
+        ``*.broken`` (or left where it is) and reported in the notices; the document then stays dirty.
         """
-        path = self.paths[index]
-        try:
-            image = load_image(path, self.max_side)
-        except ImageLoadError as exc:
-            self.unreadable[path] = str(exc)
-            raise
-        self.unreadable.pop(path, None)
-        self.save()
+        image = load_image(self.paths[index], self.max_side)
         doc = Document(image, threshold=self.threshold)
-        self.notices = list(image.notices) + self.take_location_notices()
+        notices = list(image.notices)
         try:
             restore_document(doc, self._existing_sidecar(image.path))
         except SidecarError as exc:
-            self.notices.append(str(exc))
+            notices.append(str(exc))
             doc.saved_revision = -1  # never overwrite the broken file silently: keep it dirty
-            self._protect_sidecar(image.path)
-        self.index, self.doc = index, doc
-        return doc
+            notices += self._protect_sidecar(image.path)
+        return doc, notices
 
-    def _protect_sidecar(self, path: Path) -> None:
+    def read_step(self, start: int, delta: int) -> OpenedImage:
+        """Read the first readable image from ``start + delta`` on, in steps of ``delta`` (+1 / -1).
+
+        Safe off the GUI thread; :meth:`install` shows the result. ``doc`` is None if none is readable.
+        """
+        skipped: list[tuple[Path, str]] = []
+        target = start + delta
+        while 0 <= target < len(self.paths):
+            try:
+                doc, notices = self.read_image(target)
+            except ImageLoadError as exc:
+                skipped.append((self.paths[target], str(exc)))
+                target += delta
+                continue
+            return OpenedImage(target, doc, notices, skipped)
+        return OpenedImage(None, None, [], skipped)
+
+    def install(self, opened: OpenedImage) -> Document | None:
+        """Make a read image the open one (GUI thread) and record unreadable ones; returns its document.
+
+        Without a readable image the current one stays open and :attr:`notices` names the skipped ones.
+        """
+        for path, why in opened.skipped:
+            self.unreadable[path] = why
+        skipped = [f"Skipped unreadable {p.name} ({why})" for p, why in opened.skipped]
+        if opened.doc is None:
+            self.notices = skipped
+            return None
+        self.unreadable.pop(self.paths[opened.index], None)
+        self.notices = skipped + opened.notices + self.take_location_notices()
+        self.index, self.doc = opened.index, opened.doc
+        return opened.doc
+
+    def open_index(self, index: int) -> Document:
+        """Autosave the current image, then open image ``index`` (:meth:`read_image` + :meth:`install`).
+
+        Raises :class:`~isegformer_app.state.imageio.ImageLoadError` (the current image stays open).
+        """
+        try:
+            doc, notices = self.read_image(index)
+        except ImageLoadError as exc:
+            self.unreadable[self.paths[index]] = str(exc)
+            raise
+        self.save()
+        return self.install(OpenedImage(index, doc, notices, []))
+
+    def _protect_sidecar(self, path: Path) -> list[str]:
         broken = self._existing_sidecar(path)
         if broken.is_file():
             try:
                 os.replace(broken, broken.with_name(broken.name + ".broken"))
             except OSError:  # read-only: it stays where it is, the next save goes elsewhere
-                return
-            self.notices.append(f"The unreadable autosave was kept as {broken.name}.broken.")
+                return []
+            return [f"The unreadable autosave was kept as {broken.name}.broken."]
+        return []
 
     def step(self, delta: int) -> Document | None:
-        """Open the next (+1) / previous (-1) readable image; None if there is none that way.
+        """Autosave, then open the next (+1) / previous (-1) readable image; None if there is none.
 
         Unreadable images on the way are skipped, recorded in :attr:`unreadable` and named in
         :attr:`notices`; the current image stays open when nothing further can be read.
         """
-        skipped: list[str] = []
-        target = self.index + delta
-        while 0 <= target < len(self.paths):
-            try:
-                doc = self.open_index(target)
-            except ImageLoadError as exc:
-                skipped.append(f"{self.paths[target].name} ({exc})")
-                target += delta
-                continue
-            self.notices = [f"Skipped unreadable {s}" for s in skipped] + self.notices
-            return doc
-        self.notices = [f"Skipped unreadable {s}" for s in skipped]
-        return None
+        opened = self.read_step(self.index, delta)
+        if opened.doc is not None:
+            self.save()
+        return self.install(opened)
 
     def open_first(self) -> Document:
         """Open the first readable image; raises ImageLoadError naming every image if none is."""
-        self.index = -1
-        doc = self.step(+1)
+        return self.require_readable(self.install(self.read_step(-1, +1)))
+
+    def require_readable(self, doc: Document | None) -> Document:
+        """``doc`` of a folder's first opening; ImageLoadError naming every image if none was readable."""
         if doc is None:
             names = "; ".join(f"{p.name}: {why}" for p, why in self.unreadable.items())
             raise ImageLoadError(f"No image of this folder could be opened — {names}")
@@ -148,13 +196,29 @@ class Project:
         """Autosave the open document if it changed; returns True if a file was written."""
         if self.doc is None or not self.doc.dirty:
             return False
-        try:
-            save_document(self.doc, self.sidecar_for(self.doc.path))
-        except OSError as exc:
-            if not self.locator.redirect_after_failure(self.doc.path.parent, exc):
-                raise
-            save_document(self.doc, self.sidecar_for(self.doc.path))
+        snapshot = snapshot_document(self.doc)
+        self.write_snapshot(snapshot)
+        self.doc.saved_revision = max(self.doc.saved_revision, snapshot.revision)
         return True
+
+    def write_snapshot(self, snapshot: DocumentSnapshot) -> None:
+        """Write an image's autosave (safe off the GUI thread); a folder that cannot be written is
+        replaced by the per-user folder once (see :class:`SidecarLocator`), other errors raise OSError."""
+        try:
+            write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+        except OSError as exc:
+            if not self.locator.redirect_after_failure(snapshot.path.parent, exc):
+                raise
+            write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+
+    def status(self, index: int) -> ImageStatus:
+        """How far image ``index`` is annotated (reads at most its sidecar's small ``meta`` entry)."""
+        path = self.paths[index]
+        if path in self.unreadable:
+            return "unreadable"
+        if self.doc is not None and index == self.index:
+            return document_status(self.doc)
+        return sidecar_status(self._existing_sidecar(path))
 
     def export_plan(self, all_images: bool = True) -> ExportPlan:
         """What an export of every image (or of the open one, added to an earlier export) writes."""
@@ -162,8 +226,8 @@ class Project:
         return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images)
 
     def export(
-        self, out_dir: Path, labels: LabelList, progress: Callable[[int, int, str], bool] | None = None,
-        all_images: bool = True, overwrite: bool = False,
+        self, out_dir: Path, labels: LabelList, report: ProgressCallback | None = None,
+        cancel: CancelFlag | None = None, all_images: bool = True, overwrite: bool = False,
     ) -> ExportSummary:
         """Export every annotated image of the project (or the open one); see :func:`export_items`."""
-        return self.export_plan(all_images).run(out_dir, labels, progress, overwrite)
+        return self.export_plan(all_images).run(out_dir, labels, report, cancel, overwrite)

@@ -134,21 +134,48 @@ def range_targets(start: int, stop: int) -> list[int]:
     return list(range(start + step, stop + step, step))
 
 
+@dataclass
+class PropagationPlan:
+    """What propagating object ``value`` of a ``VolumeDocument`` from its current slice through
+    ``targets`` needs, taken on the GUI thread; :meth:`run` may run in a worker thread, :meth:`apply`
+    puts each result into the document (GUI thread). :func:`propagate_document` is the two together."""
+
+    doc: object  # the VolumeDocument
+    value: int
+    axis: str
+    source: np.ndarray  # HxW bool: the object on the current slice
+    targets: list[int]
+    threshold: float
+
+    def run(self, predictor, on_result: Callable[[PropagatedSlice], None],
+            progress: Callable[[int, int], None] | None = None, cancel: CancelFlag | None = None) -> int:
+        """Predict slice after slice (see :func:`propagate_range`); returns the number done."""
+        return propagate_range(predictor, self.doc.volume, self.axis, self.source, self.targets,
+                               self.threshold, on_result, progress, cancel)  # fmt: skip
+
+    def apply(self, result: PropagatedSlice) -> None:
+        self.doc.apply_propagation(self.value, self.axis, result.index, result.clicks, result.prob,
+                                   result.source_mask)  # fmt: skip
+
+
+def plan_propagation(doc, stop: int) -> PropagationPlan:
+    """Propagate the active (else the selected) object of ``doc`` from the current slice to slice
+    ``stop`` of the same view; ValueError (a message for the user) when there is nothing to do."""
+    value = doc.active if doc.active is not None else doc.selected_uid
+    if value is None:
+        raise ValueError("Nothing to propagate: annotate (or select) an object on this slice.")
+    source = doc.label_slice() == value
+    if not source.any():
+        raise ValueError("Nothing to propagate: the object is empty on this slice.")
+    targets = range_targets(doc.index, int(min(max(stop, 0), doc.slice_count - 1)))
+    if not targets:
+        raise ValueError("No slice in that direction.")
+    return PropagationPlan(doc, value, doc.axis, source, targets, doc.threshold)
+
+
 def propagate_document(doc, predictor, stop: int, progress: Callable[[int, int], None] | None = None,
                        cancel: CancelFlag | None = None) -> int:
     """Propagate the active (else the selected) object of a ``VolumeDocument`` from the current slice to
     slice ``stop`` of the same view, synchronously; returns the number of slices filled."""
-    value = doc.active if doc.active is not None else doc.selected_uid
-    if value is None:
-        raise ValueError("Nothing to propagate: annotate an object on this slice first.")
-    source = doc.label_slice() == value
-    if not source.any():
-        raise ValueError("Nothing to propagate: the object is empty on this slice.")
-    axis = doc.axis
-
-    def apply(result: PropagatedSlice) -> None:
-        doc.apply_propagation(value, axis, result.index, result.clicks, result.prob, result.source_mask)
-
-    targets = range_targets(doc.index, min(max(stop, 0), doc.slice_count - 1))
-    return propagate_range(predictor, doc.volume, axis, source, targets, doc.threshold, apply, progress,
-                           cancel)
+    plan = plan_propagation(doc, stop)
+    return plan.run(predictor, plan.apply, progress, cancel)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from isegformer_app.volumes import (
+    CancelFlag,
     ExportedSlice,
     LabelVolume,
     Volume,
@@ -60,14 +61,9 @@ def export_volume_labels(labels: LabelVolume, volume: Volume, path: Path | str,
 
 def export_volume_slices(labels: LabelVolume, volume: Volume, root: Path | str, case: str, layout: str,
                          axis: str = "axial", progress: Progress | None = None,
-                         cancelled: Callable[[], bool] | None = None) -> list[ExportedSlice]:  # fmt: skip
-    """PNG image/mask pairs of the labelled slices along ``axis``; ``cancelled()`` True stops early."""
+                         cancel: CancelFlag | None = None) -> list[ExportedSlice]:  # fmt: skip
+    """PNG image/mask pairs of the labelled slices along ``axis``; ``cancel`` set stops early."""
     if not labels.present_values():
         raise VolumeError("Nothing to export: the label volume is empty.")
-
-    def report(done: int, total: int) -> bool:
-        if progress is not None:
-            progress(done / max(total, 1), f"slice {done + 1}/{total}")
-        return not (cancelled is not None and cancelled())
-
-    return export_slices_png(volume, labels, root, case, layout=layout, axis=axis, progress=report)
+    return export_slices_png(volume, labels, root, case, layout=layout, axis=axis, progress=progress,
+                             cancel=cancel)  # fmt: skip

@@ -1,11 +1,28 @@
-"""Menus, actions and their shortcuts (shortcuts come from the settings)."""
+"""Menus, actions and their shortcuts (shortcuts come from the settings), the Help menu."""
 
 from __future__ import annotations
 
+import platform
+import re
+from html import escape
 from typing import TYPE_CHECKING
 
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QMenu,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
+from isegformer_app.ui.canvas import MOUSE_BINDINGS
 from isegformer_app.ui.volume_actions import add_volume_actions
 
 if TYPE_CHECKING:
@@ -95,4 +112,128 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         a[f"engine_{name}"] = act
     if not window.models.engines:
         engine_menu.addAction("(no built-in engine available)").setEnabled(False)
+
+    help_menu = bar.addMenu("&Help")
+    a["shortcuts"] = _action(window, "&Keyboard and mouse shortcuts", lambda: show_shortcut_sheet(window))
+    a["shortcuts"].setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))
+    a["about"] = _action(window, "&About isegformer", lambda: show_about(window))
+    help_menu.addAction(a["shortcuts"])
+    help_menu.addAction(a["about"])
+    window.canvas.set_hint(click_hint(a))  # shown once an image is displayed, until the first click
     return a
+
+
+# ------------------------------------------------------------------ first-minute help
+def key_text(action: QAction) -> str:
+    """The action's shortcuts as shown to the user ("Ctrl+Z", "Space"), comma-separated; "" if none."""
+    keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts()]
+    return ", ".join(k for k in keys if k)
+
+
+def plain_text(action: QAction) -> str:
+    """Menu text without the mnemonic ampersands and the trailing ellipsis."""
+    return re.sub("&(.)", r"\1", action.text()).rstrip("…").strip()  # "&&" is a literal "&"
+
+
+def click_hint(actions: dict[str, QAction]) -> str:
+    """The canvas hint before the first click, with the finish key as it is bound now."""
+    finish = actions.get("finish")
+    keys = key_text(finish) if finish is not None else ""
+    finish_text = f"{keys} = finish object" if keys else "Edit > Finish object"
+    return f"Left click = object  ·  Right click = background  ·  {finish_text}"
+
+
+def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
+    """(menu, action, keys) of every action of ``window`` that has a shortcut, in menu order; actions
+    found in no menu come last under "Other". Read from the QActions themselves, so the sheet is
+    always what the keys do."""
+    rows: list[tuple[str, str, str]] = []
+    seen: set[int] = set()
+
+    def walk(menu: QMenu, title: str) -> None:
+        for action in menu.actions():
+            if action.menu() is not None:
+                walk(action.menu(), title)
+            elif id(action) not in seen and key_text(action):
+                seen.add(id(action))
+                rows.append((title, plain_text(action), key_text(action)))
+
+    for top in window.menuBar().actions():
+        if top.menu() is not None:
+            walk(top.menu(), plain_text(top))
+    for action in window.findChildren(QAction):
+        if id(action) not in seen and key_text(action):
+            seen.add(id(action))
+            rows.append(("Other", plain_text(action), key_text(action)))
+    return rows
+
+
+def show_shortcut_sheet(window: MainWindow) -> QDialog:
+    """Open (non-modal) the sheet of the keyboard shortcuts and mouse bindings; returns the dialog
+    (also kept as ``window.shortcut_sheet``)."""
+    old = getattr(window, "shortcut_sheet", None)
+    if old is not None:
+        old.close()
+    rows = [(menu, text, keys) for menu, text, keys in shortcut_rows(window)]
+    rows += [("Mouse (canvas)", what, how) for how, what in MOUSE_BINDINGS]
+    dialog = QDialog(window)
+    dialog.setWindowTitle("Keyboard and mouse shortcuts")
+    table = QTableWidget(len(rows), 3, dialog)
+    table.setObjectName("shortcut_table")
+    table.setHorizontalHeaderLabels(["Menu", "Action", "Keys / mouse"])
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            table.setItem(r, c, QTableWidgetItem(text))
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 8)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+    buttons.rejected.connect(dialog.close)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(table)
+    layout.addWidget(buttons)
+    dialog.resize(560, 620)
+    window.shortcut_sheet = dialog
+    dialog.show()
+    return dialog
+
+
+def app_version() -> str:
+    """The installed package's version (package metadata), or a note that it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("isegformer")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def about_text(window: MainWindow) -> str:
+    """Rich text of the About box: version, the model/engine in use, device, library versions."""
+    models = getattr(window, "models", None)
+    engine = getattr(window, "engine_text", "") or "none loaded yet"
+    active = getattr(models, "active", ("", ""))
+    kind = {"engine": "built-in engine", "checkpoint": "checkpoint"}.get(active[0], "")
+    device = getattr(models, "device", "")
+    lines = [
+        f"<b>isegformer</b> {escape(app_version())}",
+        "Interactive segmentation with clicks: left = object, right = background.",
+        f"Model: {escape(engine)}" + (f" ({kind})" if kind else ""),
+    ]
+    if device:
+        lines.append(f"Device: {escape(str(device).upper())}")
+    lines.append(f"Python {platform.python_version()}, PySide6 {pyside_version}")
+    return "<br>".join(lines)
+
+
+def show_about(window: MainWindow) -> QMessageBox:
+    """The About box (non-modal; kept as ``window.about_box``)."""
+    box = QMessageBox(QMessageBox.Icon.Information, "About isegformer", about_text(window),
+                      QMessageBox.StandardButton.Ok, window)  # fmt: skip
+    box.setTextFormat(Qt.TextFormat.RichText)
+    window.about_box = box
+    box.open()
+    return box

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QTransform
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
+    QLabel,
 )
 
 from model.clicks import Click
@@ -22,6 +23,15 @@ DOT_RADIUS = 5.0  # screen pixels (dots ignore the zoom)
 POSITIVE_COLOR = QColor(40, 220, 60)
 NEGATIVE_COLOR = QColor(230, 40, 40)
 DOT_PEN = QPen(QColor(255, 255, 255), 1.5)
+# What the mouse does on the canvas (the shortcut sheet lists these beside the keys of the actions).
+MOUSE_BINDINGS: tuple[tuple[str, str], ...] = (
+    ("Left click", "Positive click (object)"),
+    ("Right click, Shift+left click", "Negative click (background)"),
+    ("Left drag (brush / eraser tool)", "Paint / erase the mask"),
+    ("Wheel", "Zoom at the cursor"),
+    ("Middle drag, Ctrl+left drag", "Pan"),
+    ("Alt+left drag (volumes)", "Window / level"),
+)
 
 
 def to_qimage(array: np.ndarray) -> QImage:
@@ -38,11 +48,15 @@ class CanvasView(QGraphicsView):
     Pan with the middle button or Ctrl+left drag; the wheel zooms at the cursor. Window/level: left
     drag with the "wl" tool or Alt+left drag emits ``window_dragged`` (screen pixels moved).
     ``pixel_aspect`` (height/width of one image pixel, from a volume's spacing) stretches the view.
+
+    :meth:`set_hint` puts a one-line hint at the top of the view; it shows while an image is
+    displayed and goes away with the first click.
     """
 
     clicked = Signal(float, float, bool)  # y, x, positive
     stroke_finished = Signal(list, bool)  # [(y, x), ...], erase
     window_dragged = Signal(float, float)  # dx, dy (screen pixels)
+    hovered = Signal(float, float)  # y, x of the image pixel under the cursor; (-1, -1) off the image
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -58,7 +72,20 @@ class CanvasView(QGraphicsView):
         self.overlay_item.setZValue(1)
         self.stroke_item = QGraphicsPathItem()
         self.stroke_item.setZValue(2)
-        for item in (self.image_item, self.overlay_item, self.stroke_item):
+        self.outline_item = QGraphicsPathItem()  # mask borders, drawn in screen pixels at any zoom
+        self.outline_item.setZValue(1.5)
+        outline_pen = QPen(QColor(255, 255, 255, 230), 1.5)
+        outline_pen.setCosmetic(True)
+        self.outline_item.setPen(outline_pen)
+        self.scene().addItem(self.outline_item)
+        self._crosshair: tuple[float, float] | None = None
+        self.crosshair_item = QGraphicsPathItem()  # volumes: the point linked between the views
+        self.crosshair_item.setZValue(3)
+        crosshair_pen = QPen(QColor(255, 210, 0, 200), 1)
+        crosshair_pen.setCosmetic(True)  # one screen pixel at any zoom
+        crosshair_pen.setDashPattern([4, 4])
+        self.crosshair_item.setPen(crosshair_pen)
+        for item in (self.image_item, self.overlay_item, self.stroke_item, self.crosshair_item):
             self.scene().addItem(item)
         self.dots: list[QGraphicsEllipseItem] = []
         self._dot_states: list[tuple[float, float, bool] | None] = []  # (x, y, positive) shown per dot
@@ -69,6 +96,39 @@ class CanvasView(QGraphicsView):
         self._stroke: list[tuple[float, float]] | None = None
         self._wl_from: QPointF | None = None
         self.pixel_aspect = 1.0
+        self.hint_label = QLabel(self.viewport())
+        self.hint_label.setObjectName("canvas_hint")
+        self.hint_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.hint_label.setStyleSheet("QLabel#canvas_hint { background: rgba(0, 0, 0, 170); color: white;"
+                                      " padding: 4px 10px; border-radius: 4px; }")  # fmt: skip
+        self.hint_label.hide()
+        self._hint: str | None = None
+
+    # ------------------------------------------------------------ hint
+    def set_hint(self, text: str | None) -> None:
+        """Show ``text`` as a one-line hint over the top of the view (while an image is displayed);
+        None hides it. The first click hides it too."""
+        self._hint = text or None
+        if self._hint is not None:
+            self.hint_label.setText(self._hint)
+            self.hint_label.adjustSize()
+        self._place_hint()
+
+    def hint(self) -> str | None:
+        """The hint text now on screen, None when none is shown."""
+        return self._hint if self.hint_label.isVisibleTo(self) else None
+
+    def _place_hint(self) -> None:
+        shown = self._hint is not None and self.image_size[0] > 0
+        if shown:
+            view = self.viewport().rect()
+            label = self.hint_label
+            label.move(max(0, (view.width() - label.width()) // 2), 8)
+        self.hint_label.setVisible(shown)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._place_hint()
 
     # ------------------------------------------------------------ content
     def set_image(self, rgb: np.ndarray, pixel_aspect: float = 1.0, keep_view: bool = False) -> None:
@@ -77,11 +137,41 @@ class CanvasView(QGraphicsView):
         self.image_size = (rgb.shape[0], rgb.shape[1])
         self.pixel_aspect = float(pixel_aspect)
         self.image_item.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+        self._place_hint()
         if keep_view and same:
             return
         self.overlay_item.setPixmap(QPixmap())
+        self.outline_item.setPath(QPainterPath())
         self.scene().setSceneRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
         self.fit_to_window()
+
+    def set_outlines(self, polygons: list[np.ndarray]) -> None:
+        """Closed borders (Nx2 (x, y) pixel indices, through the pixel centres) drawn in screen pixels."""
+        path = QPainterPath()
+        for polygon in polygons:
+            points = [QPointF(float(x) + 0.5, float(y) + 0.5) for x, y in polygon]
+            if len(points) == 1:
+                points.append(QPointF(points[0].x() + 0.01, points[0].y()))
+            path.addPolygon(QPolygonF(points))
+            path.closeSubpath()
+        self.outline_item.setPath(path)
+
+    def set_crosshair(self, point: tuple[float, float] | None) -> None:
+        """Dashed lines through the centre of image pixel ``point`` = (y, x); None removes them."""
+        path = QPainterPath()
+        h, w = self.image_size
+        self._crosshair = point if point is not None and 0 <= point[0] < h and 0 <= point[1] < w else None
+        if self._crosshair is not None:
+            y, x = point[0] + 0.5, point[1] + 0.5
+            path.moveTo(0, y)
+            path.lineTo(w, y)
+            path.moveTo(x, 0)
+            path.lineTo(x, h)
+        self.crosshair_item.setPath(path)
+
+    def crosshair(self) -> tuple[float, float] | None:
+        """The (y, x) pixel the crosshair marks, None when hidden."""
+        return self._crosshair
 
     def set_overlay(self, rgba: np.ndarray) -> None:
         self.overlay_item.setPixmap(QPixmap.fromImage(to_qimage(rgba)))
@@ -163,9 +253,9 @@ class CanvasView(QGraphicsView):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
-        if button == Qt.MouseButton.LeftButton and (
-            self.tool == "wl" or mods & Qt.KeyboardModifier.AltModifier
-        ):
+        if (self.tool == "wl" and button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton)) or (
+            button == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.AltModifier
+        ):  # W/L mode: left or right drag (Alt+drag is often taken by the window manager)
             self._wl_from = event.position()
             return
         pixel = self._pixel(event)
@@ -173,6 +263,8 @@ class CanvasView(QGraphicsView):
             return
         if self.tool == "click" and button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+            if self._hint is not None:
+                self.set_hint(None)  # the user has found out how to click
             self.clicked.emit(pixel[0], pixel[1], button == Qt.MouseButton.LeftButton and not shift)
         elif self.tool in ("brush", "eraser") and button == Qt.MouseButton.LeftButton:
             self._stroke = [pixel]
@@ -194,6 +286,12 @@ class CanvasView(QGraphicsView):
             p = self.mapToScene(event.position().toPoint())
             self._stroke.append((float(p.y()), float(p.x())))
             self._update_stroke_preview()
+        pixel = self._pixel(event)
+        self.hovered.emit(*(pixel if pixel is not None else (-1.0, -1.0)))
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().leaveEvent(event)
+        self.hovered.emit(-1.0, -1.0)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
         if self._pan_from is not None:

@@ -19,22 +19,24 @@ from PySide6.QtWidgets import (
 )
 
 from isegformer_app.settings import Settings
-from isegformer_app.state.autosave import snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
-from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS, ImageLoadError
-from isegformer_app.state.labels import LabelList
+from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
+from isegformer_app.state.labels import LabelClass, LabelList
 from isegformer_app.state.project import Project
+from isegformer_app.state.project_labels import ProjectLabelsError, read_project_labels, write_project_labels
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
 from isegformer_app.ui.canvas import CanvasView
+from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
-from isegformer_app.ui.overlay import render_overlay
+from isegformer_app.ui.modes import Mode, WindowServices
+from isegformer_app.ui.overlay import outline_polygons, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
-from isegformer_app.ui.volume_control import VolumeController
 from isegformer_app.ui.volume_files import looks_like_volume
-from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
+from isegformer_app.ui.volume_mode import VolumeMode
+from isegformer_app.ui.worker import InferenceWorker, PredictResult
 from resources import SAMPLE_IMAGE
 
 AUTOSAVE_DELAY_MS = 1500
@@ -64,9 +66,6 @@ class MainWindow(QMainWindow):
         self.labels = LabelList.from_json(self.settings.labels)
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
-        self.max_side = max_side
-        self.project: Project | None = None
-        self.image_key = ""
         self.last_latency_ms: float | None = None
         self._hold_refresh = False  # True while add_click defers the redraw until the request is sent
         self.setWindowTitle("isegformer")
@@ -95,7 +94,9 @@ class MainWindow(QMainWindow):
         self.busy_bar.setFixedWidth(90)
         self.busy_bar.setVisible(False)
         self.latency_label = QLabel("no prediction yet")
+        self.cursor_label = QLabel("")  # what is under the mouse: pixel / voxel, position, value
         self.statusBar().addWidget(self.message_label, 1)
+        self.statusBar().addPermanentWidget(self.cursor_label)
         self.statusBar().addPermanentWidget(self.busy_bar)
         self.statusBar().addPermanentWidget(self.latency_label)
 
@@ -107,11 +108,24 @@ class MainWindow(QMainWindow):
         self.models.source_changed.connect(self._on_source)
         self.models.load_failed.connect(lambda msg: self.inform("Model", msg, error=True))
         self.engine_text = "no model"
-        self.volume = VolumeController(self)  # volume mode (DICOM / NIfTI); inactive until one is opened
+        self.sidecar_writer = SidecarWriter(self, self.sidecars, self.inform)  # both modes
+        services = WindowServices(
+            parent=self, settings=self.settings, canvas=self.canvas, worker=self.worker, view=self.view_panel,
+            labels=self.labels_panel, objects=self.objects_panel, sidecars=self.sidecars,
+            writer=self.sidecar_writer, inform=self.inform, show_busy=self.busy_bar.setVisible,
+            show_prediction=self.apply_prediction, document_changed=self.on_document_changed,
+            refresh=self.refresh, activate=self._activate, remember_recent=self._remember_recent,
+            start_dir=self.start_dir, show_cursor=self.cursor_label.setText,
+            project_opened=self._load_project_labels,
+        )  # fmt: skip
+        self.images = ImageMode(services, max_side)  # photos: a folder or one image
+        self.volume = VolumeMode(services)  # DICOM / NIfTI volumes
+        self.mode: Mode = self.images  # the shown one
         side_layout.insertWidget(0, self.volume.panel)
 
-        self.actions_by_name = build_menus(self)
+        self.actions_by_name = services.actions = build_menus(self)
         self.canvas.clicked.connect(self.add_click)
+        self.canvas.hovered.connect(lambda row, col: self.mode.on_hover(row, col))
         self.canvas.stroke_finished.connect(self.brush_stroke)
         self.view_panel.opacity.valueChanged.connect(lambda _v: self.refresh())
         self.view_panel.threshold.valueChanged.connect(self._on_threshold)
@@ -121,7 +135,6 @@ class MainWindow(QMainWindow):
         self._on_brush_radius(self.view_panel.brush.value())
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self.autosave_timer.timeout.connect(self.autosave)
-        self.sidecar_writer = SidecarWriter(self, self.sidecars, self.inform)  # both modes, one at a time
         dialogs.fill_recent_menu(self)
         self.worker.start()
         QApplication.instance().aboutToQuit.connect(self.worker.stop)
@@ -132,10 +145,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ helpers
     @property
     def doc(self) -> Document | None:
-        """The open image's document, or in volume mode the volume document (shown slice by slice)."""
-        if self.volume.doc is not None:
-            return self.volume.doc
-        return self.project.doc if self.project else None
+        """The shown document: the open image's, or the volume document (shown slice by slice)."""
+        return self.mode.doc
+
+    @property
+    def project(self) -> Project | None:
+        """The image folder (None while a volume is shown)."""
+        return self.images.project
+
+    @property
+    def image_key(self) -> str:
+        """The key the worker knows the shown image (or slice) by."""
+        return self.mode.image_key
 
     def inform(self, title: str, text: str, error: bool = False) -> None:
         """Show a message: a dialog for errors, the status bar for notices."""
@@ -143,83 +164,67 @@ class MainWindow(QMainWindow):
         if error:
             QMessageBox.warning(self, title, text)
 
-    # ------------------------------------------------------------ opening
-    def open_path(self, path: str | Path) -> bool:
-        """Open an image file or a folder of images; False (with a message) if impossible.
+    def _activate(self, mode: Mode) -> None:
+        """Show ``mode`` from now on; the mode shown until now autosaves and lets go of its document."""
+        if mode is not self.mode:
+            self.autosave_timer.stop()
+            self.mode.deactivate()
+            self.mode = mode
 
-        A NIfTI file or a folder without images (DICOM) is opened as a volume, in the background.
-        """
-        path = Path(path)
-        if path.exists() and looks_like_volume(path):
-            return self.volume.files.open(path) is not None
-        try:
-            project = Project.from_path(path, locator=self.sidecars, max_side=self.max_side,
-                                        threshold=self.view_panel.threshold.value() / 100)  # fmt: skip
-        except ValueError as exc:
-            self.inform("Open", str(exc), error=True)
-            return False
-        old = self.project
-        if (old is not None or self.volume.active) and not self._save_or_warn():
-            return False
-        self.volume.close_volume()
-        self.project = project
-        if not self._open_with(Project.open_first, "Open folder"):
-            self.project = old
-            return False
+    def _remember_recent(self, path: Path) -> None:
         self.settings.add_recent(path)
         dialogs.fill_recent_menu(self)
-        return True
+
+    # ------------------------------------------------------------ opening
+    def open_path(self, path: str | Path) -> bool:
+        """Open an image file or a folder of images, or a volume (NIfTI file, DICOM folder).
+
+        Loading runs in the background; False (with a message) if it could not even start.
+        """
+        path = Path(path)
+        try:
+            empty = path.is_dir() and not any(p for p in path.iterdir() if not p.name.startswith("."))
+        except OSError as exc:
+            self.inform("Open", f"Cannot read the folder {path}: {exc.strerror or exc}", error=True)
+            return False
+        if empty:
+            self.inform("Open", f"The folder {path} is empty: there is nothing to annotate in it "
+                        "(images, a DICOM series or NIfTI volumes).", error=True)  # fmt: skip
+            return False
+        if path.exists() and looks_like_volume(path):
+            return self.volume.files.open(path) is not None
+        return self.images.open(path)
 
     def show_index(self, index: int) -> bool:
-        """Open image ``index`` of the project; False (with a message) if it cannot be read."""
-        return self._open_with(lambda project: project.open_index(index), "Open image")
-
-    def _open_with(self, opener, title: str) -> bool:
-        """Run ``opener(project)`` (returns the Document, or None = nothing more) and show its result."""
-        try:
-            doc = opener(self.project)
-        except ImageLoadError as exc:
-            self.inform(title, str(exc), error=True)
-            return False
-        except OSError as exc:
-            self.inform("Autosave", f"Could not save the previous image's annotations: {exc}", error=True)
-            return False
-        if doc is None:
-            notices = "".join(f" {n}." for n in self.project.notices)
-            self.inform("Navigate", "No more readable images in this direction." + notices)
-            return False
-        self.autosave_timer.stop()
-        doc.listeners.append(self.on_document_changed)
-        self.image_key = f"{doc.path}#{id(doc)}"
-        self.canvas.set_image(doc.image.rgb)
-        self.worker.set_image(self.image_key, doc.image.rgb)
-        self.objects_panel.set_document(doc)
-        n = len(self.project.paths)
-        notices = "".join(f" — {n}" for n in self.project.notices)
-        self.inform("Open", f"{doc.path.name} ({self.project.index + 1}/{n}){notices}")
-        self.refresh()
-        self._request_prediction()
-        return True
+        """Open image ``index`` of the folder (in the background)."""
+        return self.images.show_index(index)
 
     def next_image(self) -> None:
-        self._step(+1)
+        self.images.step(+1)
 
     def previous_image(self) -> None:
-        self._step(-1)
+        self.images.step(-1)
 
-    def _step(self, delta: int) -> None:
-        if self.project is None:
-            return
-        self._open_with(lambda project: project.step(delta), "Navigate")
+    def start_dir(self) -> str:
+        """Where file dialogs start: the shown file's folder, else the most recent file's, else home."""
+        doc = self.doc
+        if doc is not None:
+            return str(doc.path.parent)
+        for recent in self.settings.recent_files:
+            folder = Path(recent).parent
+            if folder.is_dir():
+                return str(folder)
+        return str(Path.home())
 
     def open_image_dialog(self) -> None:
         pattern = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", f"Images ({pattern});;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.start_dir(),
+                                              f"Images ({pattern});;All files (*)")  # fmt: skip
         if path:
             self.open_path(path)
 
     def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open folder of images")
+        path = QFileDialog.getExistingDirectory(self, "Open folder of images", self.start_dir())
         if path:
             self.open_path(path)
 
@@ -272,26 +277,11 @@ class MainWindow(QMainWindow):
 
     def _request_prediction(self) -> bool:
         """Send a prediction request if the current clicks need one; True if one was sent."""
-        if self.volume.active:
-            return self.volume.request_prediction()
-        doc = self.doc
-        if doc is not None and doc.needs_prediction():
-            self.worker.request(PredictRequest(self.image_key, list(doc.clicks), doc.prev_mask_for_request()))
-            self.busy_bar.setVisible(True)
-            return True
-        return False
+        return self.mode.request_prediction()
 
     # ------------------------------------------------------------ worker
     def _on_prediction(self, result: PredictResult) -> None:
-        if self.volume.active:
-            self.volume.on_prediction(result)
-            return
-        if result.request.image_key != self.image_key or self.doc is None:
-            return
-        doc = self.doc
-        self.apply_prediction(
-            result, lambda: doc.set_prediction(result.request.clicks, result.prob), self._request_prediction
-        )
+        self.mode.on_prediction(result)
 
     def apply_prediction(
         self, result: PredictResult, store: Callable[[], bool], request_again: Callable[[], object]
@@ -352,7 +342,11 @@ class MainWindow(QMainWindow):
         if doc is None:
             return
         if overlay:
-            self.canvas.set_overlay(render_overlay(doc, self.view_panel.opacity.value() / 100))
+            polygons = [outline_polygons(mask) for mask in outlined_masks(doc)]
+            in_screen_pixels = all(p is not None for p in polygons)  # else (noisy masks) as pixels
+            opacity = self.view_panel.opacity.value() / 100
+            self.canvas.set_overlay(render_overlay(doc, opacity, outlines=not in_screen_pixels))
+            self.canvas.set_outlines([c for p in polygons for c in p] if in_screen_pixels else [])
         self.canvas.set_clicks(doc.clicks)
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
@@ -364,13 +358,7 @@ class MainWindow(QMainWindow):
             self.autosave_timer.start()
 
     def _on_threshold(self, value: int) -> None:
-        if self.project is not None:
-            self.project.threshold = value / 100
-        if self.doc is not None:
-            self.doc.threshold = value / 100
-            if self.volume.active:
-                self.volume.doc.resync()  # the label volume follows the threshold of the current slice
-            self.refresh()
+        self.mode.set_threshold(value / 100)
 
     def _on_brush_radius(self, value: int) -> None:
         self.canvas.brush_radius = value
@@ -378,80 +366,64 @@ class MainWindow(QMainWindow):
     def _on_tool(self, name: str) -> None:
         self.canvas.tool = name
 
+    # ------------------------------------------------------------ labels
+    def _load_project_labels(self) -> None:
+        """A folder or volume is shown now: its own label list (the default set if it has none)."""
+        path = self.mode.labels_file()
+        try:
+            labels = read_project_labels(path, self.settings.labels) if path else None
+        except ProjectLabelsError as exc:
+            self.inform("Labels", str(exc))
+            labels = LabelList.from_json(self.settings.labels)
+        if labels is not None:
+            self.labels.classes[:] = labels.classes  # the panels hold this very list
+            self.labels_panel.refresh()
+            self.objects_panel.refresh()
+
     def _on_labels_changed(self) -> None:
-        self.settings.labels = self.labels.to_json()
+        """The user edited the labels: the open project's list is written (in the background); with
+        nothing open the edit changes the default set for new projects."""
         self.objects_panel.refresh()
+        path = self.mode.labels_file()
+        if path is None:
+            self.settings.labels = self.labels.to_json()
+            return
+        labels = LabelList([LabelClass(c.name, c.color) for c in self.labels.classes])
+        source = self.mode.doc.path if self.mode.doc is not None else path
+
+        def target() -> Path:  # after a redirect of the folder, where the sidecars went
+            return self.mode.labels_file() or path
+
+        self.sidecar_writer.write(lambda out: write_project_labels(labels, out), target, source,
+                                  lambda: None, key=path)  # fmt: skip
+
+    def make_labels_default(self) -> None:
+        """Use the shown labels for every project opened for the first time from now on."""
+        self.settings.labels = self.labels.to_json()
+        self.inform("Labels", f"New projects start with these {len(self.labels)} labels.")
 
     # ------------------------------------------------------------ saving
     def autosave(self) -> None:
-        """Timer: write the open document's sidecar in the background (one write at a time); the
-        document is copied now, compression and the atomic, fsynced write run off the GUI thread."""
-        if self.volume.active:
-            self.volume.files.save()
-            return
-        project = self.project
-        doc = project.doc if project is not None else None
-        if doc is None or not doc.dirty:
-            return
-        if self.sidecar_writer.busy:
-            self.autosave_timer.start()  # try again once the running write is done
-            return
-        snapshot = snapshot_document(doc)
-
-        def saved() -> None:
-            doc.saved_revision = max(doc.saved_revision, snapshot.revision)
-            if doc is self.doc:
-                self.refresh(overlay=False)
-
-        self.sidecar_writer.write(lambda path: write_snapshot(snapshot, path),
-                                  lambda: project.sidecar_for(doc.path), doc.path.parent, saved)
-
-    def wait_for_autosave(self) -> None:
-        """Let a background autosave finish (before a synchronous save of the same file)."""
-        self.sidecar_writer.wait()
+        """Timer: the shown mode writes its autosave in the background (a copy is taken now)."""
+        self.mode.autosave()
 
     def save_now(self) -> bool:
-        """Write the autosave sidecar of the open image; False (with a message) on failure.
+        """Save the shown document's autosave now; False (with a message) on failure.
 
-        In volume mode the sidecar is written in the background (a copy of the labels is taken now).
+        Images are written before this returns; a volume's labels in the background.
         """
-        if self.volume.active:
-            return self.volume.files.save()
-        if self.project is None:
-            return True
-        self.wait_for_autosave()
-        try:
-            self.project.save()
-        except OSError as exc:
-            self.inform("Autosave", f"Could not write the autosave file: {exc}", error=True)
-            return False
-        self.refresh()
-        return True
-
-    def _save_or_warn(self) -> bool:
-        return self.save_now()
+        return self.mode.save()
 
     def export_dialog(self, all_images: bool = True) -> None:
-        if self.volume.active:
-            self.volume.files.export_nifti_dialog()
-            return
-        dialogs.export_with_dialog(self, all_images)
+        self.mode.export_dialog(all_images)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if self.volume.active and self.volume.doc.dirty:
-            answer = dialogs.ask_unsaved(self)
-            if answer != "discard":
-                if answer == "save":  # written in the background; the window closes when it is done
-                    self.volume.files.save(then=self.close)
-                event.ignore()
-                return
-        elif self.doc is not None and self.doc.dirty and not dialogs.confirm_close(self):
+        if not self.mode.close_check(self.close):
             event.ignore()
             return
         self.settings.opacity = self.view_panel.opacity.value() / 100
         self.settings.threshold = self.view_panel.threshold.value() / 100
         self.settings.brush_radius = self.view_panel.brush.value()
-        self.settings.labels = self.labels.to_json()
         try:
             self.settings.save()
         except OSError as exc:

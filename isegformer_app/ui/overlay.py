@@ -39,12 +39,33 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(m, cv2.MORPH_GRADIENT, OUTLINE_KERNEL).view(bool) & mask
 
 
-def render_overlay(doc: OverlaySource, opacity: float) -> np.ndarray:
+MAX_OUTLINE_POINTS = 20000  # beyond this (noisy masks) the outline is drawn as pixels instead
+
+
+def outline_polygons(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> list[np.ndarray] | None:
+    """The borders of ``mask`` as closed polygons of (x, y) pixel indices (Nx2 int arrays), for an
+    outline drawn in screen pixels; None when they would have more than ``max_points`` vertices."""
+    m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    if sum(len(c) for c in contours) > max_points:
+        return None
+    return [c.reshape(-1, 2) for c in contours]
+
+
+def outlined_masks(doc: OverlaySource) -> list[np.ndarray]:
+    """The masks that get an outline: the selected (visible) object's, then the current object's."""
+    masks = [o.mask for o in doc.objects if o.visible and o.uid == doc.selected_uid]
+    current = doc.current_mask()
+    return masks + [current] if current.any() else masks
+
+
+def render_overlay(doc: OverlaySource, opacity: float, outlines: bool = True) -> np.ndarray:
     """HxWx4 uint8 RGBA (straight alpha): visible objects in z-order, then the current object.
 
     Objects are filled with their colour at ``opacity``; the selected one gets a white outline.
     The current object: thresholded mask at ``opacity`` in :data:`CURRENT_COLOR` with an outline,
-    the rest of the probability faintly (alpha ~ ``prob * opacity * SOFT_ALPHA``).
+    the rest of the probability faintly (alpha ~ ``prob * opacity * SOFT_ALPHA``). ``outlines`` False:
+    no outline pixels (the canvas draws them in screen pixels, see :func:`outline_polygons`).
     """
     h, w = doc.shape
     pixels = np.zeros((h, w), np.uint32)  # packed RGBA; viewed below as HxWx4 uint8
@@ -56,7 +77,7 @@ def render_overlay(doc: OverlaySource, opacity: float) -> np.ndarray:
             continue
         mask = obj.mask
         pixels[mask] = pack_rgba(*obj.color, a)
-        if obj.uid == doc.selected_uid:
+        if outlines and obj.uid == doc.selected_uid:
             pixels[_outline(mask)] = white
     prob = doc.prob
     if prob is not None:
@@ -68,5 +89,6 @@ def render_overlay(doc: OverlaySource, opacity: float) -> np.ndarray:
     current = doc.current_mask()
     if current.any():
         pixels[current] = pack_rgba(*CURRENT_COLOR, a)
-        pixels[_outline(current)] = pack_rgba(255, 255, 255, 230)
+        if outlines:
+            pixels[_outline(current)] = pack_rgba(255, 255, 255, 230)
     return rgba

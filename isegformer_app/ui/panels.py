@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
+    QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -23,7 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from isegformer_app.state.document import Document
-from isegformer_app.state.labels import LabelClass, LabelList
+from isegformer_app.state.labels import LabelClass, LabelList, relabel
+
+TITLE_ROOM = 160  # px beside a dialog title for the window decorations (icon, close/maximise buttons)
 
 
 def color_icon(color: tuple[int, int, int]) -> QIcon:
@@ -40,13 +44,50 @@ def _button(text: str, slot, tip: str = "") -> QPushButton:
     return b
 
 
+def input_dialog(parent: QWidget | None, title: str, label: str) -> QInputDialog:
+    """A QInputDialog wide enough for its whole title (the static helpers size the dialog to its
+    fields only, and the window manager then cuts the title short)."""
+    dialog = QInputDialog(parent)
+    dialog.setWindowTitle(title)
+    dialog.setLabelText(label)
+    width = max(dialog.fontMetrics().horizontalAdvance(title), dialog.fontMetrics().horizontalAdvance(label))
+    dialog.setMinimumWidth(width + TITLE_ROOM)
+    return dialog
+
+
+def ask_item(parent: QWidget, title: str, label: str, items: list[str], current: int = 0,
+             editable: bool = True) -> tuple[str, bool]:  # fmt: skip
+    """Like ``QInputDialog.getItem`` (same return value), with the title fully visible."""
+    dialog = input_dialog(parent, title, label)
+    dialog.setComboBoxItems(items)
+    dialog.setComboBoxEditable(editable)
+    if 0 <= current < len(items):
+        dialog.setTextValue(items[current])
+    ok = bool(dialog.exec())  # QDialog.Accepted = 1
+    return dialog.textValue(), ok
+
+
+def ask_text(parent: QWidget, title: str, label: str, text: str = "") -> tuple[str, bool]:
+    """Like ``QInputDialog.getText`` (same return value), with the title fully visible."""
+    dialog = input_dialog(parent, title, label)
+    dialog.setTextEchoMode(QLineEdit.EchoMode.Normal)
+    dialog.setTextValue(text)
+    ok = bool(dialog.exec())  # QDialog.Accepted = 1
+    return dialog.textValue(), ok
+
+
 def ask_color(parent: QWidget, initial: tuple[int, int, int]) -> tuple[int, int, int] | None:
     chosen = QColorDialog.getColor(QColor(*initial), parent, "Choose colour")
     return (chosen.red(), chosen.green(), chosen.blue()) if chosen.isValid() else None
 
 
 class ObjectsPanel(QGroupBox):
-    """Finished objects, top of the z-order first; the check box shows/hides an object."""
+    """Finished objects, top of the z-order first; the check box shows/hides an object.
+
+    ``labels_changed`` is emitted when a rename added a class to the label list.
+    """
+
+    labels_changed = Signal()
 
     def __init__(self, labels: LabelList, parent=None) -> None:
         super().__init__("Objects", parent)
@@ -108,10 +149,17 @@ class ObjectsPanel(QGroupBox):
         obj = self.doc.object(uid)
         names = self.labels.names()
         current = names.index(obj.label) if obj.label in names else 0
-        name, ok = QInputDialog.getItem(self, "Rename object", "Class label:", names, current, True)
+        name, ok = ask_item(self, "Rename object", "Class label:", names, current, True)
         if ok and name.strip():
-            self.labels.ensure(name.strip())
-            self.doc.rename_object(uid, name.strip())
+            self.relabel(uid, name.strip())
+
+    def relabel(self, uid: int, name: str) -> None:
+        """Give object ``uid`` the class ``name`` and with it that class's colour (a new name becomes
+        a new class)."""
+        count = len(self.labels)
+        relabel(self.doc, uid, self.labels, name)
+        if len(self.labels) != count:
+            self.labels_changed.emit()
 
     def recolor(self) -> None:
         uid = self.selected_uid()
@@ -162,7 +210,7 @@ class LabelsPanel(QGroupBox):
         return self.labels.classes[max(0, self.list.currentRow())]
 
     def add(self) -> None:
-        name, ok = QInputDialog.getText(self, "New label", "Class name:")
+        name, ok = ask_text(self, "New label", "Class name:")
         if ok and name.strip():
             self.labels.ensure(name.strip())
             self.refresh()
@@ -171,7 +219,7 @@ class LabelsPanel(QGroupBox):
 
     def rename(self) -> None:
         cls = self.current()
-        name, ok = QInputDialog.getText(self, "Rename label", "Class name:", text=cls.name)
+        name, ok = ask_text(self, "Rename label", "Class name:", text=cls.name)
         if ok and name.strip() and name.strip() != cls.name:
             try:
                 self.labels.rename(cls.name, name.strip())
@@ -191,7 +239,11 @@ class LabelsPanel(QGroupBox):
 
 
 class ViewPanel(QGroupBox):
-    """Tool choice, brush size, overlay opacity and probability threshold (slider units: 1/100)."""
+    """Tool choice, brush size, overlay opacity and probability threshold (slider units: 1/100).
+
+    The current opacity (percent) and threshold are shown beside their sliders, the brush radius in
+    its box (pixels). Rows whose widgets do not fit beside their label go below it.
+    """
 
     tool_changed = Signal(str)
 
@@ -200,11 +252,16 @@ class ViewPanel(QGroupBox):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(round(opacity * 100))
+        self.opacity_value = _value_label("100 %")
         self.threshold = QSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(1, 99)
         self.threshold.setValue(round(threshold * 100))
+        self.threshold_value = _value_label("100 %")  # as wide as the opacity value: sliders align
+        self.opacity.valueChanged.connect(self._show_values)
+        self.threshold.valueChanged.connect(self._show_values)
         self.brush = QSpinBox()
         self.brush.setRange(1, 200)
+        self.brush.setSuffix(" px")
         self.brush.setValue(brush_radius)
         self.tools = QButtonGroup(self)
         tool_row = QHBoxLayout()
@@ -215,14 +272,36 @@ class ViewPanel(QGroupBox):
             radio.setChecked(name == "click")
             self.tools.addButton(radio)
             tool_row.addWidget(radio)
+        tool_row.addStretch(1)
         self.tools.buttonClicked.connect(lambda b: self.tool_changed.emit(b.objectName()))
         form = QFormLayout(self)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Tool", tool_row)
         form.addRow("Brush radius", self.brush)
-        form.addRow("Opacity", self.opacity)
-        form.addRow("Threshold", self.threshold)
+        form.addRow("Opacity", _with_value(self.opacity, self.opacity_value))
+        form.addRow("Threshold", _with_value(self.threshold, self.threshold_value))
+        self._show_values()
+
+    def _show_values(self, _value: int = 0) -> None:
+        self.opacity_value.setText(f"{self.opacity.value()} %")
+        self.threshold_value.setText(f"{self.threshold.value() / 100:.2f}")
 
     def set_tool(self, name: str) -> None:
         for b in self.tools.buttons():
             b.setChecked(b.objectName() == name)
         self.tool_changed.emit(name)
+
+
+def _value_label(widest: str) -> QLabel:
+    """A right-aligned number label as wide as ``widest`` (so the slider beside it does not jump)."""
+    label = QLabel(widest)
+    label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    label.setMinimumWidth(label.fontMetrics().horizontalAdvance(widest) + 4)
+    return label
+
+
+def _with_value(slider: QSlider, value: QLabel) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(slider, 1)
+    row.addWidget(value)
+    return row

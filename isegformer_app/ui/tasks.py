@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
@@ -114,44 +116,88 @@ def finish_tasks(parent: QWidget, cancel_titles: tuple[str, ...] = ("Open volume
         task.wait()
 
 
-class SidecarWriter:
-    """Background autosave writes for both modes, one at a time.
+@dataclass
+class _Write:
+    write: Callable[[object], None]
+    target: Callable[[], object]
+    source: Path
+    on_saved: Callable[[], None]
+    dialog: bool
+    key: object
 
-    ``write(target)`` runs off the GUI thread. A write that fails because the folder beside the files
-    cannot be written is redone once in the per-user folder, with one notice instead of an error box.
+
+class SidecarWriter:
+    """Background autosave writes for both modes, one at a time, in order.
+
+    ``write(...)`` runs off the GUI thread; a write asked for while another runs waits its turn (a newer
+    write of the same file replaces a waiting one, so an older snapshot never lands after a newer one).
+    A write that fails because the folder beside the files cannot be written is redone once in the
+    per-user folder, with one notice instead of an error box.
     """
 
     def __init__(self, parent: QWidget, locator: SidecarLocator,
                  inform: Callable[[str, str, bool], None]) -> None:  # fmt: skip
         self.parent, self.locator, self.inform = parent, locator, inform
         self.task: BackgroundTask | None = None
+        self.waiting: dict[object, _Write] = {}  # key -> its newest waiting write
 
     @property
     def busy(self) -> bool:
-        return self.task is not None
+        return self.task is not None or bool(self.waiting)
 
     def wait(self) -> None:
-        """Block until the write in flight (if any) is done (before a synchronous save of the same file)."""
-        if self.task is not None:
-            self.task.wait()
-
-    def write(self, write: Callable[[object], None], target: Callable[[], object], source_folder: object,
-              on_saved: Callable[[], None], dialog: bool = False) -> bool:  # fmt: skip
-        """Start ``write(target())``; ``on_saved()`` runs in the GUI thread after success. False if busy."""
-        if self.task is not None:
-            return False
-        path = target()
-
-        def done(task: BackgroundTask) -> None:
-            self.task = None
-            if task.error is None:
-                on_saved()
-            elif self.locator.redirect_after_failure(source_folder, task.exception):
-                self.inform("Autosave", self.locator.notices.pop(), False)
-                self.write(write, target, source_folder, on_saved, dialog)
+        """Block until every write asked for is on disk (before a synchronous save of the same file)."""
+        while self.task is not None or self.waiting:
+            if self.task is not None:
+                self.task.wait()
+                done, self.task = self.task, None
+                self._finished(done)
             else:
-                self.inform("Autosave", f"Could not write the autosave file: {task.error}", True)
+                self._start(self.waiting.pop(next(iter(self.waiting))))
 
-        self.task = run_task(self.parent, "Autosave", lambda report, cancel: write(path), done,
-                             dialog=dialog, cancellable=False)  # fmt: skip
-        return True
+    def take_over(self, key: object) -> BackgroundTask | None:
+        """The caller writes ``key``'s newest state itself (e.g. a load task writing the image it
+        leaves): waiting writes of it are dropped, the one in flight is not retried; returns the write
+        in flight, which the caller's thread must wait for before writing."""
+        if key is not None:
+            self.waiting.pop(key, None)
+            if self.task is not None and self.task.job.key == key:
+                self.task.superseded = True
+        return self.task
+
+    def write(self, write: Callable[[object], None], target: Callable[[], object], source: Path,
+              on_saved: Callable[[], None], dialog: bool = False, key: object = None) -> None:  # fmt: skip
+        """Write ``write(target())`` for the file (or folder) ``source`` in the background, after the
+        one in flight; ``on_saved()`` runs in the GUI thread after success. ``key`` (default: ``source``)
+        names what is written: a newer write of the same key replaces a waiting one."""
+        job = _Write(write, target, source, on_saved, dialog, source if key is None else key)
+        if self.task is not None:
+            self.waiting[job.key] = job
+            return
+        self._start(job)
+
+    def _start(self, job: _Write) -> None:
+        path = job.target()
+        task = run_task(self.parent, "Autosave", lambda report, cancel: job.write(path), self._done,
+                        dialog=job.dialog, cancellable=False)  # fmt: skip
+        task.job, task.superseded = job, False
+        self.task = task
+
+    def _done(self, task: BackgroundTask) -> None:
+        if task is not self.task:
+            return  # already handled by :meth:`wait`
+        self.task = None
+        self._finished(task)
+        if self.task is None and self.waiting:
+            self._start(self.waiting.pop(next(iter(self.waiting))))
+
+    def _finished(self, task: BackgroundTask) -> None:
+        job = task.job
+        if task.error is None:
+            job.on_saved()
+        elif self.locator.redirect_after_failure(job.source.parent, task.exception):
+            self.inform("Autosave", self.locator.notices.pop(), False)
+            if not task.superseded:
+                self.waiting.setdefault(job.key, job)  # redone in the per-user folder
+        elif not task.superseded:  # else the newer write that replaced it reports its own failure
+            self.inform("Autosave", f"Could not write the autosave file: {task.error}", True)

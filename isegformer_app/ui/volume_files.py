@@ -23,7 +23,6 @@ from isegformer_app.state.volume_autosave import (
 )
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, nifti_stem
-from isegformer_app.ui.dialogs import fill_recent_menu
 from isegformer_app.ui.tasks import BackgroundTask, run_task
 from isegformer_app.volumes import (
     AXES,
@@ -37,7 +36,7 @@ from isegformer_app.volumes import (
 from isegformer_app.volumes.nifti_load import is_nifti
 
 if TYPE_CHECKING:
-    from isegformer_app.ui.volume_control import VolumeController
+    from isegformer_app.ui.volume_mode import VolumeMode
 
 VOLUME_FILTER = "NIfTI volumes (*.nii *.nii.gz);;All files (*)"
 
@@ -72,19 +71,21 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
 
 
 class VolumeFiles:
-    def __init__(self, controller: VolumeController) -> None:
-        self.ctl = controller
-        self.window = controller.window
+    """Open, autosave, export and import of volume mode; every disk access runs in a background task."""
+
+    def __init__(self, mode: VolumeMode) -> None:
+        self.ctl = mode
+        self.services = mode.services
+        self.parent = mode.services.parent
         self.last_task: BackgroundTask | None = None
 
     # ------------------------------------------------------------------ open
-    def open(self, path: str | Path, series_uid: str | None = None,
-             files: tuple | None = None) -> BackgroundTask | None:
-        """Load a volume in the background (progress dialog with Cancel); shows it when done."""
+    def open(self, path: str | Path, series_uid: str | None = None, files: tuple | None = None,
+             frame: int | None = None) -> BackgroundTask | None:  # fmt: skip
+        """Load a volume in the background (progress dialog with Cancel); shows it when done (the
+        volume or image shown until then is autosaved then). ``frame``: of a 4-D NIfTI file."""
         path = Path(path)
-        if self.ctl.doc is not None and not self.window.save_now():
-            return None
-        locator = self.window.sidecars
+        locator = self.services.sidecars
 
         def work(report, cancel):
             notes: list[str] = []
@@ -99,49 +100,52 @@ class VolumeFiles:
             elif files is not None:
                 volume = load_dicom_files(files, progress=lambda f, m: report(0.95 * f, m), cancel=cancel)
             else:
-                volume = open_volume(path, series_uid, progress=lambda f, m: report(0.95 * f, m),
-                                     cancel=cancel)
+                volume = open_volume(path, series_uid, frame, progress=lambda f, m: report(0.95 * f, m),
+                                     cancel=cancel)  # fmt: skip
             return "volume", (build_document(volume, path, locator, notes, report), notes)
 
-        self.last_task = run_task(self.window, "Open volume", work, lambda t: self._opened(t, path))
+        self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path))
         return self.last_task
 
     def _opened(self, task: BackgroundTask, path: Path) -> None:
-        w = self.window
+        s = self.services
         if task.cancelled:
-            w.inform("Open volume", "Loading was cancelled.")
+            s.inform("Open volume", "Loading was cancelled.")
             return
         if task.error is not None:
-            w.inform("Open volume", f"Cannot open {path.name}: {task.error}", error=True)
+            s.inform("Open volume", f"Cannot open {path.name}: {task.error}", error=True)
             return
         kind, payload = task.result
         if kind == "choose":
             labels = [info.label() for info in payload.series]
-            choice, ok = QInputDialog.getItem(w, "Choose a series", f"{path.name} holds several series:",
-                                              labels, 0, False)  # fmt: skip
+            question = f"{path.name} holds several series:"
+            choice, ok = QInputDialog.getItem(self.parent, "Choose a series", question, labels, 0, False)
             if ok:
                 info = payload.series[labels.index(choice)]
                 self.open(path, info.uid, info.files)
             return
         doc, notes = payload  # built in the background: only cheap work is left for this (GUI) thread
         self.ctl.install(doc, list(doc.volume.warnings) + notes)
-        w.settings.add_recent(path)
-        fill_recent_menu(w)
+        s.remember_recent(path)
 
     def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open volume", "", VOLUME_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Open volume", self.services.start_dir(),
+                                              VOLUME_FILTER)  # fmt: skip
         if path:
             self.open(path)
 
     def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self.window, "Open DICOM folder")
+        path = QFileDialog.getExistingDirectory(self.parent, "Open DICOM folder", self.services.start_dir())
         if path:
             self.open(path)
 
     # -------------------------------------------------------------- autosave
     def sidecar(self) -> Path:
-        doc = self.ctl.doc
-        return volume_sidecar_path(doc.path, doc.volume, self.window.sidecars.folder_for(doc.path.parent))
+        """Where the shown volume's autosave is written."""
+        return self.sidecar_of(self.ctl.doc)
+
+    def sidecar_of(self, doc: VolumeDocument) -> Path:
+        return volume_sidecar_path(doc.path, doc.volume, self.services.sidecars.folder_for(doc.path.parent))
 
     def save(self, then=None) -> bool:
         """Autosave in the background (a copy is taken now); ``then()`` runs after a successful write."""
@@ -150,19 +154,18 @@ class VolumeFiles:
             if then is not None:
                 then()
             return True
-        writer = self.window.sidecar_writer
-        if writer.busy:
-            return True  # one write at a time; the timer fires again while the document stays dirty
         arrays, revision = snapshot(doc), doc.revision
 
         def saved() -> None:
-            doc.saved_revision = revision
-            self.window.refresh()
+            doc.saved_revision = max(doc.saved_revision, revision)
+            if doc is self.ctl.doc:
+                self.services.refresh()
             if then is not None:
                 then()
 
-        writer.write(lambda path: write_snapshot(arrays, path), self.sidecar, doc.path.parent, saved,
-                     dialog=then is not None)  # fmt: skip
+        self.services.writer.write(lambda path: write_snapshot(arrays, path), lambda: self.sidecar_of(doc),
+                                   doc.path, saved, dialog=then is not None,
+                                   key=(doc.path, doc.volume.description, doc.volume.shape))  # fmt: skip
         return True
 
     # ---------------------------------------------------------------- export
@@ -174,11 +177,11 @@ class VolumeFiles:
 
         def done(task: BackgroundTask) -> None:
             if task.error is not None:
-                self.window.inform("Export", f"Export failed: {task.error}", error=True)
+                self.services.inform("Export", f"Export failed: {task.error}", error=True)
             elif not task.cancelled:
-                self.window.inform("Export", "Wrote " + ", ".join(p.name for p in task.result))
+                self.services.inform("Export", "Wrote " + ", ".join(p.name for p in task.result))
 
-        self.last_task = run_task(self.window, "Export label map",
+        self.last_task = run_task(self.parent, "Export label map",
                                   lambda report, cancel: export_volume_labels(labels, volume, path, report),
                                   done, cancellable=False)  # fmt: skip
         return self.last_task
@@ -187,7 +190,7 @@ class VolumeFiles:
         if self.ctl.doc is None:
             return
         default = str(self.ctl.doc.path.parent / f"{nifti_stem(self.ctl.doc.path)}_labels.nii.gz")
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export label map", default, VOLUME_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Export label map", default, VOLUME_FILTER)
         if path:
             self.export_nifti(path)
 
@@ -199,26 +202,27 @@ class VolumeFiles:
 
         def done(task: BackgroundTask) -> None:
             if task.error is not None:
-                self.window.inform("Export", f"Export failed: {task.error}", error=True)
+                self.services.inform("Export", f"Export failed: {task.error}", error=True)
             else:
                 stopped = " (cancelled)" if task.cancelled else ""
                 count = len(task.result or [])
-                self.window.inform("Export", f"Wrote {count} slice pair(s) to {root}{stopped}.")
+                self.services.inform("Export", f"Wrote {count} slice pair(s) to {root}{stopped}.")
 
-        self.last_task = run_task(self.window, "Export slices", lambda report, cancel: export_volume_slices(
-            labels, volume, root, case, layout, axis, report, cancel.is_set), done)
+        self.last_task = run_task(self.parent, "Export slices", lambda report, cancel: export_volume_slices(
+            labels, volume, root, case, layout, axis, report, cancel), done)
         return self.last_task
 
     def export_slices_dialog(self) -> None:
         if self.ctl.doc is None:
             return
-        layout, ok = QInputDialog.getItem(self.window, "Slice export", "Layout:", ["brats", "oai_zib"], 0,
+        layout, ok = QInputDialog.getItem(self.parent, "Slice export", "Layout:", ["brats", "oai_zib"], 0,
                                           False)  # fmt: skip
         if not ok:
             return
-        axis, ok = QInputDialog.getItem(self.window, "Slice export", "View:", list(AXES),
+        axis, ok = QInputDialog.getItem(self.parent, "Slice export", "View:", list(AXES),
                                         AXES.index(self.ctl.doc.axis), False)  # fmt: skip
-        root = QFileDialog.getExistingDirectory(self.window, "Export slices to folder") if ok else ""
+        root = QFileDialog.getExistingDirectory(self.parent, "Export slices to folder",
+                                                self.services.start_dir()) if ok else ""  # fmt: skip
         if root:
             self.export_slices(root, layout, axis)
 
@@ -231,22 +235,22 @@ class VolumeFiles:
 
         def done(task: BackgroundTask) -> None:
             if task.error is not None:
-                self.window.inform("Import labels", f"Cannot use {path.name} as labels of this volume:\n"
+                self.services.inform("Import labels", f"Cannot use {path.name} as labels of this volume:\n"
                                    f"{task.error}", error=True)  # fmt: skip
             elif not task.cancelled and self.ctl.doc is doc:
                 doc.import_labels(task.result)
                 count = len(doc.object_list)
-                self.window.inform("Import labels", f"Imported {count} label(s) from {path.name} "
+                self.services.inform("Import labels", f"Imported {count} label(s) from {path.name} "
                                    "(undo restores the previous labels).")  # fmt: skip
 
-        self.last_task = run_task(self.window, "Import labels",
+        self.last_task = run_task(self.parent, "Import labels",
                                   lambda report, cancel: load_label_nifti(path, volume), done)  # fmt: skip
         return self.last_task
 
     def import_labels_dialog(self) -> None:
         if self.ctl.doc is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self.window, "Import label map", str(self.ctl.doc.path.parent),
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Import label map", str(self.ctl.doc.path.parent),
                                               VOLUME_FILTER)  # fmt: skip
         if path:
             self.import_labels(path)

@@ -49,15 +49,17 @@ class VolumePanel(QGroupBox):
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.valueChanged.connect(self.slice_chosen.emit)
         self.slice_label = QLabel("–")
+        self._presets: list[WindowPreset] = []
         self.presets = QComboBox()
         self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.presets.activated.connect(self.preset_chosen.emit)
+        self.presets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.presets.activated.connect(self._on_preset_activated)
         self.wl_button = _button("W/L drag", "Left drag changes window (right: wider) and level (down: "
                                  "higher); Alt+drag works with any tool", checkable=True)  # fmt: skip
         self.window_label = QLabel("")
         wl_row = QHBoxLayout()
-        wl_row.addWidget(self.presets, 1)
         wl_row.addWidget(self.wl_button)
+        wl_row.addWidget(self.window_label, 1)
         prop_row = QHBoxLayout()
         for name, text, tip in (("prev", "◀ Prev", "Propagate the object to the previous slice"),
                                 ("next", "Next ▶", "Propagate the object to the next slice"),
@@ -65,11 +67,13 @@ class VolumePanel(QGroupBox):
             button = _button(text, tip)
             button.clicked.connect(lambda _c=False, n=name: self.propagate.emit(n))
             prop_row.addWidget(button)
+        prop_row.addStretch(1)
         form = QFormLayout(self)
-        form.addRow("View", axis_row)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # long rows go below the label
+        form.addRow(axis_row)  # the whole width: the axis names say what the row is
         form.addRow(self.slice_label, self.slider)
-        form.addRow("Window", wl_row)
-        form.addRow("", self.window_label)
+        form.addRow("Window", self.presets)  # a row of its own: preset names can be long
+        form.addRow(wl_row)
         form.addRow("Propagate", prop_row)
 
     def show_view(self, axis: str, index: int, count: int) -> None:
@@ -83,9 +87,41 @@ class VolumePanel(QGroupBox):
         self.slice_label.setText(f"Slice {index + 1}/{count}")
 
     def set_presets(self, presets: list[WindowPreset]) -> None:
+        self._presets = list(presets)
         self.presets.clear()
         for preset in presets:
-            self.presets.addItem(f"{preset.name} ({preset.center:g}/{preset.width:g})")
+            self.presets.addItem(_preset_text(preset))
 
     def show_window(self, window: WindowPreset) -> None:
+        """Show the displayed window: its values, and in the preset box the preset it is, or
+        "Custom" once it is none of them (after a W/L drag)."""
         self.window_label.setText(f"level {window.center:.1f}  width {window.width:.1f}")
+        position = next((i for i, p in enumerate(self._presets)
+                         if (p.center, p.width) == (window.center, window.width)), None)  # fmt: skip
+        if position is None:
+            self.show_custom_window(window)
+        else:
+            self._drop_custom()
+            self.presets.setCurrentIndex(position)
+
+    def show_custom_window(self, window: WindowPreset | None = None) -> None:
+        """Select a "Custom" entry (after the presets) in the preset box, with ``window``'s values."""
+        name = "Custom" if window is None or window.name in ("", "custom") else window.name
+        text = name if window is None else f"{name} ({window.center:.4g}/{window.width:.4g})"
+        if self.presets.count() == len(self._presets):
+            self.presets.addItem(text)
+        else:
+            self.presets.setItemText(len(self._presets), text)
+        self.presets.setCurrentIndex(len(self._presets))
+
+    def _drop_custom(self) -> None:
+        while self.presets.count() > len(self._presets):
+            self.presets.removeItem(self.presets.count() - 1)
+
+    def _on_preset_activated(self, position: int) -> None:
+        if 0 <= position < len(self._presets):  # choosing "Custom" again changes nothing
+            self.preset_chosen.emit(position)
+
+
+def _preset_text(preset: WindowPreset) -> str:
+    return f"{preset.name} ({preset.center:g}/{preset.width:g})"

@@ -223,8 +223,10 @@ def _keep_main_group(frames: list[DicomFrame], pixels: list[np.ndarray],
         return frames, pixels
     main, _ = counts.most_common(1)[0]
     kept = [i for i, k in enumerate(keys) if k == main]
-    warnings.append(f"the series mixes {len(counts)} slice sizes/orientations (e.g. a localizer); kept "
-                    f"the {len(kept)} slices of size {main[0][1]}x{main[0][0]}, "
+    sizes, orientations = len({k[0] for k in keys}), len({k[1] for k in keys})
+    mixed = " and ".join(what for what, n in (("sizes", sizes), ("orientations", orientations)) if n > 1)
+    warnings.append(f"the series mixes slices of {len(counts)} different {mixed} (e.g. a localizer); "
+                    f"kept the {len(kept)} slices of size {main[0][1]}x{main[0][0]}, "
                     f"dropped {len(frames) - len(kept)}")
     return [frames[i] for i in kept], [pixels[i] for i in kept]
 

@@ -34,12 +34,16 @@ class SeriesInfo:
     series_number: int | None
     patient_id: str
     files: tuple[Path, ...]
+    planes: str = ""  # "axial", "coronal", "sagittal", "oblique", or several joined by "+"
+    time: str = ""  # SeriesTime (else AcquisitionTime) as HH:MM:SS
 
     def label(self) -> str:
-        """A one-line description for a series chooser."""
+        """A one-line description for a series chooser: series that share a description still read
+        differently (plane, time, the end of the UID)."""
         number = f"#{self.series_number} " if self.series_number is not None else ""
-        return (f"{number}{self.description or '(no description)'} — {self.modality}, "
-                f"{self.n_slices} slice(s), {self.columns}x{self.rows}")
+        details = [self.modality, self.planes, f"{self.n_slices} slice(s)", f"{self.columns}x{self.rows}",
+                   self.time, f"UID …{self.uid[-8:]}"]  # fmt: skip
+        return f"{number}{self.description or '(no description)'} — " + ", ".join(d for d in details if d)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,37 @@ class _Summary:
     rows: int
     columns: int
     patient_id: str
+    plane: str = ""
+    time: str = ""
+
+
+def slice_plane(orientation: object) -> str:
+    """"axial", "coronal" or "sagittal" for an ImageOrientationPatient (6 numbers) whose slice normal
+    lies within ~35° of a patient axis, "oblique" otherwise, "" if missing or malformed."""
+    try:
+        values = [float(v) for v in orientation]
+    except (TypeError, ValueError):
+        return ""
+    if len(values) != 6:
+        return ""
+    row, col = values[:3], values[3:]
+    normal = [row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2],
+              row[0] * col[1] - row[1] * col[0]]  # fmt: skip
+    size = sum(v * v for v in normal) ** 0.5
+    if size < 1e-6:
+        return ""
+    strongest = max(range(3), key=lambda i: abs(normal[i]))
+    if abs(normal[strongest]) / size < 0.82:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[strongest]
+
+
+def _time_text(value: object) -> str:
+    text = str(value or "").strip()
+    digits = text.split(".")[0]
+    if len(digits) >= 6 and digits[:6].isdigit():
+        return f"{digits[0:2]}:{digits[2:4]}:{digits[4:6]}"
+    return ""
 
 
 def _summarize(path: Path, dataset: Dataset) -> _Summary:
@@ -169,6 +204,8 @@ def _summarize(path: Path, dataset: Dataset) -> _Summary:
         rows=int(dataset.Rows),
         columns=int(dataset.Columns),
         patient_id=str(dataset.get("PatientID", "")),
+        plane=slice_plane(dataset.get("ImageOrientationPatient")),
+        time=_time_text(dataset.get("SeriesTime") or dataset.get("AcquisitionTime")),
     )
 
 
@@ -185,4 +222,7 @@ def _series_info(uid: str, members: list[_Summary]) -> SeriesInfo:
         series_number=first.series_number,
         patient_id=first.patient_id,
         files=tuple(member.path for member in members),
+        planes="+".join(p for p in ("axial", "coronal", "sagittal", "oblique")
+                        if p in {member.plane for member in members}),
+        time=first.time,
     )

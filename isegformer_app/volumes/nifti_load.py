@@ -81,8 +81,7 @@ def _read_voxels(read, name: str) -> np.ndarray:
 
 def nifti_frame_count(path: Path | str) -> int:
     """Number of frames (4th dimension) of a NIfTI file; 1 for 3-D files."""
-    image = _open(Path(path))
-    return int(image.shape[3]) if len(image.shape) >= 4 else 1
+    return _frame_count(_open(Path(path)))
 
 
 def _spatial_data(image: nib.Nifti1Image, name: str, frame: int | None, warnings: list[str]) -> np.ndarray:
@@ -147,7 +146,12 @@ def load_nifti(path: Path | str, frame: int | None = None, modality: str | None 
     monitor.report(1.0, f"loaded {path.name}")
     return Volume(voxels=voxels, affine=source.display_affine(), source=source,
                   modality=modality or _guess_modality(voxels), channel_names=(_channel_name(path),),
-                  warnings=warnings, description=path.name, metadata={"frame": frame or 0})
+                  warnings=warnings, description=path.name,
+                  metadata={"frame": frame or 0, "frames": _frame_count(image)})  # fmt: skip
+
+
+def _frame_count(image: nib.Nifti1Image) -> int:
+    return int(image.shape[3]) if len(image.shape) >= 4 else 1
 
 
 def _channel_name(path: Path) -> str:

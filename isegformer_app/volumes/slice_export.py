@@ -13,7 +13,6 @@ are single-channel 8-bit PNGs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from model.atomic_io import atomic_write_bytes
 
 from .errors import VolumeError
 from .labels import LabelVolume
+from .progress import CancelFlag, ProgressCallback
 from .volume import ModelInput, Volume, WindowChoice
 
 LAYOUTS = ("brats", "oai_zib")
@@ -61,12 +61,12 @@ def _png(array: np.ndarray) -> bytes:
 def export_slices_png(volume: Volume, labels: LabelVolume, root: Path | str, case: str, layout: str = "brats",
                       axis: str = "axial", split: str = "test", window: WindowChoice = None,
                       model_input: ModelInput | None = None,
-                      only_labelled: bool = True,
-                      progress: Callable[[int, int], bool | None] | None = None) -> list[ExportedSlice]:
+                      only_labelled: bool = True, progress: ProgressCallback | None = None,
+                      cancel: CancelFlag | None = None) -> list[ExportedSlice]:  # fmt: skip
     """Write image/mask PNG pairs for the slices along ``axis`` (only those with labels by default).
 
-    ``progress(done, total)`` is called before each slice; returning False stops (the pairs written so
-    far are kept and returned).
+    ``progress(fraction, message)`` follows the slices; ``cancel`` set stops before the next slice
+    (the pairs written so far are kept and returned).
     """
     if labels.shape != volume.shape:
         raise VolumeError(f"label volume shape {labels.shape} does not match the image {volume.shape}")
@@ -77,8 +77,10 @@ def export_slices_png(volume: Volume, labels: LabelVolume, root: Path | str, cas
     written = []
     total = volume.slice_count(axis)
     for index in range(total):
-        if progress is not None and progress(index, total) is False:
+        if cancel is not None and cancel.is_set():
             break
+        if progress is not None:
+            progress(index / total, f"slice {index + 1}/{total}")
         mask = labels.get_slice(axis, index).astype(np.uint8)
         if only_labelled and not mask.any():
             continue

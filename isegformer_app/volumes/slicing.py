@@ -58,6 +58,26 @@ def insert_slice(array_zyx: np.ndarray, axis: str, index: int, values: np.ndarra
         array_zyx[::-1, :, index] = values
 
 
+def view_to_voxel(shape_zyx: tuple[int, ...], axis: str, index: int, row: int,
+                  col: int) -> tuple[int, int, int]:  # fmt: skip
+    """The ``(z, y, x)`` voxel under pixel ``(row, col)`` of the view at ``index`` along ``axis``
+    (the inverse of :func:`extract_slice`'s layout)."""
+    z_count = int(shape_zyx[-3])
+    if axis == "axial":
+        return index, row, col
+    if axis == "coronal":
+        return z_count - 1 - row, index, col
+    _name(axis)
+    return z_count - 1 - row, col, index
+
+
+def voxel_to_view(shape_zyx: tuple[int, ...], axis: str, zyx: tuple[int, int, int]) -> tuple[int, int]:
+    """The ``(row, col)`` of voxel ``zyx`` in a view along ``axis`` (through that voxel)."""
+    z, y, x = zyx
+    top = int(shape_zyx[-3]) - 1
+    return {"axial": (y, x), "coronal": (top - z, x), "sagittal": (top - z, y)}[_name(axis)]
+
+
 def view_shape(shape_zyx: tuple[int, ...], axis: str) -> tuple[int, int]:
     """(height, width) of a view along ``axis``."""
     z, y, x = shape_zyx[-3:]

@@ -106,6 +106,39 @@ class Volume:
         xyz = np.linalg.solve(self.affine, np.array([*ras, 1.0]))[:3]
         return xyz[::-1].copy()
 
+    def file_index(self, z: int, y: int, x: int) -> tuple[int, int, int]:
+        """The voxel ``(i, j, k)`` of the file this volume came from (its own grid, before the volume
+        was re-oriented for display) that holds display voxel ``(z, y, x)``."""
+        ijk = np.linalg.solve(self.source.affine, self.affine @ np.array([x, y, z, 1.0]))[:3]
+        return int(round(ijk[0])), int(round(ijk[1])), int(round(ijk[2]))
+
+    def acquisition_axis(self) -> str:
+        """The view showing the file's own slices (the one its k index walks along): a coronal series,
+        or a single coronal slice, opens in the coronal view instead of as a stripe in the axial one."""
+        return next((axis for axis in slicing.AXES if self.file_slice(axis, 0)[0] == "k"), "axial")
+
+    def describe_voxel(self, z: int, y: int, x: int) -> str:
+        """One line for a cursor readout: the file's voxel (i, j, k), the RAS position in mm and the
+        value of every channel at display voxel ``(z, y, x)``."""
+        i, j, k = self.file_index(z, y, x)
+        r, a, s = self.index_to_world(z, y, x)
+        values = [f"{self.channel(n)[z, y, x]:.6g}" for n in range(self.n_channels)]
+        if self.n_channels > 1:
+            values = [f"{name} {v}" for name, v in zip(self.channel_names, values, strict=True)]
+        values = ", ".join(values)
+        return f"voxel (i, j, k) {i}, {j}, {k}  ·  RAS {r:.1f}, {a:.1f}, {s:.1f} mm  ·  value {values}"
+
+    def file_slice(self, axis: str, index: int) -> tuple[str, int]:
+        """Which file index (``"i"``, ``"j"`` or ``"k"``) a view ``axis`` walks along, and its value at
+        slice ``index`` — the slice number other tools (ITK-SNAP, Slicer, nibabel) show for it."""
+        centre = [s // 2 for s in self.shape]
+        here, there = list(centre), list(centre)
+        a = slicing.array_axis(axis)
+        here[a], there[a] = index, index + (1 if index + 1 < self.shape[a] else -1)
+        first, second = self.file_index(*here), self.file_index(*there)
+        moved = int(np.argmax(np.abs(np.subtract(second, first))))
+        return "ijk"[moved], first[moved]
+
     # --- channels and views -------------------------------------------------------------------
     def channel(self, channel: str | int = 0) -> np.ndarray:
         """The ``(z, y, x)`` float32 array of one channel (by name or position)."""

@@ -4,6 +4,8 @@
 view to work on (the whole image shrunk to a working size at the first click, then a zoomed box
 around the object), maps clicks into it (dropping clicks outside the image), remembers the last
 probability map and zoom box (undo state) and pastes the view's map back into the full image.
+Every map it returns honours the clicks (:func:`honour_clicks`): a small disk around each positive
+click is in the mask and each negative click's pixel out of it, whatever the engine computed.
 A subclass only implements :meth:`ClickEngine._prepare` (per view) and :meth:`ClickEngine._segment`
 (per click).
 """
@@ -79,9 +81,13 @@ class ClickEngine:
     ``zoom_min_size`` of the image's longest side), enlarged up to ``max_upscale`` times; the box is
     kept while it still holds the object (it is part of the undo state). ``monotone``: 'negative' =
     a negative click only removes area, 'both' = also a positive click only adds, 'none'.
+    ``click_disk``: (fraction of the image's longest side, at least this many pixels), the radius of
+    the disk around each positive click that is forced into the mask (see :func:`honour_clicks`;
+    a negative click's own pixel is forced out — negative disks cost NoC on thin spill-overs).
     """
 
     name = "base"
+    click_disk: tuple[float, int] = (0.005, 3)
 
     def __init__(
         self,
@@ -143,6 +149,8 @@ class ClickEngine:
                 probs_view = self._segment(view, work_clicks, prev_view)
                 probs[y0:y1, x0:x1] = np.clip(_resize(probs_view, (y1 - y0, x1 - x0)), 0.0, 1.0)
             probs = self._monotone(probs, inside[-1], prev_mask)
+        fraction, least = self.click_disk
+        honour_clicks(probs, inside, max(least, fraction * max(full_shape)))
         self._last = probs
         return probs.copy()
 
@@ -229,6 +237,37 @@ class ClickEngine:
         if self._zoomed is None or self._zoomed.rect != rect:
             self._zoomed = self._make_view(rect, self.max_upscale)
         return self._zoomed
+
+
+def honour_clicks(probs: np.ndarray, clicks: Sequence[Click], radius: float,
+                  negative_radius: float = 0.0) -> np.ndarray:
+    """Make the HxW float map ``probs`` (changed in place, returned) agree with ``clicks``.
+
+    Around each positive click a disk of ``radius`` px becomes 1.0, around each negative click one
+    of ``negative_radius`` px (default: the clicked pixel alone) 0.0, so neither the engine's own
+    result nor its resizing back to full size can drop the clicked pixel (a few negative clicks
+    used to shrink the object to nothing, down to the positive click's own pixel).
+    A disk never reaches a click of the other sign (it stays under half the distance to the nearest
+    one, down to the clicked pixel alone), and clicks are applied in order, so a later click wins on
+    its own pixel. Clicks outside the map are ignored.
+    """
+    h, w = probs.shape[:2]
+    points = [(int(c.y), int(c.x), bool(c.is_positive)) for c in clicks if _inside(c, (h, w))]
+    if not points:
+        return probs
+    coords = np.array([(y, x) for y, x, _ in points], np.float64)
+    signs = np.array([p for _, _, p in points], bool)
+    for i, (y, x, positive) in enumerate(points):
+        r = float(radius) if positive else float(negative_radius)
+        others = coords[signs != positive]
+        if len(others):
+            r = min(r, 0.5 * float(np.hypot(*(others - coords[i]).T).min()) - 0.5)
+        r = max(0, int(np.floor(r)))
+        y0, y1, x0, x1 = max(0, y - r), min(h, y + r + 1), max(0, x - r), min(w, x + r + 1)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        disk = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+        probs[y0:y1, x0:x1][disk] = 1.0 if positive else 0.0
+    return probs
 
 
 def _inside(click: Click, shape: tuple[int, int]) -> bool:

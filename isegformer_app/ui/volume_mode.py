@@ -1,40 +1,46 @@
-"""Volume mode of the main window: slices on the canvas, window/level, predictions per slice, propagation.
+"""Volume mode of the window: slices on the canvas, window/level, predictions per slice, propagation.
 
 The :class:`~isegformer_app.state.volume_document.VolumeDocument` offers the image document's
-attributes for the current slice, so the main window's clicks, brush, overlay, objects panel and
-undo work unchanged; this controller adds what is volume-specific. File work (open, export, import,
-autosave) lives in :mod:`isegformer_app.ui.volume_files`.
+attributes for the current slice, so the window's clicks, brush, overlay, objects panel and undo work
+unchanged; this mode adds what is volume-specific. File work (open, export, import, autosave) lives in
+:mod:`isegformer_app.ui.volume_files`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit, QProgressDialog
 
-from isegformer_app.state.propagation import PropagatedSlice, propagate_range, range_targets
+from isegformer_app.state.project_labels import project_labels_path
+from isegformer_app.state.propagation import PropagatedSlice, plan_propagation
+from isegformer_app.state.volume_autosave import SUFFIX
 from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.ui import dialogs
+from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.volume_actions import VOLUME_ONLY
 from isegformer_app.ui.volume_files import VolumeFiles
 from isegformer_app.ui.volume_panel import VolumePanel
 from isegformer_app.ui.worker import PredictRequest, PredictResult
 from isegformer_app.volumes import AXES, WindowPreset, apply_window
-
-if TYPE_CHECKING:
-    from isegformer_app.ui.main_window import MainWindow
+from isegformer_app.volumes.slicing import array_axis, view_to_voxel, voxel_to_view
 
 WL_SENSITIVITY = 1 / 200  # fraction of the current width per screen pixel dragged
 
 
-class VolumeController(QObject):
-    """Owns the open volume document (None in image mode) and the volume widgets of the window."""
+class VolumeMode(QObject):
+    """Owns the open volume document (None while images are shown) and the volume widgets."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, services: WindowServices) -> None:
+        super().__init__(services.parent)
+        self.services = s = services
+        window = services.parent
         self.doc: VolumeDocument | None = None
+        self.image_key = ""
         self.display_window: WindowPreset | None = None
         self.pending: dict[int, tuple] = {}  # request id -> session key
         self.propagation: dict | None = None
@@ -52,12 +58,13 @@ class VolumeController(QObject):
         self.panel.preset_chosen.connect(self.use_preset)
         self.panel.wl_button.toggled.connect(self._on_wl_toggled)
         self.panel.propagate.connect(self._on_propagate_button)
-        window.canvas.window_dragged.connect(self.drag_window)
-        window.view_panel.tool_changed.connect(lambda tool: self.panel.wl_button.setChecked(tool == "wl"))
-        window.labels_panel.list.currentRowChanged.connect(lambda _row: self._on_label_class())
-        window.worker.task_result.connect(self._on_propagated)
-        window.worker.task_progress.connect(self._on_task_progress)
-        window.worker.task_done.connect(self._on_task_done)
+        s.canvas.window_dragged.connect(self.drag_window)
+        self.point: tuple[int, int, int] | None = None  # (z, y, x) linked between views: last hovered
+        s.view.tool_changed.connect(lambda tool: self.panel.wl_button.setChecked(tool == "wl"))
+        s.labels.list.currentRowChanged.connect(lambda _row: self._on_label_class())
+        s.worker.task_result.connect(self._on_propagated)
+        s.worker.task_progress.connect(self._on_task_progress)
+        s.worker.task_done.connect(self._on_task_done)
 
     @property
     def active(self) -> bool:
@@ -65,36 +72,45 @@ class VolumeController(QObject):
 
     # --------------------------------------------------------------- document
     def install(self, doc: VolumeDocument, notes: list[str]) -> None:
-        """Show ``doc`` (a freshly loaded volume) in the window."""
-        w = self.window
-        self.close_volume()
-        w.project = None
+        """Show ``doc`` (a freshly loaded volume) in the window; the volume or image left is autosaved."""
+        s = self.services
+        s.activate(self)  # closes image mode (its autosave is written in the background)
+        self.deactivate()  # the volume shown until now, if any
         self.doc = doc
-        doc.new_object_label = (w.labels_panel.current().name, w.labels_panel.current().color)
-        doc.threshold = w.view_panel.threshold.value() / 100
-        doc.listeners.append(w.on_document_changed)
+        s.project_opened()
+        doc.new_object_label = (s.labels.current().name, s.labels.current().color)
+        doc.threshold = s.view.threshold.value() / 100
+        doc.listeners.append(s.document_changed)
         presets = doc.volume.window_presets
         default = doc.volume.channel_windows[doc.volume.channel_names[0]]
         self.display_window = presets[0] if presets else default
         self.panel.set_presets(presets)
         self.panel.setVisible(True)
-        w.objects_panel.set_document(doc)
+        s.objects.set_document(doc)
         self.notes.setPlainText("\n".join(notes))
         self.notes_dock.setVisible(bool(notes))  # shown once, non-modal; the user may close it
         self._enable_actions(True)
-        self.show_slice(doc.axis, doc.index, fit=True)
+        axis = doc.volume.acquisition_axis()  # the file's own slices, at their full resolution
+        self.show_slice(axis, doc.index if axis == doc.axis else doc.volume.slice_count(axis) // 2, fit=True)
         name = doc.volume.description or doc.path.name
         z, y, x = doc.volume.shape
-        w.inform("Open volume", f"{name}: {x}x{y}x{z} voxels, spacing "
+        s.inform("Open volume", f"{name}: {x}x{y}x{z} voxels, spacing "
                  + " x ".join(f"{s:.3g}" for s in doc.volume.spacing[::-1]) + " mm")  # fmt: skip
 
     def _enable_actions(self, enabled: bool) -> None:
         for key in VOLUME_ONLY:
-            action = getattr(self.window, "actions_by_name", {}).get(key)
+            action = self.services.actions.get(key)
             if action is not None:
                 action.setEnabled(enabled)
 
+    def deactivate(self) -> None:
+        """Images (or another volume) are shown now: autosave this volume in the background, close it."""
+        if self.doc is not None:
+            self.files.save()
+        self.close_volume()
+
     def close_volume(self) -> None:
+        """Let go of the volume (unsaved changes are dropped: :meth:`deactivate` saves first)."""
         self._enable_actions(False)
         if self.doc is not None:
             self.doc.listeners.clear()
@@ -102,7 +118,10 @@ class VolumeController(QObject):
         self.pending.clear()
         self.panel.setVisible(False)
         self.notes_dock.setVisible(False)
-        self.window.canvas.pixel_aspect = 1.0
+        self.image_key = ""
+        self.point = None
+        self.services.canvas.set_crosshair(None)
+        self.services.canvas.pixel_aspect = 1.0
 
     # ------------------------------------------------------------------ view
     def display_image(self, axis: str, index: int) -> np.ndarray:
@@ -113,24 +132,59 @@ class VolumeController(QObject):
 
     def show_slice(self, axis: str | None = None, index: int | None = None, fit: bool = False) -> None:
         """Go to slice ``index`` of ``axis`` (defaults: the current ones) and show it."""
-        doc, w = self.doc, self.window
+        doc, s = self.doc, self.services
         if doc is None:
             return
         axis = axis or doc.axis
         if axis not in AXES:
             return
+        if index is None and axis != doc.axis and self.point is not None:
+            index = self.point[array_axis(axis)]  # the slice through the point seen in the other view
         if index is None:
             index = doc.index if axis == doc.axis else doc.volume.slice_count(axis) // 2
         index = int(min(max(index, 0), doc.volume.slice_count(axis) - 1))
         same_axis = axis == doc.axis
-        w.canvas.set_image(self.display_image(axis, index), doc.volume.pixel_aspect(axis),
+        s.canvas.set_image(self.display_image(axis, index), doc.volume.pixel_aspect(axis),
                            keep_view=same_axis and not fit)  # fmt: skip
-        w.image_key = f"volume:{id(doc)}:{axis}:{index}"
-        w.worker.set_image(w.image_key, doc.model_image(axis, index))
+        self.image_key = f"volume:{id(doc)}:{axis}:{index}"
+        s.worker.set_image(self.image_key, doc.model_image(axis, index))
         doc.set_view(axis, index)  # notifies: the window redraws overlay and panels
         self.panel.show_view(axis, index, doc.slice_count)
+        name, file_index = doc.volume.file_slice(axis, index)
+        self.panel.slice_label.setText(f"Slice {name} = {file_index}  ({index + 1}/{doc.slice_count})")
         self.panel.show_window(self.display_window)
+        self._show_crosshair()
         self.request_prediction()
+
+    def labels_file(self) -> Path | None:
+        """This volume's label list, beside its autosave (shared by the frames of a 4-D file)."""
+        doc = self.doc
+        if doc is None:
+            return None
+        stem = re.sub(r"-frame\d+$", "", self.files.sidecar_of(doc).name.removesuffix(SUFFIX))
+        return project_labels_path(self.services.sidecars.folder_for(doc.path.parent), stem)
+
+    # ---------------------------------------------------------------- cursor
+    def on_hover(self, row: float, col: float) -> None:
+        """The cursor is over view pixel (row, col) ((-1, -1): off the image): show its voxel, file
+        index, RAS position and value; the voxel becomes the point linked between the views."""
+        doc = self.doc
+        if doc is None or row < 0:
+            self.services.show_cursor("")
+            return
+        vol = doc.volume
+        z, y, x = view_to_voxel(vol.shape, doc.axis, doc.index, int(row), int(col))
+        self.point = (z, y, x)
+        self.services.show_cursor(vol.describe_voxel(z, y, x))
+
+    def _show_crosshair(self) -> None:
+        """Mark the linked point in the shown view (it was set while another view was shown)."""
+        doc = self.doc
+        point = self.point
+        if doc is None or point is None or point[array_axis(doc.axis)] != doc.index:
+            self.services.canvas.set_crosshair(None)
+            return
+        self.services.canvas.set_crosshair(voxel_to_view(doc.volume.shape, doc.axis, point))
 
     def step_slice(self, delta: int) -> None:
         if self.doc is not None:
@@ -146,7 +200,7 @@ class VolumeController(QObject):
         self.display_window = window
         doc = self.doc
         image = self.display_image(doc.axis, doc.index)
-        self.window.canvas.set_image(image, doc.volume.pixel_aspect(doc.axis), keep_view=True)
+        self.services.canvas.set_image(image, doc.volume.pixel_aspect(doc.axis), keep_view=True)
         self.panel.show_window(window)
 
     def drag_window(self, dx: float, dy: float) -> None:
@@ -159,19 +213,19 @@ class VolumeController(QObject):
         self.set_display_window(WindowPreset("custom", current.center + dy * step, width))
 
     def _on_wl_toggled(self, on: bool) -> None:
-        self.window.view_panel.set_tool("wl" if on else "click")
+        self.services.view.set_tool("wl" if on else "click")
 
     # ------------------------------------------------------------ predictions
     def request_prediction(self) -> bool:
         """Send a prediction request for the current slice session if it needs one; True if sent."""
-        doc, w = self.doc, self.window
-        s = doc.session() if doc is not None else None
-        if s is None or not s.needs_prediction():
+        session = self.doc.session() if self.doc is not None else None
+        if session is None or not session.needs_prediction():
             return False
-        request_id = w.worker.request(PredictRequest(w.image_key, list(s.clicks), s.prev_mask()))
+        request = PredictRequest(self.image_key, list(session.clicks), session.prev_mask())
+        request_id = self.services.worker.request(request)
         self.pending = {k: v for k, v in self.pending.items() if k > request_id - 64}
-        self.pending[request_id] = s.key
-        w.busy_bar.setVisible(True)
+        self.pending[request_id] = session.key
+        self.services.show_busy(True)
         return True
 
     def on_prediction(self, result: PredictResult) -> None:
@@ -183,7 +237,33 @@ class VolumeController(QObject):
         def store() -> bool:
             return doc.set_prediction(result.request.clicks, result.prob, key)
 
-        self.window.apply_prediction(result, store, self.request_prediction)
+        self.services.show_prediction(result, store, self.request_prediction)
+
+    def set_threshold(self, threshold: float) -> None:
+        if self.doc is not None:
+            self.doc.threshold = threshold
+            self.doc.resync()  # the label volume follows the threshold of the current slice
+            self.services.refresh()
+
+    # ---------------------------------------------------------------- saving
+    def autosave(self) -> None:
+        self.files.save()
+
+    def save(self, then: Callable[[], object] | None = None) -> bool:
+        """Autosave in the background (a copy of the labels is taken now); ``then()`` after the write."""
+        return self.files.save(then=then)
+
+    def export_dialog(self, all_images: bool = True) -> None:
+        self.files.export_nifti_dialog()
+
+    def close_check(self, close_again: Callable[[], object]) -> bool:
+        """Ask about unsaved labels; "save" writes in the background and closes the window afterwards."""
+        if self.doc is None or not self.doc.dirty:
+            return True
+        answer = dialogs.ask_unsaved(self.services.parent)
+        if answer == "save":
+            self.files.save(then=close_again)
+        return answer == "discard"
 
     # ------------------------------------------------------------ propagation
     def _on_propagate_button(self, name: str) -> None:
@@ -197,35 +277,33 @@ class VolumeController(QObject):
         if doc is None:
             return
         last = doc.slice_count
-        stop, ok = QInputDialog.getInt(self.window, "Propagate", f"Propagate from slice {doc.index + 1} "
-                                       f"up to slice (1..{last}):", last, 1, last)  # fmt: skip
+        stop, ok = QInputDialog.getInt(self.services.parent, "Propagate",
+                                       f"Propagate from slice {doc.index + 1} up to slice (1..{last}):",
+                                       last, 1, last)  # fmt: skip
         if ok:
             self.propagate_to(stop - 1)
 
     def propagate_to(self, stop: int) -> bool:
-        """Propagate the active (else selected) object from this slice to ``stop``, in the worker thread."""
-        doc, w = self.doc, self.window
+        """Propagate the active (else selected) object from this slice to ``stop``, in the worker thread
+        (:func:`~isegformer_app.state.propagation.plan_propagation`: the same steps as the tested
+        ``propagate_document``, the predictions off the GUI thread)."""
+        doc, s = self.doc, self.services
         if doc is None or self.propagation is not None:
             return False
-        value = doc.active if doc.active is not None else doc.selected_uid
-        source = doc.label_slice() == value if value is not None else None
-        if source is None or not source.any():
-            w.inform("Propagate", "Nothing to propagate: annotate (or select) an object on this slice.")
+        try:
+            plan = plan_propagation(doc, stop)
+        except ValueError as exc:
+            s.inform("Propagate", str(exc))
             return False
-        targets = range_targets(doc.index, int(min(max(stop, 0), doc.slice_count - 1)))
-        if not targets:
-            w.inform("Propagate", "No slice in that direction.")
-            return False
-        volume, axis, threshold = doc.volume, doc.axis, doc.threshold
+        targets = plan.targets
 
         def work(predictor, emit_result, emit_progress, cancel) -> int:
-            return propagate_range(predictor, volume, axis, source, targets, threshold, emit_result,
-                                   emit_progress, cancel)  # fmt: skip
+            return plan.run(predictor, emit_result, emit_progress, cancel)
 
-        cancel = w.worker.run_task(work, "propagate")
+        cancel = s.worker.run_task(work, "propagate")
         dialog = None
         if len(targets) > 1:
-            dialog = QProgressDialog("Propagating…", "Cancel", 0, len(targets), w)
+            dialog = QProgressDialog("Propagating…", "Cancel", 0, len(targets), s.parent)
             dialog.setWindowTitle("Propagate")
             dialog.setWindowModality(Qt.WindowModality.WindowModal)
             dialog.setMinimumDuration(300)
@@ -233,17 +311,16 @@ class VolumeController(QObject):
             dialog.setAutoReset(False)
             dialog.canceled.connect(cancel.set)
             dialog.setValue(0)
-        self.propagation = {"doc": doc, "value": value, "axis": axis, "targets": targets, "cancel": cancel,
-                            "dialog": dialog, "done": 0}  # fmt: skip
-        w.busy_bar.setVisible(True)
+        self.propagation = {"doc": doc, "plan": plan, "targets": targets, "cancel": cancel, "dialog": dialog,
+                            "done": 0}  # fmt: skip
+        s.show_busy(True)
         return True
 
     def _on_propagated(self, result: PropagatedSlice) -> None:
         p = self.propagation
         if p is None or p["doc"] is not self.doc:
             return
-        self.doc.apply_propagation(p["value"], p["axis"], result.index, result.clicks, result.prob,
-                                   result.source_mask)  # fmt: skip
+        p["plan"].apply(result)
         p["done"] += 1
 
     def _on_task_progress(self, done: int, total: int) -> None:
@@ -261,28 +338,28 @@ class VolumeController(QObject):
             p["dialog"].canceled.disconnect(p["cancel"].set)  # closing the dialog emits ``canceled``
             p["dialog"].close()
             p["dialog"].deleteLater()
-        w = self.window
         if error:
-            w.inform("Propagate", f"Propagation failed: {error}", error=True)
+            self.services.inform("Propagate", f"Propagation failed: {error}", error=True)
             return
         if p["doc"] is not self.doc:
             return
         stopped = " (cancelled)" if cancelled else ""
-        w.inform("Propagate", f"Propagated to {p['done']} of {len(p['targets'])} slice(s){stopped}.")
+        done = f"{p['done']} of {len(p['targets'])} slice(s)"
+        self.services.inform("Propagate", f"Propagated to {done}{stopped}.")
         if len(p["targets"]) == 1 and p["done"] == 1:
             self.show_slice(index=p["targets"][0])  # show the new slice, ready for correction clicks
 
     def _on_label_class(self) -> None:
         if self.doc is not None:
-            cls = self.window.labels_panel.current()
+            cls = self.services.labels.current()
             self.doc.new_object_label = (cls.name, cls.color)
 
     def edit_selected(self) -> None:
         """Make the selected object the active one: clicks and propagation now edit it."""
         doc = self.doc
         if doc is None or doc.selected_uid is None:
-            self.window.inform("Edit object", "Select an object in the Objects panel first.")
+            self.services.inform("Edit object", "Select an object in the Objects panel first.")
             return
         doc.activate(doc.selected_uid)
         label = doc.object(doc.selected_uid).label
-        self.window.inform("Edit object", f"Clicks now edit object {doc.selected_uid} ({label}).")
+        self.services.inform("Edit object", f"Clicks now edit object {doc.selected_uid} ({label}).")

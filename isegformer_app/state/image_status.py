@@ -1,0 +1,43 @@
+"""How far each image of a folder is annotated, for the file list: from the open document or its sidecar.
+
+* ``new``: nothing annotated; ``in progress``: an unfinished object (clicks or brush strokes);
+  ``done``: finished objects and nothing unfinished; ``unreadable``: the image cannot be opened;
+  ``autosave unreadable``: its sidecar cannot be read (it is kept aside when the image is opened).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from isegformer_app.state.document import Document
+
+ImageStatus = Literal["new", "in progress", "done", "unreadable", "autosave unreadable"]
+
+
+def _status(objects: int, unfinished: bool) -> ImageStatus:
+    if unfinished:
+        return "in progress"
+    return "done" if objects else "new"
+
+
+def document_status(doc: Document) -> ImageStatus:
+    """The status of an open document."""
+    return _status(len(doc.objects), bool(doc.clicks) or bool(doc.brush.any()))
+
+
+def sidecar_status(sidecar: Path) -> ImageStatus:
+    """The status recorded in an autosave file (only its small ``meta`` entry is read)."""
+    if not sidecar.is_file():
+        return "new"
+    try:
+        with np.load(sidecar, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            unfinished = bool(meta["clicks"]) or ("brush" in data.files and bool(data["brush"].any()))
+        return _status(len(meta["objects"]), unfinished)
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return "autosave unreadable"

@@ -1,0 +1,298 @@
+"""The window's two modes (images, volumes) behind one API, and image loading off the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from _app_helpers import open_and_wait, step_and_wait
+from PIL import Image
+from PySide6.QtCore import Qt, QTimer
+from test_app_window import DiskPredictor, click, make_window, predicted
+
+from isegformer_app.state import project as project_module
+from isegformer_app.state.autosave import read_sidecar
+from isegformer_app.ui import image_mode
+
+
+@pytest.fixture
+def folder(tmp_path):
+    out = tmp_path / "imgs"
+    out.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(out / name)
+    return out
+
+
+def slow_loads(monkeypatch, seconds: float) -> list[int]:
+    """Make image decoding take ``seconds``; returns the ids of the threads that decoded."""
+    threads: list[int] = []
+    real = project_module.load_image
+
+    def load(path, max_side):
+        threads.append(threading.get_ident())
+        time.sleep(seconds)
+        return real(path, max_side)
+
+    monkeypatch.setattr(project_module, "load_image", load)
+    return threads
+
+
+def test_opening_and_stepping_decode_off_the_gui_thread_and_the_event_loop_keeps_running(
+    qtbot, tmp_path, folder, monkeypatch
+) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    threads = slow_loads(monkeypatch, 0.4)
+    ticks: list[float] = []
+    timer = QTimer(interval=20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    started = time.perf_counter()
+    assert window.open_path(folder)  # returns at once: the image is read in the background
+    assert time.perf_counter() - started < 0.2 and window.doc is None
+    qtbot.waitUntil(lambda: window.doc is not None, timeout=5000)  # the event loop runs meanwhile
+    assert window.doc.path.name == "a.png" and "(1/4)" in window.message_label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)
+    assert window.doc.path.name == "a.png"
+    qtbot.waitUntil(lambda: window.doc.path.name == "b.png", timeout=5000)
+    timer.stop()
+    assert threads and threading.main_thread().ident not in threads
+    gaps = np.diff([started, *ticks])
+    assert len(ticks) >= 20 and gaps.max() < 0.25  # two 0.4 s decodes, no stall near that long
+
+
+def test_keys_pressed_while_an_image_loads_add_up(qtbot, tmp_path, folder, monkeypatch) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder)
+    slow_loads(monkeypatch, 0.3)
+    for _ in range(3):
+        qtbot.keyClick(window.canvas, Qt.Key.Key_D)
+    assert window.doc.path.name == "a.png"  # still shown while b.png loads
+    window.images.wait_for_load()
+    assert window.doc.path.name == "d.png"  # a + 3
+    qtbot.keyClick(window.canvas, Qt.Key.Key_A)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # net zero: d.png is read again
+    window.images.wait_for_load()
+    assert window.doc.path.name in ("c.png", "d.png")
+    assert window.project.index == [p.name for p in window.project.paths].index(window.doc.path.name)
+
+
+def test_the_image_left_is_saved_in_the_load_thread_after_any_autosave_in_flight(
+    qtbot, tmp_path, folder, monkeypatch
+) -> None:
+    """A slow autosave of a.png is still being written when the user presses D after two more clicks:
+    the newer state written on the way must be the one left on disk, written off the GUI thread."""
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder)
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    writes: list[tuple[int, int]] = []  # (thread id, clicks written)
+    real_write = project_module.write_snapshot
+
+    def slow_write(snapshot, path):
+        time.sleep(1.0 if _clicks(snapshot) == 1 else 0.1)  # the older write is the slower one
+        writes.append((threading.get_ident(), _clicks(snapshot)))
+        return real_write(snapshot, path)
+
+    monkeypatch.setattr(image_mode, "write_snapshot", slow_write)
+    monkeypatch.setattr(project_module, "write_snapshot", slow_write)
+    window.autosave()  # 1 click, in flight for 1 s
+    click(qtbot, window, 60, 60)
+    click(qtbot, window, 60, 90, button=Qt.MouseButton.RightButton)
+    qtbot.waitUntil(predicted(window, 3), timeout=5000)
+    a = window.doc.path
+    assert step_and_wait(window, +1) and window.doc.path.name == "b.png"
+    qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    assert [n for _t, n in writes] == [1, 3]
+    assert threading.main_thread().ident not in {t for t, _n in writes}
+    assert len(read_sidecar(window.project.sidecar_for(a)).meta["clicks"]) == 3
+    assert step_and_wait(window, -1) and len(window.doc.clicks) == 3
+
+
+def _clicks(snapshot) -> int:
+    import json
+
+    return len(json.loads(snapshot.arrays["meta"].tobytes())["clicks"])
+
+
+def test_both_modes_answer_the_same_window_api(qtbot, tmp_path, folder) -> None:
+    """Clicks, predictions, threshold, save and the close check go through ``window.mode``."""
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.mode is window.images and window.doc is None
+    nifti = tmp_path / "head.nii.gz"
+    data = np.zeros((40, 48, 12), np.int16)
+    data[10:30, 12:36, 2:10] = 500
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), nifti)
+    for path, mode in ((folder / "a.png", window.images), (nifti, window.volume)):
+        assert window.open_path(path)
+        window.images.wait_for_load()
+        qtbot.waitUntil(lambda m=mode: window.mode is m and window.doc is not None, timeout=10000)
+        h, w = window.doc.shape
+        click(qtbot, window, h // 2, w // 2)
+        qtbot.waitUntil(lambda: window.doc.prob is not None and not window.doc.needs_prediction(),
+                        timeout=5000)  # fmt: skip
+        assert window.doc.current_mask()[h // 2, w // 2] and window.doc.dirty
+        window.view_panel.threshold.setValue(95)  # the disks predict 0.9: nothing is above 0.95
+        assert not window.doc.current_mask().any()
+        window.view_panel.threshold.setValue(49)
+        assert window.save_now()
+        qtbot.waitUntil(lambda: not window.doc.dirty, timeout=5000)
+        assert mode.close_check(window.close)  # nothing unsaved: may close without asking
+    assert window.project is None and window.images.doc is None  # the image was closed for the volume
+    assert window.open_path(folder / "b.png") and window.images.wait_for_load()
+    assert window.mode is window.images and window.volume.doc is None
+
+
+def test_files_dock_lists_the_folder_with_status_and_opens_on_click(qtbot, tmp_path, folder) -> None:
+    (folder / "c.png").write_bytes(b"not a png")
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder)
+    files = window.images.files
+    assert window.images.files_dock.isVisible() and files.list.count() == 4
+    assert files.list.currentRow() == 0 and files.statuses == ["new"] * 4
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert files.statuses[0] == "in progress"
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Space)  # finish the object
+    assert files.statuses[0] == "done" and files.text(0).startswith("●")
+    qtbot.mouseClick(files.list.viewport(), Qt.MouseButton.LeftButton,
+                     pos=files.list.visualItemRect(files.list.item(3)).center())  # fmt: skip
+    window.images.wait_for_load()
+    assert window.doc.path.name == "d.png" and files.list.currentRow() == 3
+    qtbot.keyClick(window.canvas, Qt.Key.Key_A)  # D/A still work, passing over the broken c.png
+    window.images.wait_for_load()
+    assert window.doc.path.name == "b.png" and files.statuses[2] == "unreadable"
+
+    again = make_window(qtbot, tmp_path, DiskPredictor())  # statuses come back from the sidecars
+    assert open_and_wait(again, folder)
+    qtbot.waitUntil(lambda: again.images.files.statuses[0] == "done", timeout=5000)
+    assert again.images.files.statuses[1:] == ["new", "new", "new"]
+
+
+def test_file_dialogs_start_beside_the_shown_file_and_empty_folders_say_so(
+    qtbot, tmp_path, folder, monkeypatch, messages
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    started: list[str] = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: started.append(a[2]) or ("", ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: started.append(a[2]) or "")
+    window.open_image_dialog()
+    assert started[-1] == str(Path.home())
+    assert open_and_wait(window, folder / "b.png")
+    window.open_folder_dialog()
+    window.volume.files.open_file_dialog()
+    window.open_image_dialog()
+    assert started[1:] == [str(folder)] * 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not window.open_path(empty)
+    assert "is empty" in messages[-1][1] and "DICOM" in messages[-1][1]
+    assert window.doc.path.name == "b.png"
+
+
+def test_labels_belong_to_the_project_and_new_projects_start_from_the_default(
+    qtbot, tmp_path, folder, monkeypatch
+) -> None:
+    from isegformer_app.ui import panels
+
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(other / "x.png")
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    default = window.labels.names()
+    assert open_and_wait(window, folder)
+    monkeypatch.setattr(panels, "ask_text", lambda *a, **k: ("tumour", True))
+    window.labels_panel.add()  # the user adds a class to this folder's labels
+    qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    assert window.labels.names() == [*default, "tumour"] and window.settings.labels != window.labels.to_json()
+    assert open_and_wait(window, other)  # another folder: the default set, not the edited one
+    assert window.labels.names() == default
+    window.make_labels_default()
+    assert open_and_wait(window, folder / "a.png")  # back: this folder's own list, from its file
+    assert window.labels.names() == [*default, "tumour"]
+    window.close()
+    again = make_window(qtbot, tmp_path, DiskPredictor())  # closing did not make them the default
+    assert again.labels.names() == default
+
+
+def test_mask_outline_is_drawn_in_screen_pixels_not_voxels(qtbot, tmp_path, folder) -> None:
+    from isegformer_app.ui.overlay import outline_polygons, render_overlay
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder / "a.png")
+    window.canvas.zoom(8.0)
+    click(qtbot, window, 45, 60)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    pen, path = window.canvas.outline_item.pen(), window.canvas.outline_item.path()
+    assert pen.isCosmetic() and pen.widthF() <= 2 and path.elementCount() > 8
+    box = path.boundingRect()  # around the disk of radius 12 at (45, 60), through the border pixels
+    assert abs(box.center().x() - 60.5) < 1 and abs(box.center().y() - 45.5) < 1 and 22 <= box.width() <= 26
+    shown = window.canvas.overlay_item.pixmap().toImage()
+    white = [(x, y) for y in range(shown.height()) for x in range(shown.width())
+             if shown.pixelColor(x, y).getRgb()[:3] == (255, 255, 255)]  # fmt: skip
+    assert white == []  # no voxel-thick outline in what the window shows
+    opacity = window.view_panel.opacity.value() / 100
+    assert not (render_overlay(window.doc, opacity, outlines=False)[..., :3] == 255).all(axis=-1).any()
+    assert (render_overlay(window.doc, opacity)[..., :3] == 255).all(axis=-1).sum() > 40  # voxel outline
+    rng = np.random.default_rng(0)
+    noisy = rng.random((300, 300)) > 0.5  # thousands of specks: too many vertices for a path
+    assert outline_polygons(noisy) is None and len(outline_polygons(noisy[:20, :20]) or []) > 0
+
+
+def test_volume_cursor_readout_file_slice_numbers_and_linked_views(qtbot, tmp_path) -> None:
+    data = np.arange(20 * 24 * 10, dtype=np.int16).reshape(20, 24, 10)  # every voxel its own value
+    affine = np.array([[0, -2.0, 0, 20], [2.0, 0, 0, -30], [0, 0, 3.0, 5], [0, 0, 0, 1]])  # i->A, j->L
+    nifti = tmp_path / "grid.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), nifti)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    doc = window.volume.doc
+    assert doc.axis == "axial" and window.volume.panel.slice_label.text().startswith(f"Slice k = {doc.index}")
+    row, col = 7, 5
+    qtbot.mouseMove(window.canvas.viewport(), window.canvas.image_to_view(row, col))
+    text = window.cursor_label.text()
+    i, j, k = (int(v) for v in text.split("voxel (i, j, k) ")[1].split("  ")[0].split(", "))
+    assert f"value {data[i, j, k]}" in text and k == doc.index
+    r, a, s = (affine @ [i, j, k, 1.0])[:3]  # the file's own affine maps its voxel to RAS
+    assert f"RAS {r:.1f}, {a:.1f}, {s:.1f} mm" in text
+    window.volume.show_slice(axis="coronal")  # the slice through the voxel under the cursor
+    assert window.volume.panel.slice_label.text().startswith(f"Slice i = {i}")  # the file's i runs A-P
+    cross = window.canvas.crosshair()
+    assert cross is not None
+    window.canvas.hovered.emit(*cross)
+    assert f"voxel (i, j, k) {i}, {j}, {k} " in window.cursor_label.text()
+
+
+def test_window_level_drags_with_the_right_button_in_wl_mode(qtbot, tmp_path) -> None:
+    data = np.random.default_rng(0).integers(0, 1000, (16, 16, 8)).astype(np.int16)
+    nifti = tmp_path / "wl.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), nifti)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    before = window.volume.display_window
+    window.view_panel.set_tool("wl")
+    viewport, start = window.canvas.viewport(), window.canvas.image_to_view(8, 8)
+    qtbot.mousePress(viewport, Qt.MouseButton.RightButton, pos=start)
+    qtbot.mouseMove(viewport, start + type(start)(40, 0))
+    qtbot.mouseRelease(viewport, Qt.MouseButton.RightButton, pos=start + type(start)(40, 0))
+    after = window.volume.display_window
+    assert after.width > before.width and window.doc.clicks == []  # a W/L drag, not a negative click
+
+
+def test_a_single_coronal_slice_opens_in_its_own_plane(qtbot, tmp_path) -> None:
+    coronal = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])  # j->S, k->A
+    nifti = tmp_path / "coronal.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(30 * 40, dtype=np.int16).reshape(30, 40, 1), coronal), nifti)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    assert window.volume.doc.axis == "coronal" and window.canvas.image_size == (40, 30)  # not a 1-px stripe

@@ -1,8 +1,79 @@
-"""Driving the window like a user and waiting for its background work (image loads)."""
+"""The shared fake click predictor, and driving the window like a user (waiting for its background
+work: image loads, predictions)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from isegformer_app.settings import Settings
+from isegformer_app.ui.main_window import MainWindow
+
+RADIUS = 12
+
+
+class DiskPredictor:
+    """Fake ClickPredictor: union of disks at positive clicks minus disks at negative ones."""
+
+    name = "disks"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[int] = []  # number of clicks of each prediction
+        self.thread_ids: set[int] = set()
+        self.shape = (0, 0)
+        self.events: list[tuple] = []  # ("reset",) / ("set_state", state) in call order
+        self.state: tuple = ()  # the clicks of the last prediction
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.shape = image.shape[:2]
+
+    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+        self.thread_ids.add(threading.get_ident())
+        time.sleep(self.delay)
+        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
+        prob = np.zeros(self.shape, np.float32)
+        for c in clicks:
+            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
+            prob[inside] = 0.9 if c.is_positive else 0.05
+        self.calls.append(len(clicks))
+        self.state = tuple(c.coords for c in clicks)
+        return prob
+
+    def get_state(self):
+        return self.state
+
+    def set_state(self, state) -> None:
+        self.events.append(("set_state", state))
+        self.state = state
+
+    def reset(self) -> None:
+        self.events.append(("reset",))
+        self.state = ()
+
+
+def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
+    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: predictor})
+    qtbot.addWidget(window, before_close_func=_forget_unsaved)
+    window.show()
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
+    return window
+
+
+def click(qtbot, window: MainWindow, y: int, x: int, button=Qt.MouseButton.LeftButton, mods=None) -> None:
+    pos = window.canvas.image_to_view(y, x)
+    qtbot.mouseClick(window.canvas.viewport(), button, mods or Qt.KeyboardModifier.NoModifier, pos)
+
+
+def predicted(window: MainWindow, n_clicks: int):
+    return lambda: window.doc.prob is not None and len(window.doc.clicks) == n_clicks and not (
+        window.doc.needs_prediction())
+
+
 
 
 def open_and_wait(window, path: str | Path) -> bool:
@@ -19,3 +90,11 @@ def step_and_wait(window, delta: int) -> bool:
     """D (+1) / A (-1) and wait for the image to be shown; False if none was opened."""
     (window.next_image if delta > 0 else window.previous_image)()
     return window.images.wait_for_load()
+
+
+def _forget_unsaved(window: MainWindow) -> None:
+    """Before pytest-qt closes a window after a test (also a failed one): nothing left to ask about,
+    so the window really closes and its threads stop instead of outliving it (Qt aborts on that)."""
+    doc = window.doc
+    if doc is not None:
+        doc.saved_revision = doc.revision

@@ -12,13 +12,12 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pytest
-from _app_helpers import open_and_wait
+from _app_helpers import DiskPredictor, click, open_and_wait
+from _app_helpers import make_window as make_disk_window
 from PIL import Image
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QMessageBox, QTableWidget
 
-from isegformer_app.settings import Settings
 from isegformer_app.state.document import Document
 from isegformer_app.state.export import export_items, item_from_document
 from isegformer_app.state.imageio import LoadedImage, load_image
@@ -33,34 +32,6 @@ from isegformer_app.ui.volume_panel import VolumePanel
 from isegformer_app.volumes import WindowPreset
 
 
-class SquarePredictor:
-    """Fake ClickPredictor: a 21x21 square of probability 0.9 around each positive click."""
-
-    name = "squares"
-
-    def __init__(self) -> None:
-        self.shape = (0, 0)
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        prob = np.zeros(self.shape, np.float32)
-        for c in clicks:
-            y, x = int(c.y), int(c.x)
-            prob[max(0, y - 10): y + 11, max(0, x - 10): x + 11] = 0.9 if c.is_positive else 0.05
-        return prob
-
-    def get_state(self):
-        return None
-
-    def set_state(self, state) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
-
-
 @pytest.fixture
 def photo(tmp_path) -> Path:
     path = tmp_path / "imgs" / "a.png"
@@ -70,16 +41,7 @@ def photo(tmp_path) -> Path:
 
 
 def make_window(qtbot, tmp_path) -> MainWindow:
-    window = MainWindow(Settings.load(tmp_path / "config"), engines={"squares": SquarePredictor})
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.models.active == ("engine", "squares"), timeout=5000)
-    return window
-
-
-def click(qtbot, window: MainWindow, y: int, x: int, button=Qt.MouseButton.LeftButton) -> None:
-    pos = window.canvas.image_to_view(y, x)
-    qtbot.mouseClick(window.canvas.viewport(), button, Qt.KeyboardModifier.NoModifier, pos)
+    return make_disk_window(qtbot, tmp_path, DiskPredictor())
 
 
 def make_doc(folder: Path, h: int = 40, w: int = 60) -> Document:
@@ -152,7 +114,7 @@ def test_shortcut_sheet_lists_every_action_with_a_shortcut_and_about_names_the_v
     window.actions_by_name["about"].trigger()
     box = window.about_box
     assert isinstance(box, QMessageBox) and box.isVisible()
-    assert version("isegformer") in box.text() and "squares" in box.text()
+    assert version("isegformer") in box.text() and DiskPredictor.name in box.text()
     box.close()
     window.close()
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from _app_helpers import open_and_wait, step_and_wait
+from _app_helpers import DiskPredictor, click, make_window, open_and_wait, predicted, step_and_wait
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
-from test_app_window import DiskPredictor, click, make_window, predicted
 
 from isegformer_app.state import project as project_module
 from isegformer_app.state.autosave import read_sidecar

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from _app_helpers import open_and_wait
+from _app_helpers import RADIUS, DiskPredictor, click, make_window, open_and_wait, predicted
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -15,48 +15,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from isegformer_app.settings import Settings
 from isegformer_app.state.imageio import read_png
 from isegformer_app.ui.main_window import MainWindow
-
-RADIUS = 12
-
-
-class DiskPredictor:
-    """Fake ClickPredictor: union of disks at positive clicks minus disks at negative ones."""
-
-    name = "disks"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls: list[int] = []  # number of clicks of each prediction
-        self.thread_ids: set[int] = set()
-        self.shape = (0, 0)
-        self.events: list[tuple] = []  # ("reset",) / ("set_state", state) in call order
-        self.state: tuple = ()  # the clicks of the last prediction
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        self.thread_ids.add(threading.get_ident())
-        time.sleep(self.delay)
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.zeros(self.shape, np.float32)
-        for c in clicks:
-            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
-            prob[inside] = 0.9 if c.is_positive else 0.05
-        self.calls.append(len(clicks))
-        self.state = tuple(c.coords for c in clicks)
-        return prob
-
-    def get_state(self):
-        return self.state
-
-    def set_state(self, state) -> None:
-        self.events.append(("set_state", state))
-        self.state = state
-
-    def reset(self) -> None:
-        self.events.append(("reset",))
-        self.state = ()
 
 
 @pytest.fixture
@@ -67,24 +25,6 @@ def images(tmp_path):
     for name in ("a.png", "b.png"):
         Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(folder / name)
     return folder
-
-
-def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
-    window = MainWindow(Settings.load(tmp_path / "config"), engines={"disks": lambda: predictor})
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.models.active == ("engine", "disks"), timeout=5000)
-    return window
-
-
-def click(qtbot, window: MainWindow, y: int, x: int, button=Qt.MouseButton.LeftButton, mods=None) -> None:
-    pos = window.canvas.image_to_view(y, x)
-    qtbot.mouseClick(window.canvas.viewport(), button, mods or Qt.KeyboardModifier.NoModifier, pos)
-
-
-def predicted(window: MainWindow, n_clicks: int):
-    return lambda: window.doc.prob is not None and len(window.doc.clicks) == n_clicks and not (
-        window.doc.needs_prediction())
 
 
 def test_clicks_predict_in_worker_and_undo_redo(qtbot, tmp_path, images, messages) -> None:

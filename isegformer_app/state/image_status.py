@@ -31,7 +31,8 @@ def document_status(doc: Document) -> ImageStatus:
 
 
 def sidecar_status(sidecar: Path) -> ImageStatus:
-    """The status recorded in an autosave file (only its small ``meta`` entry is read)."""
+    """The status recorded in an autosave file (its ``meta`` and ``brush`` entries are read, not the
+    object masks or the probability map)."""
     if not sidecar.is_file():
         return "new"
     try:

@@ -212,7 +212,7 @@ class Project:
             write_snapshot(snapshot, self.sidecar_for(snapshot.path))
 
     def status(self, index: int) -> ImageStatus:
-        """How far image ``index`` is annotated (reads at most its sidecar's small ``meta`` entry)."""
+        """How far image ``index`` is annotated (from the open document, else from its sidecar)."""
         path = self.paths[index]
         if path in self.unreadable:
             return "unreadable"

@@ -389,10 +389,10 @@ class MainWindow(QMainWindow):
             self.settings.labels = self.labels.to_json()
             return
         labels = LabelList([LabelClass(c.name, c.color) for c in self.labels.classes])
-        source = self.mode.doc.path if self.mode.doc is not None else path
+        source = self.mode.doc.path  # a file of the project's folder: its autosaves go where it goes
 
-        def target() -> Path:  # after a redirect of the folder, where the sidecars went
-            return self.mode.labels_file() or path
+        def target() -> Path:  # this project's file, in the per-user folder after a redirect
+            return self.sidecars.folder_for(source.parent) / path.name
 
         self.sidecar_writer.write(lambda out: write_project_labels(labels, out), target, source,
                                   lambda: None, key=path)  # fmt: skip

@@ -171,6 +171,21 @@ _ZIP_ENTRIES = frozenset(
 )  # fmt: skip
 
 
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch's legacy-format magic number
+
+
+def _is_legacy_torch_pickle(head: bytes) -> bool:
+    """True when ``head`` starts like a legacy ``torch.save`` file: a pickle PROTO opcode, then (after an
+    optional protocol-4 frame header) the pickled magic number. Anything else never reaches the unpickler,
+    so random bytes cannot ask it for huge allocations."""
+    if len(head) < 2 or head[0] != 0x80:
+        return False
+    body = head[2:]
+    if body[:1] == b"\x95":  # FRAME opcode + 8-byte length (protocol >= 4)
+        body = body[9:]
+    return body[:2] == b"\x8a\n" and body[2:12] == _LEGACY_MAGIC
+
+
 def check_container(path: str) -> None:
     """Refuse files that a torch loader would hand to code-running readers before our restricted
     unpickler sees them: TorchScript archives (``torch.load`` passes them to ``torch.jit.load``),
@@ -180,6 +195,11 @@ def check_container(path: str) -> None:
     if len(head) >= 262 and head[257:262] == b"ustar":
         raise CheckpointError(f"{path}: a tar archive (legacy torch format) is not accepted as a checkpoint")
     if not head.startswith(b"PK"):
+        if not _is_legacy_torch_pickle(head):
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (neither a torch.save zip archive "
+                "nor a legacy torch.save pickle)"
+            )
         return  # a plain (legacy) pickle: read by the restricted unpickler
     try:
         with zipfile.ZipFile(path) as archive:

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,6 +43,20 @@ def test_pickled_code_is_not_executed(tmp_path: Path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_legacy_pickle_format_is_read_and_still_restricted(tmp_path: Path, protocol: int):
+    """Old torch.save files (no zip) pass the header check and go through the same restricted unpickler."""
+    marker = tmp_path / "executed"
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": {"w": torch.arange(3.0)}, "config": {"class": "x.Y", "params": {
+        "payload": {"type": "builtin", "value": _Exploit(marker), "specified": True}}}}, path,
+        _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    ckpt = read_checkpoint(path)
+    assert not marker.exists()
+    assert torch.equal(ckpt.state_dict["w"], torch.arange(3.0))
+    assert isinstance(ckpt.params["payload"], ForeignObject)
+
+
 def test_reference_config_is_read_without_isegm(reference_dir: Path):
     ckpt = read_checkpoint(reference_dir / "isegformer_tiny_5ch.pth")
     assert ckpt.class_name == "isegm.model.is_segformer_model.SegformerModel"
@@ -61,10 +76,17 @@ def test_truncated_file_raises_checkpoint_error(reference_dir: Path, tmp_path: P
 
 
 def test_random_bytes_and_missing_file(tmp_path: Path):
+    """Random bytes (some seeds once made the unpickler ask for gigabytes: MemoryError) and bytes that only
+    start like a pickle are refused by the header check with the same message."""
+    rng = np.random.default_rng(0)
     junk = tmp_path / "junk.pth"
-    junk.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointError, match="junk.pth: not a readable PyTorch checkpoint"):
-        read_checkpoint(junk)
+    for trial in range(200):
+        data = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        if trial % 2:
+            data = b"\x80\x02" + data  # a pickle PROTO opcode, but no torch magic number
+        junk.write_bytes(data)
+        with pytest.raises(CheckpointError, match="junk.pth: not a readable PyTorch checkpoint"):
+            read_checkpoint(junk)
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         read_checkpoint(tmp_path / "absent.pth")
 

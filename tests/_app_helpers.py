@@ -3,57 +3,13 @@ work: image loads, predictions)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
+from fakes import RADIUS, DiskPredictor  # noqa: F401  (re-exported for the app tests)
 from PySide6.QtCore import Qt
 
 from isegformer_app.settings import Settings
 from isegformer_app.ui.main_window import MainWindow
-
-RADIUS = 12
-
-
-class DiskPredictor:
-    """Fake ClickPredictor: union of disks at positive clicks minus disks at negative ones."""
-
-    name = "disks"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls: list[int] = []  # number of clicks of each prediction
-        self.thread_ids: set[int] = set()
-        self.shape = (0, 0)
-        self.events: list[tuple] = []  # ("reset",) / ("set_state", state) in call order
-        self.state: tuple = ()  # the clicks of the last prediction
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        self.thread_ids.add(threading.get_ident())
-        time.sleep(self.delay)
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.zeros(self.shape, np.float32)
-        for c in clicks:
-            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
-            prob[inside] = 0.9 if c.is_positive else 0.05
-        self.calls.append(len(clicks))
-        self.state = tuple(c.coords for c in clicks)
-        return prob
-
-    def get_state(self):
-        return self.state
-
-    def set_state(self, state) -> None:
-        self.events.append(("set_state", state))
-        self.state = state
-
-    def reset(self) -> None:
-        self.events.append(("reset",))
-        self.state = ()
 
 
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:

@@ -125,8 +125,8 @@ def test_renaming_an_object_to_another_label_gives_it_that_labels_colour(
 ) -> None:
     labels = LabelList()
     doc = make_doc(tmp_path)
-    doc.prob = np.zeros(doc.shape, np.float32)
-    doc.prob[10:20, 10:30] = 0.9
+    doc.current.prob = np.zeros(doc.shape, np.float32)
+    doc.current.prob[10:20, 10:30] = 0.9
     first = labels.classes[0]
     obj = doc.finish_object(first.name, first.color)
     panel = ObjectsPanel(labels)

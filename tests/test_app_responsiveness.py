@@ -10,8 +10,10 @@ import cv2
 import nibabel as nib
 import numpy as np
 from _app_helpers import open_and_wait
+from fakes import DiskPredictor
 
 from isegformer_app.settings import Settings
+from isegformer_app.state.click_session import ClickSession
 from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.ui import main_window as main_window_module
@@ -25,42 +27,9 @@ from model.clicks import Click
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
 
-class DiskPredictor:
-    """Fake ClickPredictor: probability 0.9 in disks of radius 10 at positive clicks, 0.3 in a ring around.
-
-    ``predict_s`` / ``state_s``: sleeps in ``predict`` / ``get_state`` (to tell model time from overhead).
-    """
-
-    name = "disks"
-
-    def __init__(self, predict_s: float = 0.0, state_s: float = 0.0) -> None:
-        self.predict_s, self.state_s = predict_s, state_s
-        self.shape = (0, 0)
-        self.calls = 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        time.sleep(self.predict_s)
-        self.calls += 1
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.zeros(self.shape, np.float32)
-        for c in clicks:
-            d2 = (yy - c.y) ** 2 + (xx - c.x) ** 2
-            prob[d2 <= 20**2] = np.maximum(prob[d2 <= 20**2], 0.3)
-            prob[d2 <= 10**2] = 0.9 if c.is_positive else 0.0
-        return prob
-
-    def get_state(self):
-        time.sleep(self.state_s)
-        return None
-
-    def set_state(self, state) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
+def disks(predict_s: float = 0.0, state_s: float = 0.0) -> DiskPredictor:
+    """Disks of radius 10 at positive clicks, 0.3 in a ring of radius 20 around (soft edges to render)."""
+    return DiskPredictor(radius=10, delay=predict_s, state_delay=state_s, halo=20, negative=0.0)
 
 
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
@@ -81,7 +50,7 @@ def open_image(qtbot, window: MainWindow, tmp_path: Path) -> None:
 def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arrival(
     qtbot, tmp_path, messages, monkeypatch
 ) -> None:
-    predictor = DiskPredictor(predict_s=0.05)
+    predictor = disks(predict_s=0.05)
     window = make_window(qtbot, tmp_path, predictor)
     open_image(qtbot, window, tmp_path)
     events: list[str] = []
@@ -118,11 +87,11 @@ def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arri
     assert events == ["request 2", "dots"]
     qtbot.waitUntil(lambda: len(shown) == 2, timeout=5000)
     assert shown[1] == window.worker.latest_request_id() and events[2] == "render with prob"
-    assert predictor.calls == 2
+    assert len(predictor.calls) == 2
 
 
 def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkeypatch) -> None:
-    predictor = DiskPredictor()
+    predictor = disks()
     window = make_window(qtbot, tmp_path, predictor)
     open_image(qtbot, window, tmp_path)
     monkeypatch.setattr(predictor, "predict", lambda clicks, prev_mask=None: 1 / 0)
@@ -141,7 +110,7 @@ def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkey
 
 
 def test_result_model_ms_excludes_the_state_save(qtbot) -> None:
-    predictor = DiskPredictor(predict_s=0.03, state_s=0.12)
+    predictor = disks(predict_s=0.03, state_s=0.12)
     worker = InferenceWorker(threads=1)
     worker.start()
     try:
@@ -209,8 +178,7 @@ class FakeDoc:
         self.brush[:20, :20], self.brush[h // 2 : h // 2 + 5] = 1, -1
 
     def current_mask(self) -> np.ndarray:
-        mask = self.prob >= self.threshold if self.prob is not None else np.zeros(self.shape, bool)
-        return (mask | (self.brush > 0)) & ~(self.brush < 0)
+        return ClickSession(self.shape, prob=self.prob, brush=self.brush).mask(self.threshold)
 
 
 def test_overlay_matches_the_reference_rules_and_soft_maps_are_not_slower() -> None:
@@ -287,7 +255,7 @@ def test_volume_document_and_autosave_restore_are_built_off_the_gui_thread(qtbot
 
     monkeypatch.setattr(volume_files, "VolumeDocument", make_doc)
     monkeypatch.setattr(volume_files, "restore_volume_document", restore)
-    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window = make_window(qtbot, tmp_path, disks())
     assert open_and_wait(window, path)
     qtbot.waitUntil(lambda: window.volume.active, timeout=10000)
     assert set(threads) == {"document", "restore"}

@@ -296,9 +296,9 @@ def test_settings_round_trip_and_broken_file(tmp_path, monkeypatch) -> None:
     assert broken.problem and broken.opacity == 0.5
 
 
-def test_probability_cache_is_bounded_by_memory(monkeypatch) -> None:
+def test_probability_cache_is_bounded_by_memory() -> None:
     doc = make_doc(40, 60)  # one probability map = 40*60*4 = 9600 bytes
-    monkeypatch.setattr(Document, "CACHE_BYTES", 3 * 9600)
+    doc.prob_cache.max_bytes = 3 * 9600
     for i in range(5):
         click_and_predict(doc, 5 + 5 * i, 10)
     assert len(doc.prob_cache) == 3 and doc.current_mask()[25, 10]

@@ -6,7 +6,7 @@ import math
 import shutil
 import time
 
-import numpy as np
+from fakes import DiskPredictor
 
 from isegformer_app.benchmark import (
     OBJECT_CLICKS,
@@ -27,41 +27,15 @@ DELAY_S = 0.02
 GUI_STALL_S = 0.06
 
 
-class SleepyDiskPredictor:
-    """Fake ClickPredictor: sleeps ``DELAY_S`` then returns disks of radius 15 at positive clicks."""
 
-    name = "sleepy"
-
-    def __init__(self) -> None:
-        self.shape = (0, 0)
-        self.calls = 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        time.sleep(DELAY_S)
-        self.calls += 1
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.zeros(self.shape, np.float32)
-        for c in clicks:
-            prob[(yy - c.y) ** 2 + (xx - c.x) ** 2 <= 15**2] = 0.9 if c.is_positive else 0.0
-        return prob
-
-    def get_state(self):
-        return None
-
-    def set_state(self, state) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
-
+def sleepy_disks() -> DiskPredictor:
+    """Sleeps DELAY_S per prediction, then disks of radius 15 at positive clicks."""
+    return DiskPredictor(radius=15, delay=DELAY_S, negative=0.0)
 
 def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
     image = tmp_path / "sample.jpg"
     shutil.copy(SAMPLE, image)
-    predictor = SleepyDiskPredictor()
+    predictor = sleepy_disks()
     window, timed = open_window(image, tmp_path, engines={"sleepy": lambda: predictor}, timeout_s=30)
     qtbot.addWidget(window)
 
@@ -75,7 +49,7 @@ def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
     finally:
         close_window(window)
 
-    assert len(timings) == 2 and predictor.calls == 2
+    assert len(timings) == 2 and len(predictor.calls) == 2
     assert [c.coords for c in window.doc.clicks] == [(float(y), float(x)) for y, x, _ in OBJECT_CLICKS[0][:2]]
     assert window.doc.current_mask()[OBJECT_CLICKS[0][0][:2]]  # the prediction reached the document
     for t in timings:
@@ -96,7 +70,7 @@ def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
 def test_measure_volume_open_through_the_window(qtbot, tmp_path, messages) -> None:
     image = tmp_path / "sample.jpg"
     shutil.copy(SAMPLE, image)
-    window, _ = open_window(image, tmp_path, engines={"sleepy": SleepyDiskPredictor}, timeout_s=30)
+    window, _ = open_window(image, tmp_path, engines={"sleepy": sleepy_disks}, timeout_s=30)
     qtbot.addWidget(window)
     series = write_benchmark_series(tmp_path / "series", slices=6, size=48)
     try:

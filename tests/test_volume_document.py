@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from fakes import DiskPredictor
 
 from isegformer_app.state.autosave import SidecarError
 from isegformer_app.state.propagation import interior_point, propagate_document
@@ -26,39 +27,8 @@ NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4
 
 
-class DiskPredictor:
-    """Fake ClickPredictor: disks of RADIUS at positive clicks, cleared at negative ones."""
-
-    name = "disks"
-
-    def __init__(self, with_prev_mask: bool = False) -> None:
-        self.with_prev_mask = with_prev_mask
-        self.calls: list[tuple[int, bool]] = []  # (number of clicks, prev_mask given)
-        self.shape = (0, 0)
-
-    def set_image(self, image: np.ndarray) -> None:
-        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        self.calls.append((len(clicks), prev_mask is not None))
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.zeros(self.shape, np.float32)
-        if prev_mask is not None and self.with_prev_mask:
-            prob = np.where(prev_mask > 0.5, 0.8, 0.0).astype(np.float32)
-        for c in clicks:
-            inside = (yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2
-            prob[inside] = 0.9 if c.is_positive else 0.05
-        return prob
-
-    def reset(self) -> None:
-        pass
-
-    def get_state(self):
-        return None
-
-    def set_state(self, state) -> None:
-        pass
+def disks(with_prev_mask: bool = False) -> DiskPredictor:
+    return DiskPredictor(radius=RADIUS, with_prev_mask=with_prev_mask)
 
 
 def click(doc: VolumeDocument, predictor: DiskPredictor, y: int, x: int, positive: bool = True) -> None:
@@ -86,7 +56,7 @@ def dicom_folder(tmp_path_factory) -> Path:
 
 def annotate_and_export(doc: VolumeDocument, tmp_path: Path) -> np.ndarray:
     """Two objects over three axial slices plus one coronal edit; returns the expected display labels."""
-    predictor = DiskPredictor()
+    predictor = disks()
     expected = np.zeros(doc.volume.shape, np.uint8)
     for z in (3, 4, 6):
         doc.set_view("axial", z)
@@ -153,7 +123,7 @@ def test_reimport_mismatch_is_a_clear_error(tmp_path) -> None:
 def test_undo_redo_is_per_slice_and_cache_avoids_predictions() -> None:
     volume = open_volume(NIBABEL_DATA / "anatomical.nii")
     doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
-    predictor = DiskPredictor()
+    predictor = disks()
     doc.set_view("axial", 5)
     click(doc, predictor, 10, 10)
     click(doc, predictor, 20, 20)
@@ -187,7 +157,7 @@ def test_undo_redo_is_per_slice_and_cache_avoids_predictions() -> None:
 def test_finish_delete_and_volume_undo() -> None:
     volume = open_volume(NIBABEL_DATA / "anatomical.nii")
     doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
-    predictor = DiskPredictor()
+    predictor = disks()
     click(doc, predictor, 15, 15)
     first = doc.finish_object("a", (1, 2, 3))
     assert first.uid == 1 and doc.active is None and doc.sessions == {}
@@ -209,21 +179,22 @@ def test_propagation_uses_prev_mask_or_auto_clicks_and_cancel_keeps_done(tmp_pat
     volume = open_volume(NIBABEL_DATA / "anatomical.nii")
     for with_prev in (True, False):
         doc = VolumeDocument(volume, NIBABEL_DATA / "anatomical.nii")
-        predictor = DiskPredictor(with_prev_mask=with_prev)
+        predictor = disks(with_prev_mask=with_prev)
         doc.set_view("axial", 10)
         click(doc, predictor, 20, 16)
         click(doc, predictor, 20, 22)
         source = doc.current_mask()
-        predictor.calls.clear()
+        predictor.calls.clear(), predictor.prev_given.clear()
         assert propagate_document(doc, predictor, 11) == 1
         doc.set_view("axial", 11)
         first = doc.clicks[0]
         assert first.is_positive and (first.y, first.x) == interior_point(source)
         assert source[int(first.y), int(first.x)]
         if with_prev:  # one pass with the source as previous mask: the mask is copied exactly
-            assert predictor.calls == [(1, True)] and np.array_equal(doc.current_mask(), source)
+            assert (predictor.calls, predictor.prev_given) == ([1], [True])
+            assert np.array_equal(doc.current_mask(), source)
         else:  # a second, automatic error click covers the rest of the source mask
-            assert [n for n, _ in predictor.calls] == [1, 2] and len(doc.clicks) == 2
+            assert predictor.calls == [1, 2] and len(doc.clicks) == 2
             assert (doc.current_mask() & source).sum() / (doc.current_mask() | source).sum() > 0.85
         click(doc, predictor, 5, 5)  # the propagated slice stays editable with clicks
         assert doc.current_mask()[5, 5] and len(doc.clicks) == 3 - int(with_prev)
@@ -237,7 +208,7 @@ def test_propagation_uses_prev_mask_or_auto_clicks_and_cancel_keeps_done(tmp_pat
         if done == 3:
             cancel.set()
 
-    assert propagate_document(doc, DiskPredictor(with_prev_mask=True), 2, progress, cancel) == 3
+    assert propagate_document(doc, disks(with_prev_mask=True), 2, progress, cancel) == 3
     assert seen[0] == (0, 8) and all(doc.labels.data[z].any() for z in (7, 8, 9))
     assert not doc.labels.data[6].any() and not doc.labels.data[2].any()
     doc.set_view("axial", 8)
@@ -249,7 +220,7 @@ def test_autosave_round_trip_and_mismatch(tmp_path) -> None:
     path = NIBABEL_DATA / "anatomical.nii"
     volume = open_volume(path)
     doc = VolumeDocument(volume, path)
-    predictor = DiskPredictor()
+    predictor = disks()
     doc.set_view("sagittal", 12)
     click(doc, predictor, 8, 9)
     sidecar = volume_sidecar_path(path, volume, tmp_path)
@@ -270,7 +241,7 @@ def test_autosave_round_trip_and_mismatch(tmp_path) -> None:
 def test_slice_png_export_with_cancel(tmp_path) -> None:
     path = NIBABEL_DATA / "anatomical.nii"
     doc = VolumeDocument(open_volume(path), path)
-    predictor = DiskPredictor()
+    predictor = disks()
     for z in (2, 4, 9):
         doc.set_view("axial", z)
         click(doc, predictor, 12, 12)

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from _app_helpers import open_and_wait
+from fakes import DiskPredictor
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QInputDialog, QPushButton
 
@@ -22,38 +23,8 @@ NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4
 
 
-class DiskPredictor:
-    """Fake ClickPredictor: disks at positive clicks; records the threads it ran in."""
-
-    name = "disks"
-    with_prev_mask = True
-
-    def __init__(self) -> None:
-        self.shape = (0, 0)
-        self.threads: set[int] = set()
-        self.calls = 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.shape = image.shape[:2]
-
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
-        self.threads.add(threading.get_ident())
-        self.calls += 1
-        yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
-        prob = np.where(prev_mask > 0.5, 0.8, 0.0).astype(np.float32) if prev_mask is not None else (
-            np.zeros(self.shape, np.float32))
-        for c in clicks:
-            prob[(yy - c.y) ** 2 + (xx - c.x) ** 2 <= RADIUS**2] = 0.9 if c.is_positive else 0.05
-        return prob
-
-    def reset(self) -> None:
-        pass
-
-    def get_state(self):
-        return None
-
-    def set_state(self, state) -> None:
-        pass
+def disks() -> DiskPredictor:
+    return DiskPredictor(radius=RADIUS, with_prev_mask=True)
 
 
 @pytest.fixture
@@ -91,7 +62,7 @@ def predicted(window: MainWindow, n: int):
 
 
 def test_volume_click_slices_views_window_level_propagate_export(qtbot, tmp_path, nifti, messages) -> None:
-    predictor = DiskPredictor()
+    predictor = disks()
     window = make_window(qtbot, tmp_path, predictor)
     open_volume(qtbot, window, nifti)
     doc = window.volume.doc
@@ -100,7 +71,7 @@ def test_volume_click_slices_views_window_level_propagate_export(qtbot, tmp_path
     assert window.actions_by_name["slice_up"].isEnabled()
     click(qtbot, window, 20, 15)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
-    assert threading.get_ident() not in predictor.threads  # predicted in the worker thread
+    assert threading.get_ident() not in predictor.thread_ids  # predicted in the worker thread
     yy, xx = np.mgrid[:41, :33]
     disk = ((yy - 20) ** 2 + (xx - 15) ** 2 <= RADIUS**2).astype(np.uint8)
     assert np.array_equal(doc.labels.data[12], disk)
@@ -176,7 +147,7 @@ def test_volume_click_slices_views_window_level_propagate_export(qtbot, tmp_path
 
 
 def test_event_loop_runs_during_slow_load_and_export(qtbot, tmp_path, nifti, messages, monkeypatch) -> None:
-    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window = make_window(qtbot, tmp_path, disks())
     real_open, real_export = volume_files.open_volume, volume_files.export_volume_labels
 
     def slow_open(path, series_uid=None, frame=None, progress=None, cancel=None):
@@ -238,7 +209,7 @@ def test_dicom_series_chooser_and_autosave_reopen(qtbot, tmp_path, messages, mon
         return next(i for i in items if "second" in i), True
 
     monkeypatch.setattr(QInputDialog, "getItem", choose)
-    predictor = DiskPredictor()
+    predictor = disks()
     window = make_window(qtbot, tmp_path, predictor)
     open_volume(qtbot, window, folder)
     assert len(chosen[0]) == 2 and window.volume.doc.volume.shape[0] == 9
@@ -251,7 +222,7 @@ def test_dicom_series_chooser_and_autosave_reopen(qtbot, tmp_path, messages, mon
     assert len(sidecars) == 1
     window.close()
 
-    again = make_window(qtbot, tmp_path, DiskPredictor())
+    again = make_window(qtbot, tmp_path, disks())
     open_volume(qtbot, again, folder)
     assert np.array_equal(again.volume.doc.labels.data, labels) and len(again.doc.clicks) == 1
     again.close()
@@ -292,7 +263,7 @@ def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch)
 
 
     Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(tmp_path / "a.png")
-    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window = make_window(qtbot, tmp_path, disks())
     assert open_and_wait(window, tmp_path / "a.png") and not window.volume.active
     assert not window.actions_by_name["slice_up"].isEnabled()  # volume keys are free in image mode
     click(qtbot, window, 30, 30)

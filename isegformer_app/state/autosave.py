@@ -8,25 +8,26 @@ The history of clicks of the current object is restored on reopen so annotation 
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from isegformer_app.state.document import AnnotatedObject, Document, click_key
+from isegformer_app.state.document import AnnotatedObject, Document
+from isegformer_app.state.sidecar_codec import (
+    SidecarError,
+    clicks_from_json,
+    clicks_to_json,
+    load_session,
+    read_sidecar_file,
+    session_arrays,
+    write_sidecar,
+)
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
-from model.atomic_io import atomic_write_bytes as atomic_write
-from model.clicks import Click
 
 SIDECAR_SUFFIX = ".isegformer.npz"
 FORMAT_VERSION = 1
-
-
-class SidecarError(Exception):
-    """An autosave file is unreadable or belongs to a different image size."""
 
 
 def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
@@ -53,19 +54,12 @@ def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
     return removed
 
 
-def _clicks_json(clicks: list[Click]) -> list[list]:
-    return [[c.y, c.x, bool(c.is_positive)] for c in clicks]
-
-
-def _clicks_from_json(rows: list[list]) -> list[Click]:
-    return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
-
-
 @dataclass
 class DocumentSnapshot:
     """What an autosave writes, copied from a document on the GUI thread so that the (slow) compression
     and disk write can run in the background while the user keeps working."""
 
+    meta: dict
     arrays: dict[str, np.ndarray]
     revision: int
     path: Path  # the image it belongs to
@@ -80,9 +74,7 @@ def save_document(doc: Document, path: Path) -> None:
 
 def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> None:
     """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **snapshot.arrays)
-    atomic_write(path, buf.getvalue())
+    write_sidecar(path, snapshot.meta, snapshot.arrays)
 
 
 def snapshot_document(doc: Document) -> DocumentSnapshot:
@@ -97,46 +89,39 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
         "working_size": [h, w],
         "threshold": doc.threshold,
         "next_uid": doc.next_uid,
-        "clicks": _clicks_json(doc.clicks),
+        "clicks": clicks_to_json(doc.clicks),
         "objects": [
             {"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible,
-             "clicks": _clicks_json(o.clicks)}
+             "clicks": clicks_to_json(o.clicks)}
             for o in doc.objects
         ],
     }  # fmt: skip
-    arrays: dict[str, np.ndarray] = {
-        "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
-        "masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
-                             else np.zeros((0, h, w), bool), axis=-1),
-        "brush": doc.brush.copy(),
-    }  # fmt: skip
-    if doc.prob is not None:
-        arrays["prob"] = doc.prob.astype(np.float32)  # a copy
-    return DocumentSnapshot(arrays, doc.revision, doc.path)
+    arrays = {"masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
+                                   else np.zeros((0, h, w), bool), axis=-1),
+              **session_arrays(doc.current)}  # fmt: skip
+    return DocumentSnapshot(meta, arrays, doc.revision, doc.path)
 
 
 @dataclass
 class SidecarContents:
     meta: dict
     masks: np.ndarray  # N x H x W bool (working resolution)
-    prob: np.ndarray | None
-    brush: np.ndarray
+    arrays: dict[str, np.ndarray]  # the current object's session arrays (``brush``, ``prob``)
 
 
 def read_sidecar(path: Path) -> SidecarContents:
     """Read a sidecar written by :func:`save_document`; raises :class:`SidecarError`."""
+    meta, arrays = read_sidecar_file(path, FORMAT_VERSION)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            h, w = (int(v) for v in meta["working_size"])
-            masks = np.unpackbits(data["masks"], axis=-1, count=w).astype(bool)
-            prob = data["prob"].astype(np.float32) if "prob" in data.files else None
-            brush = data["brush"].astype(np.int8)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        h, w = (int(v) for v in meta["working_size"])
+        masks = np.unpackbits(arrays.pop("masks"), axis=-1, count=w).astype(bool)
+        brush = arrays["brush"]
+        consistent = masks.shape == (len(meta["objects"]), h, w) and brush.shape == (h, w)
+    except (ValueError, KeyError, TypeError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
-    if masks.shape != (len(meta["objects"]), h, w) or brush.shape != (h, w):
+    if not consistent:
         raise SidecarError(f"Autosave file {path.name} is inconsistent.")
-    return SidecarContents(meta, masks, prob, brush)
+    return SidecarContents(meta, masks, arrays)
 
 
 def restore_document(doc: Document, path: Path) -> bool:
@@ -158,18 +143,12 @@ def restore_document(doc: Document, path: Path) -> bool:
         )
     doc.objects = [
         AnnotatedObject(uid=int(o["uid"]), label=o["label"], color=tuple(int(v) for v in o["color"]),
-                        mask=mask.copy(), visible=bool(o["visible"]), clicks=_clicks_from_json(o["clicks"]))
+                        mask=mask.copy(), visible=bool(o["visible"]), clicks=clicks_from_json(o["clicks"]))
         for o, mask in zip(data.meta["objects"], data.masks, strict=True)
     ]  # fmt: skip
     doc.next_uid = int(data.meta["next_uid"])
     doc.threshold = float(data.meta.get("threshold", doc.threshold))
-    doc.clicks = _clicks_from_json(data.meta["clicks"])
-    doc.brush = data.brush
-    doc.prob_cache.clear()
-    doc.prob = None
-    if doc.clicks and data.prob is not None:
-        doc.prob_cache[click_key(doc.clicks)] = data.prob
-        doc.prob = data.prob
+    load_session(doc.current, clicks_from_json(data.meta["clicks"]), data.arrays)
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

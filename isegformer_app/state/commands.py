@@ -1,66 +1,34 @@
-"""Reversible user commands on a :class:`~isegformer_app.state.document.Document`."""
+"""Reversible user commands on a :class:`~isegformer_app.state.document.Document`.
+
+Commands on the current object's clicks, prediction and brush are the click-session commands of
+:mod:`~isegformer_app.state.click_session` (shared with volume slices), wrapped in :class:`OnCurrent`.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.clicks import Click
+from isegformer_app.state.history import Command
 
 if TYPE_CHECKING:
+    from isegformer_app.state.click_session import ClickSession
     from isegformer_app.state.document import AnnotatedObject, Document
     from isegformer_app.state.labels import Color
 
 
-class AddClick:
-    text = "Click"
+class OnCurrent:
+    """A :mod:`~isegformer_app.state.click_session` command applied to the document's current object."""
 
-    def __init__(self, click: Click) -> None:
-        self.click = click
-
-    def do(self, doc: Document) -> None:
-        doc.clicks.append(self.click)
-        doc.restore_prob()
-
-    def undo(self, doc: Document) -> None:
-        doc.clicks.pop()
-        doc.restore_prob()
-
-
-class _CurrentSnapshot:
-    """Everything describing the current (unfinished) object, to put it back on undo."""
-
-    def __init__(self, doc: Document) -> None:
-        self.clicks = list(doc.clicks)
-        self.prob = doc.prob
-        self.brush = doc.brush.copy()
-        self.cache = doc.prob_cache
-
-    def restore(self, doc: Document) -> None:
-        doc.clicks = list(self.clicks)
-        doc.prob = self.prob
-        doc.brush = self.brush.copy()
-        doc.prob_cache = self.cache
-
-    @staticmethod
-    def clear(doc: Document) -> None:
-        doc.clicks = []
-        doc.prob = None
-        doc.brush = np.zeros(doc.shape, np.int8)
-        doc.prob_cache = OrderedDict()
-
-
-class ResetCurrent:
-    text = "Reset clicks"
+    def __init__(self, command: Command[ClickSession]) -> None:
+        self.command, self.text = command, command.text
 
     def do(self, doc: Document) -> None:
-        self.before = _CurrentSnapshot(doc)
-        _CurrentSnapshot.clear(doc)
+        self.command.do(doc.current)
 
     def undo(self, doc: Document) -> None:
-        self.before.restore(doc)
+        self.command.undo(doc.current)
 
 
 class FinishObject:
@@ -80,44 +48,36 @@ class FinishObject:
                 mask=doc.current_mask(), clicks=list(doc.clicks),
             )  # fmt: skip
             doc.next_uid += 1
-        self.before = _CurrentSnapshot(doc)
+        self.before = doc.current.snapshot()
         doc.objects.append(self.obj)
-        _CurrentSnapshot.clear(doc)
+        doc.current.clear()
 
     def undo(self, doc: Document) -> None:
         doc.objects.remove(self.obj)
         if doc.selected_uid == self.obj.uid:
             doc.selected_uid = None
-        self.before.restore(doc)
+        doc.current.restore(self.before)
 
 
-class BrushStroke:
-    """Paint/erase ``area`` on object ``uid`` (or on the current object when ``uid`` is None)."""
+class PaintObject:
+    """Paint/erase ``area`` (HxW bool) on the mask of finished object ``uid``."""
 
-    def __init__(self, area: np.ndarray, erase: bool, uid: int | None) -> None:
+    def __init__(self, area: np.ndarray, erase: bool, uid: int) -> None:
         ys, xs = np.nonzero(area)
         self.box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
         y0, y1, x0, x1 = self.box
-        self.area = area[y0:y1, x0:x1].copy()
-        self.erase = erase
-        self.uid = uid
+        self.area, self.erase, self.uid = area[y0:y1, x0:x1].copy(), erase, uid
         self.text = "Eraser" if erase else "Brush"
-
-    def _target(self, doc: Document) -> np.ndarray:
-        return doc.brush if self.uid is None else doc.object(self.uid).mask
 
     def do(self, doc: Document) -> None:
         y0, y1, x0, x1 = self.box
-        crop = self._target(doc)[y0:y1, x0:x1]
+        crop = doc.object(self.uid).mask[y0:y1, x0:x1]
         self.before = crop.copy()
-        if self.uid is None:
-            crop[self.area] = -1 if self.erase else 1
-        else:
-            crop[self.area] = not self.erase
+        crop[self.area] = not self.erase
 
     def undo(self, doc: Document) -> None:
         y0, y1, x0, x1 = self.box
-        self._target(doc)[y0:y1, x0:x1] = self.before
+        doc.object(self.uid).mask[y0:y1, x0:x1] = self.before
 
 
 class DeleteObject:

@@ -1,32 +1,32 @@
-"""Undo/redo history: a list of reversible commands with a cursor."""
+"""Undo/redo history: a list of reversible commands with a cursor, generic in what they change."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from isegformer_app.state.document import Document
+T_contra = TypeVar("T_contra", contravariant=True)
+T = TypeVar("T")
 
 
-class Command(Protocol):
-    """A reversible change of a :class:`Document`; ``text`` names it in the Edit menu."""
+class Command(Protocol[T_contra]):
+    """A reversible change of a target (a document or a click session); ``text`` names it in the Edit menu."""
 
     text: str
 
-    def do(self, doc: Document) -> None: ...
+    def do(self, target: T_contra) -> None: ...
 
-    def undo(self, doc: Document) -> None: ...
+    def undo(self, target: T_contra) -> None: ...
 
 
-class History:
-    """Commands done so far (``done``) and undone ones that can be redone (``undone``)."""
+class History(Generic[T]):
+    """Commands on a ``T`` done so far (``done``) and undone ones that can be redone (``undone``)."""
 
     def __init__(self, limit: int = 500) -> None:
-        self.done: list[Command] = []
-        self.undone: list[Command] = []
+        self.done: list[Command[T]] = []
+        self.undone: list[Command[T]] = []
         self.limit = limit
 
-    def push(self, command: Command) -> None:
+    def push(self, command: Command[T]) -> None:
         self.done.append(command)
         self.undone.clear()
         if len(self.done) > self.limit:
@@ -38,14 +38,14 @@ class History:
     def can_redo(self) -> bool:
         return bool(self.undone)
 
-    def pop_undo(self) -> Command | None:
+    def pop_undo(self) -> Command[T] | None:
         if not self.done:
             return None
         command = self.done.pop()
         self.undone.append(command)
         return command
 
-    def pop_redo(self) -> Command | None:
+    def pop_redo(self) -> Command[T] | None:
         if not self.undone:
             return None
         command = self.undone.pop()

@@ -13,21 +13,24 @@ worker thread while the user goes on annotating.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from isegformer_app.state.autosave import SIDECAR_DIRNAME, SidecarError
-from isegformer_app.state.document import click_key
+from isegformer_app.state.sidecar_codec import (
+    SidecarError,
+    clicks_from_json,
+    clicks_to_json,
+    load_session,
+    read_sidecar_file,
+    session_arrays,
+    write_sidecar,
+)
+from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME
 from isegformer_app.state.volume_commands import VolumeObject
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_session import SliceSession
-from isegformer_app.volumes import Volume
-from model.atomic_io import atomic_write_bytes as atomic_write
-from model.clicks import Click
+from isegformer_app.volumes import Volume, slicing
 
 SUFFIX = ".isegformer-volume.npz"
 FORMAT_VERSION = 1
@@ -47,16 +50,8 @@ def volume_sidecar_path(volume_path: Path, volume: Volume, sidecar_dir: Path | N
     return folder / f"{name}{SUFFIX}"
 
 
-def _clicks_json(clicks: list[Click]) -> list[list]:
-    return [[c.y, c.x, bool(c.is_positive)] for c in clicks]
-
-
-def _clicks_from_json(rows: list[list]) -> list[Click]:
-    return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
-
-
-def snapshot(doc: VolumeDocument) -> dict[str, np.ndarray]:
-    """Arrays to save (copies: the document may change while they are written)."""
+def snapshot(doc: VolumeDocument) -> dict:
+    """``meta`` (a dict) and the arrays to save (copies: the document may change while they are written)."""
     sessions = [s for s in doc.sessions.values() if s.has_content()]
     meta = {
         "version": FORMAT_VERSION,
@@ -69,25 +64,20 @@ def snapshot(doc: VolumeDocument) -> dict[str, np.ndarray]:
         "view": [doc.axis, doc.index],
         "objects": [{"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible}
                     for o in doc.object_list],
-        "sessions": [{"value": s.value, "axis": s.axis, "index": s.index, "clicks": _clicks_json(s.clicks)}
+        "sessions": [{"value": s.value, "axis": s.axis, "index": s.index, "clicks": clicks_to_json(s.clicks)}
                      for s in sessions],
     }  # fmt: skip
-    arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8).copy(),
-              "labels": doc.labels.data.copy()}  # fmt: skip
+    contents: dict = {"meta": meta, "labels": doc.labels.data.copy()}
     for i, s in enumerate(sessions):
-        arrays[f"s{i}_base"], arrays[f"s{i}_written"] = s.base.copy(), s.written.copy()
-        arrays[f"s{i}_brush"] = s.brush.copy()
-        if s.prob is not None:
-            arrays[f"s{i}_prob"] = s.prob.astype(np.float32)
-        if s.init_prev is not None:
-            arrays[f"s{i}_init"] = s.init_prev.astype(np.float32)
-    return arrays
+        contents[f"s{i}_base"], contents[f"s{i}_written"] = s.base.copy(), s.written.copy()
+        contents.update(session_arrays(s, prefix=f"s{i}_"))
+    return contents
 
 
-def write_snapshot(arrays: dict[str, np.ndarray], path: Path) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(Path(path), buf.getvalue())
+def write_snapshot(contents: dict, path: Path) -> None:
+    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread."""
+    arrays = {name: value for name, value in contents.items() if name != "meta"}
+    write_sidecar(path, contents["meta"], arrays)
 
 
 def save_volume_document(doc: VolumeDocument, path: Path) -> None:
@@ -98,14 +88,9 @@ def save_volume_document(doc: VolumeDocument, path: Path) -> None:
 
 
 def read_volume_sidecar(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of a sidecar (``meta`` decoded to a dict); raises :class:`SidecarError`."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {name: data[name] for name in data.files}
-        out["meta"] = json.loads(bytes(out["meta"]).decode("utf-8"))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
-    return out
+    """All arrays of a sidecar and its ``meta`` (a dict); raises :class:`SidecarError`."""
+    meta, arrays = read_sidecar_file(path, FORMAT_VERSION)
+    return {"meta": meta, **arrays}
 
 
 def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
@@ -126,15 +111,15 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     doc.active = meta.get("active")
     doc.sessions.clear()
     for i, row in enumerate(meta["sessions"]):
-        s = SliceSession(int(row["value"]), row["axis"], int(row["index"]), base=contents[f"s{i}_base"],
-                         written=contents[f"s{i}_written"].astype(bool),
-                         clicks=_clicks_from_json(row["clicks"]),
-                         brush=contents[f"s{i}_brush"].astype(np.int8))  # fmt: skip
-        if f"s{i}_prob" in contents and s.clicks:
-            s.prob_cache = OrderedDict({click_key(s.clicks): contents[f"s{i}_prob"]})
-            s.prob = contents[f"s{i}_prob"]
-        if f"s{i}_init" in contents:
-            s.init_prev = contents[f"s{i}_init"]
+        try:
+            base, written = contents[f"s{i}_base"], contents[f"s{i}_written"].astype(bool)
+            s = SliceSession(int(row["value"]), row["axis"], int(row["index"]), base=base, written=written)
+            consistent = base.shape == written.shape == slicing.view_shape(doc.volume.shape, s.axis)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SidecarError(f"The autosave's slice session {i} is unreadable ({exc}).") from exc
+        if not consistent:
+            raise SidecarError(f"The autosave's slice session {i} does not match the volume.")
+        load_session(s, clicks_from_json(row["clicks"]), contents, prefix=f"s{i}_")
         doc.sessions[s.key] = s
     axis, index = meta.get("view", [doc.axis, doc.index])
     doc.axis = axis

@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from isegformer_app.state import click_session as cs
 from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
+from isegformer_app.state.click_session import stroke_mask
 from isegformer_app.state.commands import SetAttribute  # the same command as for images
-from isegformer_app.state.document import DEFAULT_THRESHOLD, stroke_mask
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
+from model.threshold import DEFAULT_THRESHOLD
 
 VolumeObject = vc.VolumeObject
 
@@ -77,7 +79,7 @@ class VolumeDocument:
         self.threshold = threshold
         self.axis = "axial"
         self.index = volume.slice_count("axial") // 2
-        self.volume_history = History()
+        self.volume_history: History[VolumeDocument] = History()
         self.history = _MergedHistory(self)
         self.next_value = max([1, *(o.uid + 1 for o in self.object_list)])
         self.new_object_label: tuple[str, Color] = ("object", color_for_index(0))
@@ -293,13 +295,13 @@ class VolumeDocument:
             raise ValueError(f"click ({y}, {x}) outside the {self.axis} slice {w}x{h}")
         s = self.session(self._ensure_active(), create=True)
         click = Click(y=float(y), x=float(x), is_positive=bool(positive), index=len(s.clicks))
-        self._execute_slice(s, vs.AddClick(click))
+        self._execute_slice(s, cs.AddClick(click))
         return click
 
     def reset_clicks(self) -> None:
         s = self.session()
         if s is not None and s.has_content():
-            self._execute_slice(s, vs.ResetSlice())
+            self._execute_slice(s, cs.ResetClicks())
 
     def finish_object(self, label: str, color: Color) -> VolumeObject | None:
         """End the active object (giving it ``label``/``color``); None if there is none or it is empty."""
@@ -316,7 +318,7 @@ class VolumeDocument:
         if not area.any() or (uid is None and self.active is None and erase):
             return
         value = uid if uid is not None else self._ensure_active()
-        self._execute_slice(self.session(value, create=True), vs.SessionBrush(area, erase))
+        self._execute_slice(self.session(value, create=True), cs.BrushCorrection(area, erase))
 
     def delete_object(self, uid: int) -> None:
         self._execute_volume(vc.DeleteObject(uid))
@@ -341,7 +343,7 @@ class VolumeDocument:
         self.object(value)
         self.active = value
         s = self.session(value, axis, index, create=True)
-        self._execute_slice(s, vs.SetPropagated(clicks, prob, source_mask))
+        self._execute_slice(s, cs.SetPropagated(clicks, prob, source_mask))
 
     # ------------------------------------------------------- labels in/out
     def label_infos(self) -> dict[int, LabelInfo]:

@@ -11,13 +11,14 @@ import os
 import threading
 import time
 import traceback
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from isegformer_app.state.click_session import ClickKey, PrefixCache, click_key
 from model.clicks import Click
 
 
@@ -107,8 +108,8 @@ class InferenceWorker(QThread):
         self.image_key: str | None = None
         self.coalesced = 0  # requests replaced before they ran (for tests / diagnostics)
         # predictor state after each predicted click list of the current image (undo, coalescing)
-        self._states: OrderedDict[tuple, object] = OrderedDict()
-        self._last_key: tuple | None = None
+        self._states: PrefixCache[object] = self._new_state_cache()
+        self._last_key: ClickKey | None = None
 
     # ------------------------------------------------------------ GUI side
     def load_engine(self, factory: Callable[[], object], label: str, device: str = "cpu") -> None:
@@ -223,7 +224,7 @@ class InferenceWorker(QThread):
 
     def _safe_set_image(self, image: np.ndarray) -> bool:
         """Give the predictor ``image``; False (and ``failed`` emitted) if it refused it."""
-        self._states.clear()
+        self._states = self._new_state_cache()
         self._last_key = None
         try:
             self.predictor.set_image(image)
@@ -239,7 +240,7 @@ class InferenceWorker(QThread):
         if req.image_key != self.image_key:
             return  # the image changed since the click: drop it
         start = time.perf_counter()
-        key = tuple((c.y, c.x, c.is_positive) for c in req.clicks)
+        key = click_key(req.clicks)
         try:
             self._restore_prefix_state(key)
             predict_started = time.perf_counter()
@@ -258,25 +259,21 @@ class InferenceWorker(QThread):
     MAX_STATES = 32
     MAX_STATE_BYTES = 512 * 2**20  # undo states of a 4096² image are ~64 MB each: bound the memory too
 
-    def _restore_prefix_state(self, key: tuple) -> None:
+    def _new_state_cache(self) -> PrefixCache[object]:
+        return PrefixCache(self.MAX_STATES, self.MAX_STATE_BYTES, state_nbytes)
+
+    def _restore_prefix_state(self, key: ClickKey) -> None:
         """Put the predictor in the state it had after the longest predicted prefix of ``key``.
 
         A new object (no predicted prefix) starts from ``reset()``; an undone or coalesced click
         list continues from the state of the clicks it shares with an earlier prediction.
         """
-        for n in range(len(key) - 1, 0, -1):
-            if key[:n] in self._states:
-                if self._last_key != key[:n]:
-                    self.predictor.set_state(self._states[key[:n]])
-                return
-        self.predictor.reset()
+        found = self._states.longest_prefix(key)
+        if found is None:
+            self.predictor.reset()
+        elif self._last_key != found[0]:
+            self.predictor.set_state(found[1])
 
-    def _remember_state(self, key: tuple) -> None:
+    def _remember_state(self, key: ClickKey) -> None:
         self._last_key = key
-        self._states[key] = self.predictor.get_state()
-        self._states.move_to_end(key)
-        while len(self._states) > self.MAX_STATES:
-            self._states.popitem(last=False)
-        held = sum(map(state_nbytes, self._states.values()))
-        while len(self._states) > 1 and held > self.MAX_STATE_BYTES:
-            held -= state_nbytes(self._states.popitem(last=False)[1])  # oldest first; the latest stays
+        self._states.put(key, self.predictor.get_state())  # oldest go first; the latest stays

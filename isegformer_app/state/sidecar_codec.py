@@ -1,0 +1,87 @@
+"""The one sidecar file format of both autosaves (images and volumes): a compressed ``.npz``.
+
+A sidecar holds ``meta`` (UTF-8 JSON stored as a uint8 array; it always carries ``version``) and named
+arrays; it is read with ``allow_pickle=False`` and written atomically (temp file, fsync, rename). A
+click session (:class:`~isegformer_app.state.click_session.ClickSession`) is stored the same way for
+both: its clicks in ``meta`` and ``<prefix>brush`` / ``<prefix>prob`` / ``<prefix>init`` arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from isegformer_app.state.click_session import ClickSession
+from model.atomic_io import atomic_write_bytes
+from model.clicks import Click
+
+
+class SidecarError(Exception):
+    """An autosave file is unreadable, from a newer version, or belongs to a different image/volume."""
+
+
+def encode_sidecar(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a sidecar file (``meta`` must hold ``version``)."""
+    if "version" not in meta:
+        raise ValueError("sidecar meta needs a 'version'")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def write_sidecar(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Encode and write atomically; safe off the GUI thread (the arrays must not change meanwhile)."""
+    atomic_write_bytes(Path(path), encode_sidecar(meta, arrays))
+
+
+def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a sidecar; raises :class:`SidecarError` for an unreadable file or one written
+    by a newer isegformer (``version`` > ``newest_version``), which is left untouched."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
+        version = int(meta["version"])
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, EOFError) as exc:
+        raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
+    if not isinstance(meta, dict) or version > newest_version:
+        raise SidecarError(f"Autosave file {path.name} was written by a newer isegformer (format {version}); "
+                           "it was left untouched.")  # fmt: skip
+    return meta, arrays
+
+
+def clicks_to_json(clicks: list[Click]) -> list[list]:
+    return [[c.y, c.x, bool(c.is_positive)] for c in clicks]
+
+
+def clicks_from_json(rows: list[list]) -> list[Click]:
+    return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
+
+
+def session_arrays(session: ClickSession, prefix: str = "") -> dict[str, np.ndarray]:
+    """Copies of a session's arrays, keyed ``<prefix>brush`` / ``prob`` / ``init``."""
+    out = {f"{prefix}brush": session.brush.copy()}
+    if session.prob is not None:
+        out[f"{prefix}prob"] = session.prob.astype(np.float32)  # a copy
+    if session.init_prev is not None:
+        out[f"{prefix}init"] = session.init_prev.astype(np.float32)
+    return out
+
+
+def load_session(session: ClickSession, clicks: list[Click], arrays: dict[str, np.ndarray],
+                 prefix: str = "") -> None:  # fmt: skip
+    """Put a session saved by :func:`session_arrays` back; raises :class:`SidecarError` on a size mismatch."""
+    brush = arrays.get(f"{prefix}brush")
+    prob = arrays.get(f"{prefix}prob")
+    init = arrays.get(f"{prefix}init")
+    for name, array in (("brush", brush), ("prob", prob), ("init", init)):
+        if array is not None and array.shape != session.shape:
+            raise SidecarError(f"The autosave's {name} array {array.shape} does not match {session.shape}.")
+    if brush is None:
+        raise SidecarError("The autosave has no brush array.")
+    session.load(clicks, brush.astype(np.int8), None if prob is None else prob.astype(np.float32),
+                 None if init is None else init.astype(np.float32))  # fmt: skip

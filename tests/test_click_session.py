@@ -1,0 +1,143 @@
+"""Images and volumes annotate through one click session: the same calls give the same behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from fakes import DiskPredictor
+
+from isegformer_app.state.autosave import read_sidecar, save_document
+from isegformer_app.state.click_session import ClickSession, PrefixCache, click_key
+from isegformer_app.state.document import Document
+from isegformer_app.state.imageio import LoadedImage
+from isegformer_app.state.sidecar_codec import SidecarError, read_sidecar_file, write_sidecar
+from isegformer_app.state.volume_autosave import read_volume_sidecar, save_volume_document
+from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.volumes import open_volume
+from model.clicks import Click
+from model.threshold import DEFAULT_THRESHOLD
+
+RADIUS = 5
+
+
+@pytest.fixture(params=["image", "volume"])
+def doc(request, tmp_path: Path):
+    """A 40x60 image document or a volume document showing a 40x60 axial slice."""
+    if request.param == "image":
+        rgb = np.full((40, 60, 3), 100, np.uint8)
+        return Document(LoadedImage(path=tmp_path / "x.png", rgb=rgb, full_size=(40, 60)))
+    data = np.full((60, 40, 5), 100, np.int16)  # NIfTI (x, y, z): axial slices are 40 x 60
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    volume_doc = VolumeDocument(open_volume(path), path)
+    assert volume_doc.shape == (40, 60)
+    return volume_doc
+
+
+def model_image(doc) -> np.ndarray:
+    return doc.model_image() if isinstance(doc, VolumeDocument) else doc.image.rgb
+
+
+def click(doc, predictor: DiskPredictor, y: int, x: int, positive: bool = True) -> None:
+    """A user click, predicted the way the inference worker does it."""
+    doc.add_click(y, x, positive)
+    if doc.needs_prediction():
+        predictor.set_image(model_image(doc))
+        doc.set_prediction(list(doc.clicks), predictor.predict(doc.clicks, doc.prev_mask_for_request()))
+
+
+def test_clicks_undo_redo_and_reset_behave_the_same(doc) -> None:
+    predictor = DiskPredictor(radius=RADIUS)
+    click(doc, predictor, 10, 10)
+    one = doc.current_mask().copy()
+    click(doc, predictor, 30, 45)
+    assert one[10, 10] and not one[30, 45] and doc.current_mask()[30, 45]
+    assert predictor.calls == [1, 2]
+    assert doc.undo() and not doc.needs_prediction()  # the 1-click prediction comes from the cache
+    np.testing.assert_array_equal(doc.current_mask(), one)
+    assert doc.redo() and doc.current_mask()[30, 45] and predictor.calls == [1, 2]
+    doc.reset_clicks()
+    assert not doc.has_current() and not doc.current_mask().any()
+    assert doc.undo() and len(doc.clicks) == 2 and not doc.needs_prediction()
+    assert doc.current_mask()[30, 45] and predictor.calls == [1, 2]
+
+
+def test_a_pixel_at_exactly_the_threshold_is_background_in_both(doc) -> None:
+    """The app and the NoC protocol / Predictor.mask agree: ``prob > threshold``."""
+    doc.add_click(20, 30, True)
+    prob = np.zeros(doc.shape, np.float32)
+    prob[:, :30] = DEFAULT_THRESHOLD
+    prob[:, 30:] = np.nextafter(np.float32(DEFAULT_THRESHOLD), np.float32(1))
+    assert doc.set_prediction(list(doc.clicks), prob)
+    mask = doc.current_mask()
+    assert not mask[:, :30].any() and mask[:, 30:].all()
+
+
+def test_brush_correction_and_its_undo_are_the_same(doc) -> None:
+    predictor = DiskPredictor(radius=RADIUS)
+    click(doc, predictor, 20, 20)
+    doc.brush_stroke([(20, 40), (20, 50)], radius=2, erase=False)
+    assert doc.current_mask()[20, 45] and doc.current_mask()[20, 20]
+    doc.brush_stroke([(20, 20)], radius=2, erase=True)
+    assert not doc.current_mask()[20, 20]
+    doc.undo(), doc.undo()
+    assert not doc.current_mask()[20, 45] and doc.current_mask()[20, 20]
+
+
+def test_the_previous_mask_is_the_longest_predicted_prefix(doc) -> None:
+    predictor = DiskPredictor(radius=RADIUS)
+    click(doc, predictor, 10, 10)
+    first = doc.prob.copy()
+    doc.add_click(30, 30, True)
+    doc.add_click(30, 50, False)  # two clicks waiting for their predictions (coalesced)
+    np.testing.assert_array_equal(doc.prev_mask_for_request(), first)
+
+
+def test_prefix_cache_bounds_and_lookup() -> None:
+    cache: PrefixCache[np.ndarray] = PrefixCache(max_items=3, max_bytes=2 * 400)
+    keys = [click_key([Click(float(i), 0.0, True, j) for j, i in enumerate(range(n))]) for n in range(1, 5)]
+    for key in keys[:2]:
+        cache.put(key, np.zeros(100, np.float32))  # 400 bytes each
+    assert len(cache) == 2 and cache.longest_prefix(keys[3]) == (keys[1], cache.get(keys[1]))
+    cache.put(keys[2], np.zeros(100, np.float32))  # over 800 bytes: the oldest goes
+    assert keys[0] not in cache and keys[1] in cache and keys[2] in cache
+    cache.put(keys[3], np.zeros(1000, np.float32))  # larger than the bound alone: the newest stays
+    assert len(cache) == 1 and keys[3] in cache
+    assert cache.longest_prefix(keys[0]) is None
+
+
+def test_session_snapshot_restores_everything() -> None:
+    s = ClickSession((8, 8))
+    s.clicks.append(Click(2.0, 2.0, True, 0))
+    s.store(s.clicks, np.full((8, 8), 0.9, np.float32))
+    s.brush[0, 0] = -1
+    snap = s.snapshot()
+    s.clear()
+    assert not s.has_content() and s.prob is None and len(s.prob_cache) == 0
+    s.restore(snap)
+    assert len(s.clicks) == 1 and not s.needs_prediction() and s.brush[0, 0] == -1
+    assert s.mask(0.5).sum() == 63
+
+
+def test_both_autosaves_round_trip_the_session_and_refuse_newer_files(doc, tmp_path: Path) -> None:
+    predictor = DiskPredictor(radius=RADIUS)
+    click(doc, predictor, 10, 10)
+    doc.brush_stroke([(30, 50)], radius=2, erase=False)
+    path = tmp_path / "side.npz"
+    if isinstance(doc, VolumeDocument):
+        save_volume_document(doc, path)
+        contents = read_volume_sidecar(path)
+        brush, prob = contents["s0_brush"], contents["s0_prob"]
+    else:
+        save_document(doc, path)
+        arrays = read_sidecar(path).arrays
+        brush, prob = arrays["brush"], arrays["prob"]
+    np.testing.assert_array_equal(brush, doc.brush if isinstance(doc, Document) else doc.session().brush)
+    np.testing.assert_array_equal(prob, doc.prob)
+    meta, arrays = read_sidecar_file(path, newest_version=1)
+    write_sidecar(path, {**meta, "version": 99}, arrays)
+    with pytest.raises(SidecarError, match="newer isegformer"):
+        read_volume_sidecar(path) if isinstance(doc, VolumeDocument) else read_sidecar(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import platformdirs
 
 from model.atomic_io import atomic_write_bytes as atomic_write
+from model.threshold import DEFAULT_THRESHOLD
 
 CONFIG_ENV = "ISEGFORMER_CONFIG_DIR"
 MAX_RECENT = 10
@@ -41,7 +42,7 @@ class Settings:
     labels: list[dict] = field(default_factory=list)
     shortcuts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))
     opacity: float = 0.5
-    threshold: float = 0.49
+    threshold: float = DEFAULT_THRESHOLD
     brush_radius: int = 8
     runtime_choices: dict[str, dict] = field(default_factory=dict)  # measured precision/threads per model
     inference_threads: int = 0  # torch threads of the inference worker; 0 = automatic (see ui.worker)

@@ -2,7 +2,7 @@
 
 Run ``python -m model.engine_benchmark`` (``--engines``, ``--datasets`` to narrow it down; ``--engines
 bundled geo_grabcut`` compares the shipped trained network with the default classical engine). The
-protocol is the project's NoC evaluation (``training.noc.evaluate_sample``: simulated user on the
+protocol is the project's NoC evaluation (``model.evaluation.noc.evaluate_sample``: simulated user on the
 larger error region, threshold 0.49, stop at IoU 0.90, at most 20 clicks).
 
 Datasets (all shipped with installed packages, nothing is downloaded):
@@ -42,8 +42,8 @@ from scipy import ndimage
 
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
+from model.evaluation.noc import compute_noc, evaluate_sample
 from model.predictor import ClickPredictor
-from training.noc import compute_noc, evaluate_sample
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
 from model.engines.base import as_rgb_uint8
+from model.evaluation.clicker import Clicker, error_distance_map
 from model.predictor import ClickPredictor
-from training.clicker import Clicker, error_distance_map
 
 # Single-click IoU on the VOC photo's largest object (the dining table, 52 238 px), measured with
 # the simulated user's first click: grabcut 0.44, geodesic 0.57, geo_grabcut 0.56. The bound

@@ -14,10 +14,10 @@ import pytest
 from _noc_oracle import oracle_prediction
 
 from model.clicks import Click
-from training.clicker import Clicker
+from model.evaluation.clicker import Clicker
+from model.evaluation.noc import compute_noc
 from training.datasets import open_dataset
 from training.evaluate import EvalSettings, checkpoint_factory, main, run_evaluation
-from training.noc import compute_noc
 
 
 def write_export(root: Path, stem: str, image: np.ndarray, ids: np.ndarray) -> None:

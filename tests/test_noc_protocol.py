@@ -10,9 +10,9 @@ import pytest
 from _noc_oracle import oracle_prediction
 
 from model.clicks import Click
+from model.evaluation.clicker import Clicker
+from model.evaluation.noc import compute_noc, evaluate_sample, mask_iou
 from model.predictor import ClickPredictor
-from training.clicker import Clicker
-from training.noc import compute_noc, evaluate_sample, mask_iou
 
 
 class DiskOracle:
@@ -186,3 +186,23 @@ def test_compute_noc_figures() -> None:
 
     with pytest.raises(ValueError):
         compute_noc([np.zeros(6)], max_clicks=5)
+
+
+def test_volume_propagation_places_its_extra_clicks_with_the_noc_clicker() -> None:
+    """Propagation without a previous-mask input is the NoC user with the neighbour's mask as truth."""
+    from fakes import DiskPredictor
+
+    from isegformer_app.state.propagation import propagate_mask
+
+    source = np.zeros((40, 40), bool)
+    source[8:32, 5:35] = True  # 24 x 30: a radius-4 disk per click covers little of it
+    predictor = DiskPredictor(radius=4)
+    clicks, prob = propagate_mask(predictor, np.zeros((40, 40, 3), np.uint8), source, 0.49, max_clicks=4)
+    assert len(clicks) == 4 and all(c.is_positive for c in clicks)
+    replay = Clicker(source.astype(np.int32))
+    replay.add_click(clicks[0])
+    for n in range(1, 4):
+        pred = DiskPredictor(radius=4)
+        pred.set_image(np.zeros((40, 40, 3), np.uint8))
+        expected = replay.make_next_click(pred.predict(clicks[:n]) > 0.49)
+        assert (clicks[n].y, clicks[n].x, clicks[n].index) == (expected.y, expected.x, n)

@@ -164,6 +164,18 @@ def test_next_click_points_targets_the_largest_error() -> None:
     assert torch.equal(out[1, 1], torch.full((3,), -1.0))
 
 
+def test_training_click_rule_is_random_among_deep_error_pixels_and_none_without_error() -> None:
+    from model.evaluation.clicker import training_click
+
+    target = np.zeros((30, 30), bool)
+    target[5:25, 5:25] = True
+    picks = {(c.y, c.x) for c in (training_click(np.zeros_like(target), target, np.random.default_rng(s))
+                                  for s in range(20))}  # fmt: skip
+    assert len(picks) > 5  # varied, unlike the NoC rule's single deepest pixel
+    assert all(10 <= y <= 19 and 10 <= x <= 19 for y, x in picks)  # distance > half of the maximum (10)
+    assert training_click(target, target, np.random.default_rng(0)) is None
+
+
 def test_backbone_learning_rate_groups() -> None:
     from model.build import build_model
 

@@ -28,9 +28,16 @@ import numpy as np
 from tqdm import tqdm
 
 from model.atomic_io import atomic_write_bytes, atomic_write_text
+from model.evaluation.noc import (
+    DEFAULT_IOU_THRESHOLDS,
+    NocSummary,
+    compute_noc,
+    evaluate_sample,
+    threshold_key,
+)
 from model.predictor import ClickPredictor
+from model.threshold import DEFAULT_THRESHOLD
 from training.datasets import DatasetError, EvalDataset, canonical_name, default_path, open_dataset
-from training.noc import DEFAULT_IOU_THRESHOLDS, NocSummary, compute_noc, evaluate_sample, threshold_key
 
 PredictorFactory = Callable[[str], ClickPredictor]
 """Makes the predictor for one dataset, given the dataset's name."""
@@ -45,7 +52,7 @@ class EvalSettings:
 
     target_iou: float = 0.90
     max_clicks: int = 20
-    threshold: float = 0.49
+    threshold: float = DEFAULT_THRESHOLD
 
     @property
     def iou_thresholds(self) -> tuple[float, ...]:
@@ -320,7 +327,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, default=Path("datasets"), help="datasets folder")
     parser.add_argument("--iou", type=float, default=0.90, help="target IoU: stop clicking once reached")
     parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object at most")
-    parser.add_argument("--threshold", type=float, default=0.49, help="probability threshold of the mask")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="probability threshold of the mask (pixels above it are the object)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--output", type=Path, default=Path("eval_results"), help="output folder")
     parser.add_argument("--no-zoom-in", action="store_true", help="disable ZoomIn (on by default, as RITM)")

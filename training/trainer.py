@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -38,8 +37,10 @@ from tqdm import tqdm
 
 from model.atomic_io import atomic_write_bytes
 from model.checkpoint import save_checkpoint
+from model.evaluation.clicker import training_click
 from model.modeling.interactive import InteractiveModel
 from model.predictor import cpu_has_native_bf16
+from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from training.config import Config
 from training.data.dataset import InteractiveDataset, SampleSource, evaluation_objects
 from training.loss import InteractiveLoss
@@ -48,7 +49,6 @@ RESUME_FILE = "resume.pt"
 LAST_CHECKPOINT = "last_checkpoint.pth"
 TRAIN_LOG = "train_log.csv"
 VAL_LOG = "val_log.csv"
-PRED_THRESHOLD = 0.49
 
 
 @dataclass(frozen=True)
@@ -76,35 +76,27 @@ def next_click_points(
     points: torch.Tensor,
     click_index: int,
     rng: np.random.Generator,
-    threshold: float = PRED_THRESHOLD,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> torch.Tensor:
-    """Add one click per sample at the largest error region (RITM's ``get_next_points``).
+    """Add one click per sample by the training click rule (:func:`model.evaluation.clicker.training_click`,
+    RITM's ``get_next_points``) on the thresholded prediction.
 
     ``probs`` (B, 1, H, W) predicted probabilities, ``gt`` (B, 1, H, W) target (> 0.5 = object),
-    ``points`` (B, 2N, 3). False negatives / positives are distance-transformed (L2, 5x5 mask, image
-    border counting as outside); the click is positive if the false-negative maximum is larger, and is
-    drawn uniformly where that map exceeds half the larger maximum. It overwrites row ``N - click_index``
-    (positive) or ``2N - click_index`` (negative) with ``(y, x, click_index)``. Returns a new tensor.
+    ``points`` (B, 2N, 3). The click overwrites row ``N - click_index`` (positive) or ``2N - click_index``
+    (negative) with ``(y, x, click_index)``. Returns a new tensor.
     """
     if click_index < 1:
         raise ValueError("click_index counts from 1")
-    pred = probs.detach().float().cpu().numpy()[:, 0]
+    pred_masks = probability_mask(probs.detach().float().cpu().numpy()[:, 0], threshold)
     target = gt.detach().cpu().numpy()[:, 0] > 0.5
-    false_neg = np.pad(target & (pred < threshold), ((0, 0), (1, 1), (1, 1))).astype(np.uint8)
-    false_pos = np.pad(~target & (pred > threshold), ((0, 0), (1, 1), (1, 1))).astype(np.uint8)
     num_points = points.shape[1] // 2
     points = points.clone()
-    for b in range(pred.shape[0]):
-        fn_dist = cv2.distanceTransform(false_neg[b], cv2.DIST_L2, 5)[1:-1, 1:-1]
-        fp_dist = cv2.distanceTransform(false_pos[b], cv2.DIST_L2, 5)[1:-1, 1:-1]
-        fn_max, fp_max = float(fn_dist.max()), float(fp_dist.max())
-        positive = fn_max > fp_max
-        candidates = np.argwhere((fn_dist if positive else fp_dist) > max(fn_max, fp_max) / 2.0)
-        if len(candidates) == 0:
+    for b in range(pred_masks.shape[0]):
+        click = training_click(pred_masks[b], target[b], rng)
+        if click is None:
             continue
-        y, x = candidates[int(rng.integers(len(candidates)))]
-        row = num_points - click_index if positive else 2 * num_points - click_index
-        points[b, row] = torch.tensor([float(y), float(x), float(click_index)], dtype=points.dtype)
+        row = num_points - click_index if click.is_positive else 2 * num_points - click_index
+        points[b, row] = torch.tensor([click.y, click.x, float(click_index)], dtype=points.dtype)
     return points
 
 
@@ -436,8 +428,8 @@ def evaluate_noc(
     model: InteractiveModel, source: SampleSource, config: Config, device: str | torch.device
 ) -> dict[str, float]:
     """NoC@thresholds and mean IoU after 1/3/5 clicks on up to ``validation.max_objects`` objects."""
+    from model.evaluation.noc import compute_noc, evaluate_sample, threshold_key
     from model.predictor import Predictor
-    from training.noc import compute_noc, evaluate_sample, threshold_key
 
     val = config.validation
     predictor = Predictor(model, device, zoom_in=val.zoom_in, with_flip=False)

@@ -6,10 +6,11 @@ For slice ``t`` next to a slice whose mask is ``M`` (HxW bool):
   maximum), so it lies well inside the object, which moves little between neighbouring slices;
 * models with a previous-mask input (6-channel iSegFormer/RITM, ``predictor.with_prev_mask``) get
   ``M`` as the previous mask with that one click: ``predict([click], prev_mask=M)``;
-* other predictors get up to ``max_clicks - 1`` more clicks placed like the NoC protocol, using ``M`` as
-  a stand-in ground truth: after each pass, a click at the distance-transform maximum of the larger
-  error region (positive in a missed part of ``M``, negative in a false positive), until the
-  prediction's IoU with ``M`` reaches ``good_iou``. The model's own image evidence decides the boundary.
+* other predictors get up to ``max_clicks - 1`` more clicks from the NoC protocol's simulated user
+  (:class:`model.evaluation.clicker.Clicker`) with ``M`` as a stand-in ground truth: after each pass,
+  a click deepest inside the larger error region (positive in a missed part of ``M``, negative in a
+  false positive), until the prediction's IoU with ``M`` reaches ``GOOD_IOU``. The model's own image
+  evidence decides the boundary.
 
 The automatically placed clicks become the slice's clicks, so the result can be corrected with more.
 A range stops at an empty result (the object ended), at the volume's edge, or when cancelled.
@@ -25,6 +26,9 @@ import numpy as np
 
 from isegformer_app.volumes import CancelFlag, Volume
 from model.clicks import Click
+from model.evaluation.clicker import Clicker
+from model.evaluation.noc import mask_iou
+from model.threshold import probability_mask
 
 DEFAULT_MAX_CLICKS = 3
 GOOD_IOU = 0.85
@@ -50,26 +54,6 @@ def interior_point(mask: np.ndarray) -> tuple[int, int] | None:
     return int(y), int(x)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def error_click(pred: np.ndarray, target: np.ndarray, index: int) -> Click | None:
-    """A click in the larger error region of ``pred`` against ``target`` (NoC-style); None if equal."""
-    missed, extra = target & ~pred, pred & ~target
-    best = None
-    for region, positive in ((missed, True), (extra, False)):
-        if region.any():
-            padded = np.pad(region.astype(np.uint8), 1)
-            dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
-            peak = float(dist.max())
-            if best is None or peak > best[0]:
-                y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-                best = (peak, Click(float(y), float(x), positive, index))
-    return None if best is None else best[1]
-
-
 def propagate_mask(predictor, image: np.ndarray, source_mask: np.ndarray, threshold: float,
                    max_clicks: int = DEFAULT_MAX_CLICKS) -> tuple[list[Click], np.ndarray] | None:
     """Clicks and probability (HxW float32) for ``image`` from the neighbour's mask; None if it is empty.
@@ -86,14 +70,13 @@ def propagate_mask(predictor, image: np.ndarray, source_mask: np.ndarray, thresh
         prob = predictor.predict(clicks, prev_mask=source_mask.astype(np.float32))
         return clicks, np.asarray(prob, np.float32)
     prob = np.asarray(predictor.predict(clicks), np.float32)
+    user = Clicker(source_mask.astype(np.int8))
+    user.add_click(clicks[0])
     while len(clicks) < max_clicks:
-        pred = prob >= threshold
-        if _iou(pred, source_mask) >= GOOD_IOU:
+        pred = probability_mask(prob, threshold)
+        if mask_iou(user.object_mask.astype(np.int8), pred) >= GOOD_IOU:
             break
-        click = error_click(pred, source_mask, len(clicks))
-        if click is None:
-            break
-        clicks.append(click)
+        clicks.append(user.make_next_click(pred))
         prob = np.asarray(predictor.predict(clicks), np.float32)
     return clicks, prob
 
@@ -120,7 +103,7 @@ def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarra
         clicks, prob = result
         on_result(PropagatedSlice(index, clicks, prob, mask))
         done += 1
-        mask = prob >= threshold
+        mask = probability_mask(prob, threshold)
         if not mask.any():
             break
     if progress is not None:

@@ -1,7 +1,7 @@
 """Number-of-clicks (NoC) evaluation: one object at a time, then dataset-level figures.
 
 The protocol is that of the RITM / iSegFormer evaluation code: the simulated user
-(:class:`training.clicker.Clicker`) clicks on the current error, the predictor returns
+(:class:`model.evaluation.clicker.Clicker`) clicks on the current error, the predictor returns
 probabilities, the mask is ``probs > threshold`` (0.49), and the loop stops as soon as the IoU reaches
 the target (0.90) or after ``max_clicks`` (20). NoC@t is the mean over objects of the first click
 count whose IoU reaches ``t``, an object never reaching it counting as ``max_clicks``.
@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from model.clicks import Click
+from model.evaluation.clicker import IGNORE_LABEL, Clicker
 from model.predictor import ClickPredictor
-from training.clicker import IGNORE_LABEL, Clicker
+from model.threshold import DEFAULT_THRESHOLD, probability_mask
 
 DEFAULT_IOU_THRESHOLDS = (0.80, 0.85, 0.90)
 
@@ -49,7 +50,7 @@ def evaluate_sample(
     gt_mask: np.ndarray,
     max_clicks: int = 20,
     target_iou: float = 0.90,
-    threshold: float = 0.49,
+    threshold: float = DEFAULT_THRESHOLD,
     min_clicks: int = 1,
 ) -> SampleResult:
     """Run the simulated user on one object.
@@ -73,7 +74,7 @@ def evaluate_sample(
         for click_number in range(1, max_clicks + 1):
             clicker.make_next_click(pred_mask)
             probs = predictor.predict(list(clicker.clicks))
-            pred_mask = np.asarray(probs) > threshold
+            pred_mask = probability_mask(probs, threshold)
             iou = mask_iou(gt_mask, pred_mask)
             ious.append(iou)
             if iou >= target_iou and click_number >= min_clicks:

@@ -1,4 +1,4 @@
-"""The click simulator of the NoC protocol (RITM / iSegFormer evaluation).
+"""The simulated user: the click rule of the NoC protocol (RITM / iSegFormer evaluation) and its variants.
 
 Each new click goes to the pixel farthest from the boundary of the larger error region: the
 exact Euclidean distance transform is taken of the false-negative and of the false-positive
@@ -6,6 +6,14 @@ region (each padded by one background pixel, so the image border counts as bound
 already clicked are zeroed, and the click is positive when the false-negative maximum is strictly
 larger, negative otherwise (ties included). The click lands on the first arg-max in row-major order.
 Pixels labelled ``ignore_label`` in the ground truth never count as errors.
+
+Variants, each defined here and nowhere else:
+
+* :class:`Clicker` — the NoC protocol above; the volume app's slice propagation uses it too, with the
+  neighbouring slice's mask standing in for the ground truth.
+* :func:`training_click` — the rule of iterative training (RITM's ``get_next_points``), meant to differ:
+  the 5x5 approximate distance transform, a click drawn at random among the pixels whose distance
+  exceeds half the larger maximum (varied clicks for training), and no memory of earlier clicks.
 """
 
 from __future__ import annotations
@@ -18,12 +26,43 @@ from model.clicks import Click
 IGNORE_LABEL = -1
 
 
-def error_distance_map(error_mask: np.ndarray) -> np.ndarray:
-    """Exact L2 distance of each pixel of ``error_mask`` (HxW bool) to the nearest non-error pixel,
-    the outside of the image counting as non-error. Returns HxW float32."""
+def error_distance_map(error_mask: np.ndarray, precise: bool = True) -> np.ndarray:
+    """L2 distance of each pixel of ``error_mask`` (HxW bool) to the nearest non-error pixel, the outside
+    of the image counting as non-error: exact, or with OpenCV's 5x5 mask (``precise=False``, the
+    training rule). Returns HxW float32."""
     padded = np.pad(error_mask.astype(np.uint8), 1, mode="constant")
-    distances = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    distances = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE if precise else 5)
     return distances[1:-1, 1:-1]
+
+
+def error_regions(object_mask: np.ndarray, pred_mask: np.ndarray, valid_mask: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(false_negative, false_positive)`` HxW bool of ``pred_mask`` against ``object_mask``."""
+    pred_mask = np.asarray(pred_mask, dtype=bool)
+    if pred_mask.shape != object_mask.shape:
+        raise ValueError(f"prediction shape {pred_mask.shape} != gt shape {object_mask.shape}")
+    false_negative, false_positive = object_mask & ~pred_mask, ~object_mask & pred_mask
+    if valid_mask is not None:
+        false_negative, false_positive = false_negative & valid_mask, false_positive & valid_mask
+    return false_negative, false_positive
+
+
+def training_click(pred_mask: np.ndarray, object_mask: np.ndarray, rng: np.random.Generator,
+                   ) -> Click | None:  # fmt: skip
+    """The training variant of the click rule (see the module docstring); None when there is no error.
+
+    ``pred_mask`` / ``object_mask``: HxW bool. The click's ``index`` is 0 (the caller numbers it).
+    """
+    false_negative, false_positive = error_regions(object_mask, pred_mask)
+    fn_dist = error_distance_map(false_negative, precise=False)
+    fp_dist = error_distance_map(false_positive, precise=False)
+    fn_max, fp_max = float(fn_dist.max()), float(fp_dist.max())
+    positive = fn_max > fp_max
+    candidates = np.argwhere((fn_dist if positive else fp_dist) > max(fn_max, fp_max) / 2.0)
+    if len(candidates) == 0:
+        return None
+    y, x = candidates[int(rng.integers(len(candidates)))]
+    return Click(y=float(y), x=float(x), is_positive=bool(positive), index=0)
 
 
 class Clicker:
@@ -44,11 +83,7 @@ class Clicker:
 
     def next_click(self, pred_mask: np.ndarray) -> Click:
         """The click the simulated user would make on ``pred_mask`` (HxW bool), without adding it."""
-        pred_mask = np.asarray(pred_mask, dtype=bool)
-        if pred_mask.shape != self.object_mask.shape:
-            raise ValueError(f"prediction shape {pred_mask.shape} != gt shape {self.object_mask.shape}")
-        false_negative = self.object_mask & ~pred_mask & self.valid_mask
-        false_positive = ~self.object_mask & pred_mask & self.valid_mask
+        false_negative, false_positive = error_regions(self.object_mask, pred_mask, self.valid_mask)
 
         fn_distance = error_distance_map(false_negative) * self.not_clicked
         fp_distance = error_distance_map(false_positive) * self.not_clicked

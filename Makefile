@@ -14,6 +14,7 @@ run: install
 	$(PYTHON) -m isegformer_app.main $(SAMPLE)
 
 test: install-dev
+	$(PYTHON) -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-cache
 	QT_QPA_PLATFORM=offscreen $(PYTHON) -m pytest -q
 
 lint: install-dev

@@ -1,15 +1,16 @@
 """Registries: architecture variants by name, and original checkpoint classes by class name.
 
 Each family module (``model/modeling/<family>.py``) registers its variants with
-:func:`register_model` and exposes ``ADAPTER`` (an :class:`~model.checkpoint.ArchitectureAdapter`).
+:func:`~model.modeling.original_format.register_model` and exposes ``ADAPTER`` (an
+:class:`~model.modeling.original_format.ArchitectureAdapter`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 
 from model.modeling.interactive import InteractiveModel
+from model.modeling.original_format import _MODELS, register_model  # noqa: F401  (register_model re-exported)
 
 # Original ``isegm`` class name -> our family module that loads it.
 ORIGINAL_CLASSES: dict[str, str] = {
@@ -20,19 +21,6 @@ ORIGINAL_CLASSES: dict[str, str] = {
     "isegformer.model.EfficientNetSegformerModel": "model.modeling.efficientnet_segformer",
 }
 FAMILY_MODULES = tuple(dict.fromkeys(ORIGINAL_CLASSES.values()))
-
-_MODELS: dict[str, Callable[..., InteractiveModel]] = {}
-
-
-def register_model(name: str) -> Callable[[Callable[..., InteractiveModel]], Callable[..., InteractiveModel]]:
-    """Decorator: make a builder available as ``build_model(name, **kwargs)``."""
-
-    def wrap(fn: Callable[..., InteractiveModel]) -> Callable[..., InteractiveModel]:
-        _MODELS[name] = fn
-        return fn
-
-    return wrap
-
 
 def _import_families() -> None:
     for module in FAMILY_MODULES:

@@ -16,8 +16,8 @@ from scipy import ndimage
 from model.build import list_models
 from training.config import ConfigError, config_from_dict, load_config
 from training.data import Augmentation, CocoLvisSource, InteractiveDataset, ObjectInfo, TrainSample
+from training.data.points_sampler import MultiPointSampler
 from training.datasets.base import DatasetError
-from training.points_sampler import MultiPointSampler
 from training.trainer import build_optimizer, lr_multiplier, next_click_points
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from training.data.points_sampler import MultiPointSampler
 from training.data.sample import sample_from_instances
-from training.points_sampler import MultiPointSampler
 
 
 def _two_squares() -> tuple[np.ndarray, np.ndarray]:

@@ -28,9 +28,9 @@ from training.data.augment import Augmentation
 from training.data.cocolvis import CocoLvisSource
 from training.data.dataset import InteractiveDataset, SampleSource
 from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
+from training.data.points_sampler import MultiPointSampler
 from training.data.sample import TrainSample
 from training.datasets.base import DatasetError
-from training.points_sampler import MultiPointSampler
 from training.pretrained import PretrainedError, load_pretrained
 from training.trainer import RESUME_FILE, ProcessGroup, Trainer
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from isegformer_app.state.history import Command
+from isegformer_app.state.image_objects import AnnotatedObject
 
 if TYPE_CHECKING:
     from isegformer_app.state.click_session import ClickSession
-    from isegformer_app.state.document import AnnotatedObject, Document
+    from isegformer_app.state.document import Document
     from isegformer_app.state.labels import Color
 
 
@@ -40,8 +41,6 @@ class FinishObject:
         self.obj: AnnotatedObject | None = None
 
     def do(self, doc: Document) -> None:
-        from isegformer_app.state.document import AnnotatedObject
-
         if self.obj is None:
             self.obj = AnnotatedObject(
                 uid=doc.next_uid, label=self.label, color=self.color,

@@ -8,7 +8,6 @@ and the exported instance id of an object is its 1-based position in that list.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +16,11 @@ from isegformer_app.state import click_session as cs
 from isegformer_app.state import commands as cmd
 from isegformer_app.state.click_session import ClickSession, stroke_mask
 from isegformer_app.state.history import Command, History
+from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import Color
 from model.clicks import Click
 from model.threshold import DEFAULT_THRESHOLD
-
-
-@dataclass
-class AnnotatedObject:
-    """A finished instance: ``mask`` HxW bool, ``clicks`` that produced it (kept for reference)."""
-
-    uid: int
-    label: str
-    color: Color
-    mask: np.ndarray
-    visible: bool = True
-    clicks: list[Click] = field(default_factory=list)
 
 
 class Document:

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.build import register_model
-from model.checkpoint import encoding_from_params, encoding_to_params
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
+from model.modeling.original_format import encoding_from_params, encoding_to_params, register_model
 from model.modeling.segformer_head import SegFormerHead
 
 ORIGINAL_CLASS = "isegformer.model.EfficientNetSegformerModel"

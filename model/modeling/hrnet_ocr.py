@@ -17,11 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.build import register_model
-from model.checkpoint import PrefixMap, encoding_from_params, encoding_to_params
 from model.modeling.hrnet import HRNetBackbone
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 from model.modeling.ocr import OCRHead
+from model.modeling.original_format import PrefixMap, encoding_from_params, encoding_to_params, register_model
 
 ORIGINAL_CLASS = "isegm.model.is_hrnet_model.HRNetModel"
 # Norm layers of original configs that are plain BatchNorm at inference.

@@ -24,10 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.build import register_model
-from model.checkpoint import PrefixMap, encoding_from_params, encoding_to_params
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 from model.modeling.mit import MIT_VARIANTS, MiTConfig, MixVisionTransformer
+from model.modeling.original_format import PrefixMap, encoding_from_params, encoding_to_params, register_model
 from model.modeling.segformer_head import SegFormerHead
 
 ORIGINAL_CLASS = "isegm.model.is_segformer_model.SegformerModel"

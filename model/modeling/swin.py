@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.build import register_model
-from model.checkpoint import (
+from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
+from model.modeling.original_format import (
     PrefixMap,
     encoding_from_params,
     encoding_to_params,
     foreign_class,
+    register_model,
 )
-from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 from model.modeling.segformer_head import SegFormerHead
 from model.modeling.swin_backbone import SwinBackbone, SwinConfig, relative_position_index
 

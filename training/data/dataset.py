@@ -1,7 +1,7 @@
 """The training dataset: sample -> augmentation -> object selection -> clicks (RITM's ``ISDataset``).
 
 Items are dicts of tensors: ``images`` (3, h, w) float32 RGB in [0, 1], ``points`` (2N, 3) float32
-(:mod:`training.points_sampler` rows), ``instances`` (1, h, w) float32 target (1 / 0 / -1 ignored).
+(:mod:`training.data.points_sampler` rows), ``instances`` (1, h, w) float32 target (1 / 0 / -1 ignored).
 Randomness is a function of ``(seed, epoch, index)`` only, so any item can be recomputed exactly (resume,
 several workers, several processes).
 """
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from training.data.augment import Augmentation
+from training.data.points_sampler import MultiPointSampler
 from training.data.sample import TrainSample
-from training.points_sampler import MultiPointSampler
 
 MAX_AUGMENTATION_TRIES = 50
 

@@ -21,4 +21,4 @@ lint: install-dev
 	$(PYTHON) -m ruff check .
 
 bench: install
-	$(PYTHON) -m model.benchmark
+	$(PYTHON) -m model.benchmarks.latency

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.baseline_segformer import straightforward_copy
+from model.benchmarks.baseline_segformer import straightforward_copy
 from model.build import build_model
 from model.checkpoint import load_checkpoint
 

@@ -8,7 +8,7 @@ import time
 
 from fakes import DiskPredictor
 
-from isegformer_app.benchmark import (
+from isegformer_app.benchmarks.gui import (
     OBJECT_CLICKS,
     ClickTiming,
     TickProbe,
@@ -21,7 +21,7 @@ from isegformer_app.benchmark import (
     open_window,
     write_benchmark_series,
 )
-from isegformer_app.benchmark import SAMPLE_IMAGE as SAMPLE
+from isegformer_app.benchmarks.gui import SAMPLE_IMAGE as SAMPLE
 
 DELAY_S = 0.02
 GUI_STALL_S = 0.06

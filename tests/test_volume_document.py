@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fakes import DiskPredictor
 
+from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
 from isegformer_app.state.autosave import SidecarError
 from isegformer_app.state.propagation import interior_point, propagate_document
 from isegformer_app.state.volume_autosave import (
@@ -21,7 +22,6 @@ from isegformer_app.state.volume_autosave import (
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, table_paths
 from isegformer_app.volumes import VolumeError, load_label_nifti, open_volume, read_itksnap_labels
-from isegformer_app.volumes.dicom_write import SeriesOptions, write_dicom_series
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4

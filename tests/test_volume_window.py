@@ -14,10 +14,10 @@ from fakes import DiskPredictor
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QInputDialog, QPushButton
 
+from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
 from isegformer_app.settings import Settings
 from isegformer_app.ui import volume_files
 from isegformer_app.ui.main_window import MainWindow
-from isegformer_app.volumes.dicom_write import SeriesOptions, write_dicom_series
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4

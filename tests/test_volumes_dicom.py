@@ -14,6 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 
+from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
 from isegformer_app.volumes import (
     LabelVolume,
     LoadCancelled,
@@ -24,7 +25,6 @@ from isegformer_app.volumes import (
     save_label_nifti,
     scan_dicom_folder,
 )
-from isegformer_app.volumes.dicom_write import SeriesOptions, write_dicom_series
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 DICOMDIR_TESTS = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"

@@ -4,7 +4,7 @@
 app picks. Engines: ``grabcut`` (click-seeded OpenCV GrabCut), ``geodesic`` (nearest seed along
 contrast-weighted paths) and ``geo_grabcut`` (the geodesic split seeding GrabCut). ``geo_grabcut``
 is the default: it has the lowest NoC@85/NoC@90 on both the VOC photo and the MR slices of
-``python -m model.engine_benchmark`` and stays within 150 ms per click at 800 px on 2 CPU cores.
+``python -m model.benchmarks.engines`` and stays within 150 ms per click at 800 px on 2 CPU cores.
 """
 
 from __future__ import annotations

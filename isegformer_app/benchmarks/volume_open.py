@@ -1,6 +1,6 @@
 """Open-time benchmark: write a synthetic CT series (shuffled file names) and time ``load_dicom``.
 
-    python -m isegformer_app.volumes.benchmark [--slices 160] [--size 384] [--repeats 3]
+    python -m isegformer_app.benchmarks.volume_open [--slices 160] [--size 384] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom_load import load_dicom
-from .dicom_write import SeriesOptions, write_dicom_series
+from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
+from isegformer_app.volumes.dicom_load import load_dicom
 
 
 def phantom(size: int, slices: int, seed: int = 0) -> np.ndarray:

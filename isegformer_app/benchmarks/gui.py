@@ -1,6 +1,6 @@
 """GUI latency benchmark: the real main window, offscreen, driven by real mouse events.
 
-    QT_QPA_PLATFORM=offscreen python -m isegformer_app.benchmark [--engine NAME | --checkpoint FILE]
+    QT_QPA_PLATFORM=offscreen python -m isegformer_app.benchmarks.gui [--engine NAME | --checkpoint FILE]
         [--clicks 20] [--warmup 1] [--device cpu|cuda] [--torch-threads N] [--volume-repeats 3]
 
 Per click (mouse press + release on the canvas viewport at a point of an object of the sample
@@ -18,7 +18,7 @@ image) it measures, through the app's hooks (the worker's ``prediction_ready`` r
   over the whole click (press → painted) and over the time ``predict()`` runs.
 
 It also times opening a 160-slice 384×384 DICOM series (the synthetic series of
-:mod:`isegformer_app.volumes.benchmark`): ``load_dicom`` alone, and through the window
+:mod:`isegformer_app.benchmarks.volume_open`): ``load_dicom`` alone, and through the window
 (``open_path`` → first slice painted, loading in the background) with the longest GUI stall meanwhile.
 """
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from isegformer_app.ui.main_window import MainWindow
     from isegformer_app.ui.worker import PredictResult
 
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "sample.jpg"
+SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "resources" / "samples" / "sample.jpg"
 PROBE_INTERVAL_MS = 5
 IDLE_BETWEEN_CLICKS_MS = 60
 OVERHEAD_TARGET_MS = 30.0  # click -> overlay <= model latency + this
@@ -314,9 +314,9 @@ class FirstVolumePaint(QObject):
 
 
 def write_benchmark_series(folder: Path, slices: int = 160, size: int = 384) -> Path:
-    """The synthetic CT series of :mod:`isegformer_app.volumes.benchmark`, written into ``folder``."""
-    from isegformer_app.volumes.benchmark import phantom
-    from isegformer_app.volumes.dicom_write import SeriesOptions, write_dicom_series
+    """The synthetic CT series of :mod:`isegformer_app.benchmarks.volume_open`, written into ``folder``."""
+    from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
+    from isegformer_app.benchmarks.volume_open import phantom
 
     affine = np.diag([-0.7, -0.7, 1.5, 1.0])
     affine[:3, 3] = (120.0, 130.0, -80.0)
@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from model.benchmark import machine_header
+    from model.benchmarks.latency import machine_header
     from model.engines import DEFAULT_ENGINE, ENGINE_NAMES
 
     engine = args.engine or DEFAULT_ENGINE
@@ -497,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.processEvents()
     volume_s: list[float] = []
     if args.volume_repeats > 0:
-        from isegformer_app.volumes.benchmark import run as time_volume_open
+        from isegformer_app.benchmarks.volume_open import run as time_volume_open
 
         volume_s = time_volume_open(slices=160, size=384, repeats=args.volume_repeats)
     device = torch.device(args.device if args.checkpoint is not None else "cpu")

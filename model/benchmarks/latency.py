@@ -1,11 +1,11 @@
-"""Per-click latency benchmark: ``python -m model.benchmark [--section zoo|speed|default|all]``.
+"""Per-click latency benchmark: ``python -m model.benchmarks.latency [--section zoo|speed|default|all]``.
 
 ``zoo``: the full predictor (clicks -> probability map at full resolution, ZoomIn and flip off so the
 input size is what the row says) for each architecture at a 400×400 and an 800×600 image; median
 and p90 over ``--clicks`` clicks after ``--warmup`` clicks, random weights.
 
 ``speed``: the same SegFormer weights run by a straightforward eager fp32 implementation in the
-original code's style (:mod:`model.baseline_segformer`) and by ours (fp32, and bf16 autocast where
+original code's style (:mod:`model.benchmarks.baseline_segformer`) and by ours (fp32, and bf16 autocast where
 the CPU supports it), 400×400, 6 input channels; plus the share of a predictor call spent outside
 the network (click maps, ZoomIn, resizes).
 
@@ -113,7 +113,7 @@ def bench_zoo(models: list[str], sizes: list[tuple[int, int]], args: argparse.Na
 
 
 def bench_speed(models: list[str], args: argparse.Namespace, device) -> None:
-    from model.baseline_segformer import straightforward_copy
+    from model.benchmarks.baseline_segformer import straightforward_copy
 
     size = 400
     use_bf16 = device.type == "cuda" or cpu_has_native_bf16()
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(machine_header(device))
-    print(f"# python -m model.benchmark {' '.join(argv) if argv else ''}".rstrip())
+    print(f"# python -m model.benchmarks.latency {' '.join(argv) if argv else ''}".rstrip())
     if args.section in ("zoo", "all"):
         bench_zoo(args.models.split(","), [parse_size(s) for s in args.sizes.split(",")], args, device)
     if args.section in ("speed", "all"):

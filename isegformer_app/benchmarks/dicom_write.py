@@ -16,9 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from isegformer_app.volumes.geometry import LPS_TO_RAS
 from model.atomic_io import atomic_write_bytes
-
-from .geometry import LPS_TO_RAS
 
 
 @dataclass

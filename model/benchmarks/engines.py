@@ -1,6 +1,6 @@
 """Benchmark of the built-in click engines: NoC@85, NoC@90, mean IoU@5 and ms/click per dataset.
 
-Run ``python -m model.engine_benchmark`` (``--engines``, ``--datasets`` to narrow it down; ``--engines
+Run ``python -m model.benchmarks.engines`` (``--engines``, ``--datasets`` to narrow it down; ``--engines
 bundled geo_grabcut`` compares the shipped trained network with the default classical engine). The
 protocol is the project's NoC evaluation (``model.evaluation.noc.evaluate_sample``: simulated user on the
 larger error region, threshold 0.49, stop at IoU 0.90, at most 20 clicks).

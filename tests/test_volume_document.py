@@ -203,13 +203,14 @@ def test_propagation_uses_prev_mask_or_auto_clicks_and_cancel_keeps_done(tmp_pat
     cancel = threading.Event()
     seen = []
 
-    def progress(done: int, total: int) -> None:
-        seen.append((done, total))
-        if done == 3:
+    def progress(fraction: float, message: str) -> None:  # the one progress contract: fraction, message
+        seen.append((fraction, message))
+        if len(seen) == 4:  # reported before slice 4 of 8: three are done
             cancel.set()
 
     assert propagate_document(doc, disks(with_prev_mask=True), 2, progress, cancel) == 3
-    assert seen[0] == (0, 8) and all(doc.labels.data[z].any() for z in (7, 8, 9))
+    assert seen[0] == (0.0, "slice 9 (1 of 8)") and seen[3] == (3 / 8, "slice 6 (4 of 8)")
+    assert seen[-1] == (1.0, "3 of 8 slices") and all(doc.labels.data[z].any() for z in (7, 8, 9))
     assert not doc.labels.data[6].any() and not doc.labels.data[2].any()
     doc.set_view("axial", 8)
     doc.undo()

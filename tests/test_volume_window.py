@@ -245,7 +245,8 @@ def test_propagate_range_cancel_and_volume_warnings(qtbot, tmp_path, messages) -
     assert window.volume.propagate_to(doc.slice_count - 1)  # a range: progress dialog with Cancel
     dialog = window.volume.propagation["dialog"]
     qtbot.waitUntil(lambda: window.volume.propagation["done"] >= 2, timeout=5000)
-    dialog.findChild(QPushButton).click()
+    assert "Propagate: slice" in dialog.dialog.labelText() and dialog.dialog.value() > 0  # reports arrive
+    dialog.dialog.findChild(QPushButton).click()
     qtbot.waitUntil(lambda: window.volume.propagation is None, timeout=5000)
     done = [z for z in range(start + 1, doc.slice_count) if doc.labels.data[z].any()]
     assert 2 <= len(done) < doc.slice_count - 1 - start

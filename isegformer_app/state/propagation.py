@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from isegformer_app.volumes import CancelFlag, Volume
+from isegformer_app.volumes.progress import ProgressCallback
 from model.clicks import Click
 from model.evaluation.clicker import Clicker
 from model.evaluation.noc import mask_iou
@@ -83,7 +84,7 @@ def propagate_mask(predictor, image: np.ndarray, source_mask: np.ndarray, thresh
 
 def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarray, targets: Iterable[int],
                     threshold: float, on_result: Callable[[PropagatedSlice], None],
-                    progress: Callable[[int, int], None] | None = None,
+                    progress: ProgressCallback | None = None,
                     cancel: CancelFlag | None = None) -> int:  # fmt: skip
     """Propagate slice after slice through ``targets`` (each from the previous result); returns the count.
 
@@ -94,7 +95,7 @@ def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarra
     mask = source_mask.astype(bool)
     for position, index in enumerate(targets):
         if progress is not None:
-            progress(position, len(targets))
+            progress(position / len(targets), f"slice {index} ({position + 1} of {len(targets)})")
         if cancel is not None and cancel.is_set():
             break
         result = propagate_mask(predictor, volume.slice_image(axis, index), mask, threshold)
@@ -107,7 +108,7 @@ def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarra
         if not mask.any():
             break
     if progress is not None:
-        progress(done, len(targets))
+        progress(1.0, f"{done} of {len(targets)} slices")
     return done
 
 
@@ -131,7 +132,7 @@ class PropagationPlan:
     threshold: float
 
     def run(self, predictor, on_result: Callable[[PropagatedSlice], None],
-            progress: Callable[[int, int], None] | None = None, cancel: CancelFlag | None = None) -> int:
+            progress: ProgressCallback | None = None, cancel: CancelFlag | None = None) -> int:
         """Predict slice after slice (see :func:`propagate_range`); returns the number done."""
         return propagate_range(predictor, self.doc.volume, self.axis, self.source, self.targets,
                                self.threshold, on_result, progress, cancel)  # fmt: skip
@@ -156,7 +157,7 @@ def plan_propagation(doc, stop: int) -> PropagationPlan:
     return PropagationPlan(doc, value, doc.axis, source, targets, doc.threshold)
 
 
-def propagate_document(doc, predictor, stop: int, progress: Callable[[int, int], None] | None = None,
+def propagate_document(doc, predictor, stop: int, progress: ProgressCallback | None = None,
                        cancel: CancelFlag | None = None) -> int:
     """Propagate the active (else the selected) object of a ``VolumeDocument`` from the current slice to
     slice ``stop`` of the same view, synchronously; returns the number of slices filled."""

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from isegformer_app.volumes import (
@@ -21,8 +20,7 @@ from isegformer_app.volumes import (
     write_itksnap_labels,
     write_slicer_color_table,
 )
-
-Progress = Callable[[float, str], None]
+from isegformer_app.volumes.progress import ProgressCallback
 
 
 def nifti_stem(path: Path) -> str:
@@ -41,7 +39,7 @@ def table_paths(nifti_path: Path) -> tuple[Path, Path]:
 
 
 def export_volume_labels(labels: LabelVolume, volume: Volume, path: Path | str,
-                         progress: Progress | None = None) -> list[Path]:  # fmt: skip
+                         progress: ProgressCallback | None = None) -> list[Path]:  # fmt: skip
     """Write the label map (``.nii``/``.nii.gz``) and its two label tables; returns the three paths."""
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
@@ -60,7 +58,7 @@ def export_volume_labels(labels: LabelVolume, volume: Volume, path: Path | str,
 
 
 def export_volume_slices(labels: LabelVolume, volume: Volume, root: Path | str, case: str, layout: str,
-                         axis: str = "axial", progress: Progress | None = None,
+                         axis: str = "axial", progress: ProgressCallback | None = None,
                          cancel: CancelFlag | None = None) -> list[ExportedSlice]:  # fmt: skip
     """PNG image/mask pairs of the labelled slices along ``axis``; ``cancel`` set stops early."""
     if not labels.present_values():

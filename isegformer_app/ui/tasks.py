@@ -18,9 +18,10 @@ from PySide6.QtWidgets import QProgressDialog, QWidget
 
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.volumes import LoadCancelled
+from isegformer_app.volumes.progress import ProgressCallback
 
-# work(report, cancel) -> result; report(fraction in [0, 1], message); cancel: threading.Event
-Work = Callable[[Callable[[float, str], None], threading.Event], object]
+# work(report, cancel) -> result; report: the ProgressCallback contract; cancel: threading.Event
+Work = Callable[[ProgressCallback, threading.Event], object]
 
 
 class TaskCancelled(Exception):
@@ -64,41 +65,70 @@ class BackgroundTask(QThread):
         self.handled = True
 
 
+class TaskProgress:
+    """The window-modal progress dialog of a long task: follows ``advance(fraction, message)`` (the
+    :data:`~isegformer_app.volumes.progress.ProgressCallback` contract) and calls ``on_cancel`` on Cancel."""
+
+    def __init__(self, parent: QWidget, title: str, on_cancel: Callable[[], None] | None,
+                 min_duration_ms: int = 300) -> None:  # fmt: skip
+        self.title, self.on_cancel = title, on_cancel
+        self.dialog = QProgressDialog(title, "Cancel" if on_cancel else "", 0, 1000, parent)
+        self.dialog.setWindowTitle(title)
+        self.dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.dialog.setMinimumDuration(min_duration_ms)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        if on_cancel is None:
+            self.dialog.setCancelButton(None)
+        else:
+            self.dialog.canceled.connect(on_cancel)
+        self.closed, self._advancing = False, False
+        self.dialog.setValue(0)
+
+    def advance(self, fraction: float, message: str) -> None:
+        if self.closed:
+            return  # a report queued before the task ended
+        if message:
+            self.dialog.setLabelText(f"{self.title}: {message}")
+        # On a modal dialog setValue processes events, which may end the task and close the dialog:
+        # its deletion then waits until setValue has returned.
+        self._advancing = True
+        try:
+            self.dialog.setValue(int(round(min(max(fraction, 0.0), 1.0) * 999)))
+        finally:
+            self._advancing = False
+        if self.closed:
+            self.dialog.deleteLater()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.on_cancel is not None:
+            self.dialog.canceled.disconnect(self.on_cancel)  # closing the dialog emits ``canceled``
+        self.dialog.close()
+        if not self._advancing:
+            self.dialog.deleteLater()
+
+
 def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[BackgroundTask], None],
              dialog: bool = True, cancellable: bool = True, min_duration_ms: int = 300) -> BackgroundTask:
     """Start ``work`` in the background; ``on_done(task)`` runs in the GUI thread when it ends.
 
-    With ``dialog`` a window-modal :class:`QProgressDialog` follows the reported fraction.
+    With ``dialog`` a :class:`TaskProgress` dialog follows the reported fraction.
     """
     task = BackgroundTask(work, title, parent)
     tasks = parent.__dict__.setdefault("_background_tasks", set())
     tasks.add(task)
     progress = None
     if dialog:
-        progress = QProgressDialog(title, "Cancel" if cancellable else "", 0, 1000, parent)
-        progress.setWindowTitle(title)
-        progress.setWindowModality(Qt.WindowModality.WindowModal)
-        progress.setMinimumDuration(min_duration_ms)
-        progress.setAutoClose(False)
-        progress.setAutoReset(False)
-        if not cancellable:
-            progress.setCancelButton(None)
-        progress.canceled.connect(task.cancel)
-        progress.setValue(0)
-        task.progress_dialog = progress
-
-        def advance(fraction: float, message: str) -> None:
-            progress.setValue(int(round(min(max(fraction, 0.0), 1.0) * 999)))
-            if message:
-                progress.setLabelText(f"{title}: {message}")
-
-        task.progressed.connect(advance)
+        progress = TaskProgress(parent, title, task.cancel if cancellable else None, min_duration_ms)
+        task.progress_dialog = progress.dialog
+        task.progressed.connect(progress.advance)
 
     def finish(done: BackgroundTask) -> None:
         if progress is not None:
-            progress.canceled.disconnect(task.cancel)
             progress.close()
-            progress.deleteLater()
         tasks.discard(done)
         on_done(done)  # the finished thread object stays a child of ``parent`` (small, no join needed)
 

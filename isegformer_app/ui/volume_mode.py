@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit, QProgressDialog
+from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit
 
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.state.propagation import PropagatedSlice, plan_propagation
@@ -22,6 +22,7 @@ from isegformer_app.state.volume_autosave import SUFFIX
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.modes import WindowServices
+from isegformer_app.ui.tasks import TaskProgress
 from isegformer_app.ui.volume_actions import VOLUME_ONLY
 from isegformer_app.ui.volume_files import VolumeFiles
 from isegformer_app.ui.volume_panel import VolumePanel
@@ -297,20 +298,11 @@ class VolumeMode(QObject):
             return False
         targets = plan.targets
 
-        def work(predictor, emit_result, emit_progress, cancel) -> int:
-            return plan.run(predictor, emit_result, emit_progress, cancel)
+        def work(predictor, emit_result, report, cancel) -> int:
+            return plan.run(predictor, emit_result, report, cancel)
 
         cancel = s.worker.run_task(work, "propagate")
-        dialog = None
-        if len(targets) > 1:
-            dialog = QProgressDialog("Propagating…", "Cancel", 0, len(targets), s.parent)
-            dialog.setWindowTitle("Propagate")
-            dialog.setWindowModality(Qt.WindowModality.WindowModal)
-            dialog.setMinimumDuration(300)
-            dialog.setAutoClose(False)
-            dialog.setAutoReset(False)
-            dialog.canceled.connect(cancel.set)
-            dialog.setValue(0)
+        dialog = TaskProgress(s.parent, "Propagate", cancel.set) if len(targets) > 1 else None
         self.propagation = {"doc": doc, "plan": plan, "targets": targets, "cancel": cancel, "dialog": dialog,
                             "done": 0}  # fmt: skip
         s.show_busy(True)
@@ -323,11 +315,10 @@ class VolumeMode(QObject):
         p["plan"].apply(result)
         p["done"] += 1
 
-    def _on_task_progress(self, done: int, total: int) -> None:
+    def _on_task_progress(self, fraction: float, message: str) -> None:
         p = self.propagation
         if p is not None and p["dialog"] is not None:
-            p["dialog"].setValue(done)
-            p["dialog"].setLabelText(f"Propagating: slice {done + 1}/{total}…")
+            p["dialog"].advance(fraction, message)
 
     def _on_task_done(self, label: str, result: object, error: str) -> None:
         if label != "propagate" or self.propagation is None:
@@ -335,9 +326,7 @@ class VolumeMode(QObject):
         p, self.propagation = self.propagation, None
         cancelled = p["cancel"].is_set()
         if p["dialog"] is not None:
-            p["dialog"].canceled.disconnect(p["cancel"].set)  # closing the dialog emits ``canceled``
             p["dialog"].close()
-            p["dialog"].deleteLater()
         if error:
             self.services.inform("Propagate", f"Propagation failed: {error}", error=True)
             return

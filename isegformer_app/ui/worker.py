@@ -90,7 +90,7 @@ class InferenceWorker(QThread):
     failed = Signal(str, str)  # what ("engine" | "image" | "predict"), message for the user
     image_ready = Signal(str)  # image key, once the predictor has taken the image (set_image returned)
     busy_changed = Signal(bool)
-    task_progress = Signal(int, int)  # done, total (of a run_task job)
+    task_progress = Signal(float, str)  # fraction, message of a run_task job (the ProgressCallback contract)
     task_result = Signal(object)  # an intermediate result of a run_task job
     task_done = Signal(str, object, str)  # label, return value, error message ("" if none)
 
@@ -120,7 +120,8 @@ class InferenceWorker(QThread):
         self._post(_Job("image", image, key))
 
     def run_task(self, work: Callable, label: str) -> threading.Event:
-        """Run ``work(predictor, emit_result, emit_progress, cancel)`` in this thread (after the queued jobs).
+        """Run ``work(predictor, emit_result, report, cancel)`` in this thread (after the queued jobs);
+        ``report(fraction, message)`` is the :data:`~isegformer_app.volumes.progress.ProgressCallback` contract.
 
         The predictor's image is restored afterwards; returns the cancel flag of the task.
         """

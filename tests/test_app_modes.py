@@ -294,3 +294,32 @@ def test_a_single_coronal_slice_opens_in_its_own_plane(qtbot, tmp_path) -> None:
     assert window.open_path(nifti)
     qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
     assert window.volume.doc.axis == "coronal" and window.canvas.image_size == (40, 30)  # not a 1-px stripe
+
+
+def test_a_4d_file_has_a_frame_selector_and_each_frame_its_own_annotation(qtbot, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    nifti = tmp_path / "series4d.nii.gz"
+    nib.save(nib.Nifti1Image(rng.integers(0, 500, (40, 30, 6, 3)).astype(np.int16), np.eye(4)), nifti)
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(rng.integers(0, 500, (40, 30, 6)).astype(np.int16), np.eye(4)), flat)
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=4))
+    panel = window.volume.panel
+    assert window.open_path(flat)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    assert panel.frame.isHidden() and panel.frame_label.isHidden()  # a 3-D file: no frame selector
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.volume.doc is not None and window.volume.doc.path == nifti, timeout=10000)
+    assert not panel.frame.isHidden() and (panel.frame.minimum(), panel.frame.maximum()) == (0, 2)
+    assert panel.frame.value() == 0 and "of 0–2" in panel.frame.text()
+    click(qtbot, window, 10, 12)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    first = window.volume.doc
+    panel.frame.setValue(2)  # the user picks frame 2: it opens, frame 0 is autosaved
+    qtbot.waitUntil(lambda: window.volume.doc is not first and window.volume.doc is not None, timeout=10000)
+    doc = window.volume.doc
+    assert doc.volume.metadata["frame"] == 2 and not doc.labels.data.any()
+    assert not np.array_equal(doc.volume.voxels, first.volume.voxels)  # another frame's voxels
+    panel.frame.setValue(0)  # back: frame 0's clicks and mask come back from its own autosave
+    qtbot.waitUntil(lambda: window.volume.doc is not doc and window.volume.doc is not None, timeout=10000)
+    back = window.volume.doc
+    assert back.volume.metadata["frame"] == 0 and len(back.clicks) == 1 and back.current_mask()[10, 12]

@@ -22,7 +22,7 @@ from isegformer_app.state.volume_autosave import SUFFIX
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.modes import WindowServices
-from isegformer_app.ui.tasks import TaskProgress
+from isegformer_app.ui.tasks import BackgroundTask, TaskProgress
 from isegformer_app.ui.volume_actions import VOLUME_ONLY
 from isegformer_app.ui.volume_files import VolumeFiles
 from isegformer_app.ui.volume_panel import VolumePanel
@@ -59,6 +59,7 @@ class VolumeMode(QObject):
         self.panel.preset_chosen.connect(self.use_preset)
         self.panel.wl_button.toggled.connect(self._on_wl_toggled)
         self.panel.propagate.connect(self._on_propagate_button)
+        self.panel.frame_chosen.connect(self.show_frame)
         s.canvas.window_dragged.connect(self.drag_window)
         self.point: tuple[int, int, int] | None = None  # (z, y, x) linked between views: last hovered
         s.view.tool_changed.connect(lambda tool: self.panel.wl_button.setChecked(tool == "wl"))
@@ -86,6 +87,8 @@ class VolumeMode(QObject):
         default = doc.volume.channel_windows[doc.volume.channel_names[0]]
         self.display_window = presets[0] if presets else default
         self.panel.set_presets(presets)
+        meta = doc.volume.metadata
+        self.panel.show_frames(int(meta.get("frame") or 0), int(meta.get("frames") or 1))
         self.panel.setVisible(True)
         s.objects.set_document(doc)
         self.notes.setPlainText("\n".join(notes))
@@ -97,6 +100,13 @@ class VolumeMode(QObject):
         z, y, x = doc.volume.shape
         s.inform("Open volume", f"{name}: {x}x{y}x{z} voxels, spacing "
                  + " x ".join(f"{s:.3g}" for s in doc.volume.spacing[::-1]) + " mm")  # fmt: skip
+
+    def show_frame(self, frame: int) -> BackgroundTask | None:
+        """Open another frame of the shown 4-D file (this frame is autosaved; each has its own autosave)."""
+        doc = self.doc
+        if doc is None or frame == int(doc.volume.metadata.get("frame") or 0):
+            return None
+        return self.files.open(doc.path, frame=frame)
 
     def _enable_actions(self, enabled: bool) -> None:
         for key in VOLUME_ONLY:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSlider,
+    QSpinBox,
 )
 
 from isegformer_app.volumes import AXES, WindowPreset
@@ -27,12 +28,13 @@ def _button(text: str, tip: str, checkable: bool = False) -> QPushButton:
 
 
 class VolumePanel(QGroupBox):
-    """Widgets only; the :class:`~isegformer_app.ui.volume_control.VolumeController` does the work."""
+    """Widgets only; the :class:`~isegformer_app.ui.volume_mode.VolumeMode` does the work."""
 
     axis_chosen = Signal(str)
     slice_chosen = Signal(int)
     preset_chosen = Signal(int)
     propagate = Signal(str)  # "prev" | "next" | "range"
+    frame_chosen = Signal(int)  # a frame (4th dimension) of a 4-D file
 
     def __init__(self, parent=None) -> None:
         super().__init__("Volume", parent)
@@ -49,6 +51,11 @@ class VolumePanel(QGroupBox):
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.valueChanged.connect(self.slice_chosen.emit)
         self.slice_label = QLabel("–")
+        self.frame = QSpinBox()
+        self.frame.setKeyboardTracking(False)  # typing "12" opens frame 12, not 1 then 12
+        self.frame.setToolTip("Frame of the 4-D file shown (each frame is annotated on its own)")
+        self.frame.valueChanged.connect(self._on_frame)
+        self.frame_label = QLabel("Frame")
         self._presets: list[WindowPreset] = []
         self.presets = QComboBox()
         self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -72,6 +79,7 @@ class VolumePanel(QGroupBox):
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # long rows go below the label
         form.addRow(axis_row)  # the whole width: the axis names say what the row is
         form.addRow(self.slice_label, self.slider)
+        form.addRow(self.frame_label, self.frame)
         form.addRow("Window", self.presets)  # a row of its own: preset names can be long
         form.addRow(wl_row)
         form.addRow("Propagate", prop_row)
@@ -85,6 +93,19 @@ class VolumePanel(QGroupBox):
         self.slider.setValue(index)
         self.slider.blockSignals(False)
         self.slice_label.setText(f"Slice {index + 1}/{count}")
+
+    def show_frames(self, frame: int, frames: int) -> None:
+        """The frame selector: shown for files with more than one frame, without emitting signals."""
+        self.frame.blockSignals(True)
+        self.frame.setRange(0, max(0, frames - 1))
+        self.frame.setValue(frame)
+        self.frame.setSuffix(f" of 0–{frames - 1}")
+        self.frame.blockSignals(False)
+        for widget in (self.frame, self.frame_label):
+            widget.setVisible(frames > 1)
+
+    def _on_frame(self, frame: int) -> None:
+        self.frame_chosen.emit(frame)
 
     def set_presets(self, presets: list[WindowPreset]) -> None:
         self._presets = list(presets)

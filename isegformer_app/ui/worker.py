@@ -121,7 +121,7 @@ class InferenceWorker(QThread):
 
     def run_task(self, work: Callable, label: str) -> threading.Event:
         """Run ``work(predictor, emit_result, report, cancel)`` in this thread (after the queued jobs);
-        ``report(fraction, message)`` is the :data:`~isegformer_app.volumes.progress.ProgressCallback` contract.
+        ``report(fraction, message)``: the :data:`~isegformer_app.volumes.progress.ProgressCallback` contract.
 
         The predictor's image is restored afterwards; returns the cancel flag of the task.
         """

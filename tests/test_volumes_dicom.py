@@ -450,3 +450,40 @@ def test_a_stray_far_slice_is_refused_instead_of_a_huge_blank_grid(tmp_path) -> 
     _edit(paths[5], lambda ds: setattr(ds, "ImagePositionPatient", ["0", "0", "2000"]))  # 2 m away
     with pytest.raises(VolumeError, match="not one evenly spaced stack"):
         load_dicom(tmp_path)
+
+
+AXIAL = np.array([[1.0, 0, 0, -8], [0, 1.0, 0, -8], [0, 0, 2.0, 0], [0, 0, 0, 1]])
+CORONAL = np.array([[1.0, 0, 0, -8], [0, 0, 2.0, 0], [0, -1.0, 0, 8], [0, 0, 0, 1]])  # rows run S -> I
+
+
+def test_series_sharing_a_description_and_size_read_differently_in_the_chooser(tmp_path) -> None:
+    stored = np.arange(16 * 16 * 3, dtype=np.int16).reshape(16, 16, 3)
+    for prefix, affine, uid, time in (("AX", AXIAL, "1.2.826.0.1.3680043.99.100001", "101500"),
+                                      ("CO", CORONAL, "1.2.826.0.1.3680043.99.200002", "103010")):
+        write_dicom_series(stored, affine, tmp_path, SeriesOptions(
+            series_description="T/S/C RF FAST PILOT", series_uid=uid, series_time=time, name_prefix=prefix))
+    series = sorted(scan_dicom_folder(tmp_path).series, key=lambda info: info.uid)
+    labels = [info.label() for info in series]
+    assert len(set(labels)) == 2  # the chooser entries no longer read identically
+    assert "axial" in labels[0] and "10:15:00" in labels[0] and labels[0].endswith("UID …9.100001")
+    assert "coronal" in labels[1] and "10:30:10" in labels[1] and labels[1].endswith("UID …9.200002")
+    assert all("T/S/C RF FAST PILOT" in label and "3 slice(s), 16x16" in label for label in labels)
+
+
+@pytest.mark.parametrize("odd_affine, odd_size, wording", [
+    (CORONAL, 16, "2 different orientations (e.g. a localizer)"),
+    (AXIAL, 12, "2 different sizes (e.g. a localizer)"),
+])  # fmt: skip
+def test_a_mixed_series_note_names_only_what_differs(tmp_path, odd_affine, odd_size, wording) -> None:
+    uid = "1.2.826.0.1.3680043.99.300003"
+    main = np.zeros((16, 16, 5), np.int16)
+    write_dicom_series(main, AXIAL, tmp_path, SeriesOptions(series_uid=uid, name_prefix="MAIN"))
+    odd = AXIAL.copy() if odd_affine is AXIAL else odd_affine
+    if odd_affine is AXIAL:
+        odd[2, 3] = 40.0  # a separate slice position, beyond the main stack
+    write_dicom_series(np.zeros((odd_size, odd_size, 1), np.int16), odd, tmp_path,
+                       SeriesOptions(series_uid=uid, name_prefix="ODD"))  # fmt: skip
+    volume = load_dicom(tmp_path)
+    note = next(w for w in volume.warnings if "mixes slices" in w)
+    assert wording in note and "sizes and orientations" not in note
+    assert "kept the 5 slices" in note and volume.shape == (5, 16, 16)

@@ -31,6 +31,8 @@ class SeriesOptions:
     series_description: str = "synthetic series"
     series_uid: str | None = None
     window: tuple[float, float] | None = None
+    series_time: str | None = None  # SeriesTime, "HHMMSS"
+    name_prefix: str = "IM"  # file names <prefix>00000.dcm ... (several series in one folder)
 
 
 def _ds(value: float) -> str:
@@ -56,7 +58,7 @@ def write_dicom_series(stored_ijk: np.ndarray, affine_ras: np.ndarray, folder: P
     column_spacing, row_spacing = float(np.linalg.norm(column_step)), float(np.linalg.norm(row_step))
     orientation = [*(column_step / column_spacing), *(row_step / row_spacing)]
     columns, rows, count = stored_ijk.shape
-    names = [f"IM{k:05d}.dcm" for k in range(count)]
+    names = [f"{options.name_prefix}{k:05d}.dcm" for k in range(count)]
     if options.shuffle_names:
         random.Random(options.seed).shuffle(names)
     study_uid, series_uid, frame_uid = generate_uid(), options.series_uid or generate_uid(), generate_uid()
@@ -74,6 +76,8 @@ def write_dicom_series(stored_ijk: np.ndarray, affine_ras: np.ndarray, folder: P
         ds.Modality, ds.PatientID, ds.PatientName = options.modality, "SYNTH", "Synthetic^Volume"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = options.series_description, 1, k + 1
+        if options.series_time is not None:
+            ds.SeriesTime = options.series_time
         ds.ImagePositionPatient = [_ds(v) for v in position[:3]]
         ds.ImageOrientationPatient = [_ds(v) for v in orientation]
         ds.PixelSpacing = [_ds(row_spacing), _ds(column_spacing)]

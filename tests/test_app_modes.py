@@ -212,7 +212,8 @@ def test_labels_belong_to_the_project_and_new_projects_start_from_the_default(
     assert window.labels.names() == [*default, "tumour"] and window.settings.labels != window.labels.to_json()
     assert open_and_wait(window, other)  # another folder: the default set, not the edited one
     assert window.labels.names() == default
-    window.make_labels_default()
+    window.actions_by_name["labels_default"].trigger()  # Edit > Use these labels for new projects
+    assert window.settings.labels == window.labels.to_json()
     assert open_and_wait(window, folder / "a.png")  # back: this folder's own list, from its file
     assert window.labels.names() == [*default, "tumour"]
     window.close()

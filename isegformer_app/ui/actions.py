@@ -73,6 +73,11 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a["delete"] = _action(window, "&Delete selected object", window.objects_panel.delete, "delete")
     for key in ("undo", "redo", "finish", "reset", "delete"):
         edit.addAction(a[key])
+    edit.addSeparator()
+    a["labels_default"] = _action(window, "Use these &labels for new projects", window.make_labels_default)
+    a["labels_default"].setToolTip("Labels belong to the open folder or volume; a project opened for the "
+                                   "first time starts from this default set")  # fmt: skip
+    edit.addAction(a["labels_default"])
 
     view = bar.addMenu("&View")
     a["fit"] = _action(window, "&Fit to window", window.canvas.fit_to_window, "fit")

@@ -2,8 +2,9 @@
 
     QT_QPA_PLATFORM=offscreen python -m isegformer_app.screenshot [--out resources/screenshots/window.png]
 
-Clicks go through the same window methods a mouse click reaches (``add_click``), with the default
-built-in engine; autosaves go to a temporary user-data folder, so the clone stays clean.
+Clicks are real mouse clicks on the canvas (left = object, right = background), with the default
+engine; the object is finished as "person" with Space. Autosaves go to a temporary user-data folder,
+so the clone stays clean.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-FINISHED = [(175.0, 250.0, True), (110.0, 245.0, True)]  # (y, x, positive): the man in the middle
-IN_PROGRESS = [(160.0, 440.0, True), (250.0, 330.0, False)]  # the man on the right, being annotated
+# (y, x, positive) in image pixels: the man on the right; negatives on the tray, the chair, the window
+# and the bowl keep the classical engine from flooding into the cluttered scene.
+FINISHED = [(200.0, 435.0, True), (130.0, 430.0, True), (270.0, 400.0, False), (200.0, 340.0, False),
+            (60.0, 400.0, False), (250.0, 435.0, False)]
 
 
 def _wait(app, condition, timeout_s: float = 60.0) -> None:
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("ISEGFORMER_DATA_DIR", tempfile.mkdtemp(prefix="isegformer-shot-"))
 
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     from isegformer_app.settings import Settings
@@ -51,12 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     if not window.open_path(SAMPLE_IMAGE):
         return 1
     window.images.wait_for_load()
-    for clicks in (FINISHED, IN_PROGRESS):
-        for y, x, positive in clicks:
-            window.add_click(y, x, positive)
-            _wait(app, lambda: window.doc.prob is not None and not window.doc.needs_prediction())
-        if clicks is FINISHED:
-            window.finish_object()
+    window.labels_panel.list.setCurrentRow(window.labels.names().index("person"))
+    viewport = window.canvas.viewport()
+    for y, x, positive in FINISHED:
+        button = Qt.MouseButton.LeftButton if positive else Qt.MouseButton.RightButton
+        QTest.mouseClick(viewport, button, Qt.KeyboardModifier.NoModifier, window.canvas.image_to_view(y, x))
+        _wait(app, lambda: window.doc.prob is not None and not window.doc.needs_prediction())
+    QTest.keyClick(window, Qt.Key.Key_Space)
+    _wait(app, lambda: len(window.doc.objects) == 1)
+    window.doc.selected_uid = window.doc.objects[0].uid
+    window.objects_panel.refresh()
     for _ in range(20):
         app.processEvents()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -245,3 +245,13 @@ def test_wl_drag_in_the_window_switches_the_preset_box_to_custom(qtbot, tmp_path
     window.canvas.window_dragged.emit(12.0, 4.0)
     assert box.currentText().startswith("Custom")
     window.close()
+
+
+def test_the_readme_screenshot_script_makes_the_window_with_a_finished_object(qtbot, tmp_path, monkeypatch):
+    from isegformer_app import screenshot
+
+    monkeypatch.setenv("ISEGFORMER_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "window.png"
+    assert screenshot.main(["--out", str(out), "--size", "1000x700"]) == 0
+    shot = np.asarray(Image.open(out).convert("RGB"))
+    assert shot.shape == (700, 1000, 3) and shot.std() > 20  # a drawn window, not a blank grab

@@ -96,13 +96,13 @@ def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkey
     open_image(qtbot, window, tmp_path)
     monkeypatch.setattr(predictor, "predict", lambda clicks, prev_mask=None: 1 / 0)
     renders: list[bool] = []
-    real_render = main_window_module.render_overlay
+    real_set_overlay = window.canvas.set_overlay
 
-    def render(doc, opacity, outlines=True):
-        renders.append(True)
-        return real_render(doc, opacity, outlines)
+    def set_overlay(rgba):  # empty here (no prediction): cleared without rendering a transparent image
+        renders.append(rgba is None)
+        return real_set_overlay(rgba)
 
-    monkeypatch.setattr(main_window_module, "render_overlay", render)
+    monkeypatch.setattr(window.canvas, "set_overlay", set_overlay)
     window.add_click(10, 10, True)
     assert renders == []
     qtbot.waitUntil(lambda: "Prediction failed" in window.message_label.text(), timeout=5000)

@@ -17,9 +17,11 @@ from isegformer_app.benchmarks.gui import (
     close_window,
     format_table,
     measure_clicks,
+    measure_image_open,
     measure_volume_open,
     open_window,
     write_benchmark_series,
+    write_large_photo,
 )
 from isegformer_app.benchmarks.gui import SAMPLE_IMAGE as SAMPLE
 
@@ -27,10 +29,10 @@ DELAY_S = 0.02
 GUI_STALL_S = 0.06
 
 
-
 def sleepy_disks() -> DiskPredictor:
     """Sleeps DELAY_S per prediction, then disks of radius 15 at positive clicks."""
     return DiskPredictor(radius=15, delay=DELAY_S, negative=0.0)
+
 
 def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
     image = tmp_path / "sample.jpg"
@@ -114,3 +116,19 @@ def test_click_plan_and_table() -> None:
     assert lines[-3] == "| load_dicom (s) | 2.50, 2.00 | 2.00 | ≤ 3 s | yes |"
     assert lines[-2].endswith("| 1.50, 3.50 | 1.50 | ≤ 3 s | yes |")
     assert lines[-1].endswith("| 12, 70 | 12 | ≤ 50 ms | no (worst run) |")
+
+
+def test_measure_image_open_times_the_window_and_the_synchronous_decode(qtbot, tmp_path, messages) -> None:
+    image = tmp_path / "sample.jpg"
+    shutil.copy(SAMPLE, image)
+    window, _ = open_window(image, tmp_path, engines={"sleepy": sleepy_disks}, timeout_s=30)
+    qtbot.addWidget(window)
+    big = write_large_photo(tmp_path / "large.jpg", side=1024)
+    try:
+        timing = measure_image_open(window, big)
+        assert window.doc.path == big and window.canvas.image_size == (1024, 1024)
+        assert window.canvas.overlay_item.pixmap().isNull()  # nothing annotated: no overlay rendered
+    finally:
+        close_window(window)
+    assert timing.seconds > 0 and timing.synchronous_ms > 0
+    assert math.isfinite(timing.stall_ms) and timing.stall_ms < timing.seconds * 1000

@@ -17,7 +17,10 @@ image) it measures, through the app's hooks (the worker's ``prediction_ready`` r
 * event-loop stall: the longest gap between ticks of a 5 ms precise ``QTimer`` in the GUI thread,
   over the whole click (press → painted) and over the time ``predict()`` runs.
 
-It also times opening a 160-slice 384×384 DICOM series (the synthetic series of
+It times opening a 4096×4096 photo (``open_path`` → image painted, decoding in the background) with
+the longest GUI stall meanwhile, against the stall a synchronous open would cause (``load_image`` on
+the GUI thread, the straightforward implementation), and opening a 160-slice 384×384 DICOM series (the
+synthetic series of
 :mod:`isegformer_app.benchmarks.volume_open`): ``load_dicom`` alone, and through the window
 (``open_path`` → first slice painted, loading in the background) with the longest GUI stall meanwhile.
 """
@@ -313,6 +316,50 @@ class FirstVolumePaint(QObject):
         self.on_painted()
 
 
+@dataclass
+class ImageOpenTiming:
+    """Opening a large photo through the window, and the same decode done the straightforward way."""
+
+    seconds: float  # open_path -> image shown and painted
+    stall_ms: float  # longest GUI event-loop gap meanwhile
+    synchronous_ms: float  # load_image() on the calling thread: the stall of a synchronous open
+
+
+def write_large_photo(path: Path, side: int = 4096) -> Path:
+    """A ``side``×``side`` JPEG with texture (smooth gradients plus noise: it decodes like a photo)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[:side, :side].astype(np.float32) / side
+    rng = np.random.default_rng(0)
+    rgb = np.stack([yy * 200, xx * 200, (yy + xx) * 100], axis=-1) + rng.normal(0, 12, (side, side, 3))
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def measure_image_open(window: MainWindow, path: Path, timeout_s: float = 120.0) -> ImageOpenTiming:
+    """``window.open_path(path)`` until the image is shown and a paint has followed; the GUI stall
+    meanwhile; then ``load_image`` alone on this thread for comparison."""
+    from isegformer_app.state.imageio import load_image
+
+    probe = TickProbe()
+    probe.start()
+    try:
+        started = time.perf_counter()
+        if not window.open_path(path):
+            raise RuntimeError(f"the app refused to open {path}")
+        wait_until(lambda: window.images.loading is None and window.doc is not None
+                   and window.doc.path == path, timeout_s, f"{path.name} to be shown")  # fmt: skip
+        window.canvas.viewport().repaint()  # the paint that puts the new image on screen
+        shown = time.perf_counter()
+        wait_ms(IDLE_BETWEEN_CLICKS_MS)  # let the probe tick past the paint
+        stall = probe.max_gap_ms(started, shown)
+    finally:
+        probe.stop()
+    synchronous = time.perf_counter()
+    load_image(path, window.images.project.max_side)
+    return ImageOpenTiming(shown - started, stall, (time.perf_counter() - synchronous) * 1000)
+
+
 def write_benchmark_series(folder: Path, slices: int = 160, size: int = 384) -> Path:
     """The synthetic CT series of :mod:`isegformer_app.benchmarks.volume_open`, written into ``folder``."""
     from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
@@ -390,7 +437,8 @@ def _stats(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def format_table(timings: Sequence[ClickTiming], volume_s: Sequence[float], header: str, source: str,
-                 window_opens: Sequence[VolumeOpenTiming] = ()) -> str:  # fmt: skip
+                 window_opens: Sequence[VolumeOpenTiming] = (),
+                 image_opens: Sequence[ImageOpenTiming] = ()) -> str:  # fmt: skip
     """Markdown tables: median / p90 / max of each per-click number with the targets, then the volume opens
     (``volume_s``: ``load_dicom`` seconds; ``window_opens``: through the window)."""
     lines = [
@@ -419,6 +467,21 @@ def format_table(timings: Sequence[ClickTiming], volume_s: Sequence[float], head
         median, slow, worst = _stats(values)
         verdict = "" if limit is None else ("yes" if worst <= limit else "no")
         lines.append(f"| {name} | {median:.1f} | {slow:.1f} | {worst:.1f} | {target} | {verdict} |")
+    if image_opens:
+        lines += ["", "| 4096×4096 JPEG | runs | best | target | best meets target |",
+                  "|---|---|---:|---|---|"]  # fmt: skip
+        for name, values, fmt in (
+            ("window: open_path → image painted (s)", [o.seconds for o in image_opens], "{:.2f}"),
+            ("window: longest event-loop stall while opening (ms)", [o.stall_ms for o in image_opens],
+             "{:.0f}"),
+            ("straightforward: load_image on the GUI thread = its stall (ms)",
+             [o.synchronous_ms for o in image_opens], "{:.0f}"),
+        ):  # fmt: skip
+            runs = ", ".join(fmt.format(v) for v in values)
+            is_stall = "stall" in name and "straightforward" not in name
+            target = f"≤ {STALL_TARGET_MS:.0f} ms" if is_stall else ""
+            verdict = ("yes" if max(values) <= STALL_TARGET_MS else "no (worst run)") if is_stall else ""
+            lines.append(f"| {name} | {runs} | {fmt.format(min(values))} | {target} | {verdict} |")
     if volume_s or window_opens:
         lines += ["", "| 160-slice 384×384 DICOM series | runs | best | target | best meets target |",
                   "|---|---|---:|---|---|"]  # fmt: skip
@@ -463,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="torch intra-op threads of the inference worker (0: the app's automatic choice)")
     parser.add_argument("--volume-repeats", type=int, default=3, help="DICOM open repeats (0: skip)")
+    parser.add_argument("--image-repeats", type=int, default=3, help="4096² photo open repeats (0: skip)")
     args = parser.parse_args(argv)
     if args.clicks < 1 or args.warmup < 0:
         parser.error("--clicks must be >= 1 and --warmup >= 0")
@@ -480,6 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     _report_messages_instead_of_dialogs()
     window_opens: list[VolumeOpenTiming] = []
+    image_opens: list[ImageOpenTiming] = []
     with tempfile.TemporaryDirectory(prefix="isegformer-bench-") as folder:
         work_dir = Path(folder)
         image = work_dir / SAMPLE_IMAGE.name  # a copy: autosaves never land in resources/
@@ -489,6 +554,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_threads = window.worker.torch_threads
         try:
             timings = measure_clicks(window, log, args.clicks, args.warmup)
+            if args.image_repeats > 0:
+                big = write_large_photo(work_dir / "large.jpg")
+                for _ in range(args.image_repeats):
+                    image_opens.append(measure_image_open(window, big))
+                    window.open_path(image)  # back to the sample: the next run opens the large one anew
+                    wait_until(lambda: window.images.loading is None, 60, "the sample to be shown again")
             if args.volume_repeats > 0:
                 series = write_benchmark_series(work_dir / "series")
                 window_opens = [measure_volume_open(window, series) for _ in range(args.volume_repeats)]
@@ -503,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device if args.checkpoint is not None else "cpu")
     name = f"checkpoint {args.checkpoint.name} on {device}" if args.checkpoint else f"engine {engine}"
     header = f"{machine_header(device)}; inference worker torch threads {worker_threads}"
-    print(format_table(timings, volume_s, header, name, window_opens))
+    print(format_table(timings, volume_s, header, name, window_opens, image_opens))
     return 0
 
 

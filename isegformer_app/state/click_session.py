@@ -165,6 +165,8 @@ class ClickSession:
             mask = unpredicted.copy()
         else:
             mask = np.zeros(self.shape, bool)
+            if not self.brush.any():
+                return mask  # nothing yet (a freshly opened 4096² image: no full-size passes)
         return (mask | (self.brush > 0)) & ~(self.brush < 0)
 
     def snapshot(self) -> SessionSnapshot:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QTransform
@@ -40,6 +42,20 @@ def to_qimage(array: np.ndarray) -> QImage:
     h, w, c = array.shape
     fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_RGBA8888
     return QImage(array.data, w, h, array.strides[0], fmt).copy()
+
+
+def to_display_qimage(rgb: np.ndarray) -> QImage:
+    """HxWx3 RGB uint8 -> an RGB32 QImage that becomes a QPixmap without conversion (a deep copy).
+
+    Safe in a background thread: an image load prepares it there, so that the GUI thread only wraps
+    it (``QPixmap.fromImage`` of RGB32 is a copy-free handover; from RGB888 it converts every pixel,
+    about 100 ms at 4096²).
+    """
+    if sys.byteorder != "little":  # RGB32 is 0xffRRGGBB in native order
+        return to_qimage(rgb)
+    bgrx = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+    h, w = bgrx.shape[:2]
+    return QImage(bgrx.data, w, h, bgrx.strides[0], QImage.Format.Format_RGB32).copy()
 
 
 class CanvasView(QGraphicsView):
@@ -131,12 +147,15 @@ class CanvasView(QGraphicsView):
         self._place_hint()
 
     # ------------------------------------------------------------ content
-    def set_image(self, rgb: np.ndarray, pixel_aspect: float = 1.0, keep_view: bool = False) -> None:
-        """Show ``rgb``; ``keep_view`` keeps zoom and position when the size and aspect are unchanged."""
+    def set_image(self, rgb: np.ndarray, pixel_aspect: float = 1.0, keep_view: bool = False,
+                  prepared: QImage | None = None) -> None:  # fmt: skip
+        """Show ``rgb``; ``keep_view`` keeps zoom and position when the size and aspect are unchanged;
+        ``prepared``: ``to_display_qimage(rgb)`` made beforehand (in a background thread)."""
         same = (rgb.shape[0], rgb.shape[1]) == self.image_size and pixel_aspect == self.pixel_aspect
         self.image_size = (rgb.shape[0], rgb.shape[1])
         self.pixel_aspect = float(pixel_aspect)
-        self.image_item.setPixmap(QPixmap.fromImage(to_qimage(rgb)))
+        shown = prepared if prepared is not None else to_display_qimage(rgb)
+        self.image_item.setPixmap(QPixmap.fromImage(shown))
         self._place_hint()
         if keep_view and same:
             return
@@ -173,8 +192,9 @@ class CanvasView(QGraphicsView):
         """The (y, x) pixel the crosshair marks, None when hidden."""
         return self._crosshair
 
-    def set_overlay(self, rgba: np.ndarray) -> None:
-        self.overlay_item.setPixmap(QPixmap.fromImage(to_qimage(rgba)))
+    def set_overlay(self, rgba: np.ndarray | None) -> None:
+        """Show the HxWx4 RGBA overlay; None clears it."""
+        self.overlay_item.setPixmap(QPixmap() if rgba is None else QPixmap.fromImage(to_qimage(rgba)))
 
     def set_clicks(self, clicks: Sequence[Click]) -> None:
         """Show ``clicks`` as dots, updating only the dots that changed: a refresh after each click

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
 
 from isegformer_app.state.autosave import snapshot_document, write_snapshot
@@ -22,6 +23,7 @@ from isegformer_app.state.labels import LabelClass, LabelList
 from isegformer_app.state.project import OpenedImage, Project
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.ui import dialogs
+from isegformer_app.ui.canvas import to_display_qimage
 from isegformer_app.ui.file_list import FileListPanel
 from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.tasks import BackgroundTask, run_task
@@ -96,11 +98,7 @@ class ImageMode(QObject):
         # snapshot never lands after the one written here and no sidecar is read while being written
         in_flight = self.services.writer.take_over(leaving.path if snapshot is not None else None)
 
-        def work(report, cancel) -> OpenedImage:
-            if in_flight is not None:
-                in_flight.wait()
-            if snapshot is not None:
-                old_project.write_snapshot(snapshot)
+        def read() -> OpenedImage:
             if single:
                 try:
                     doc, notices = project.read_image(start + delta)
@@ -108,6 +106,15 @@ class ImageMode(QObject):
                     return OpenedImage(None, None, [], [(project.paths[start + delta], str(exc))])
                 return OpenedImage(start + delta, doc, notices)
             return project.read_step(start, delta)
+
+        def work(report, cancel) -> tuple[OpenedImage, QImage | None]:
+            if in_flight is not None:
+                in_flight.wait()
+            if snapshot is not None:
+                old_project.write_snapshot(snapshot)
+            opened = read()
+            # the screen copy is made here too: the GUI thread only hands it to the canvas
+            return opened, None if opened.doc is None else to_display_qimage(opened.doc.image.rgb)
 
         def done(task: BackgroundTask) -> None:
             self.loading = None
@@ -134,7 +141,7 @@ class ImageMode(QObject):
             return False
         if snapshot is not None and leaving is not None:
             leaving.saved_revision = max(leaving.saved_revision, snapshot.revision)
-        opened: OpenedImage = task.result
+        opened, display = task.result
         left = project.index
         doc = project.install(opened)
         if project is self.project:
@@ -157,7 +164,7 @@ class ImageMode(QObject):
             self.project = project
             self._list_files(project)
             s.project_opened()
-        self._show(doc)
+        self._show(doc, display)
         if recent is not None:
             s.remember_recent(recent)
         return True
@@ -180,14 +187,14 @@ class ImageMode(QObject):
 
         run_task(self.services.parent, "Read folder", work, done, dialog=False)
 
-    def _show(self, doc: Document) -> None:
+    def _show(self, doc: Document, display: QImage | None = None) -> None:
         s = self.services
         doc.listeners.append(s.document_changed)
         doc.listeners.append(self._show_status)
         self.files.set_current(self.project.index)
         self._show_status(doc)
         self.image_key = f"{doc.path}#{id(doc)}"
-        s.canvas.set_image(doc.image.rgb)
+        s.canvas.set_image(doc.image.rgb, prepared=display)
         s.worker.set_image(self.image_key, doc.image.rgb)
         s.objects.set_document(doc)
         n = len(self.project.paths)

@@ -31,7 +31,7 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.modes import Mode, WindowServices
-from isegformer_app.ui.overlay import outline_polygons, outlined_masks, render_overlay
+from isegformer_app.ui.overlay import nothing_to_draw, outline_polygons, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_files import looks_like_volume
@@ -341,7 +341,10 @@ class MainWindow(QMainWindow):
         doc = self.doc
         if doc is None:
             return
-        if overlay:
+        if overlay and nothing_to_draw(doc):
+            self.canvas.set_overlay(None)
+            self.canvas.set_outlines([])
+        elif overlay:
             polygons = [outline_polygons(mask) for mask in outlined_masks(doc)]
             in_screen_pixels = all(p is not None for p in polygons)  # else (noisy masks) as pixels
             opacity = self.view_panel.opacity.value() / 100

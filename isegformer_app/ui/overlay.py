@@ -52,6 +52,12 @@ def outline_polygons(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> 
     return [c.reshape(-1, 2) for c in contours]
 
 
+def nothing_to_draw(doc: OverlaySource) -> bool:
+    """True when the overlay would be fully transparent: no visible object, no probability, no current
+    mask (a freshly opened image: its 4096² overlay is not rendered just to be empty)."""
+    return doc.prob is None and not any(o.visible for o in doc.objects) and not doc.current_mask().any()
+
+
 def outlined_masks(doc: OverlaySource) -> list[np.ndarray]:
     """The masks that get an outline: the selected (visible) object's, then the current object's."""
     masks = [o.mask for o in doc.objects if o.visible and o.uid == doc.selected_uid]

@@ -141,3 +141,32 @@ def test_both_autosaves_round_trip_the_session_and_refuse_newer_files(doc, tmp_p
     write_sidecar(path, {**meta, "version": 99}, arrays)
     with pytest.raises(SidecarError, match="newer isegformer"):
         read_volume_sidecar(path) if isinstance(doc, VolumeDocument) else read_sidecar(path)
+
+
+@pytest.mark.parametrize("kind", ["not a zip", "torn zip", "zip bomb", "meta not an object", "pickled array"])
+def test_hostile_sidecar_files_give_one_clear_error(tmp_path: Path, kind: str, monkeypatch) -> None:
+    import io
+    import zipfile
+
+    from isegformer_app.state import sidecar_codec
+
+    monkeypatch.setattr(sidecar_codec, "MAX_SIDECAR_BYTES", 2**20)  # 1 MiB here, 4 GiB in the app
+
+    path = tmp_path / "x.png.isegformer.npz"
+    if kind == "not a zip":
+        path.write_bytes(b"garbage" * 20)
+    elif kind == "torn zip":
+        write_sidecar(path, {"version": 1}, {"brush": np.zeros((40, 60), np.int8)})
+        path.write_bytes(path.read_bytes()[:-30])
+    elif kind == "zip bomb":  # 8 MiB of zeros in a few kB: refused before anything is inflated
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("brush.npy", bytes(8 * 2**20))
+    else:
+        buffer = io.BytesIO()
+        meta = b"[1, 2]" if kind == "meta not an object" else b'{"version": 1}'
+        extra = {"x": np.array([object()], dtype=object)} if kind == "pickled array" else {}
+        np.savez(buffer, meta=np.frombuffer(meta, np.uint8), **extra)
+        path.write_bytes(buffer.getvalue())
+    with pytest.raises(SidecarError, match="x.png.isegformer.npz is unreadable") as error:
+        read_sidecar(path)
+    assert ("GiB of arrays declared" in str(error.value)) == (kind == "zip bomb")

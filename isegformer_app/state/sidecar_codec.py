@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from isegformer_app.state.click_session import ClickSession
 from model.atomic_io import atomic_write_bytes
 from model.clicks import Click
+
+MAX_SIDECAR_BYTES = 4 * 2**30  # uncompressed; a 512³ uint16 label volume with sessions is well below
 
 
 class SidecarError(Exception):
@@ -42,13 +45,17 @@ def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, 
     by a newer isegformer (``version`` > ``newest_version``), which is left untouched."""
     path = Path(path)
     try:
+        with zipfile.ZipFile(path) as archive:  # a zip bomb is refused before anything is inflated
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_SIDECAR_BYTES:
+            raise ValueError(f"{declared / 2**30:.1f} GiB of arrays declared")
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
         version = int(meta["version"])
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
-    if not isinstance(meta, dict) or version > newest_version:
+    if version > newest_version:
         raise SidecarError(f"Autosave file {path.name} was written by a newer isegformer (format {version}); "
                            "it was left untouched.")  # fmt: skip
     return meta, arrays

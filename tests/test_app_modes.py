@@ -324,3 +324,60 @@ def test_a_4d_file_has_a_frame_selector_and_each_frame_its_own_annotation(qtbot,
     qtbot.waitUntil(lambda: window.volume.doc is not doc and window.volume.doc is not None, timeout=10000)
     back = window.volume.doc
     assert back.volume.metadata["frame"] == 0 and len(back.clicks) == 1 and back.current_mask()[10, 12]
+
+
+def test_autosaves_of_frames_queued_behind_a_slow_write_all_reach_disk(qtbot, tmp_path, monkeypatch) -> None:
+    from isegformer_app.state.volume_document import VolumeDocument
+    from isegformer_app.ui import volume_files
+    from isegformer_app.volumes import open_volume
+
+    nifti = tmp_path / "frames.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((30, 20, 4, 3), np.int16), np.eye(4)), nifti)
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    shown, files = window.volume.doc, window.volume.files
+    real_write, calls = volume_files.write_snapshot, []
+
+    def slow_write(contents, path):
+        calls.append(path.name)
+        time.sleep(0.3 if len(calls) == 1 else 0)
+        real_write(contents, path)
+
+    monkeypatch.setattr(volume_files, "write_snapshot", slow_write)
+    frames = [VolumeDocument(open_volume(nifti, frame=f), nifti) for f in (2, 0, 1)]
+    for doc in frames:
+        doc.add_click(5, 5, True)
+        window.volume.doc = doc  # what the shown document is when its autosave is asked for
+        files.save()  # the first is written (slowly), the other two wait their turn
+    window.volume.doc = shown
+    qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    assert sorted(calls) == sorted(files.sidecar_of(d).name for d in frames) and len(set(calls)) == 3
+    assert all(files.sidecar_of(d).is_file() and not d.dirty for d in frames)
+
+
+def test_task_progress_deletes_its_dialog_only_after_a_nested_set_value_returns(qtbot) -> None:
+    from PySide6.QtWidgets import QProgressDialog, QWidget
+
+    from isegformer_app.ui.tasks import TaskProgress
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    progress = TaskProgress(parent, "Work", on_cancel=lambda: None)
+    deleted: list[int] = []
+    progress.dialog.deleteLater = lambda: deleted.append(progress._depth)
+    real_set_value = progress.dialog.setValue
+
+    def set_value(value: int) -> None:  # a modal setValue processes events: a report, then the task ends
+        if value == 500:
+            progress.advance(0.6, "nested report")
+            progress.close()
+            assert deleted == []  # not while the outer setValue is still running
+        real_set_value(value)
+
+    progress.dialog.setValue = set_value
+    progress.advance(0.5, "outer report")
+    assert deleted == [0]
+    progress.advance(0.9, "late")  # a report queued before the end changes nothing
+    assert deleted == [0]
+    QProgressDialog.deleteLater(progress.dialog)

@@ -367,3 +367,53 @@ def test_hostile_images_load_with_notices_or_a_clear_refusal(tmp_path, monkeypat
     monkeypatch.setattr(imageio, "MAX_OPEN_PIXELS", 100)
     with pytest.raises(ImageLoadError, match="megapixels"):
         load_image(tmp_path / "odd.jpg")
+
+
+def test_an_autosave_from_a_newer_version_is_kept_and_never_overwritten(tmp_path) -> None:
+    from isegformer_app.state.sidecar_codec import read_sidecar_file, write_sidecar
+
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    project = Project.from_path(tmp_path)
+    doc = project.open_index(0)
+    doc.add_click(5, 5, True)
+    assert project.save()
+    side = sidecar_path(tmp_path / "a.png")
+    meta, arrays = read_sidecar_file(side, newest_version=1)
+    write_sidecar(side, {**meta, "version": 2, "written_by": "isegformer 9"}, arrays)  # a newer version's
+    newer = side.read_bytes()
+    again = Project.from_path(tmp_path)
+    doc = again.open_index(0)
+    assert any("newer isegformer" in n and "kept as a.png.isegformer.npz.newer-version" in n
+               for n in again.notices)
+    assert doc.dirty and not doc.clicks
+    doc.add_click(8, 8, True)
+    assert again.save()  # the next autosave writes a fresh file; the newer one stays as it was
+    assert side.with_name(side.name + ".newer-version").read_bytes() == newer
+    assert read_sidecar_file(side, newest_version=1)[0]["version"] == 1
+
+
+@pytest.mark.parametrize("damage", [
+    {"version": float("inf")}, {"clicks": [[1, 2]]}, {"next_uid": None}, {"objects": [{"uid": 1}]},
+    {"clicks": [[float("nan"), 1, True]]},
+])  # fmt: skip
+def test_malformed_autosave_meta_is_one_clear_error_and_leaves_the_document_as_it_was(tmp_path, damage):
+    import json
+
+    from isegformer_app.state.autosave import SidecarError
+    from isegformer_app.state.sidecar_codec import read_sidecar_file, write_sidecar
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(path)
+    doc = Document(load_image(path))
+    doc.add_click(5, 5, True)
+    doc.set_prediction(list(doc.clicks), np.full(doc.shape, 0.9, np.float32))
+    doc.finish_object("cat", (1, 2, 3))
+    side = sidecar_path(path)
+    save_document(doc, side)
+    meta, arrays = read_sidecar_file(side, newest_version=1)
+    meta = json.loads(json.dumps({**meta, **damage}))  # as JSON would hold it
+    write_sidecar(side, meta, arrays)
+    fresh = Document(load_image(path))
+    with pytest.raises(SidecarError, match="unreadable"):
+        restore_document(fresh, side)
+    assert fresh.objects == [] and fresh.clicks == [] and fresh.next_uid == 1

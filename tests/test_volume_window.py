@@ -291,3 +291,53 @@ def test_image_export_runs_in_background(qtbot, tmp_path, messages, monkeypatch)
     assert task.result.exported == 1 and (tmp_path / "out" / "masks" / "a.png").is_file()
     assert len(ticks) >= 15 and np.diff(ticks).max() < 0.3
     window.close()
+
+
+def test_a_volume_autosave_from_a_newer_version_is_set_aside_not_overwritten(tmp_path) -> None:
+    from isegformer_app.state.sidecar_codec import read_sidecar_file, write_sidecar
+    from isegformer_app.state.sidecar_location import SidecarLocator
+    from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
+    from isegformer_app.state.volume_document import VolumeDocument
+    from isegformer_app.volumes import open_volume
+
+    nifti = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((20, 16, 5), 50, np.int16), np.eye(4)), nifti)
+    volume = open_volume(nifti)
+    doc = VolumeDocument(volume, nifti)
+    doc.add_click(4, 4, True)
+    sidecar = volume_sidecar_path(nifti, volume)
+    save_volume_document(doc, sidecar)
+    meta, arrays = read_sidecar_file(sidecar, newest_version=1)
+    write_sidecar(sidecar, {**meta, "version": 2}, arrays)
+    newer = sidecar.read_bytes()
+    notes: list[str] = []
+    again = volume_files.build_document(volume, nifti, SidecarLocator(), notes, lambda f, m: None)
+    assert any("newer isegformer" in n and "newer-version" in n for n in notes)
+    assert again.dirty and not again.labels.data.any()  # nothing half-restored
+    assert not sidecar.exists() and sidecar.with_name(sidecar.name + ".newer-version").read_bytes() == newer
+
+
+def test_a_malformed_volume_autosave_leaves_the_document_as_it_was(tmp_path) -> None:
+    from isegformer_app.state.sidecar_codec import SidecarError
+    from isegformer_app.state.volume_autosave import (
+        read_volume_sidecar,
+        restore_volume_document,
+        save_volume_document,
+    )
+    from isegformer_app.state.volume_document import VolumeDocument
+    from isegformer_app.volumes import open_volume
+
+    nifti = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((20, 16, 5), 50, np.int16), np.eye(4)), nifti)
+    volume = open_volume(nifti)
+    doc = VolumeDocument(volume, nifti)
+    doc.add_click(4, 4, True)
+    doc.set_prediction(list(doc.clicks), np.full(doc.shape, 0.9, np.float32))
+    path = tmp_path / "side.npz"
+    save_volume_document(doc, path)
+    contents = read_volume_sidecar(path)
+    contents["meta"]["sessions"][0]["index"] = 99  # a slice that does not exist, after valid labels
+    fresh = VolumeDocument(volume, nifti)
+    with pytest.raises(SidecarError, match="slice session 0 does not match"):
+        restore_volume_document(fresh, contents)
+    assert not fresh.labels.data.any() and fresh.object_list == [] and fresh.sessions == {}

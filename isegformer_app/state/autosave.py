@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from isegformer_app.state.click_session import ClickSession
 from isegformer_app.state.document import AnnotatedObject, Document
-from isegformer_app.state.sidecar_codec import (
+from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, SidecarTooNew re-exported)
     SidecarError,
+    SidecarTooNew,
     clicks_from_json,
     clicks_to_json,
+    color_from_json,
     load_session,
     read_sidecar_file,
     session_arrays,
@@ -125,30 +128,33 @@ def read_sidecar(path: Path) -> SidecarContents:
 
 
 def restore_document(doc: Document, path: Path) -> bool:
-    """Load the sidecar into a fresh ``doc``; False if none exists. Raises :class:`SidecarError`."""
+    """Load the sidecar into a fresh ``doc``; False if none exists. Raises :class:`SidecarError` (and
+    then leaves ``doc`` as it was: everything is read and checked before anything is assigned)."""
     if not path.is_file():
         return False
     data = read_sidecar(path)
-    if tuple(data.meta["working_size"]) != doc.shape:
-        raise SidecarError(
-            f"Autosave {path.name} was made for a {data.meta['working_size']} image, "
-            f"this one is {list(doc.shape)}; "
-            "it was left untouched."
-        )
-    saved_digest = data.meta.get("image_sha256")  # absent in sidecars of earlier versions
+    meta = data.meta
+    if tuple(meta["working_size"]) != doc.shape:
+        raise SidecarError(f"Autosave {path.name} was made for a {meta['working_size']} image, "
+                           f"this one is {list(doc.shape)}.")  # fmt: skip
+    saved_digest = meta.get("image_sha256")  # absent in sidecars of earlier versions
     if saved_digest is not None and saved_digest != doc.image.digest:  # not another photo of that size
-        raise SidecarError(
-            f"Autosave {path.name} was made for a different image with the same name and size; "
-            "it was left untouched."
-        )
-    doc.objects = [
-        AnnotatedObject(uid=int(o["uid"]), label=o["label"], color=tuple(int(v) for v in o["color"]),
-                        mask=mask.copy(), visible=bool(o["visible"]), clicks=clicks_from_json(o["clicks"]))
-        for o, mask in zip(data.meta["objects"], data.masks, strict=True)
-    ]  # fmt: skip
-    doc.next_uid = int(data.meta["next_uid"])
-    doc.threshold = float(data.meta.get("threshold", doc.threshold))
-    load_session(doc.current, clicks_from_json(data.meta["clicks"]), data.arrays)
+        raise SidecarError(f"Autosave {path.name} was made for a different image with the same name "
+                           "and size.")  # fmt: skip
+    try:
+        objects = [
+            AnnotatedObject(uid=int(o["uid"]), label=str(o["label"]), color=color_from_json(o["color"]),
+                            mask=mask.copy(), visible=bool(o["visible"]),
+                            clicks=clicks_from_json(o["clicks"]))
+            for o, mask in zip(meta["objects"], data.masks, strict=True)
+        ]  # fmt: skip
+        next_uid = max([int(meta["next_uid"]), *(o.uid + 1 for o in objects)])
+        threshold = float(meta.get("threshold", doc.threshold))
+        current = ClickSession(doc.shape)
+        load_session(current, clicks_from_json(meta["clicks"]), data.arrays)
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
+    doc.objects, doc.next_uid, doc.threshold, doc.current = objects, next_uid, threshold, current
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

@@ -15,7 +15,7 @@ from isegformer_app.state.autosave import (
     snapshot_document,
     write_snapshot,
 )
-from isegformer_app.state.document import DEFAULT_THRESHOLD, Document
+from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportPlan, ExportSummary, plan_export
 from isegformer_app.state.image_status import ImageStatus, document_status, sidecar_status
 from isegformer_app.state.imageio import (
@@ -26,8 +26,10 @@ from isegformer_app.state.imageio import (
     load_image,
 )
 from isegformer_app.state.labels import LabelList
+from isegformer_app.state.sidecar_codec import set_aside
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
+from model.threshold import DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -100,8 +102,9 @@ class Project:
         """A new document of image ``index`` with its sidecar restored, and its notices.
 
         Safe off the GUI thread (nothing of the project changes); raises
-        :class:`~isegformer_app.state.imageio.ImageLoadError`. A broken sidecar is kept aside as
-        ``*.broken`` (or left where it is) and reported in the notices; the document then stays dirty.
+        :class:`~isegformer_app.state.imageio.ImageLoadError`. An unusable sidecar is set aside
+        (:func:`~isegformer_app.state.sidecar_codec.set_aside`) and reported in the notices; the document
+        then stays dirty.
         """
         image = load_image(self.paths[index], self.max_side)
         doc = Document(image, threshold=self.threshold)
@@ -109,9 +112,9 @@ class Project:
         try:
             restore_document(doc, self._existing_sidecar(image.path))
         except SidecarError as exc:
-            notices.append(str(exc))
-            doc.saved_revision = -1  # never overwrite the broken file silently: keep it dirty
-            notices += self._protect_sidecar(image.path)
+            doc.saved_revision = -1  # dirty: the next autosave writes a fresh file beside the set-aside one
+            kept = set_aside(self._existing_sidecar(image.path), exc)
+            notices.append(f"{exc} {kept}".strip())
         return doc, notices
 
     def read_step(self, start: int, delta: int) -> OpenedImage:
@@ -159,16 +162,6 @@ class Project:
             raise
         self.save()
         return self.install(OpenedImage(index, doc, notices, []))
-
-    def _protect_sidecar(self, path: Path) -> list[str]:
-        broken = self._existing_sidecar(path)
-        if broken.is_file():
-            try:
-                os.replace(broken, broken.with_name(broken.name + ".broken"))
-            except OSError:  # read-only: it stays where it is, the next save goes elsewhere
-                return []
-            return [f"The unreadable autosave was kept as {broken.name}.broken."]
-        return []
 
     def step(self, delta: int) -> Document | None:
         """Autosave, then open the next (+1) / previous (-1) readable image; None if there is none.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -24,6 +25,23 @@ MAX_SIDECAR_BYTES = 4 * 2**30  # uncompressed; a 512³ uint16 label volume with 
 
 class SidecarError(Exception):
     """An autosave file is unreadable, from a newer version, or belongs to a different image/volume."""
+
+
+class SidecarTooNew(SidecarError):
+    """An autosave written by a newer isegformer: this version cannot read it and must not overwrite it."""
+
+
+def set_aside(path: Path, error: SidecarError) -> str:
+    """Move an autosave that cannot be used out of the way (``<name>.broken``, or ``<name>.newer-version``
+    for one from a newer isegformer), so that the next autosave does not overwrite it; returns the notice
+    ("" when it cannot be moved: a read-only folder, whose autosaves then go to the per-user folder)."""
+    suffix = ".newer-version" if isinstance(error, SidecarTooNew) else ".broken"
+    target = path.with_name(path.name + suffix)
+    try:
+        os.replace(path, target)
+    except OSError:
+        return ""
+    return f"It was kept as {target.name}."
 
 
 def encode_sidecar(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
@@ -41,8 +59,8 @@ def write_sidecar(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None
 
 
 def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of a sidecar; raises :class:`SidecarError` for an unreadable file or one written
-    by a newer isegformer (``version`` > ``newest_version``), which is left untouched."""
+    """``(meta, arrays)`` of a sidecar; raises :class:`SidecarError` for an unreadable file, and
+    :class:`SidecarTooNew` for one written by a newer isegformer (``version`` > ``newest_version``)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:  # a zip bomb is refused before anything is inflated
@@ -53,11 +71,12 @@ def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, 
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
         version = int(meta["version"])
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile,
+            MemoryError) as exc:  # fmt: skip
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     if version > newest_version:
-        raise SidecarError(f"Autosave file {path.name} was written by a newer isegformer (format {version}); "
-                           "it was left untouched.")  # fmt: skip
+        raise SidecarTooNew(f"Autosave file {path.name} was written by a newer isegformer (format {version}) "
+                            "and cannot be read by this one.")  # fmt: skip
     return meta, arrays
 
 
@@ -66,7 +85,19 @@ def clicks_to_json(clicks: list[Click]) -> list[list]:
 
 
 def clicks_from_json(rows: list[list]) -> list[Click]:
-    return [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
+    """Clicks saved by :func:`clicks_to_json`; ValueError / TypeError for rows that are not (y, x, sign)."""
+    clicks = [Click(float(y), float(x), bool(p), i) for i, (y, x, p) in enumerate(rows)]
+    if not all(np.isfinite(c.y) and np.isfinite(c.x) for c in clicks):
+        raise ValueError("a click position is not a finite number")
+    return clicks
+
+
+def color_from_json(value: object) -> tuple[int, int, int]:
+    """An (r, g, b) colour saved as a list; ValueError unless three integers in 0..255."""
+    color = tuple(int(v) for v in value)  # type: ignore[union-attr]
+    if len(color) != 3 or not all(0 <= v <= 255 for v in color):
+        raise ValueError(f"not an RGB colour: {value!r}")
+    return color  # type: ignore[return-value]
 
 
 def session_arrays(session: ClickSession, prefix: str = "") -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from isegformer_app.state.sidecar_codec import (
     SidecarError,
     clicks_from_json,
     clicks_to_json,
+    color_from_json,
     load_session,
     read_sidecar_file,
     session_arrays,
@@ -94,35 +95,48 @@ def read_volume_sidecar(path: Path) -> dict[str, np.ndarray]:
 
 
 def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
-    """Put the sidecar ``contents`` (from :func:`read_volume_sidecar`) into a fresh ``doc``."""
+    """Put the sidecar ``contents`` (from :func:`read_volume_sidecar`) into a fresh ``doc``; raises
+    :class:`SidecarError` and then leaves ``doc`` as it was (everything is checked before it is assigned)."""
     meta = contents["meta"]
-    if tuple(meta["shape"]) != doc.volume.shape or not np.allclose(meta["affine"], doc.volume.affine,
-                                                                    atol=1e-4):  # fmt: skip
+    try:
+        same_grid = tuple(meta["shape"]) == doc.volume.shape and np.allclose(
+            np.asarray(meta["affine"], np.float64), doc.volume.affine, atol=1e-4)  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SidecarError(f"The autosave's geometry is unreadable ({exc}).") from exc
+    if not same_grid:
         raise SidecarError(f"The autosave was made for a volume of shape {tuple(meta['shape'])} with another "
-                           f"geometry; this one is {doc.volume.shape}. It was left untouched.")
-    labels = contents["labels"]
-    if labels.shape != doc.volume.shape or labels.dtype not in (np.uint8, np.uint16):
-        raise SidecarError("The autosave's label volume is inconsistent; it was left untouched.")
-    doc.labels.data = labels.copy()
-    doc.object_list = [VolumeObject(int(o["uid"]), o["label"], tuple(int(v) for v in o["color"]),
-                                    bool(o["visible"])) for o in meta["objects"]]  # fmt: skip
-    doc.next_value = int(meta["next_value"])
-    doc.threshold = float(meta.get("threshold", doc.threshold))
-    doc.active = meta.get("active")
-    doc.sessions.clear()
-    for i, row in enumerate(meta["sessions"]):
-        try:
+                           f"geometry; this one is {doc.volume.shape}.")  # fmt: skip
+    labels = contents.get("labels")
+    if labels is None or labels.shape != doc.volume.shape or labels.dtype not in (np.uint8, np.uint16):
+        raise SidecarError("The autosave's label volume is inconsistent.")
+    try:
+        objects = [VolumeObject(int(o["uid"]), str(o["label"]), color_from_json(o["color"]),
+                                bool(o["visible"])) for o in meta["objects"]]  # fmt: skip
+        next_value = max([int(meta["next_value"]), *(o.uid + 1 for o in objects)])
+        threshold = float(meta.get("threshold", doc.threshold))
+        active = meta.get("active")
+        if active is not None and int(active) not in {o.uid for o in objects}:
+            raise ValueError(f"active object {active} is not an object")
+        sessions = {}
+        for i, row in enumerate(meta["sessions"]):
             base, written = contents[f"s{i}_base"], contents[f"s{i}_written"].astype(bool)
-            s = SliceSession(int(row["value"]), row["axis"], int(row["index"]), base=base, written=written)
-            consistent = base.shape == written.shape == slicing.view_shape(doc.volume.shape, s.axis)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SidecarError(f"The autosave's slice session {i} is unreadable ({exc}).") from exc
-        if not consistent:
-            raise SidecarError(f"The autosave's slice session {i} does not match the volume.")
-        load_session(s, clicks_from_json(row["clicks"]), contents, prefix=f"s{i}_")
-        doc.sessions[s.key] = s
-    axis, index = meta.get("view", [doc.axis, doc.index])
-    doc.axis = axis
-    doc.index = int(min(max(index, 0), doc.slice_count - 1))
+            s = SliceSession(int(row["value"]), str(row["axis"]), int(row["index"]), base=base,
+                             written=written)  # fmt: skip
+            if not (base.shape == written.shape == slicing.view_shape(doc.volume.shape, s.axis)
+                    and 0 <= s.index < doc.volume.slice_count(s.axis)):  # fmt: skip
+                raise ValueError(f"slice session {i} does not match the volume")
+            load_session(s, clicks_from_json(row["clicks"]), contents, prefix=f"s{i}_")
+            sessions[s.key] = s
+        axis, index = meta.get("view", [doc.axis, doc.index])
+        slicing.view_shape(doc.volume.shape, axis)  # ValueError for an unknown axis
+        index = int(min(max(int(index), 0), doc.volume.slice_count(axis) - 1))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise SidecarError(f"The autosave is unreadable ({exc}).") from exc
+    doc.labels.data = labels.copy()
+    doc.object_list, doc.next_value, doc.threshold = objects, next_value, threshold
+    doc.active = None if active is None else int(active)
+    doc.sessions.clear()
+    doc.sessions.update(sessions)
+    doc.axis, doc.index = axis, index
     doc.volume_history.clear()
     doc.saved_revision = doc.revision

@@ -192,7 +192,8 @@ class MainWindow(QMainWindow):
                         "(images, a DICOM series or NIfTI volumes).", error=True)  # fmt: skip
             return False
         if path.exists() and looks_like_volume(path):
-            return self.volume.files.open(path) is not None
+            self.volume.files.open(path)  # in the background, once the autosaves asked for are written
+            return True
         return self.images.open(path)
 
     def show_index(self, index: int) -> bool:

@@ -12,6 +12,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from model.threshold import probability_mask
+
 CURRENT_COLOR = (255, 200, 0)
 SOFT_ALPHA = 0.35  # below-threshold probability is shown faintly, scaled by the probability
 OUTLINE_KERNEL = np.ones((3, 3), np.uint8)
@@ -88,7 +90,7 @@ def render_overlay(doc: OverlaySource, opacity: float, outlines: bool = True) ->
     prob = doc.prob
     if prob is not None:
         soft = np.clip(prob * (a * SOFT_ALPHA), 0, 255).astype(np.uint8)
-        faint = (soft > 0) & (prob < doc.threshold)
+        faint = (soft > 0) & ~probability_mask(prob, doc.threshold)  # below or at the threshold
         alpha = np.maximum(rgba[..., 3], soft)
         np.copyto(pixels, pack_rgba(*CURRENT_COLOR, 0), where=faint)  # colour, alpha set just below
         np.copyto(rgba[..., 3], alpha, where=faint)

@@ -82,7 +82,7 @@ class TaskProgress:
             self.dialog.setCancelButton(None)
         else:
             self.dialog.canceled.connect(on_cancel)
-        self.closed, self._advancing = False, False
+        self.closed, self._depth, self._deleted = False, 0, False
         self.dialog.setValue(0)
 
     def advance(self, fraction: float, message: str) -> None:
@@ -90,15 +90,15 @@ class TaskProgress:
             return  # a report queued before the task ended
         if message:
             self.dialog.setLabelText(f"{self.title}: {message}")
-        # On a modal dialog setValue processes events, which may end the task and close the dialog:
-        # its deletion then waits until setValue has returned.
-        self._advancing = True
+        # On a modal dialog setValue processes events, which may deliver another report (a nested call)
+        # or end the task and close the dialog: its deletion then waits until the outermost call returns.
+        self._depth += 1
         try:
             self.dialog.setValue(int(round(min(max(fraction, 0.0), 1.0) * 999)))
         finally:
-            self._advancing = False
-        if self.closed:
-            self.dialog.deleteLater()
+            self._depth -= 1
+        if self.closed and self._depth == 0 and not self._deleted:
+            self._delete()
 
     def close(self) -> None:
         if self.closed:
@@ -107,8 +107,12 @@ class TaskProgress:
         if self.on_cancel is not None:
             self.dialog.canceled.disconnect(self.on_cancel)  # closing the dialog emits ``canceled``
         self.dialog.close()
-        if not self._advancing:
-            self.dialog.deleteLater()
+        if self._depth == 0:
+            self._delete()
+
+    def _delete(self) -> None:
+        self._deleted = True
+        self.dialog.deleteLater()
 
 
 def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[BackgroundTask], None],
@@ -170,6 +174,7 @@ class SidecarWriter:
         self.parent, self.locator, self.inform = parent, locator, inform
         self.task: BackgroundTask | None = None
         self.waiting: dict[object, _Write] = {}  # key -> its newest waiting write
+        self._when_idle: list[Callable[[], None]] = []
 
     @property
     def busy(self) -> bool:
@@ -184,6 +189,19 @@ class SidecarWriter:
                 self._finished(done)
             else:
                 self._start(self.waiting.pop(next(iter(self.waiting))))
+        self._run_idle_callbacks()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` in the GUI thread once every write asked for so far is done (now if none
+        is): a load that reads a sidecar starts after the write of that sidecar, without blocking."""
+        if not self.busy:
+            callback()
+        else:
+            self._when_idle.append(callback)
+
+    def _run_idle_callbacks(self) -> None:
+        while not self.busy and self._when_idle:
+            self._when_idle.pop(0)()
 
     def take_over(self, key: object) -> BackgroundTask | None:
         """The caller writes ``key``'s newest state itself (e.g. a load task writing the image it
@@ -220,6 +238,7 @@ class SidecarWriter:
         self._finished(task)
         if self.task is None and self.waiting:
             self._start(self.waiting.pop(next(iter(self.waiting))))
+        self._run_idle_callbacks()
 
     def _finished(self, task: BackgroundTask) -> None:
         job = task.job

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from isegformer_app.state.autosave import SidecarError
+from isegformer_app.state.sidecar_codec import SidecarError, set_aside
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.state.volume_autosave import (
     read_volume_sidecar,
@@ -55,8 +55,9 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
                    report: Callable[[float, str], None]) -> VolumeDocument:  # fmt: skip
     """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread).
 
-    A problem with the autosave is appended to ``notes``; the document then stays dirty so that the
-    next autosave replaces the unusable file.
+    A problem with the autosave is appended to ``notes``: the file is set aside (kept under another name,
+    also one written by a newer isegformer) and the document stays dirty, so the next autosave writes a
+    fresh file.
     """
     doc = VolumeDocument(volume, path)
     sidecar = locator.existing(path.parent, lambda folder: volume_sidecar_path(path, volume, folder))
@@ -65,7 +66,7 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
         try:
             restore_volume_document(doc, read_volume_sidecar(sidecar))
         except SidecarError as exc:
-            notes.append(str(exc))
+            notes.append(f"{exc} {set_aside(sidecar, exc)}".strip())
             doc.saved_revision = -1
     return doc
 
@@ -83,7 +84,10 @@ class VolumeFiles:
     def open(self, path: str | Path, series_uid: str | None = None, files: tuple | None = None,
              frame: int | None = None) -> BackgroundTask | None:  # fmt: skip
         """Load a volume in the background (progress dialog with Cancel); shows it when done (the
-        volume or image shown until then is autosaved then). ``frame``: of a 4-D NIfTI file."""
+        volume or image shown until then is autosaved then). ``frame``: of a 4-D NIfTI file.
+
+        The load starts once the autosaves asked for are written (it may read one of them); returns
+        its task, or None while it waits for them."""
         path = Path(path)
         locator = self.services.sidecars
 
@@ -104,7 +108,12 @@ class VolumeFiles:
                                      cancel=cancel)  # fmt: skip
             return "volume", (build_document(volume, path, locator, notes, report), notes)
 
-        self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path))
+        def start() -> None:
+            self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path))
+
+        # the autosave this load may read (a frame or volume just left) is written first
+        self.last_task = None
+        self.services.writer.when_idle(start)
         return self.last_task
 
     def _opened(self, task: BackgroundTask, path: Path) -> None:
@@ -165,7 +174,7 @@ class VolumeFiles:
 
         self.services.writer.write(lambda path: write_snapshot(arrays, path), lambda: self.sidecar_of(doc),
                                    doc.path, saved, dialog=then is not None,
-                                   key=(doc.path, doc.volume.description, doc.volume.shape))  # fmt: skip
+                                   key=volume_sidecar_path(doc.path, doc.volume))  # fmt: skip
         return True
 
     # ---------------------------------------------------------------- export

@@ -184,7 +184,7 @@ def make_predictor(name: str) -> ClickPredictor:
 
     path = bundled_model()
     if path is None:
-        raise SystemExit(f"engine_benchmark: no bundled network at {DEFAULT_MODEL}")
+        raise SystemExit(f"model.benchmarks.engines: no bundled network at {DEFAULT_MODEL}")
     return Predictor(load_checkpoint(path), device="cpu", name=path.stem)
 
 

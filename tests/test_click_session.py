@@ -170,3 +170,33 @@ def test_hostile_sidecar_files_give_one_clear_error(tmp_path: Path, kind: str, m
     with pytest.raises(SidecarError, match="x.png.isegformer.npz is unreadable") as error:
         read_sidecar(path)
     assert ("GiB of arrays declared" in str(error.value)) == (kind == "zip bomb")
+
+
+def test_an_image_autosave_in_the_format_1_layout_still_restores(tmp_path: Path) -> None:
+    """The layout the first release wrote (by hand here, not by today's writer): meta JSON as uint8, masks
+    packed along x, brush int8, prob float32."""
+    import io
+    import json
+
+    from isegformer_app.state.autosave import restore_document
+
+    image = LoadedImage(path=tmp_path / "x.png", rgb=np.full((40, 60, 3), 100, np.uint8), full_size=(40, 60))
+    mask = np.zeros((1, 40, 60), bool)
+    mask[0, 5:15, 10:30] = True
+    prob = np.zeros((40, 60), np.float32)
+    prob[20:30, 20:40] = 0.8
+    meta = {"version": 1, "image": "x.png", "full_size": [40, 60], "exif_rotated": False,
+            "working_size": [40, 60], "threshold": 0.49, "next_uid": 2, "clicks": [[25.0, 30.0, True]],
+            "objects": [{"uid": 1, "label": "cat", "color": [10, 20, 30], "visible": True,
+                         "clicks": [[10.0, 20.0, True]]}]}  # fmt: skip
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                        masks=np.packbits(mask, axis=-1), brush=np.zeros((40, 60), np.int8), prob=prob)
+    path = tmp_path / "x.png.isegformer.npz"
+    path.write_bytes(buffer.getvalue())
+    doc = Document(image)
+    assert restore_document(doc, path)
+    assert [(o.uid, o.label, o.color) for o in doc.objects] == [(1, "cat", (10, 20, 30))]
+    np.testing.assert_array_equal(doc.objects[0].mask, mask[0])
+    assert len(doc.clicks) == 1 and not doc.needs_prediction() and doc.current_mask()[25, 30]
+    assert doc.next_uid == 2 and not doc.dirty

@@ -381,3 +381,38 @@ def test_task_progress_deletes_its_dialog_only_after_a_nested_set_value_returns(
     progress.advance(0.9, "late")  # a report queued before the end changes nothing
     assert deleted == [0]
     QProgressDialog.deleteLater(progress.dialog)
+
+
+def test_autosave_snapshots_and_decoded_images_are_released_once_written(qtbot, tmp_path, folder,
+                                                                          monkeypatch) -> None:  # fmt: skip
+    """Finished background tasks stay children of the window: they must not keep what they wrote or read
+    (at 4096² each autosave copy is ~80 MB: a long session grew by gigabytes)."""
+    import gc
+    import weakref
+
+    from isegformer_app.ui.tasks import BackgroundTask
+
+    real_snapshot, held = image_mode.snapshot_document, []
+
+    def recording(doc):
+        snapshot = real_snapshot(doc)
+        held.append(weakref.ref(snapshot.arrays["brush"]))
+        return snapshot
+
+    monkeypatch.setattr(image_mode, "snapshot_document", recording)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder)
+    for i in range(3):
+        click(qtbot, window, 20 + 10 * i, 30)
+        qtbot.waitUntil(predicted(window, i + 1), timeout=5000)
+        window.autosave()  # written in the background
+        qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    left = weakref.ref(window.doc)
+    assert step_and_wait(window, +1)
+    qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    qtbot.wait(50)  # the worker takes the new image
+    gc.collect()
+    assert left() is None  # the document left (its pixels, masks, caches) is not kept by any callback
+    assert len(held) == 3 and all(ref() is None for ref in held)
+    loads = [t for t in window.findChildren(BackgroundTask) if t.title == "Open image"]
+    assert len(loads) == 2 and all(t.result is None and t.work is None for t in loads)  # decoded pixels

@@ -96,14 +96,15 @@ class PredictionLog(QObject):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
-        self.results: dict[int, PredictResult] = {}  # request id -> result
+        # request id -> (predict() start, model ms); not the results, whose maps would pile up in memory
+        self.spans: dict[int, tuple[float, float]] = {}
         self.images_ready: list[str] = []
         window.worker.prediction_ready.connect(self._on_result)
         window.worker.image_ready.connect(self._on_image)
 
     @Slot(object)
     def _on_result(self, result: PredictResult) -> None:
-        self.results[result.request.request_id] = result
+        self.spans[result.request.request_id] = (result.predict_started, result.model_ms)
 
     @Slot(str)
     def _on_image(self, key: str) -> None:
@@ -111,10 +112,11 @@ class PredictionLog(QObject):
 
     def predict_span(self, request_id: int) -> tuple[float, float] | None:
         """(start, end) ``perf_counter`` seconds of the ``predict()`` of ``request_id``; None if unknown."""
-        result = self.results.get(request_id)
-        if result is None:
+        span = self.spans.get(request_id)
+        if span is None:
             return None
-        return result.predict_started, result.predict_started + result.model_ms / 1000.0
+        started, model_ms = span
+        return started, started + model_ms / 1000.0
 
 
 class TickProbe(QObject):

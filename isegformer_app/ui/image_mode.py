@@ -126,7 +126,7 @@ class ImageMode(QObject):
                 self.opened.emit(ok)
 
         self.loading = run_task(self.services.parent, "Open image", work, done, cancellable=False,
-                                min_duration_ms=500)  # fmt: skip
+                                min_duration_ms=500, keep_result=False)  # fmt: skip
         return True
 
     def _loaded(self, task: BackgroundTask, project: Project, title: str, recent: Path | None,

@@ -116,10 +116,13 @@ class TaskProgress:
 
 
 def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[BackgroundTask], None],
-             dialog: bool = True, cancellable: bool = True, min_duration_ms: int = 300) -> BackgroundTask:
+             dialog: bool = True, cancellable: bool = True, min_duration_ms: int = 300,
+             keep_result: bool = True) -> BackgroundTask:  # fmt: skip
     """Start ``work`` in the background; ``on_done(task)`` runs in the GUI thread when it ends.
 
-    With ``dialog`` a :class:`TaskProgress` dialog follows the reported fraction.
+    With ``dialog`` a :class:`TaskProgress` dialog follows the reported fraction. Once ``on_done`` has
+    run, the task lets go of ``work`` (whose closure may hold snapshots of a whole image) and, unless
+    ``keep_result``, of its result (a decoded image): finished tasks stay children of ``parent``.
     """
     task = BackgroundTask(work, title, parent)
     tasks = parent.__dict__.setdefault("_background_tasks", set())
@@ -134,7 +137,15 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
         if progress is not None:
             progress.close()
         tasks.discard(done)
-        on_done(done)  # the finished thread object stays a child of ``parent`` (small, no join needed)
+        try:
+            on_done(done)
+        finally:  # the finished thread object stays a child of ``parent``: small once it lets go
+            task.completed.disconnect(finish)  # the callbacks' closures hold documents and snapshots
+            if progress is not None:
+                task.progressed.disconnect(progress.advance)
+            done.work = None
+            if not keep_result:
+                done.result = None
 
     task.completed.connect(finish)
     task.start()
@@ -209,7 +220,7 @@ class SidecarWriter:
         in flight, which the caller's thread must wait for before writing."""
         if key is not None:
             self.waiting.pop(key, None)
-            if self.task is not None and self.task.job.key == key:
+            if self.task is not None and self.task.job is not None and self.task.job.key == key:
                 self.task.superseded = True
         return self.task
 
@@ -241,7 +252,7 @@ class SidecarWriter:
         self._run_idle_callbacks()
 
     def _finished(self, task: BackgroundTask) -> None:
-        job = task.job
+        job, task.job = task.job, None  # the job holds the snapshot written: let it go with this call
         if task.error is None:
             job.on_saved()
         elif self.locator.redirect_after_failure(job.source.parent, task.exception):

@@ -109,7 +109,8 @@ class VolumeFiles:
             return "volume", (build_document(volume, path, locator, notes, report), notes)
 
         def start() -> None:
-            self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path))
+            self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path),
+                                      keep_result=False)  # fmt: skip
 
         # the autosave this load may read (a frame or volume just left) is written first
         self.last_task = None
@@ -253,7 +254,8 @@ class VolumeFiles:
                                    "(undo restores the previous labels).")  # fmt: skip
 
         self.last_task = run_task(self.parent, "Import labels",
-                                  lambda report, cancel: load_label_nifti(path, volume), done)  # fmt: skip
+                                  lambda report, cancel: load_label_nifti(path, volume), done,
+                                  keep_result=False)  # fmt: skip
         return self.last_task
 
     def import_labels_dialog(self) -> None:

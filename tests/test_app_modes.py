@@ -414,5 +414,64 @@ def test_autosave_snapshots_and_decoded_images_are_released_once_written(qtbot, 
     gc.collect()
     assert left() is None  # the document left (its pixels, masks, caches) is not kept by any callback
     assert len(held) == 3 and all(ref() is None for ref in held)
-    loads = [t for t in window.findChildren(BackgroundTask) if t.title == "Open image"]
-    assert len(loads) == 2 and all(t.result is None and t.work is None for t in loads)  # decoded pixels
+    qtbot.wait(20)  # finished thread objects are deleted from the event loop
+    assert window.findChildren(BackgroundTask) == []  # none left behind, holding pixels or snapshots
+
+
+def test_a_volume_load_waits_for_the_autosaves_asked_for_and_a_newer_open_replaces_it(
+    qtbot, tmp_path, monkeypatch
+) -> None:
+    from isegformer_app.ui import volume_files
+
+    paths = []
+    for name in ("a", "b", "c"):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(np.full((20, 16, 4), 10, np.int16), np.eye(4)), paths[-1])
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
+    assert window.open_path(paths[0])
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    events: list[str] = []
+    real_write, real_open = volume_files.write_snapshot, volume_files.open_volume
+
+    def slow_write(contents, path):
+        time.sleep(0.4)
+        real_write(contents, path)
+        events.append("written")
+
+    def recording_open(path, *args, **kwargs):
+        events.append(f"open {Path(path).stem.split('.')[0]}")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(volume_files, "write_snapshot", slow_write)
+    monkeypatch.setattr(volume_files, "open_volume", recording_open)
+    window.volume.doc.add_click(5, 5, True)
+    window.volume.files.save()  # a slow autosave in flight
+    assert window.open_path(paths[1]) and window.open_path(paths[2])  # b, then c while b still waits
+    assert "once the autosave is written" in window.message_label.text()
+    qtbot.waitUntil(lambda: window.volume.doc is not None and window.volume.doc.path == paths[2],
+                    timeout=10000)  # fmt: skip
+    assert events == ["written", "open c"]  # b never started: c replaced it
+
+
+def test_closing_the_window_drops_a_volume_load_waiting_for_an_autosave(qtbot, tmp_path, monkeypatch) -> None:
+    from isegformer_app.ui import volume_files
+
+    first, second = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    for path in (first, second):
+        nib.save(nib.Nifti1Image(np.full((20, 16, 4), 10, np.int16), np.eye(4)), path)
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
+    assert window.open_path(first)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    opened, real_write, real_open = [], volume_files.write_snapshot, volume_files.open_volume
+    monkeypatch.setattr(volume_files, "write_snapshot", lambda c, p: (time.sleep(0.3), real_write(c, p)))
+    monkeypatch.setattr(volume_files, "open_volume", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    doc = window.volume.doc
+    doc.add_click(5, 5, True)
+    sidecar = window.volume.files.sidecar_of(doc)
+    window.volume.files.save()
+    assert window.open_path(second)  # waits for the autosave
+    doc.saved_revision = doc.revision  # nothing to ask about when closing
+    assert window.close()
+    assert sidecar.is_file()  # the autosave in flight was finished by the close
+    qtbot.wait(300)
+    assert opened == []  # the load that waited for it never started in the closed window

@@ -200,3 +200,35 @@ def test_an_image_autosave_in_the_format_1_layout_still_restores(tmp_path: Path)
     np.testing.assert_array_equal(doc.objects[0].mask, mask[0])
     assert len(doc.clicks) == 1 and not doc.needs_prediction() and doc.current_mask()[25, 30]
     assert doc.next_uid == 2 and not doc.dirty
+
+
+def test_set_aside_never_replaces_an_earlier_set_aside_file_and_colours_are_clamped(tmp_path: Path) -> None:
+    from isegformer_app.state.sidecar_codec import SidecarTooNew, color_from_json, set_aside
+
+    path = tmp_path / "a.png.isegformer.npz"
+    for content in (b"first", b"second"):
+        path.write_bytes(content)
+        assert "kept as" in set_aside(path, SidecarTooNew("newer"))
+    assert (tmp_path / "a.png.isegformer.npz.newer-version").read_bytes() == b"first"
+    assert (tmp_path / "a.png.isegformer.npz.newer-version-2").read_bytes() == b"second"
+    assert color_from_json([300, -4, 12.7]) == (255, 0, 12)  # a hand-edited label colour still loads
+    with pytest.raises(ValueError):
+        color_from_json([1, 2])
+
+
+def test_folder_status_of_a_torn_or_inflating_autosave_is_unreadable(tmp_path: Path, monkeypatch) -> None:
+    import zipfile
+
+    from isegformer_app.state import sidecar_codec
+    from isegformer_app.state.image_status import sidecar_status
+
+    monkeypatch.setattr(sidecar_codec, "MAX_SIDECAR_BYTES", 2**20)
+    torn = tmp_path / "torn.npz"
+    write_sidecar(torn, {"version": 1, "clicks": [[1, 1, True]], "objects": []},
+                  {"brush": np.zeros((4, 4), np.int8)})  # fmt: skip
+    assert sidecar_status(torn) == "in progress"
+    torn.write_bytes(torn.read_bytes()[:-40])
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("brush.npy", bytes(8 * 2**20))
+    assert sidecar_status(torn) == "autosave unreadable" and sidecar_status(bomb) == "autosave unreadable"

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from isegformer_app.state.sidecar_codec import READ_ERRORS, check_declared_size
+
 if TYPE_CHECKING:
     from isegformer_app.state.document import Document
 
@@ -36,9 +38,10 @@ def sidecar_status(sidecar: Path) -> ImageStatus:
     if not sidecar.is_file():
         return "new"
     try:
+        check_declared_size(sidecar)
         with np.load(sidecar, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
             unfinished = bool(meta["clicks"]) or ("brush" in data.files and bool(data["brush"].any()))
         return _status(len(meta["objects"]), unfinished)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+    except READ_ERRORS:
         return "autosave unreadable"

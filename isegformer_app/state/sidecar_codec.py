@@ -33,15 +33,34 @@ class SidecarTooNew(SidecarError):
 
 def set_aside(path: Path, error: SidecarError) -> str:
     """Move an autosave that cannot be used out of the way (``<name>.broken``, or ``<name>.newer-version``
-    for one from a newer isegformer), so that the next autosave does not overwrite it; returns the notice
-    ("" when it cannot be moved: a read-only folder, whose autosaves then go to the per-user folder)."""
+    for one from a newer isegformer; ``-2``, ``-3`` … when that name is taken), so that the next autosave
+    does not overwrite it; returns the notice ("" when it cannot be moved: a read-only folder, whose
+    autosaves then go to the per-user folder)."""
     suffix = ".newer-version" if isinstance(error, SidecarTooNew) else ".broken"
     target = path.with_name(path.name + suffix)
+    number = 2
+    while target.exists():
+        target = path.with_name(f"{path.name}{suffix}-{number}")
+        number += 1
     try:
         os.replace(path, target)
     except OSError:
         return ""
     return f"It was kept as {target.name}."
+
+
+def check_declared_size(path: Path) -> None:
+    """Raise ValueError when the arrays of ``path`` (a zip) would inflate to more than
+    :data:`MAX_SIDECAR_BYTES` (a zip bomb), before anything is inflated; BadZipFile for a non-zip."""
+    with zipfile.ZipFile(path) as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    if declared > MAX_SIDECAR_BYTES:
+        raise ValueError(f"{declared / 2**30:.1f} GiB of arrays declared")
+
+
+# what reading a hostile or torn file can raise, besides SidecarError itself
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile,
+               MemoryError)  # fmt: skip
 
 
 def encode_sidecar(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
@@ -63,16 +82,12 @@ def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, 
     :class:`SidecarTooNew` for one written by a newer isegformer (``version`` > ``newest_version``)."""
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as archive:  # a zip bomb is refused before anything is inflated
-            declared = sum(info.file_size for info in archive.infolist())
-        if declared > MAX_SIDECAR_BYTES:
-            raise ValueError(f"{declared / 2**30:.1f} GiB of arrays declared")
+        check_declared_size(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
         version = int(meta["version"])
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile,
-            MemoryError) as exc:  # fmt: skip
+    except READ_ERRORS as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     if version > newest_version:
         raise SidecarTooNew(f"Autosave file {path.name} was written by a newer isegformer (format {version}) "
@@ -93,9 +108,9 @@ def clicks_from_json(rows: list[list]) -> list[Click]:
 
 
 def color_from_json(value: object) -> tuple[int, int, int]:
-    """An (r, g, b) colour saved as a list; ValueError unless three integers in 0..255."""
-    color = tuple(int(v) for v in value)  # type: ignore[union-attr]
-    if len(color) != 3 or not all(0 <= v <= 255 for v in color):
+    """An (r, g, b) colour saved as a list, each clamped to 0..255; ValueError unless three numbers."""
+    color = tuple(min(255, max(0, int(v))) for v in value)  # type: ignore[union-attr]
+    if len(color) != 3:
         raise ValueError(f"not an RGB colour: {value!r}")
     return color  # type: ignore[return-value]
 

@@ -432,6 +432,7 @@ class MainWindow(QMainWindow):
             self.settings.save()
         except OSError as exc:
             self.inform("Settings", f"Could not save settings: {exc}")
+        self.sidecar_writer.close()  # writes finish; a load waiting for them does not start any more
         finish_tasks(self)
         self.worker.stop()
         event.accept()

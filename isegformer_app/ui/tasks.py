@@ -122,7 +122,8 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
 
     With ``dialog`` a :class:`TaskProgress` dialog follows the reported fraction. Once ``on_done`` has
     run, the task lets go of ``work`` (whose closure may hold snapshots of a whole image) and, unless
-    ``keep_result``, of its result (a decoded image): finished tasks stay children of ``parent``.
+    ``keep_result``, of its result (a decoded image), and its thread object is deleted; the Python
+    object keeps ``result``, ``error`` and ``cancelled`` for whoever still holds it.
     """
     task = BackgroundTask(work, title, parent)
     tasks = parent.__dict__.setdefault("_background_tasks", set())
@@ -139,13 +140,15 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
         tasks.discard(done)
         try:
             on_done(done)
-        finally:  # the finished thread object stays a child of ``parent``: small once it lets go
-            task.completed.disconnect(finish)  # the callbacks' closures hold documents and snapshots
+        finally:  # let go of everything: the callbacks' closures hold documents and snapshots
+            task.completed.disconnect(finish)
             if progress is not None:
                 task.progressed.disconnect(progress.advance)
             done.work = None
             if not keep_result:
                 done.result = None
+            done.wait()  # run() has returned; the thread is ending (microseconds)
+            done.deleteLater()  # no finished thread objects pile up under ``parent``
 
     task.completed.connect(finish)
     task.start()
@@ -186,6 +189,7 @@ class SidecarWriter:
         self.task: BackgroundTask | None = None
         self.waiting: dict[object, _Write] = {}  # key -> its newest waiting write
         self._when_idle: list[Callable[[], None]] = []
+        self.closed = False
 
     @property
     def busy(self) -> bool:
@@ -204,11 +208,20 @@ class SidecarWriter:
 
     def when_idle(self, callback: Callable[[], None]) -> None:
         """Run ``callback()`` in the GUI thread once every write asked for so far is done (now if none
-        is): a load that reads a sidecar starts after the write of that sidecar, without blocking."""
+        is): a load that reads a sidecar starts after the write of that sidecar, without blocking.
+        Nothing runs once the writer is closed (the window is closing)."""
+        if self.closed:
+            return
         if not self.busy:
             callback()
         else:
             self._when_idle.append(callback)
+
+    def close(self) -> None:
+        """The window closes: every write asked for is written now, and loads waiting for them are dropped."""
+        self._when_idle.clear()
+        self.closed = True
+        self.wait()
 
     def _run_idle_callbacks(self) -> None:
         while not self.busy and self._when_idle:

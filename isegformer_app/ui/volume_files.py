@@ -79,6 +79,7 @@ class VolumeFiles:
         self.services = mode.services
         self.parent = mode.services.parent
         self.last_task: BackgroundTask | None = None
+        self._pending_open: object | None = None  # the open waiting for the autosaves, if any
 
     # ------------------------------------------------------------------ open
     def open(self, path: str | Path, series_uid: str | None = None, files: tuple | None = None,
@@ -108,12 +109,19 @@ class VolumeFiles:
                                      cancel=cancel)  # fmt: skip
             return "volume", (build_document(volume, path, locator, notes, report), notes)
 
+        token = self._pending_open = object()
+
         def start() -> None:
+            if self._pending_open is not token:
+                return  # a newer open, asked for while this one waited, replaces it
+            self._pending_open = None
             self.last_task = run_task(self.parent, "Open volume", work, lambda t: self._opened(t, path),
                                       keep_result=False)  # fmt: skip
 
         # the autosave this load may read (a frame or volume just left) is written first
         self.last_task = None
+        if self.services.writer.busy:
+            self.services.inform("Open volume", f"Opening {path.name} once the autosave is written…")
         self.services.writer.when_idle(start)
         return self.last_task
 

@@ -115,6 +115,25 @@ def test_folder_export_uses_sidecars_and_skips_empty(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["a.png", "c.png"]
 
 
+def test_folder_export_skips_an_image_whose_autosave_meta_is_malformed(tmp_path) -> None:
+    from isegformer_app.state.autosave import sidecar_path
+    from isegformer_app.state.sidecar_codec import read_sidecar_file, write_sidecar
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name)
+    project = Project.from_path(tmp_path)
+    add_object(project.open_index(0), rect((16, 16), 0, 8, 0, 8), "person")
+    add_object(project.open_index(1), rect((16, 16), 8, 16, 8, 16), "animal")
+    project.save()
+    side = sidecar_path(tmp_path / "a.png")
+    meta, arrays = read_sidecar_file(side, newest_version=1)
+    meta["objects"][0]["color"] = "red"  # hand-edited
+    write_sidecar(side, meta, arrays)
+    summary = project.export(tmp_path / "out", LabelList())
+    assert summary.exported == 1 and len(summary.skipped) == 1
+    assert summary.skipped[0].startswith("a.png: Autosave file a.png.isegformer.npz is unreadable")
+
+
 def test_export_nothing_raises_clear_error(tmp_path) -> None:
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     project = Project.from_path(tmp_path)

@@ -61,9 +61,9 @@ def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arri
         events.append(f"request {len(req.clicks)}")
         return real_request(req)
 
-    def render(doc, opacity, outlines=True):
+    def render(doc, opacity, **kwargs):
         events.append("render" + (" with prob" if doc.prob is not None else ""))
-        return real_render(doc, opacity, outlines)
+        return real_render(doc, opacity, **kwargs)
 
     monkeypatch.setattr(window.worker, "request", request)
     monkeypatch.setattr(main_window_module, "render_overlay", render)

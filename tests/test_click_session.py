@@ -203,7 +203,8 @@ def test_an_image_autosave_in_the_format_1_layout_still_restores(tmp_path: Path)
 
 
 def test_set_aside_never_replaces_an_earlier_set_aside_file_and_colours_are_clamped(tmp_path: Path) -> None:
-    from isegformer_app.state.sidecar_codec import SidecarTooNew, color_from_json, set_aside
+    from isegformer_app.state.labels import as_color
+    from isegformer_app.state.sidecar_codec import SidecarTooNew, set_aside
 
     path = tmp_path / "a.png.isegformer.npz"
     for content in (b"first", b"second"):
@@ -211,9 +212,12 @@ def test_set_aside_never_replaces_an_earlier_set_aside_file_and_colours_are_clam
         assert "kept as" in set_aside(path, SidecarTooNew("newer"))
     assert (tmp_path / "a.png.isegformer.npz.newer-version").read_bytes() == b"first"
     assert (tmp_path / "a.png.isegformer.npz.newer-version-2").read_bytes() == b"second"
-    assert color_from_json([300, -4, 12.7]) == (255, 0, 12)  # a hand-edited label colour still loads
+    assert as_color([300, -4, 12.7]) == (255, 0, 12)  # a hand-edited label colour still loads
+    from isegformer_app.state.labels import LabelList
+
+    assert LabelList.from_json([{"name": "x", "color": [300, 0, 7]}]).classes[0].color == (255, 0, 7)
     with pytest.raises(ValueError):
-        color_from_json([1, 2])
+        as_color([1, 2])
 
 
 def test_folder_status_of_a_torn_or_inflating_autosave_is_unreadable(tmp_path: Path, monkeypatch) -> None:

@@ -243,8 +243,8 @@ def test_propagate_range_cancel_and_volume_warnings(qtbot, tmp_path, messages) -
     click(qtbot, window, 40, 60)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     assert window.volume.propagate_to(doc.slice_count - 1)  # a range: progress dialog with Cancel
-    dialog = window.volume.propagation["dialog"]
-    qtbot.waitUntil(lambda: window.volume.propagation["done"] >= 2, timeout=5000)
+    dialog = window.volume.propagation.dialog
+    qtbot.waitUntil(lambda: window.volume.propagation.done >= 2, timeout=5000)
     assert "Propagate: slice" in dialog.dialog.labelText() and dialog.dialog.value() > 0  # reports arrive
     dialog.dialog.findChild(QPushButton).click()
     qtbot.waitUntil(lambda: window.volume.propagation is None, timeout=5000)

@@ -16,12 +16,12 @@ import numpy as np
 
 from isegformer_app.state.click_session import ClickSession
 from isegformer_app.state.document import AnnotatedObject, Document
+from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, SidecarTooNew re-exported)
     SidecarError,
     SidecarTooNew,
     clicks_from_json,
     clicks_to_json,
-    color_from_json,
     load_session,
     read_sidecar_file,
     session_arrays,
@@ -143,7 +143,7 @@ def restore_document(doc: Document, path: Path) -> bool:
                            "and size.")  # fmt: skip
     try:
         objects = [
-            AnnotatedObject(uid=int(o["uid"]), label=str(o["label"]), color=color_from_json(o["color"]),
+            AnnotatedObject(uid=int(o["uid"]), label=str(o["label"]), color=as_color(o["color"]),
                             mask=mask.copy(), visible=bool(o["visible"]),
                             clicks=clicks_from_json(o["clicks"]))
             for o, mask in zip(meta["objects"], data.masks, strict=True)

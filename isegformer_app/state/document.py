@@ -18,7 +18,7 @@ from isegformer_app.state.click_session import ClickSession, stroke_mask
 from isegformer_app.state.history import Command, History
 from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
-from isegformer_app.state.labels import Color
+from isegformer_app.state.labels import Color, as_color
 from model.clicks import Click
 from model.threshold import DEFAULT_THRESHOLD
 
@@ -170,7 +170,7 @@ class Document:
         self.execute(cmd.SetAttribute(uid, "label", label))
 
     def recolor_object(self, uid: int, color: Color) -> None:
-        self.execute(cmd.SetAttribute(uid, "color", tuple(int(v) for v in color)))
+        self.execute(cmd.SetAttribute(uid, "color", as_color(color)))
 
     def set_visible(self, uid: int, visible: bool) -> None:
         self.execute(cmd.SetAttribute(uid, "visible", bool(visible)))

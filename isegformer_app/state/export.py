@@ -36,7 +36,7 @@ from pycocotools import mask as mask_utils
 from isegformer_app.state.autosave import SidecarError, read_sidecar
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import png_bytes
-from isegformer_app.state.labels import Color, LabelList
+from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
@@ -63,12 +63,16 @@ def item_from_document(doc: Document) -> ExportItem:
 
 
 def item_from_sidecar(image_path: Path, sidecar: Path) -> ExportItem:
+    """An image's objects from its autosave; SidecarError (the image is skipped) for a malformed one."""
     data = read_sidecar(sidecar)
-    objects = [
-        ExportObject(o["label"], tuple(int(v) for v in o["color"]), m)
-        for o, m in zip(data.meta["objects"], data.masks, strict=True)
-    ]
-    h, w = (int(v) for v in data.meta["full_size"])
+    try:
+        objects = [
+            ExportObject(str(o["label"]), as_color(o["color"]), m)
+            for o, m in zip(data.meta["objects"], data.masks, strict=True)
+        ]
+        h, w = (int(v) for v in data.meta["full_size"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise SidecarError(f"Autosave file {sidecar.name} is unreadable ({exc}).") from exc
     return ExportItem(image_path, (h, w), objects, bool(data.meta.get("exif_rotated", False)))
 
 
@@ -142,7 +146,7 @@ class EarlierImage:
                     mask = np.asarray(png) > 0
                 if mask.shape != (h, w):
                     raise ValueError(f"{name} has the wrong size")
-                objects.append(ExportObject(str(rec["label"]), tuple(int(v) for v in rec["color"]), mask))
+                objects.append(ExportObject(str(rec["label"]), as_color(rec["color"]), mask))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise _incomplete(self.out, exc) from exc
         return ExportItem(self.image_path, (h, w), objects, bool(self.entry.get("exif_rotated", False)))

@@ -18,6 +18,15 @@ _BASE_COLORS: list[Color] = [
 DEFAULT_LABELS = ("object", "person", "animal", "vehicle")
 
 
+def as_color(value: object) -> Color:
+    """The (r, g, b) colour of a saved or typed value (a list or tuple of three numbers), each clamped to
+    0..255 (a hand-edited label file must not break overlays and palettes); ValueError otherwise."""
+    color = tuple(min(255, max(0, int(v))) for v in value)  # type: ignore[union-attr]
+    if len(color) != 3:
+        raise ValueError(f"not an RGB colour: {value!r}")
+    return color  # type: ignore[return-value]
+
+
 def color_for_index(index: int) -> Color:
     """A distinct-looking colour for the ``index``-th class or instance (deterministic)."""
     if index < len(_BASE_COLORS):
@@ -84,9 +93,7 @@ class LabelList:
             return cls()
         classes = []
         for i, item in enumerate(items):
-            color = item.get("color") or color_for_index(i)
-            r, g, b = (int(v) for v in color)
-            classes.append(LabelClass(str(item["name"]), (r, g, b)))
+            classes.append(LabelClass(str(item["name"]), as_color(item.get("color") or color_for_index(i))))
         return cls(classes)
 
 

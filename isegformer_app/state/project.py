@@ -109,11 +109,12 @@ class Project:
         image = load_image(self.paths[index], self.max_side)
         doc = Document(image, threshold=self.threshold)
         notices = list(image.notices)
+        sidecar = self._existing_sidecar(image.path)
         try:
-            restore_document(doc, self._existing_sidecar(image.path))
+            restore_document(doc, sidecar)
         except SidecarError as exc:
             doc.saved_revision = -1  # dirty: the next autosave writes a fresh file beside the set-aside one
-            kept = set_aside(self._existing_sidecar(image.path), exc)
+            kept = set_aside(sidecar, exc)
             notices.append(f"{exc} {kept}".strip())
         return doc, notices
 

@@ -107,14 +107,6 @@ def clicks_from_json(rows: list[list]) -> list[Click]:
     return clicks
 
 
-def color_from_json(value: object) -> tuple[int, int, int]:
-    """An (r, g, b) colour saved as a list, each clamped to 0..255; ValueError unless three numbers."""
-    color = tuple(min(255, max(0, int(v))) for v in value)  # type: ignore[union-attr]
-    if len(color) != 3:
-        raise ValueError(f"not an RGB colour: {value!r}")
-    return color  # type: ignore[return-value]
-
-
 def session_arrays(session: ClickSession, prefix: str = "") -> dict[str, np.ndarray]:
     """Copies of a session's arrays, keyed ``<prefix>brush`` / ``prob`` / ``init``."""
     out = {f"{prefix}brush": session.brush.copy()}

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (
     SidecarError,
     clicks_from_json,
     clicks_to_json,
-    color_from_json,
     load_session,
     read_sidecar_file,
     session_arrays,
@@ -37,18 +37,25 @@ SUFFIX = ".isegformer-volume.npz"
 FORMAT_VERSION = 1
 
 
-def volume_sidecar_path(volume_path: Path, volume: Volume, sidecar_dir: Path | None = None) -> Path:
-    """Where the autosave of ``volume`` (opened from ``volume_path``) lives."""
-    volume_path = Path(volume_path)
-    folder = sidecar_dir if sidecar_dir is not None else volume_path.parent / SIDECAR_DIRNAME
-    name = volume_path.name or "volume"
+def volume_stem(volume_path: Path, volume: Volume, with_frame: bool = True) -> str:
+    """The name a volume's files beside it start with: the file or folder name, ``-<series hash>`` for a
+    DICOM series and ``-frame<n>`` for frame n > 0 of a 4-D file (``with_frame``; the frames of one file
+    share one label list)."""
+    name = Path(volume_path).name or "volume"
     series = volume.metadata.get("series_uid")
     if series:
         name += "-" + hashlib.sha1(series.encode("utf-8")).hexdigest()[:10]
     frame = volume.metadata.get("frame")
-    if frame:
+    if with_frame and frame:
         name += f"-frame{int(frame)}"
-    return folder / f"{name}{SUFFIX}"
+    return name
+
+
+def volume_sidecar_path(volume_path: Path, volume: Volume, sidecar_dir: Path | None = None) -> Path:
+    """Where the autosave of ``volume`` (opened from ``volume_path``) lives."""
+    volume_path = Path(volume_path)
+    folder = sidecar_dir if sidecar_dir is not None else volume_path.parent / SIDECAR_DIRNAME
+    return folder / f"{volume_stem(volume_path, volume)}{SUFFIX}"
 
 
 def snapshot(doc: VolumeDocument) -> dict:
@@ -110,7 +117,7 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     if labels is None or labels.shape != doc.volume.shape or labels.dtype not in (np.uint8, np.uint16):
         raise SidecarError("The autosave's label volume is inconsistent.")
     try:
-        objects = [VolumeObject(int(o["uid"]), str(o["label"]), color_from_json(o["color"]),
+        objects = [VolumeObject(int(o["uid"]), str(o["label"]), as_color(o["color"]),
                                 bool(o["visible"])) for o in meta["objects"]]  # fmt: skip
         next_value = max([int(meta["next_value"]), *(o.uid + 1 for o in objects)])
         threshold = float(meta.get("threshold", doc.threshold))

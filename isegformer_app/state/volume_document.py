@@ -26,7 +26,7 @@ from isegformer_app.state import volume_session as vs
 from isegformer_app.state.click_session import stroke_mask
 from isegformer_app.state.commands import SetAttribute  # the same command as for images
 from isegformer_app.state.history import History
-from isegformer_app.state.labels import Color, color_for_index
+from isegformer_app.state.labels import Color, as_color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
 from model.threshold import DEFAULT_THRESHOLD
@@ -308,7 +308,7 @@ class VolumeDocument:
         if self.active is None or not np.any(self.labels.data == self.active):
             return None
         uid = self.active
-        self._execute_volume(vc.FinishObject(label, tuple(int(v) for v in color)))
+        self._execute_volume(vc.FinishObject(label, as_color(color)))
         return self.object(uid)
 
     def brush_stroke(self, points: Sequence[tuple[float, float]], radius: float, erase: bool,
@@ -327,7 +327,7 @@ class VolumeDocument:
         self._execute_volume(SetAttribute(uid, "label", label))
 
     def recolor_object(self, uid: int, color: Color) -> None:
-        self._execute_volume(SetAttribute(uid, "color", tuple(int(v) for v in color)))
+        self._execute_volume(SetAttribute(uid, "color", as_color(color)))
 
     def set_visible(self, uid: int, visible: bool) -> None:
         self._execute_volume(SetAttribute(uid, "visible", bool(visible)))
@@ -366,6 +366,6 @@ def objects_from_labels(labels: LabelVolume) -> list[VolumeObject]:
     for value in labels.present_values():
         info = labels.labels.get(value)
         name = info.name if info is not None else f"Label {value}"
-        color = tuple(int(c) for c in info.color) if info is not None else color_for_index(value - 1)
+        color = as_color(info.color) if info is not None else color_for_index(value - 1)
         out.append(VolumeObject(value, name, color, info.visible if info is not None else True))
     return out

@@ -342,14 +342,16 @@ class MainWindow(QMainWindow):
         doc = self.doc
         if doc is None:
             return
-        if overlay and nothing_to_draw(doc):
+        current = doc.current_mask() if overlay else None  # one full-size pass for the whole redraw
+        if overlay and nothing_to_draw(doc, current):
             self.canvas.set_overlay(None)
             self.canvas.set_outlines([])
         elif overlay:
-            polygons = [outline_polygons(mask) for mask in outlined_masks(doc)]
+            polygons = [outline_polygons(mask) for mask in outlined_masks(doc, current)]
             in_screen_pixels = all(p is not None for p in polygons)  # else (noisy masks) as pixels
             opacity = self.view_panel.opacity.value() / 100
-            self.canvas.set_overlay(render_overlay(doc, opacity, outlines=not in_screen_pixels))
+            rgba = render_overlay(doc, opacity, outlines=not in_screen_pixels, current=current)
+            self.canvas.set_overlay(rgba)
             self.canvas.set_outlines([c for p in polygons for c in p] if in_screen_pixels else [])
         self.canvas.set_clicks(doc.clicks)
         self.objects_panel.refresh()

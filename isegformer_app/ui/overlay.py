@@ -54,26 +54,31 @@ def outline_polygons(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> 
     return [c.reshape(-1, 2) for c in contours]
 
 
-def nothing_to_draw(doc: OverlaySource) -> bool:
+def nothing_to_draw(doc: OverlaySource, current: np.ndarray | None = None) -> bool:
     """True when the overlay would be fully transparent: no visible object, no probability, no current
-    mask (a freshly opened image: its 4096² overlay is not rendered just to be empty)."""
-    return doc.prob is None and not any(o.visible for o in doc.objects) and not doc.current_mask().any()
+    mask (a freshly opened image: its 4096² overlay is not rendered just to be empty). ``current``:
+    ``doc.current_mask()`` if the caller has it already (one full-size pass per redraw, not three)."""
+    if doc.prob is not None or any(o.visible for o in doc.objects):
+        return False
+    return not (doc.current_mask() if current is None else current).any()
 
 
-def outlined_masks(doc: OverlaySource) -> list[np.ndarray]:
+def outlined_masks(doc: OverlaySource, current: np.ndarray | None = None) -> list[np.ndarray]:
     """The masks that get an outline: the selected (visible) object's, then the current object's."""
     masks = [o.mask for o in doc.objects if o.visible and o.uid == doc.selected_uid]
-    current = doc.current_mask()
+    current = doc.current_mask() if current is None else current
     return masks + [current] if current.any() else masks
 
 
-def render_overlay(doc: OverlaySource, opacity: float, outlines: bool = True) -> np.ndarray:
+def render_overlay(doc: OverlaySource, opacity: float, outlines: bool = True,
+                   current: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """HxWx4 uint8 RGBA (straight alpha): visible objects in z-order, then the current object.
 
     Objects are filled with their colour at ``opacity``; the selected one gets a white outline.
     The current object: thresholded mask at ``opacity`` in :data:`CURRENT_COLOR` with an outline,
     the rest of the probability faintly (alpha ~ ``prob * opacity * SOFT_ALPHA``). ``outlines`` False:
     no outline pixels (the canvas draws them in screen pixels, see :func:`outline_polygons`).
+    ``current``: ``doc.current_mask()`` if the caller has it already.
     """
     h, w = doc.shape
     pixels = np.zeros((h, w), np.uint32)  # packed RGBA; viewed below as HxWx4 uint8
@@ -94,7 +99,7 @@ def render_overlay(doc: OverlaySource, opacity: float, outlines: bool = True) ->
         alpha = np.maximum(rgba[..., 3], soft)
         np.copyto(pixels, pack_rgba(*CURRENT_COLOR, 0), where=faint)  # colour, alpha set just below
         np.copyto(rgba[..., 3], alpha, where=faint)
-    current = doc.current_mask()
+    current = doc.current_mask() if current is None else current
     if current.any():
         pixels[current] = pack_rgba(*CURRENT_COLOR, a)
         if outlines:

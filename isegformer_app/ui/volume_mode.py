@@ -8,8 +8,9 @@ unchanged; this mode adds what is volume-specific. File work (open, export, impo
 
 from __future__ import annotations
 
-import re
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit
 
 from isegformer_app.state.project_labels import project_labels_path
-from isegformer_app.state.propagation import PropagatedSlice, plan_propagation
-from isegformer_app.state.volume_autosave import SUFFIX
+from isegformer_app.state.propagation import PropagatedSlice, PropagationPlan, plan_propagation
+from isegformer_app.state.volume_autosave import volume_stem
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.modes import WindowServices
@@ -33,6 +34,16 @@ from isegformer_app.volumes.slicing import array_axis, view_to_voxel, voxel_to_v
 WL_SENSITIVITY = 1 / 200  # fraction of the current width per screen pixel dragged
 
 
+@dataclass
+class _Propagation:
+    """A propagation running in the worker: its tested plan, cancel flag, progress dialog, slices done."""
+
+    plan: PropagationPlan
+    cancel: threading.Event
+    dialog: TaskProgress | None
+    done: int = 0
+
+
 class VolumeMode(QObject):
     """Owns the open volume document (None while images are shown) and the volume widgets."""
 
@@ -44,7 +55,7 @@ class VolumeMode(QObject):
         self.image_key = ""
         self.display_window: WindowPreset | None = None
         self.pending: dict[int, tuple] = {}  # request id -> session key
-        self.propagation: dict | None = None
+        self.propagation: _Propagation | None = None  # the one running, if any
         self.panel = VolumePanel()
         self.panel.setVisible(False)
         self.notes = QPlainTextEdit(readOnly=True)
@@ -172,7 +183,7 @@ class VolumeMode(QObject):
         doc = self.doc
         if doc is None:
             return None
-        stem = re.sub(r"-frame\d+$", "", self.files.sidecar_of(doc).name.removesuffix(SUFFIX))
+        stem = volume_stem(doc.path, doc.volume, with_frame=False)
         return project_labels_path(self.services.sidecars.folder_for(doc.path.parent), stem)
 
     # ---------------------------------------------------------------- cursor
@@ -306,47 +317,44 @@ class VolumeMode(QObject):
         except ValueError as exc:
             s.inform("Propagate", str(exc))
             return False
-        targets = plan.targets
-
         def work(predictor, emit_result, report, cancel) -> int:
             return plan.run(predictor, emit_result, report, cancel)
 
         cancel = s.worker.run_task(work, "propagate")
-        dialog = TaskProgress(s.parent, "Propagate", cancel.set) if len(targets) > 1 else None
-        self.propagation = {"doc": doc, "plan": plan, "targets": targets, "cancel": cancel, "dialog": dialog,
-                            "done": 0}  # fmt: skip
+        dialog = TaskProgress(s.parent, "Propagate", cancel.set) if len(plan.targets) > 1 else None
+        self.propagation = _Propagation(plan, cancel, dialog)
         s.show_busy(True)
         return True
 
     def _on_propagated(self, result: PropagatedSlice) -> None:
         p = self.propagation
-        if p is None or p["doc"] is not self.doc:
+        if p is None or p.plan.doc is not self.doc:
             return
-        p["plan"].apply(result)
-        p["done"] += 1
+        p.plan.apply(result)
+        p.done += 1
 
     def _on_task_progress(self, fraction: float, message: str) -> None:
         p = self.propagation
-        if p is not None and p["dialog"] is not None:
-            p["dialog"].advance(fraction, message)
+        if p is not None and p.dialog is not None:
+            p.dialog.advance(fraction, message)
 
     def _on_task_done(self, label: str, result: object, error: str) -> None:
         if label != "propagate" or self.propagation is None:
             return
         p, self.propagation = self.propagation, None
-        cancelled = p["cancel"].is_set()
-        if p["dialog"] is not None:
-            p["dialog"].close()
+        cancelled = p.cancel.is_set()
+        if p.dialog is not None:
+            p.dialog.close()
         if error:
             self.services.inform("Propagate", f"Propagation failed: {error}", error=True)
             return
-        if p["doc"] is not self.doc:
+        if p.plan.doc is not self.doc:
             return
         stopped = " (cancelled)" if cancelled else ""
-        done = f"{p['done']} of {len(p['targets'])} slice(s)"
-        self.services.inform("Propagate", f"Propagated to {done}{stopped}.")
-        if len(p["targets"]) == 1 and p["done"] == 1:
-            self.show_slice(index=p["targets"][0])  # show the new slice, ready for correction clicks
+        targets = p.plan.targets
+        self.services.inform("Propagate", f"Propagated to {p.done} of {len(targets)} slice(s){stopped}.")
+        if len(targets) == 1 and p.done == 1:
+            self.show_slice(index=targets[0])  # show the new slice, ready for correction clicks
 
     def _on_label_class(self) -> None:
         if self.doc is not None:

@@ -81,6 +81,7 @@ def read_itksnap_labels(path: Path | str) -> dict[int, LabelInfo]:
         match = pattern.match(line)
         if match:
             value, r, g, b = (int(match.group(i)) for i in range(1, 5))
+            r, g, b = (min(255, v) for v in (r, g, b))  # a hand-edited table must not break palettes
             table[value] = LabelInfo(value, match.group(8), (r, g, b), float(match.group(5)),
                                      bool(int(match.group(6))))
     return table

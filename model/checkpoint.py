@@ -381,9 +381,13 @@ def _config_entry(value: Any) -> dict[str, Any]:
 
 
 def save_checkpoint(
-    model: InteractiveModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+    model: InteractiveModel,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> None:
-    """Write ``model`` in the original format (loadable by the original code) plus our metadata.
+    """Write ``model`` in the original format (loadable by the original code) plus our metadata;
+    ``half`` stores floating-point tensors as float16 (half the size; loading casts them back).
 
     The file is written to a temporary file and renamed, so an interrupted save never leaves a
     truncated checkpoint behind.
@@ -396,7 +400,10 @@ def save_checkpoint(
         raise CheckpointError(f"{path}: model {model.arch} has no original-format adapter")
     params = adapter.original_params(model)
     config = {"class": class_name, "params": {k: _config_entry(v) for k, v in params.items()}}
-    state = OrderedDict((k, v.detach().cpu()) for k, v in adapter.to_original(model.state_dict()).items())
+    state = OrderedDict(
+        (k, v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in adapter.to_original(model.state_dict()).items()
+    )
     meta = {
         "arch": model.arch,
         "input_channels": model.input_channels,

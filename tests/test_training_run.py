@@ -111,6 +111,34 @@ def test_resume_repeats_the_uninterrupted_run(dataset_root: Path, tmp_path: Path
     assert state["global_step"] == 3 and "optimizer" in state and "rng" in state
 
 
+def test_time_budget_stops_cleanly_and_segments_add_up_to_the_full_run(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """``fit(max_seconds=...)`` (``--max-minutes``) ends after the step in progress with the weights and
+    an exact resume state; segments resumed one after another give the uninterrupted run bit for bit."""
+    full = _trainer(dataset_root, tmp_path / "full", seed=0)
+    full.fit()
+    reference = _losses(tmp_path / "full")
+
+    segments = 0
+    out = tmp_path / "segments"
+    while True:
+        trainer = _trainer(dataset_root, out, seed=0 if segments == 0 else 100 + segments)
+        if (out / RESUME_FILE).is_file():
+            trainer.load_resume(out / RESUME_FILE)
+        trainer.fit(max_seconds=0.0)  # the budget is spent at once: exactly one step per segment
+        segments += 1
+        if not trainer.stopped_early:
+            break
+        assert (out / "checkpoints" / "last_checkpoint.pth").is_file()
+        assert torch.load(out / RESUME_FILE, weights_only=True)["global_step"] == segments
+    assert segments == 4  # steps 1, 2, 3 stopped by the budget; the last segment finishes the run
+    assert _losses(out) == reference
+    pairs = zip(full.model.state_dict().items(), trainer.model.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
+        assert torch.equal(a, b), name
+
+
 def _write_toml(path: Path, values: dict) -> Path:
     def fmt(v: object) -> str:
         if isinstance(v, bool):

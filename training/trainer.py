@@ -278,9 +278,14 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------- loop
 
-    def fit(self, epochs: int | None = None) -> list[dict[str, Any]]:
-        """Train until ``epochs`` (default: the config's) are done; returns the validation records."""
+    def fit(self, epochs: int | None = None, max_seconds: float | None = None) -> list[dict[str, Any]]:
+        """Train until ``epochs`` (default: the config's) are done, or until ``max_seconds`` of wall time
+        have passed: then the step in progress finishes and the run stops cleanly (a checkpoint of the
+        weights so far and an exact ``resume.pt``), so a long run can be many short segments. Returns the
+        validation records; ``self.stopped_early`` tells whether the time budget ended it."""
         epochs = self.config.train.epochs if epochs is None else epochs
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+        self.stopped_early = False
         if self.group.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         records = []
@@ -310,7 +315,14 @@ class Trainer:
                 every = self.config.train.resume_every_steps
                 if every > 0 and self.global_step % every == 0 and self.step_in_epoch < steps:
                     self.save_resume()
+                if deadline is not None and time.perf_counter() >= deadline and self.step_in_epoch < steps:
+                    self.stopped_early = True
+                    break
             bar.close()
+            if self.stopped_early:
+                self.save_checkpoints(final=False)
+                self.save_resume()
+                break
             self.scheduler.step()
             self.epoch += 1
             self.step_in_epoch = 0
@@ -321,6 +333,9 @@ class Trainer:
                 if record is not None:
                     records.append(record)
             self.save_resume()
+            if deadline is not None and time.perf_counter() >= deadline and self.epoch < epochs:
+                self.stopped_early = True
+                break
         if self.writer is not None:
             self.writer.close()
         return records
@@ -363,12 +378,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- checkpoints
 
-    def save_checkpoints(self) -> None:
+    def save_checkpoints(self, final: bool = True) -> None:
+        """``last_checkpoint.pth`` and, at the end of every ``checkpoint_interval`` epochs (``final``), the
+        numbered one."""
         if not self.group.is_main:
             return
         folder = self.output_dir / "checkpoints"
         metadata = {"epoch": self.epoch, "step": self.global_step, "trained_with": "isegformer-train"}
         save_checkpoint(self.model, folder / LAST_CHECKPOINT, metadata)
+        if not final:
+            return
         interval = self.config.train.checkpoint_interval
         if interval > 0 and (self.epoch % interval == 0 or self.epoch == self.config.train.epochs):
             save_checkpoint(self.model, folder / f"{self.epoch:03d}.pth", metadata)

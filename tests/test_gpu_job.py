@@ -1,0 +1,264 @@
+"""The data pack, the batched scene maker and clicks, and the budgeted GPU training job (run on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint, read_checkpoint
+from training import gpu_job
+from training.data.gpu_scenes import (
+    SceneBank,
+    SceneConfig,
+    SceneMaker,
+    add_correction_clicks,
+    approximate_distance,
+    gaussian_blur,
+    initial_points,
+)
+from training.data.pack import (
+    DataPack,
+    EvalItem,
+    MRItem,
+    PackError,
+    initial_checkpoint,
+    read_pack,
+    write_pack,
+)
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+
+def _disk_object(rng: np.random.Generator, side: int = 48) -> np.ndarray:
+    rgba = np.zeros((side, side + 10, 4), np.uint8)
+    colour = tuple(int(c) for c in rng.integers(30, 255, size=3))
+    cv2.ellipse(rgba, (side // 2 + 5, side // 2), (side // 2 - 2, side // 3), 0, 0, 360, (*colour, 255), -1)
+    return rgba
+
+
+def _mr_item(rng: np.random.Generator, side: int = 40) -> MRItem:
+    tissue = np.zeros((side, side), np.uint8)
+    cv2.circle(tissue, (20, 20), 16, 1, -1)
+    cv2.circle(tissue, (20, 20), 12, 2, -1)
+    cv2.circle(tissue, (20, 20), 6, 3, -1)
+    structures = np.zeros_like(tissue)
+    structures[tissue == 3] = 1
+    structures[(tissue == 2) & (np.arange(side)[None, :] < 20)] = 2
+    structures[(tissue == 2) & (np.arange(side)[None, :] >= 20)] = 3
+    image = (tissue * 60 + rng.integers(0, 10, tissue.shape)).astype(np.uint8)
+    return MRItem(image, tissue, structures, "synthetic")
+
+
+def _eval_item() -> EvalItem:
+    image = np.full((64, 80, 3), 40, np.uint8)
+    instances = np.zeros((64, 80), np.uint16)
+    cv2.rectangle(image, (10, 10), (35, 40), (220, 60, 60), -1)
+    cv2.rectangle(instances, (10, 10), (35, 40), 1, -1)
+    cv2.circle(image, (60, 40), 12, (60, 200, 90), -1)
+    cv2.circle(instances, (60, 40), 12, 2, -1)
+    return EvalItem(image, instances, "shapes")
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory) -> tuple[DataPack, str]:
+    rng = np.random.default_rng(0)
+    pack = DataPack(
+        objects=[_disk_object(rng) for _ in range(4)],
+        backgrounds=[rng.integers(0, 255, size=(60, 90, 3), dtype=np.uint8) for _ in range(3)],
+        mr=[_mr_item(rng) for _ in range(2)],
+        eval_sets={"shapes": [_eval_item()]},
+        init_checkpoint=initial_checkpoint(""),  # random weights: no ImageNet file needed
+        manifest={"licences": {"synthetic": "made by the test"}},
+    )
+    path = tmp_path_factory.mktemp("pack") / "pack.zip"
+    write_pack(pack, path)
+    return pack, str(path)
+
+
+def _bank(pack: DataPack) -> SceneBank:
+    return gpu_job.bank_from_pack(pack, torch.device("cpu"), object_side=48, background_side=64, mr_side=48)
+
+
+# ------------------------------------------------------------------------------------------------- pack
+
+
+def test_pack_round_trip(tiny_pack):
+    pack, path = tiny_pack
+    read = read_pack(path)
+    assert len(read.objects) == 4 and read.objects[0].shape[2] == 4
+    np.testing.assert_array_equal(read.objects[1], pack.objects[1])  # PNG: lossless
+    assert len(read.backgrounds) == 3 and read.backgrounds[0].shape == (60, 90, 3)
+    assert [m.structures.max() for m in read.mr] == [3, 3]
+    np.testing.assert_array_equal(read.mr[0].tissue, pack.mr[0].tissue)
+    np.testing.assert_array_equal(
+        read.eval_sets["shapes"][0].instances, pack.eval_sets["shapes"][0].instances
+    )
+    assert read.init_checkpoint == pack.init_checkpoint
+    with zipfile.ZipFile(path) as archive:
+        assert "LICENCES.txt" in archive.namelist()
+
+
+def test_pack_refuses_other_files(tmp_path):
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"format": "something else"}))
+    with pytest.raises(PackError, match="not an isegformer data pack"):
+        read_pack(other)
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(PackError, match="not a readable data pack"):
+        read_pack(garbage)
+
+
+# ----------------------------------------------------------------------------------------------- scenes
+
+
+def test_approximate_distance_of_a_square():
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    mask[:, :, 12:53, 12:53] = True  # 41 px wide: the centre is 21 px from the outside
+    depth = approximate_distance(mask, reach=40)
+    assert depth[0, 0, 32, 32] == pytest.approx(21, abs=2)
+    assert depth[0, 0, 12, 32] <= 2
+    assert depth[0, 0, 5, 5] == 0
+
+
+def test_gaussian_blur_keeps_mean_and_leaves_zero_sigma_alone():
+    x = torch.rand(2, 3, 32, 32)
+    out = gaussian_blur(x, torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(out[0], x[0])
+    assert out[1].std() < x[1].std() * 0.6
+    assert out[1].mean() == pytest.approx(float(x[1].mean()), abs=0.02)
+
+
+def test_scene_batches_are_consistent_and_reproducible(tiny_pack):
+    pack, _ = tiny_pack
+    maker = SceneMaker(_bank(pack), SceneConfig(size=64, mr_fraction=0.25))
+    first = maker.batch(8, torch.Generator().manual_seed(3))
+    again = maker.batch(8, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(first.images, again.images)
+    assert first.images.shape == (8, 3, 64, 64) and first.targets.shape == (8, 1, 64, 64)
+    assert float(first.images.min()) >= 0 and float(first.images.max()) <= 1
+    assert not bool((first.others & (first.targets > 0.5)).any())  # a target never counts as another object
+    areas = first.targets.flatten(1).sum(1)
+    assert bool(first.valid.any())
+    assert bool((areas[first.valid] >= 0.003 * 64 * 64).all())
+
+
+def test_pasted_mask_is_aligned_with_its_pixels():
+    """Resizing, rotating and pasting never shift a mask against its image: with a red cut-out on a black
+    background and hard blending, the target's centroid is the red pixels' centroid."""
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    cv2.ellipse(rgba, (30, 20), (26, 14), 0, 0, 360, (255, 0, 0, 255), -1)
+    obj = gpu_job._square(rgba, 48, cv2.INTER_AREA)
+    bank = SceneBank(
+        objects=torch.from_numpy(obj).permute(2, 0, 1)[None].contiguous(),
+        backgrounds=torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+        mr_image=torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
+        mr_tissue=torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
+        mr_structures=torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
+    )
+    plain = SceneConfig(
+        size=96,
+        max_objects=1,
+        hard_blend_prob=1.0,
+        blurred_blend_prob=0.0,
+        shadow_prob=0.0,
+        blur_prob=0.0,
+        resample_prob=0.0,
+        noise_prob=0.0,
+        gray_prob=0.0,
+        object_scale=(0.3, 0.8),
+    )
+    batch = SceneMaker(bank, plain).batch(16, torch.Generator().manual_seed(0))
+    for image, target, valid in zip(batch.images, batch.targets, batch.valid, strict=True):
+        if not valid:
+            continue
+        red = (image[0] > 0.3).float()
+        yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+        for weights in (red,):
+            cy = float((weights * yy).sum() / weights.sum())
+            cx = float((weights * xx).sum() / weights.sum())
+            ty = float((target[0] * yy).sum() / target[0].sum())
+            tx = float((target[0] * xx).sum() / target[0].sum())
+            assert abs(cy - ty) < 0.5 and abs(cx - tx) < 0.5
+        assert float((red * target[0]).sum() / target[0].sum()) > 0.97
+
+
+# ----------------------------------------------------------------------------------------------- clicks
+
+
+def _square_target(batch: int = 4) -> torch.Tensor:
+    target = torch.zeros(batch, 1, 48, 48)
+    target[:, :, 10:30, 14:38] = 1
+    return target
+
+
+def test_initial_points_fall_on_the_right_side():
+    target = _square_target(16)
+    others = torch.zeros_like(target, dtype=torch.bool)
+    others[:, :, 35:45, 2:12] = True
+    points = initial_points(target, others, num_points=12, gen=torch.Generator().manual_seed(1))
+    assert points.shape == (16, 24, 3)
+    positives, negatives = points[:, :12], points[:, 12:]
+    for rows, inside in ((positives, True), (negatives, False)):
+        valid = rows[..., 0] >= 0
+        y, x = rows[..., 0][valid].long(), rows[..., 1][valid].long()
+        assert bool(((target[0, 0, y, x] > 0.5) == inside).all())
+    assert bool(((positives[..., 0] >= 0).sum(1) >= 1).all())  # every scene starts with a positive click
+    assert int((negatives[..., 0] >= 0).sum()) > 0
+
+
+def test_correction_clicks_answer_the_larger_error():
+    target = _square_target(3)
+    points = torch.full((3, 24, 3), -1.0)
+    probs = torch.zeros_like(target)
+    probs[1] = 1.0  # everything: the spill is the larger error
+    probs[2] = target[2]  # perfect
+    out = add_correction_clicks(probs, target, points, 1, torch.Generator().manual_seed(0))
+    y, x = out[0, 11, :2].long().tolist()
+    assert target[0, 0, y, x] == 1 and out[0, 23, 0] < 0  # missed object: a positive click inside it
+    y, x = out[1, 23, :2].long().tolist()
+    assert target[1, 0, y, x] == 0 and out[1, 11, 0] < 0  # spill: a negative click outside it
+    torch.testing.assert_close(out[2], points[2])  # no error: no click
+
+
+# -------------------------------------------------------------------------------------------------- job
+
+
+def test_gpu_job_runs_on_the_cpu_and_jobs_add_up(tiny_pack, tmp_path):
+    _, path = tiny_pack
+    common = ["--pack", path, "--device", "cpu", "--batch-size", "2", "--size", "64", "--eval-clicks", "2"]
+    first = tmp_path / "first"
+    started = time.perf_counter()
+    assert gpu_job.main([*common, "--minutes", "0.4", "--out", str(first)]) == 0
+    assert time.perf_counter() - started < 0.4 * 60 + 30  # the budget holds (two steps at the least)
+    record = json.loads((first / gpu_job.JOB_FILE).read_text())
+    assert record["samples"] > 0 and record["steps"] > 0
+    assert record["samples_seen_total"] == record["samples"]
+    assert sum(record["step_shares"].values()) == pytest.approx(1.0, abs=0.01)
+    assert record["largest_share"] in record["step_shares"]
+    assert record["evaluation"]["shapes"]["objects"] + record["evaluation"]["shapes"]["skipped"] == 2
+    weights = first / gpu_job.WEIGHTS_FILE
+    assert weights.stat().st_size < 16 * 2**20
+    model = load_checkpoint(weights)
+    assert model.arch == gpu_job.DEFAULT_ARCH
+    assert next(iter(read_checkpoint(weights).state_dict.values())).dtype == torch.float16
+    assert read_checkpoint(weights).metadata["samples_seen"] == record["samples"]
+
+    second = tmp_path / "second"
+    assert gpu_job.main([*common, "--minutes", "0.3", "--out", str(second), "--resume", str(weights)]) == 0
+    resumed = json.loads((second / gpu_job.JOB_FILE).read_text())
+    meta = read_checkpoint(second / gpu_job.WEIGHTS_FILE).metadata
+    assert meta["samples_seen"] == record["samples"] + resumed["samples"]
+    assert [segment["kind"] for segment in meta["training_log"]] == ["gpu_job", "gpu_job"]
+
+
+def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
+    assert gpu_job.main(["--pack", str(tmp_path / "none.zip"), "--minutes", "1", "--out", str(tmp_path)]) == 2
+    assert "not a readable data pack" in capsys.readouterr().err

@@ -1,0 +1,495 @@
+"""Training scenes and simulated clicks made in batches with torch ops, on the GPU or the CPU.
+
+The CPU composites of :mod:`training.data.composite` cost about 40 ms per scene on one core, which caps a
+GPU at a few hundred samples/s. Here a whole batch is made at once on the training device from a
+:class:`SceneBank` (the data pack's images as uint8 tensors on that device):
+
+* photo scenes: a background crop (affine warp with ``grid_sample``), then 1..``max_objects`` cut-outs,
+  each scaled over a large range (log-uniform, Simple Copy-Paste), rotated, flipped, colour-jittered and
+  placed anywhere (partly outside too), blended hard, feathered or with a blurred alpha, sometimes with a
+  drop shadow; later objects occlude earlier ones and the instance map keeps each visible part. Every
+  pasted object is a distractor for the others, so "pasted" does not mean "target";
+* MR scenes (SynthSeg-style): a slice's tissue and structure label maps warped, then either the real T1
+  contrast (random gamma) or intensities drawn per tissue class and per structure (classes
+  split and merged at random), a smooth multiplicative bias field and texture;
+* the whole image then gets blur, down/up-sampling and noise at random, so that sharpness and noise do
+  not tell pasted from background;
+* the target is one visible object (sometimes two merged, or a whole tissue class / the brain on MR).
+
+Clicks: :func:`initial_points` samples positives inside the target (weighted towards its interior by an
+approximate distance transform) and negatives on the background near it, on other objects and anywhere;
+:func:`add_correction_clicks` is the iterative-training rule (one click at the interior of the larger
+error region) on the device. Coordinates and the points layout are :mod:`model.clicks`'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from model.threshold import DEFAULT_THRESHOLD
+
+# MR tissue classes in SceneBank.mr_tissue
+TISSUE_OUTSIDE, TISSUE_OTHER, TISSUE_GREY, TISSUE_WHITE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """What a batch of scenes looks like; every probability is per scene (or per pasted object)."""
+
+    size: int = 320  # scenes are size x size
+    mr_fraction: float = 0.2  # share of MR scenes in a batch
+    max_objects: int = (
+        5  # pasted cut-outs per photo scene (the first always, the others with extra_object_prob)
+    )
+    extra_object_prob: float = 0.6
+    object_scale: tuple[float, float] = (0.12, 1.1)  # longest side / scene side, log-uniform
+    max_rotation: float = 30.0
+    hard_blend_prob: float = 0.35  # else feathered (the warp's own soft edge) or blurred alpha
+    blurred_blend_prob: float = 0.3
+    shadow_prob: float = 0.25
+    merge_prob: float = 0.1  # target = two merged objects
+    min_target_fraction: float = 0.003  # a target covers at least this share of the scene
+    synth_mr_prob: float = 0.6  # MR scene with drawn intensities (else real T1 contrast)
+    blur_prob: float = 0.3
+    resample_prob: float = 0.25
+    noise_prob: float = 0.35
+    gray_prob: float = 0.1
+
+
+@dataclass
+class SceneBank:
+    """The images scenes are made of, as uint8 tensors on one device.
+
+    ``objects`` (No, 4, So, So) RGBA cut-outs, each centred with its longest side filling the square;
+    ``backgrounds`` (Nb, 3, Sb, Sb); ``mr_image`` / ``mr_tissue`` / ``mr_structures`` (Nm, 1, Sm, Sm)
+    (T1 grey, tissue class, structure id 0 = none, 1.. connected parts), may be empty (Nm = 0).
+    """
+
+    objects: torch.Tensor
+    backgrounds: torch.Tensor
+    mr_image: torch.Tensor
+    mr_tissue: torch.Tensor
+    mr_structures: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.objects.device
+
+    @property
+    def max_structure(self) -> int:
+        return int(self.mr_structures.max()) if self.mr_structures.numel() else 0
+
+
+@dataclass
+class SceneBatch:
+    """``images`` (B, 3, S, S) float32 RGB in [0, 1]; ``targets`` (B, 1, S, S) float32 (1 = object);
+    ``others`` (B, 1, S, S) bool: other objects' pixels (where negative clicks teach the most);
+    ``valid`` (B,) bool: scenes with a usable target (the loss ignores the others)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    others: torch.Tensor
+    valid: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _uniform(n: int, low: float, high: float, device: torch.device, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, device=device, generator=gen) * (high - low) + low
+
+
+def _chance(n: int, p: float, device: torch.device, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, device=device, generator=gen) < p
+
+
+def affine_theta(linear: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) ``grid_sample`` matrices mapping output coordinates p to ``linear @ (p - centre)``
+    (normalised coordinates; ``linear`` (B, 2, 2), ``centre`` (B, 2) as (x, y))."""
+    shift = -(linear @ centre.unsqueeze(-1))
+    return torch.cat((linear, shift), dim=2)
+
+
+def rotation(angle: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 2) rotation matrices of ``angle`` radians."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)
+
+
+def warp(source: torch.Tensor, theta: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    """``source`` (B, C, h, w) sampled at ``theta``'s grid into (B, C, size, size); zeros outside."""
+    grid = F.affine_grid(theta.to(source.dtype), [source.shape[0], 1, size, size], align_corners=False)
+    return F.grid_sample(source, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of ``x`` (B, C, H, W) with its own ``sigma`` (B,) px; sigma <= 0.05 leaves it as is.
+    Separable, reflect-padded, one grouped convolution per axis."""
+    top = float(sigma.max()) if sigma.numel() else 0.0
+    if top <= 0.05:
+        return x
+    batch, channels, height, width = x.shape
+    radius = max(1, int(math.ceil(3 * top)))
+    radius = min(radius, (min(height, width) - 1) // 2)
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    safe = sigma.clamp_min(0.05).view(-1, 1)
+    kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * safe**2))
+    identity = (offsets == 0).to(torch.float32).expand_as(kernel)
+    kernel = torch.where((sigma <= 0.05).view(-1, 1), identity, kernel)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0).to(x.dtype)
+    flat = x.reshape(1, batch * channels, height, width)
+    flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(-1, 1, 2 * radius + 1, 1), groups=batch * channels)
+    flat = F.conv2d(flat, kernel.view(-1, 1, 1, 2 * radius + 1), groups=batch * channels)
+    return flat.view(batch, channels, height, width)
+
+
+def approximate_distance(mask: torch.Tensor, reach: int = 24, scale: int = 2) -> torch.Tensor:
+    """Approximate distance (px) of each pixel of ``mask`` (B, 1, H, W) bool to its outside, capped near
+    ``reach``: the number of 3x3 erosions a pixel survives, counted at 1/``scale`` resolution (the border
+    of the image counts as outside). Zero outside the mask."""
+    small = mask.float()
+    if scale > 1:
+        small = F.avg_pool2d(small, scale, ceil_mode=True)
+    small = (small > 0.5).float()
+    total = torch.zeros_like(small)
+    current = F.pad(small, (1, 1, 1, 1))
+    for _ in range(max(1, reach // scale)):
+        current = -F.max_pool2d(-current, 3, 1, 1)
+        current[:, :, 0, :] = current[:, :, -1, :] = 0
+        current[:, :, :, 0] = current[:, :, :, -1] = 0
+        total = total + current[:, :, 1:-1, 1:-1]
+    total = (total + 1) * scale
+    if scale > 1:
+        total = F.interpolate(total, size=mask.shape[2:], mode="nearest")
+    return total * mask
+
+
+# ------------------------------------------------------------------------------------------------ scenes
+
+
+class SceneMaker:
+    """Makes :class:`SceneBatch` es from a :class:`SceneBank` (all on the bank's device)."""
+
+    def __init__(self, bank: SceneBank, config: SceneConfig = SceneConfig()) -> None:
+        if bank.objects.shape[0] == 0 or bank.backgrounds.shape[0] == 0:
+            raise ValueError("a scene bank needs at least one object and one background")
+        self.bank = bank
+        self.config = config
+
+    @property
+    def device(self) -> torch.device:
+        return self.bank.device
+
+    def batch(self, size: int, gen: torch.Generator) -> SceneBatch:
+        """``size`` scenes: photo scenes, then MR scenes (their share is ``mr_fraction``)."""
+        has_mr = self.bank.mr_image.shape[0] > 0
+        mr = int(round(size * self.config.mr_fraction)) if has_mr else 0
+        parts = [self.photo_scenes(size - mr, gen)] if size - mr > 0 else []
+        if mr:
+            parts.append(self.mr_scenes(mr, gen))
+        images = torch.cat([p[0] for p in parts])
+        targets = torch.cat([p[1] for p in parts])
+        others = torch.cat([p[2] for p in parts])
+        images = self.degrade(images, gen, photo=torch.arange(size, device=self.device) < size - mr)
+        area = targets.flatten(1).sum(1)
+        valid = area >= self.config.min_target_fraction * self.config.size**2
+        return SceneBatch(images.clamp_(0, 1), targets, others, valid)
+
+    # -- photo scenes --------------------------------------------------------------------------------
+
+    def photo_scenes(
+        self, count: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg, bank, dev, size = self.config, self.bank, self.device, self.config.size
+        # background: a crop of 35-100 % of the side, anywhere, sometimes mirrored
+        index = torch.randint(bank.backgrounds.shape[0], (count,), device=dev, generator=gen)
+        side = _uniform(count, 0.35, 1.0, dev, gen)
+        flip = torch.where(_chance(count, 0.5, dev, gen), -1.0, 1.0)
+        linear = torch.zeros(count, 2, 2, device=dev)
+        linear[:, 0, 0], linear[:, 1, 1] = side * flip, side
+        shift = (torch.rand(count, 2, device=dev, generator=gen) * 2 - 1) * (1 - side).unsqueeze(1)
+        theta = torch.cat((linear, shift.unsqueeze(2)), dim=2)
+        image = warp(bank.backgrounds[index].float().div_(255), theta, size)
+
+        instances = torch.zeros(count, 1, size, size, dtype=torch.int64, device=dev)
+        for slot in range(cfg.max_objects):
+            active = (
+                torch.ones(count, dtype=torch.bool, device=dev)
+                if slot == 0
+                else _chance(count, cfg.extra_object_prob, dev, gen)
+            )
+            rgb, alpha, hard = self.placed_objects(count, gen)
+            alpha = alpha * active.view(-1, 1, 1, 1)
+            hard = hard & active.view(-1, 1, 1, 1)
+            shadow = _chance(count, cfg.shadow_prob, dev, gen) & active
+            if bool(shadow.any()):
+                offset = torch.randint(-6, 7, (2,), device=dev, generator=gen).tolist()
+                cast = gaussian_blur(
+                    torch.roll(alpha, offset, dims=(2, 3)), _uniform(count, 2.0, 6.0, dev, gen)
+                )
+                strength = _uniform(count, 0.2, 0.55, dev, gen) * shadow
+                image = image * (1 - strength.view(-1, 1, 1, 1) * cast)
+            image = image * (1 - alpha) + rgb * alpha
+            instances = torch.where(hard, slot + 1, instances)
+        target, others = self.pick_targets(instances, cfg.max_objects, gen, allow_merge=True)
+        gray = _chance(count, cfg.gray_prob, dev, gen).view(-1, 1, 1, 1)
+        image = torch.where(gray, image.mean(1, keepdim=True).expand_as(image), image)
+        return image, target, others
+
+    def placed_objects(
+        self, count: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` cut-outs warped onto the scene: (rgb, blend alpha, hard mask) at scene size."""
+        cfg, bank, dev, size = self.config, self.bank, self.device, self.config.size
+        index = torch.randint(bank.objects.shape[0], (count,), device=dev, generator=gen)
+        rgba = bank.objects[index].float().div_(255)
+        # premultiplied colour, so that the warp's soft edge does not darken towards the zero padding
+        rgba = torch.cat((jitter_colours(rgba[:, :3], gen) * rgba[:, 3:], rgba[:, 3:]), dim=1)
+        low, high = (math.log(v) for v in cfg.object_scale)
+        longest = torch.exp(_uniform(count, low, high, dev, gen))  # of the scene side
+        angle = _uniform(count, -cfg.max_rotation, cfg.max_rotation, dev, gen) * (math.pi / 180)
+        flip = torch.where(_chance(count, 0.5, dev, gen), -1.0, 1.0)
+        linear = rotation(-angle) / longest.view(-1, 1, 1)
+        linear[:, :, 0] = linear[:, :, 0] * flip.view(-1, 1)
+        centre = torch.rand(count, 2, device=dev, generator=gen) * 1.8 - 0.9
+        warped = warp(rgba, affine_theta(linear, centre), size)
+        rgb, alpha = warped[:, :3], warped[:, 3:]
+        hard = alpha > 0.5
+        mode = torch.rand(count, device=dev, generator=gen)
+        is_hard = (mode < cfg.hard_blend_prob).view(-1, 1, 1, 1)
+        is_blurred = (mode >= 1 - cfg.blurred_blend_prob).view(-1, 1, 1, 1)
+        blurred = gaussian_blur(alpha, _uniform(count, 0.5, 2.0, dev, gen))
+        blend = torch.where(is_hard, hard.float(), torch.where(is_blurred, blurred, alpha))
+        rgb = rgb / alpha.clamp_min(1e-3)  # back from premultiplied
+        return rgb.clamp_(0, 1), blend, hard
+
+    def pick_targets(
+        self, instances: torch.Tensor, max_id: int, gen: torch.Generator, allow_merge: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One visible instance per scene (sometimes two merged) -> (target float, other objects bool)."""
+        count, dev = instances.shape[0], instances.device
+        areas = instance_areas(instances, max_id)[:, 1:]  # (B, max_id), id 0 dropped
+        minimum = self.config.min_target_fraction * instances.shape[2] * instances.shape[3]
+        eligible = (areas >= minimum).float()
+        weights = eligible + (eligible.sum(1, keepdim=True) == 0).float() * (areas > 0).float() + 1e-9
+        first = torch.multinomial(weights, 1, generator=gen) + 1  # (B, 1) ids
+        target = instances == first.view(-1, 1, 1, 1)
+        if allow_merge:
+            merge = _chance(count, self.config.merge_prob, dev, gen) & (eligible.sum(1) >= 2)
+            if bool(merge.any()):
+                second_weights = eligible.clone()
+                second_weights.scatter_(1, first - 1, 0.0)
+                second = torch.multinomial(second_weights + 1e-9, 1, generator=gen) + 1
+                target = target | ((instances == second.view(-1, 1, 1, 1)) & merge.view(-1, 1, 1, 1))
+        others = (instances > 0) & ~target
+        return target.float(), others
+
+    # -- MR scenes -----------------------------------------------------------------------------------
+
+    def mr_scenes(self, count: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg, bank, dev, size = self.config, self.bank, self.device, self.config.size
+        index = torch.randint(bank.mr_image.shape[0], (count,), device=dev, generator=gen)
+        zoom = torch.exp(_uniform(count, math.log(0.9), math.log(2.5), dev, gen))
+        angle = _uniform(count, -15, 15, dev, gen) * (math.pi / 180)
+        flip = torch.where(_chance(count, 0.5, dev, gen), -1.0, 1.0)
+        linear = rotation(-angle) / zoom.view(-1, 1, 1)
+        linear[:, :, 0] = linear[:, :, 0] * flip.view(-1, 1)
+        centre = (torch.rand(count, 2, device=dev, generator=gen) * 2 - 1) * (1 - 1 / zoom).clamp_min(0).view(
+            -1, 1
+        )
+        theta = affine_theta(linear, centre)
+        t1 = warp(bank.mr_image[index].float().div_(255), theta, size)
+        labels = torch.cat((bank.mr_tissue[index], bank.mr_structures[index]), dim=1).float()
+        labels = warp(labels, theta, size, mode="nearest").long()
+        tissue, structures = labels[:, :1], labels[:, 1:]
+
+        synth = self.synthetic_contrast(tissue, structures, gen)
+        gamma = torch.exp(_uniform(count, -0.5, 0.5, dev, gen)).view(-1, 1, 1, 1)
+        real = t1.clamp_min(0) ** gamma
+        use_synth = _chance(count, cfg.synth_mr_prob, dev, gen).view(-1, 1, 1, 1)
+        grey = torch.where(use_synth, synth, real)
+        grey = grey * bias_field(count, size, gen, dev)
+        image = grey.clamp(0, 1).expand(-1, 3, -1, -1)
+
+        # targets: a structure (80 %), a whole tissue class (10 %) or the brain (10 %)
+        max_id = max(bank.max_structure, 1)
+        target, others = self.pick_targets(structures, max_id, gen, allow_merge=False)
+        choice = torch.rand(count, device=dev, generator=gen)
+        cls = torch.where(_chance(count, 0.5, dev, gen), TISSUE_GREY, TISSUE_WHITE).view(-1, 1, 1, 1)
+        whole_class = (tissue == cls).float()
+        brain = (tissue > 0).float()
+        target = torch.where((choice < 0.1).view(-1, 1, 1, 1), whole_class, target)
+        target = torch.where((choice > 0.9).view(-1, 1, 1, 1), brain, target)
+        others = others & (target < 0.5)
+        return image, target, others
+
+    def synthetic_contrast(
+        self, tissue: torch.Tensor, structures: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
+        """SynthSeg-style grey image: a random mean per tissue class, per structure offsets (classes
+        split) or none (merged), texture noise, then a light blur."""
+        count, dev = tissue.shape[0], tissue.device
+        means = torch.rand(count, 4, device=dev, generator=gen)
+        means[:, TISSUE_OUTSIDE] *= 0.3
+        grey = torch.gather(means, 1, tissue.flatten(1)).view_as(tissue).float()
+        max_id = int(structures.max()) + 1
+        split = _uniform(count, 0.0, 0.15, dev, gen) * _chance(count, 0.5, dev, gen)
+        offsets = torch.randn(count, max_id, device=dev, generator=gen) * split.view(-1, 1)
+        offsets[:, 0] = 0
+        grey = grey + torch.gather(offsets, 1, structures.flatten(1)).view_as(grey)
+        texture = _uniform(count, 0.0, 0.06, dev, gen).view(-1, 1, 1, 1)
+        grey = grey + torch.randn(grey.shape, device=dev, generator=gen) * texture
+        grey = gaussian_blur(grey, _uniform(count, 0.0, 1.2, dev, gen))
+        low = grey.flatten(1).amin(1).view(-1, 1, 1, 1)
+        high = grey.flatten(1).amax(1).view(-1, 1, 1, 1)
+        return (grey - low) / (high - low).clamp_min(1e-3)  # the full range, as a scanner's window
+
+    # -- whole image ---------------------------------------------------------------------------------
+
+    def degrade(self, images: torch.Tensor, gen: torch.Generator, photo: torch.Tensor) -> torch.Tensor:
+        """Blur, down/up-sampling and noise of whole scenes, each at random."""
+        cfg, count, dev = self.config, images.shape[0], images.device
+        del photo  # the same degradations for every kind of scene
+        sigma = _uniform(count, 0.3, 1.5, dev, gen) * _chance(count, cfg.blur_prob, dev, gen)
+        images = gaussian_blur(images, sigma)
+        resample = _chance(count, cfg.resample_prob, dev, gen)
+        if bool(resample.any()):
+            factor = float(_uniform(1, 1.5, 3.0, dev, gen))
+            small = F.interpolate(images, scale_factor=1 / factor, mode="bilinear", antialias=True)
+            back = F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False)
+            images = torch.where(resample.view(-1, 1, 1, 1), back, images)
+        level = _uniform(count, 0.005, 0.04, dev, gen) * _chance(count, cfg.noise_prob, dev, gen)
+        return images + torch.randn(images.shape, device=dev, generator=gen) * level.view(-1, 1, 1, 1)
+
+
+def instance_areas(instances: torch.Tensor, max_id: int) -> torch.Tensor:
+    """(B, max_id + 1) pixel counts of each id 0..max_id in ``instances`` (B, 1, H, W) int."""
+    count = instances.shape[0]
+    ids = instances.flatten(1).clamp(0, max_id)
+    offsets = torch.arange(count, device=instances.device).view(-1, 1) * (max_id + 1)
+    return torch.bincount((ids + offsets).flatten(), minlength=count * (max_id + 1)).view(count, -1)
+
+
+def jitter_colours(rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image brightness, contrast, saturation and channel gains of ``rgb`` (B, 3, H, W) in [0, 1]."""
+    count, dev = rgb.shape[0], rgb.device
+
+    def factor(low: float, high: float) -> torch.Tensor:
+        return _uniform(count, low, high, dev, gen).view(-1, 1, 1, 1)
+
+    grey = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    rgb = grey + (rgb - grey) * factor(0.6, 1.4)
+    mean = grey.mean(dim=(2, 3), keepdim=True)
+    rgb = mean + (rgb - mean) * factor(0.7, 1.3)
+    rgb = rgb * factor(0.75, 1.25) * _uniform(count * 3, 0.92, 1.08, dev, gen).view(-1, 3, 1, 1)
+    return rgb.clamp(0, 1)
+
+
+def bias_field(count: int, size: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B, 1, size, size) smooth multiplicative fields, exp of an upsampled 4x4 random grid."""
+    strength = _uniform(count, 0.0, 0.35, device, gen).view(-1, 1, 1, 1)
+    coarse = torch.randn(count, 1, 4, 4, device=device, generator=gen) * strength
+    return torch.exp(F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True))
+
+
+# ------------------------------------------------------------------------------------------------ clicks
+
+
+def _sample_pixels(weights: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """(B, count, 2) (y, x) pixel positions drawn with replacement from ``weights`` (B, 1, H, W) >= 0;
+    rows of all-zero weights give (-1, -1)."""
+    width = weights.shape[3]
+    flat = weights.flatten(1).float()
+    empty = flat.sum(1) <= 0
+    flat = torch.where(empty.view(-1, 1), torch.ones_like(flat), flat)
+    index = torch.multinomial(flat, count, replacement=True, generator=gen)
+    points = torch.stack((index // width, index % width), dim=-1).float()
+    return torch.where(empty.view(-1, 1, 1), torch.full_like(points, -1.0), points)
+
+
+def initial_points(
+    targets: torch.Tensor,
+    others: torch.Tensor,
+    num_points: int,
+    gen: torch.Generator,
+    max_positive: int = 8,
+    max_negative: int = 8,
+    gamma: float = 0.7,
+) -> torch.Tensor:
+    """The clicks a scene starts with, (B, 2 * num_points, 3) in :mod:`model.clicks`' layout.
+
+    1 + Geometric(1 - gamma) positives (at most ``max_positive``) inside the target, drawn in proportion
+    to distance², and Geometric negatives (at most ``max_negative``, none in 30 % of scenes) drawn from a
+    band around the target, from other objects and from anywhere on the background.
+    """
+    if max(max_positive, max_negative) + 3 > num_points:
+        raise ValueError("num_points must leave room for the correction clicks")
+    count, dev = targets.shape[0], targets.device
+    inside = targets > 0.5
+    depth = approximate_distance(inside)
+    positives = _sample_pixels(depth**2, max_positive, gen)
+    n_pos = torch.clamp(1 + _geometric(count, gamma, dev, gen), max=max_positive)
+
+    band = F.max_pool2d(inside.float(), 31, 1, 15) > 0.5
+    negative_weights = (band & ~inside).float() * 3 + others.float() * 2 + (~inside).float() * 0.1
+    negatives = _sample_pixels(negative_weights * (~inside), max_negative, gen)
+    n_neg = torch.clamp(_geometric(count, gamma, dev, gen), max=max_negative)
+    n_neg = torch.where(_chance(count, 0.3, dev, gen), torch.zeros_like(n_neg), n_neg)
+
+    points = torch.full((count, 2 * num_points, 3), -1.0, device=dev)
+    order = torch.arange(max(max_positive, max_negative), device=dev).view(1, -1)
+    keep_pos = (order[:, :max_positive] < n_pos.view(-1, 1)) & (positives[..., 0] >= 0)
+    keep_neg = (order[:, :max_negative] < n_neg.view(-1, 1)) & (negatives[..., 0] >= 0)
+    points[:, :max_positive, :2] = torch.where(keep_pos.unsqueeze(-1), positives, -1.0)
+    points[:, :max_positive, 2] = torch.where(keep_pos, order[:, :max_positive].float(), -1.0)
+    rows = slice(num_points, num_points + max_negative)
+    points[:, rows, :2] = torch.where(keep_neg.unsqueeze(-1), negatives, -1.0)
+    points[:, rows, 2] = torch.where(keep_neg, (order[:, :max_negative] + max_positive).float(), -1.0)
+    return points
+
+
+def _geometric(count: int, gamma: float, device: torch.device, gen: torch.Generator) -> torch.Tensor:
+    """Failures before the first success with success probability ``1 - gamma``."""
+    u = torch.rand(count, device=device, generator=gen).clamp_min(1e-7)
+    return torch.floor(torch.log(u) / math.log(gamma)).long()
+
+
+def add_correction_clicks(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    points: torch.Tensor,
+    click_index: int,
+    gen: torch.Generator,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> torch.Tensor:
+    """One click per scene at the interior of its larger error region (the iterative-training rule of
+    :func:`training.trainer.next_click_points`, on the device, with an approximate distance transform):
+    positive where the prediction misses the target, negative where it spills over. The click is drawn
+    among the pixels at least 70 % as deep as the deepest (users do not hit the exact centre). It goes
+    into row ``N - click_index`` (positive) or ``2N - click_index`` (negative); scenes without an error
+    keep their points. Returns a new tensor."""
+    num_points = points.shape[1] // 2
+    predicted = probs > threshold
+    truth = targets > 0.5
+    missed = approximate_distance(truth & ~predicted)
+    spilled = approximate_distance(predicted & ~truth)
+    deepest_missed = missed.flatten(1).amax(1)
+    deepest_spilled = spilled.flatten(1).amax(1)
+    positive = deepest_missed >= deepest_spilled
+    depth = torch.where(positive.view(-1, 1, 1, 1), missed, spilled)
+    deepest = torch.maximum(deepest_missed, deepest_spilled)
+    near_deepest = (depth >= 0.7 * deepest.view(-1, 1, 1, 1)) & (depth > 0)
+    where = _sample_pixels(near_deepest.float(), 1, gen)[:, 0]  # (B, 2)
+    has_error = deepest > 0
+    out = points.clone()
+    rows = torch.where(positive, num_points - click_index, 2 * num_points - click_index)
+    batch = torch.arange(points.shape[0], device=points.device)
+    row_values = torch.cat((where, torch.full_like(where[:, :1], float(click_index))), dim=1)
+    current = out[batch, rows]
+    out[batch, rows] = torch.where(has_error.view(-1, 1), row_values, current)
+    return out

@@ -129,7 +129,7 @@ class Project:
             try:
                 doc, notices = self.read_image(target)
             except ImageLoadError as exc:
-                skipped.append((self.paths[target], str(exc)))
+                skipped.append((self.paths[target], exc.reason))
                 target += delta
                 continue
             return OpenedImage(target, doc, notices, skipped)
@@ -142,7 +142,7 @@ class Project:
         """
         for path, why in opened.skipped:
             self.unreadable[path] = why
-        skipped = [f"Skipped unreadable {p.name} ({why})" for p, why in opened.skipped]
+        skipped = [f"Skipped {p.name}: {why}" for p, why in opened.skipped]
         if opened.doc is None:
             self.notices = skipped
             return None
@@ -159,7 +159,7 @@ class Project:
         try:
             doc, notices = self.read_image(index)
         except ImageLoadError as exc:
-            self.unreadable[self.paths[index]] = str(exc)
+            self.unreadable[self.paths[index]] = exc.reason
             raise
         self.save()
         return self.install(OpenedImage(index, doc, notices, []))

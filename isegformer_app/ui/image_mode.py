@@ -70,9 +70,11 @@ class ImageMode(QObject):
         return self._load(project, -1, +1, "Open folder", Path(path))
 
     def show_index(self, index: int) -> bool:
-        """Open image ``index`` of the project (in the background)."""
+        """Open image ``index`` of the project (in the background). The Files dock keeps showing the
+        image on the canvas until the chosen one is shown (it stays unselected if it cannot be read)."""
         if self.project is None or not 0 <= index < len(self.project.paths):
             return False
+        self.files.set_current(self.project.index)
         return self._load(self.project, index - 1, +1, "Open image", single=True)
 
     def step(self, delta: int) -> None:
@@ -103,7 +105,7 @@ class ImageMode(QObject):
                 try:
                     doc, notices = project.read_image(start + delta)
                 except ImageLoadError as exc:
-                    return OpenedImage(None, None, [], [(project.paths[start + delta], str(exc))])
+                    return OpenedImage(None, None, [], [(project.paths[start + delta], exc.reason)])
                 return OpenedImage(start + delta, doc, notices)
             return project.read_step(start, delta)
 
@@ -118,7 +120,7 @@ class ImageMode(QObject):
 
         def done(task: BackgroundTask) -> None:
             self.loading = None
-            ok = self.last_load_ok = self._loaded(task, project, title, recent, leaving, snapshot)
+            ok = self.last_load_ok = self._loaded(task, project, title, recent, leaving, snapshot, single)
             queued, self._queued_steps = self._queued_steps, 0
             if ok and queued:
                 self.step(queued)
@@ -130,8 +132,10 @@ class ImageMode(QObject):
         return True
 
     def _loaded(self, task: BackgroundTask, project: Project, title: str, recent: Path | None,
-                leaving: Document | None, snapshot) -> bool:  # fmt: skip
+                leaving: Document | None, snapshot, single: bool = False) -> bool:  # fmt: skip
         s = self.services
+        if project is self.project:
+            self.files.set_current(project.index)  # the dock shows what the canvas shows
         if task.error is not None:
             if isinstance(task.exception, OSError):
                 s.inform("Autosave", f"Could not save the previous image's annotations: {task.error}",
@@ -156,8 +160,12 @@ class ImageMode(QObject):
                 except ImageLoadError as exc:
                     s.inform(title, str(exc), error=True)
                 return False
-            notices = "".join(f" {n}." for n in project.notices)
-            s.inform("Navigate", "No more readable images in this direction." + notices)
+            if single:
+                path, why = opened.skipped[0]
+                s.inform(title, f"Cannot open {path.name}: {why}.")
+            else:
+                notices = "".join(f" {n}." for n in project.notices)
+                s.inform("Navigate", "No more readable images in this direction." + notices)
             return False
         if project is not self.project:
             s.activate(self)  # closes volume mode if it was shown

@@ -22,7 +22,7 @@ DEFAULT_SHORTCUTS = {
     "open_volume": "Ctrl+Shift+O", "axial": "1", "coronal": "2", "sagittal": "3",
     "slice_up": "Up", "slice_down": "Down", "slice_page_up": "PgUp", "slice_page_down": "PgDown",
     "propagate_next": "Shift+Up", "propagate_prev": "Shift+Down", "propagate_range": "Ctrl+R",
-    "wl_mode": "W", "edit_object": "Return",
+    "wl_mode": "W", "edit_object": "Return", "no_objects": "N",
 }  # fmt: skip
 
 

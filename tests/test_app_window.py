@@ -108,7 +108,7 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monk
     task = window.images.export_to(out)  # runs in a background thread
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     assert task.result.exported == 1 and "Exported 1 image" in window.message_label.text()
-    assert "skipped 1: b.png: no finished object" in window.message_label.text()  # says what it left out
+    assert "skipped 1 — no finished object: b.png" in window.message_label.text()  # says what it left out
     exported = read_png(out / "masks" / "a.png")
     assert np.array_equal(exported, expected)
     assert (out / "images" / "a.png").is_file() and (out / "classes" / "a.png").is_file()

@@ -120,7 +120,8 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
             if raw_w * raw_h > MAX_OPEN_PIXELS:
                 reason = (f"{raw_w}x{raw_h} is {raw_w * raw_h / 1e6:.0f} megapixels, more than the "
                           f"{MAX_OPEN_PIXELS / 1e6:.0f} this app opens")  # fmt: skip
-                raise ImageLoadError(f"Cannot open {path.name}: {reason}. Tile or downscale it first.", reason)
+                message = f"Cannot open {path.name}: {reason}. Tile or downscale it first."
+                raise ImageLoadError(message, reason)
             frames = int(getattr(img, "n_frames", 1) or 1)
             if frames > 1:
                 notices.append(f"{img.format} with {frames} frames/pages: only the first is annotated")
@@ -149,7 +150,8 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
                 )
             rgb = _to_uint8_rgb(img, notices, source_mode)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"Cannot open {path.name}: the image is too large.", "the image is too large") from exc
+        reason = "the image is too large"
+        raise ImageLoadError(f"Cannot open {path.name}: {reason}.", reason) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         reason = decode_error_reason(exc)
         raise ImageLoadError(f"Cannot read {path.name}: {reason}.", reason) from exc

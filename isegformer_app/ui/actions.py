@@ -71,7 +71,10 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a["finish"] = _action(window, "&Finish object", window.finish_object, "finish")
     a["reset"] = _action(window, "Reset &clicks", window.reset_clicks, "reset")
     a["delete"] = _action(window, "&Delete selected object", window.objects_panel.delete, "delete")
-    for key in ("undo", "redo", "finish", "reset", "delete"):
+    a["no_objects"] = _action(window, "Mark image done: &no objects", window.mark_no_objects, "no_objects",
+                              tip="Checked, nothing to annotate: exported with an empty mask")  # fmt: skip
+    a["no_objects"].setCheckable(True)
+    for key in ("undo", "redo", "finish", "reset", "delete", "no_objects"):
         edit.addAction(a[key])
     edit.addSeparator()
     a["labels_default"] = _action(window, "Use these &labels for new projects", window.make_labels_default)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
 
 from isegformer_app.state.autosave import snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
-from isegformer_app.state.export import ExportSummary, export_target_kind, exported_stems
+from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
 from isegformer_app.state.image_status import document_status
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError
 from isegformer_app.state.labels import LabelClass, LabelList
@@ -351,9 +351,10 @@ class ImageMode(QObject):
                 s.inform("Export", f"Export cancelled; {out} was left as it was.")
             else:
                 summary = task.result
-                skipped = ", ".join(summary.skipped)
-                skipped = f"; skipped {len(summary.skipped)}: {skipped}" if skipped else ""
-                s.inform("Export", f"Exported {summary.exported} image(s) to {out}{skipped}.")
+                skipped = describe_skipped(summary.skipped)
+                details = "".join(f"\n{item}" for item in summary.skipped)  # in the message log
+                s.inform("Export", f"Exported {summary.exported} image(s) to {out}"
+                                   f"{'; ' + skipped if skipped else ''}.{details}")  # fmt: skip
 
         return run_task(s.parent, "Export", work, done)
 

@@ -258,6 +258,17 @@ class MainWindow(QMainWindow):
         if self.doc.finish_object(cls.name, cls.color) is None:
             self.inform("Finish", "Nothing to finish: click on the object first.")
 
+    def mark_no_objects(self) -> None:
+        """Toggle the mark "done: no objects" of the shown image (a negative image in exports)."""
+        doc = self.images.doc if self.mode is self.images else None
+        if doc is None:
+            self.inform("Mark done", "Open an image first; a volume's label map is exported as it is.")
+        elif doc.objects or doc.has_current():
+            self.inform("Mark done", f"{doc.path.name} has objects: delete them to mark it as having none.")
+        else:
+            doc.mark_no_objects(not doc.no_objects)
+        self.refresh()
+
     def reset_clicks(self) -> None:
         """Esc: drop the current object's clicks and corrections; with none, clear the selection."""
         if self.doc is None:
@@ -357,6 +368,7 @@ class MainWindow(QMainWindow):
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
         self.actions_by_name["redo"].setEnabled(doc.history.can_redo())
+        self.actions_by_name["no_objects"].setChecked(self.mode is self.images and doc.no_objects)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — isegformer")
         if doc.dirty and not self.autosave_timer.isActive():
             # at most AUTOSAVE_DELAY_MS after the first unsaved change, however busy the user keeps

@@ -132,3 +132,77 @@ def test_the_no_objects_mark_is_undoable_autosaved_and_dropped_by_a_finished_obj
     assert not doc.objects and doc.has_current() and not doc.no_objects
     doc.undo()
     assert doc.no_objects
+
+
+# 6 ------------------------------------------------------------------ outlines on pixel edges
+def border_lies_on_pixel_edges(path, mask: np.ndarray) -> None:
+    """Every outline segment is a pixel edge with the mask on one side only, and every such edge is drawn."""
+    points = [(path.elementAt(i).x, path.elementAt(i).y) for i in range(path.elementCount())]
+    assert points and all(float(x).is_integer() and float(y).is_integer() for x, y in points)
+    padded = np.pad(mask, 1)
+    drawn = 0
+    for (x0, y0), (x1, y1) in zip(points[::2], points[1::2], strict=True):
+        if y0 == y1:  # horizontal: between pixel rows y-1 and y
+            for x in range(int(min(x0, x1)), int(max(x0, x1))):
+                assert padded[int(y0), x + 1] != padded[int(y0) + 1, x + 1]
+                drawn += 1
+        else:
+            assert x0 == x1
+            for y in range(int(min(y0, y1)), int(max(y0, y1))):
+                assert padded[y + 1, int(x0)] != padded[y + 1, int(x0) + 1]
+                drawn += 1
+    edges = (padded[1:, 1:-1] != padded[:-1, 1:-1]).sum() + (padded[1:-1, 1:] != padded[1:-1, :-1]).sum()
+    assert drawn == edges
+
+
+def test_outlines_follow_pixel_edges_on_a_magnified_photo(qtbot, tmp_path, folder) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder / "a.png")
+    window.canvas.zoom(12.0)
+    click(qtbot, window, 45, 60)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    mask = window.doc.current_mask()
+    border_lies_on_pixel_edges(window.canvas.outline_item.path(), mask)
+    ys, xs = np.nonzero(mask)
+    box = window.canvas.outline_item.path().boundingRect()  # the fill's box exactly, not half a pixel in
+    edges = (box.left(), box.top(), box.right(), box.bottom())
+    assert edges == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    window.close()
+
+
+def test_outlines_follow_voxel_edges_on_an_anisotropic_volume_view(qtbot, tmp_path) -> None:
+    import nibabel as nib
+
+    data = np.zeros((12, 14, 9), np.int16)
+    data[3:9, 4:11, 2:7] = 100
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.0, 1.0])), path)
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
+    assert window.open_path(path)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    window.volume.show_slice(axis="coronal")
+    doc = window.volume.doc
+    h, w = doc.shape
+    click(qtbot, window, h // 2, w // 2)
+    qtbot.waitUntil(lambda: doc.prob is not None and not doc.needs_prediction(), timeout=5000)
+    border_lies_on_pixel_edges(window.canvas.outline_item.path(), doc.current_mask())
+    window.close()
+
+
+def test_outline_segments_are_exactly_the_pixel_edges_of_any_mask() -> None:
+    from PySide6.QtGui import QPainterPath
+
+    from isegformer_app.ui.overlay import outline_segments
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):  # holes, diagonal touches, single pixels, masks touching the image border
+        mask = rng.random((int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < rng.random()
+        segments = outline_segments(mask, max_segments=10**6)
+        path = QPainterPath()
+        for x0, y0, x1, y1 in segments.tolist():
+            path.moveTo(x0, y0)
+            path.lineTo(x1, y1)
+        if mask.any():
+            border_lies_on_pixel_edges(path, mask)
+        else:
+            assert len(segments) == 0

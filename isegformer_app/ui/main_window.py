@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QApplication,
@@ -31,7 +32,7 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.modes import Mode, WindowServices
-from isegformer_app.ui.overlay import nothing_to_draw, outline_polygons, outlined_masks, render_overlay
+from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_files import looks_like_volume
@@ -356,14 +357,15 @@ class MainWindow(QMainWindow):
         current = doc.current_mask() if overlay else None  # one full-size pass for the whole redraw
         if overlay and nothing_to_draw(doc, current):
             self.canvas.set_overlay(None)
-            self.canvas.set_outlines([])
+            self.canvas.set_outlines(np.zeros((0, 4)))
         elif overlay:
-            polygons = [outline_polygons(mask) for mask in outlined_masks(doc, current)]
-            in_screen_pixels = all(p is not None for p in polygons)  # else (noisy masks) as pixels
+            borders = [outline_segments(mask) for mask in outlined_masks(doc, current)]
+            in_screen_pixels = all(b is not None for b in borders)  # else (noisy masks) as pixels
             opacity = self.view_panel.opacity.value() / 100
             rgba = render_overlay(doc, opacity, outlines=not in_screen_pixels, current=current)
             self.canvas.set_overlay(rgba)
-            self.canvas.set_outlines([c for p in polygons for c in p] if in_screen_pixels else [])
+            self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
+                                     else np.zeros((0, 4)))  # fmt: skip
         self.canvas.set_clicks(doc.clicks)
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())

@@ -206,3 +206,49 @@ def test_outline_segments_are_exactly_the_pixel_edges_of_any_mask() -> None:
             border_lies_on_pixel_edges(path, mask)
         else:
             assert len(segments) == 0
+
+
+# 5 ------------------------------------------------------------------ status bar
+def test_status_messages_fit_beside_the_readout_with_the_full_text_in_the_tooltip(
+    qtbot, tmp_path, folder
+) -> None:
+    from PySide6.QtWidgets import QFrame, QLabel
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.resize(900, 600)
+    assert open_and_wait(window, folder / "a.png")
+    qtbot.mouseMove(window.canvas.viewport(), window.canvas.image_to_view(30, 40))
+    qtbot.waitUntil(lambda: "RGB" in window.cursor_label.text(), timeout=2000)
+    long = "Exported 2 image(s) to " + "/very/long/folder" * 30 + "; skipped 3 — unreadable: broken.jpg"
+    window.inform("Export", long + "\nbroken.jpg: unreadable — the file is incomplete")
+    qtbot.wait(50)
+    label = window.message_label
+    shown = QLabel.text(label)  # what the label paints
+    assert shown.endswith("…") and len(shown) < len(long)
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.geometry().right() < window.cursor_label.geometry().left()  # not under the readout
+    assert window.cursor_label.width() >= window.cursor_label.sizeHint().width()  # the readout is whole
+    assert long in label.toolTip() and "the file is incomplete" in label.toolTip()
+    assert window.statusBar().width() <= window.width()
+    # a separator between the readout and the latency ("RGB 63, 60, 51 | 136 ms")
+    lines = [f for f in window.statusBar().findChildren(QFrame) if f.frameShape() == QFrame.Shape.VLine]
+    cursor, latency = window.cursor_label.geometry(), window.latency_label.geometry()
+    assert any(cursor.right() <= f.geometry().left() and f.geometry().right() <= latency.left()
+               for f in lines if f.isVisible())  # fmt: skip
+    window.close()
+
+
+def test_a_message_about_one_slice_goes_when_the_slice_changes(qtbot, tmp_path) -> None:
+    import nibabel as nib
+
+    data = np.zeros((12, 14, 9), np.int16)
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(path)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    window.finish_object()  # nothing clicked on this slice
+    assert window.message_label.text() == "Nothing to finish: click on the object first."
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Up)
+    assert window.message_label.text() == ""
+    window.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.modes import Mode, WindowServices
 from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.status_line import ElidedLabel, separator
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.volume_mode import VolumeMode
@@ -41,6 +43,7 @@ from isegformer_app.ui.worker import InferenceWorker, PredictResult
 from resources import SAMPLE_IMAGE
 
 AUTOSAVE_DELAY_MS = 1500
+log = logging.getLogger("isegformer")
 
 
 class MainWindow(QMainWindow):
@@ -89,7 +92,7 @@ class MainWindow(QMainWindow):
         row.addWidget(side)
         self.setCentralWidget(central)
 
-        self.message_label = QLabel("Open an image or a folder (File menu).")
+        self.message_label = ElidedLabel("Open an image or a folder (File menu).")
         self.busy_bar = QProgressBar()
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setFixedWidth(90)
@@ -97,9 +100,8 @@ class MainWindow(QMainWindow):
         self.latency_label = QLabel("no prediction yet")
         self.cursor_label = QLabel("")  # what is under the mouse: pixel / voxel, position, value
         self.statusBar().addWidget(self.message_label, 1)
-        self.statusBar().addPermanentWidget(self.cursor_label)
-        self.statusBar().addPermanentWidget(self.busy_bar)
-        self.statusBar().addPermanentWidget(self.latency_label)
+        for widget in (separator(), self.cursor_label, separator(), self.busy_bar, self.latency_label):
+            self.statusBar().addPermanentWidget(widget)
 
         self.worker = InferenceWorker(self, threads=self.settings.inference_threads)
         self.worker.prediction_ready.connect(self._on_prediction)
@@ -160,8 +162,11 @@ class MainWindow(QMainWindow):
         return self.mode.image_key
 
     def inform(self, title: str, text: str, error: bool = False) -> None:
-        """Show a message: a dialog for errors, the status bar for notices."""
-        self.message_label.setText(text.splitlines()[0] if text else "")
+        """Show a message: a dialog for errors, the status bar for notices (its first line, cut to fit;
+        the whole text in the tooltip and the log). An empty text clears the status bar."""
+        self.message_label.setText(text)
+        if text:
+            log.info("%s: %s", title, text)
         if error:
             QMessageBox.warning(self, title, text)
 

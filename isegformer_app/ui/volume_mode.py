@@ -165,6 +165,8 @@ class VolumeMode(QObject):
         if index is None:
             index = doc.index if axis == doc.axis else doc.volume.slice_count(axis) // 2
         index = int(min(max(index, 0), doc.volume.slice_count(axis) - 1))
+        if (axis, index) != (doc.axis, doc.index):
+            s.inform("Slice", "")  # messages about the slice left behind go with it
         same_axis = axis == doc.axis
         s.canvas.set_image(self.display_image(axis, index), doc.volume.pixel_aspect(axis),
                            keep_view=same_axis and not fit)  # fmt: skip
@@ -352,9 +354,9 @@ class VolumeMode(QObject):
             return
         stopped = " (cancelled)" if cancelled else ""
         targets = p.plan.targets
-        self.services.inform("Propagate", f"Propagated to {p.done} of {len(targets)} slice(s){stopped}.")
         if len(targets) == 1 and p.done == 1:
             self.show_slice(index=targets[0])  # show the new slice, ready for correction clicks
+        self.services.inform("Propagate", f"Propagated to {p.done} of {len(targets)} slice(s){stopped}.")
 
     def _on_label_class(self) -> None:
         if self.doc is not None:

@@ -252,3 +252,41 @@ def test_a_message_about_one_slice_goes_when_the_slice_changes(qtbot, tmp_path) 
     qtbot.keyClick(window.canvas, Qt.Key.Key_Up)
     assert window.message_label.text() == ""
     window.close()
+
+
+# 3 ------------------------------------------------------------------ panels never clip
+def clipped_widgets(panel) -> list[str]:
+    """The panel's own widgets (not the insides of a spin box) that got less room than they need."""
+    from PySide6.QtWidgets import QWidget
+
+    out = []
+    for child in [panel, *panel.findChildren(QWidget)]:
+        if child is not panel and child.parentWidget() is not panel:
+            continue
+        need = child.minimumSizeHint()
+        if child.isVisible() and (child.width() < need.width() or child.height() < need.height()):
+            out.append(f"{type(child).__name__} {child.size().toTuple()} < {need.toTuple()}")
+    return out
+
+
+@pytest.mark.parametrize("size", [(1300, 700), (1000, 560)])
+def test_panels_keep_their_room_with_the_volume_notes_shown(qtbot, tmp_path, size) -> None:
+    import nibabel as nib
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    window.resize(*size)
+    assert window.open_path(Path(nib.__file__).parent / "tests" / "data" / "example4d.nii.gz")
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.volume.notes_dock.isVisible(), timeout=2000)
+    qtbot.wait(50)
+    panel = window.volume.panel
+    assert panel.frame.isVisible() and panel.frame.suffix() == " of 0–1"
+    for widget in (panel, window.view_panel, window.labels_panel, window.objects_panel):
+        assert clipped_widgets(widget) == [], type(widget).__name__
+        assert widget.height() >= widget.minimumSizeHint().height()
+    column = window.side_panels
+    assert column.widget().height() >= column.widget().minimumSizeHint().height()  # scrolls, not squeezed
+    central = window.centralWidget().geometry()
+    assert column.height() == central.height()  # the notes take no height from the panels
+    assert not window.volume.notes_dock.geometry().intersects(window.centralWidget().geometry())
+    window.close()

@@ -34,7 +34,7 @@ from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.modes import Mode, WindowServices
 from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
-from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, SidePanels, ViewPanel
 from isegformer_app.ui.status_line import ElidedLabel, separator
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_files import looks_like_volume
@@ -81,15 +81,15 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.view_panel = ViewPanel(s.opacity, s.threshold, s.brush_radius)
         side = QWidget()
-        side.setFixedWidth(300)
         side_layout = QVBoxLayout(side)
         for panel in (self.view_panel, self.labels_panel, self.objects_panel):
             side_layout.addWidget(panel)
+        self.side_panels = SidePanels(side)  # scrolls when the window is too short: panels never clip
         central = QWidget()
         row = QHBoxLayout(central)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.canvas, 1)
-        row.addWidget(side)
+        row.addWidget(self.side_panels)
         self.setCentralWidget(central)
 
         self.message_label = ElidedLabel("Open an image or a folder (File menu).")
@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self.volume = VolumeMode(services)  # DICOM / NIfTI volumes
         self.mode: Mode = self.images  # the shown one
         side_layout.insertWidget(0, self.volume.panel)
+        self.volume.panel.shown.connect(self.side_panels.fit_width)
 
         self.actions_by_name = services.actions = build_menus(self)
         self.canvas.clicked.connect(self.add_click)

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QColorDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -236,6 +238,28 @@ class LabelsPanel(QGroupBox):
             cls.color = color
             self.refresh()
             self.changed.emit()
+
+
+class SidePanels(QScrollArea):
+    """The column of panels beside the canvas: as wide as its widest panel needs, and scrolled
+    (vertically) when the window is too short for all of them, so no panel is ever squeezed below the
+    room its widgets need."""
+
+    MIN_WIDTH = 300
+
+    def __init__(self, column: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidget(column)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.fit_width()
+
+    def fit_width(self) -> None:
+        """Width for the widest panel shown now, plus room for the scroll bar."""
+        need = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        self.setFixedWidth(max(self.MIN_WIDTH, need))
 
 
 class ViewPanel(QGroupBox):

@@ -62,7 +62,8 @@ class VolumeMode(QObject):
         self.notes_dock = QDockWidget("Volume notes", window)
         self.notes_dock.setObjectName("volume_notes")
         self.notes_dock.setWidget(self.notes)
-        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.notes_dock)
+        # beside the canvas, under the Files dock: below it the notes would take the side panels' height
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.notes_dock)
         self.notes_dock.setVisible(False)
         self.files = VolumeFiles(self)
         self.panel.axis_chosen.connect(lambda axis: self.show_slice(axis=axis))

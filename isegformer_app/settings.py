@@ -39,7 +39,8 @@ class Settings:
     device: str = "cpu"
     precision: str = "auto"  # "auto": bf16/fp16 where the hardware runs it natively; "fp32"
     engine: str = ""
-    labels: list[dict] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)  # default label set of new photo projects
+    volume_labels: list[dict] = field(default_factory=list)  # ... of new volume projects
     shortcuts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))
     opacity: float = 0.5
     threshold: float = DEFAULT_THRESHOLD

@@ -290,3 +290,60 @@ def test_panels_keep_their_room_with_the_volume_notes_shown(qtbot, tmp_path, siz
     assert column.height() == central.height()  # the notes take no height from the panels
     assert not window.volume.notes_dock.geometry().intersects(window.centralWidget().geometry())
     window.close()
+
+
+# 7 ------------------------------------------------------------------ label sets per kind of data
+def test_volumes_start_with_neutral_labels_presets_apply_and_the_selection_is_remembered(
+    qtbot, tmp_path, folder
+) -> None:
+    import nibabel as nib
+
+    from isegformer_app.state.labels import LABEL_PRESETS
+
+    data = np.zeros((12, 14, 9), np.int16)
+    volume = tmp_path / "knee.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), volume)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(volume)
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    assert window.labels.names() == ["structure 1"]  # not "object, person, ..."
+    window.actions_by_name["preset_Knee bones and cartilage (OAI-ZIB)"].trigger()
+    assert window.labels.names() == list(LABEL_PRESETS["Knee bones and cartilage (OAI-ZIB)"])
+    window.labels_panel.list.setCurrentRow(2)  # tibia
+    assert window.volume.doc.new_object_label[0] == "tibia"
+    qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
+    assert open_and_wait(window, folder / "a.png")  # photos: the photo set
+    assert window.labels.names() == ["object", "person", "animal", "vehicle"]
+    window.close()
+
+    again = make_window(qtbot, tmp_path, DiskPredictor())  # a restart
+    assert again.open_path(volume)
+    qtbot.waitUntil(lambda: again.volume.doc is not None, timeout=10000)
+    assert again.labels.names() == ["femur", "femoral cartilage", "tibia", "tibial cartilage"]
+    assert again.labels_panel.current().name == "tibia" and again.volume.doc.new_object_label[0] == "tibia"
+    click(qtbot, again, 6, 7)
+    qtbot.waitUntil(lambda: again.volume.doc.prob is not None, timeout=5000)
+    again.finish_object()
+    assert [o.label for o in again.volume.doc.objects] == ["tibia"]
+    again.actions_by_name["preset_BraTS tumour regions"].trigger()  # the object's class stays listed
+    assert again.labels.names() == [*LABEL_PRESETS["BraTS tumour regions"], "tibia"]
+    again.close()
+
+
+def test_the_default_set_for_new_volume_projects_is_kept_apart_from_the_photo_one(tmp_path) -> None:
+    from isegformer_app.settings import Settings
+    from isegformer_app.state.labels import LabelList
+    from isegformer_app.state.project_labels import ProjectLabels, read_project_labels, write_project_labels
+
+    settings = Settings.load(tmp_path)
+    assert LabelList.default_for("volumes", settings.volume_labels).names() == ["structure 1"]
+    assert LabelList.default_for("photos", settings.labels).names()[:2] == ["object", "person"]
+    settings.volume_labels = LabelList.of_names(["liver", "tumour"]).to_json()
+    settings.save()
+    loaded = Settings.load(tmp_path)
+    assert LabelList.default_for("volumes", loaded.volume_labels).names() == ["liver", "tumour"]
+    assert LabelList.default_for("photos", loaded.labels).names()[0] == "object"
+    path = tmp_path / "p" / "labels.json"
+    write_project_labels(ProjectLabels(LabelList.of_names(["a", "b"]), "b"), path)
+    project = read_project_labels(path, LabelList())
+    assert project.labels.names() == ["a", "b"] and project.selected == "b"

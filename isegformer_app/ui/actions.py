@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from isegformer_app.state.labels import LABEL_PRESETS
 from isegformer_app.ui.canvas import MOUSE_BINDINGS
 from isegformer_app.ui.volume_actions import add_volume_actions
 
@@ -81,6 +82,10 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a["labels_default"].setToolTip("Labels belong to the open folder or volume; a project opened for the "
                                    "first time starts from this default set")  # fmt: skip
     edit.addAction(a["labels_default"])
+    presets = edit.addMenu("Label &presets")
+    for name in LABEL_PRESETS:
+        a[f"preset_{name}"] = _action(window, name, lambda n=name: window.use_label_preset(n))
+        presets.addAction(a[f"preset_{name}"])
 
     view = bar.addMenu("&View")
     a["fit"] = _action(window, "&Fit to window", window.canvas.fit_to_window, "fit")

@@ -19,7 +19,7 @@ from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
 from isegformer_app.state.image_status import document_status
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError
-from isegformer_app.state.labels import LabelClass, LabelList
+from isegformer_app.state.labels import DataKind, LabelClass, LabelList
 from isegformer_app.state.project import OpenedImage, Project
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.ui import dialogs
@@ -34,6 +34,7 @@ class ImageMode(QObject):
     """Owns the image project; ``opened(ok)`` is emitted when a background open/step has ended."""
 
     opened = Signal(bool)
+    data_kind: DataKind = "photos"
 
     def __init__(self, services: WindowServices, max_side: int = DEFAULT_MAX_SIDE) -> None:
         super().__init__(services.parent)

@@ -23,9 +23,14 @@ from PySide6.QtWidgets import (
 from isegformer_app.settings import Settings
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
-from isegformer_app.state.labels import LabelClass, LabelList
+from isegformer_app.state.labels import LABEL_PRESETS, DataKind, LabelClass, LabelList
 from isegformer_app.state.project import Project
-from isegformer_app.state.project_labels import ProjectLabelsError, read_project_labels, write_project_labels
+from isegformer_app.state.project_labels import (
+    ProjectLabels,
+    ProjectLabelsError,
+    read_project_labels,
+    write_project_labels,
+)
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
@@ -67,7 +72,9 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.settings = settings or Settings.load()
-        self.labels = LabelList.from_json(self.settings.labels)
+        self.labels = LabelList.default_for("photos", self.settings.labels)
+        self._selected_label = ""  # the open project's selected class, as last written
+        self._showing_labels = False  # the label panel is being refilled (its selection is not the user's)
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
@@ -136,6 +143,7 @@ class MainWindow(QMainWindow):
         self.view_panel.brush.valueChanged.connect(self._on_brush_radius)
         self.view_panel.tool_changed.connect(self._on_tool)
         self.labels_panel.changed.connect(self._on_labels_changed)
+        self.labels_panel.list.currentRowChanged.connect(self._on_label_selected)
         self._on_brush_radius(self.view_panel.brush.value())
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -393,40 +401,89 @@ class MainWindow(QMainWindow):
         self.canvas.tool = name
 
     # ------------------------------------------------------------ labels
+    def _default_labels(self, kind: DataKind) -> LabelList:
+        """The set a new project of ``kind`` starts with (the user's, else the built-in one)."""
+        saved = self.settings.volume_labels if kind == "volumes" else self.settings.labels
+        return LabelList.default_for(kind, saved)
+
     def _load_project_labels(self) -> None:
-        """A folder or volume is shown now: its own label list (the default set if it has none)."""
+        """A folder or volume is shown now: its own label list (the default set for its kind of data if
+        it has none) with the class selected when it was last open."""
         path = self.mode.labels_file()
+        if path is None:
+            return
+        default = self._default_labels(self.mode.data_kind)
         try:
-            labels = read_project_labels(path, self.settings.labels) if path else None
+            project = read_project_labels(path, default)
         except ProjectLabelsError as exc:
             self.inform("Labels", str(exc))
-            labels = LabelList.from_json(self.settings.labels)
-        if labels is not None:
-            self.labels.classes[:] = labels.classes  # the panels hold this very list
+            project = ProjectLabels(default)
+        self._selected_label = project.selected
+        self.labels.classes[:] = project.labels.classes  # the panels hold this very list
+        self._show_labels(project.selected)
+
+    def _show_labels(self, selected: str) -> None:
+        """Refill the label and object panels; select class ``selected`` (the first if "")."""
+        self._showing_labels = True
+        try:
             self.labels_panel.refresh()
-            self.objects_panel.refresh()
+            self.labels_panel.list.setCurrentRow(max(0, self.labels.names().index(selected)
+                                                     if selected in self.labels.names() else 0))  # fmt: skip
+        finally:
+            self._showing_labels = False
+        self.objects_panel.refresh()
+
+    def _on_label_selected(self, _row: int) -> None:
+        """The user picked another class: the project remembers it."""
+        if not self._showing_labels and self.labels_panel.list.currentRow() >= 0:
+            name = self.labels_panel.current().name
+            if name != self._selected_label:
+                self._selected_label = name
+                self._write_project_labels()
 
     def _on_labels_changed(self) -> None:
         """The user edited the labels: the open project's list is written (in the background); with
         nothing open the edit changes the default set for new projects."""
         self.objects_panel.refresh()
-        path = self.mode.labels_file()
-        if path is None:
+        if self.mode.labels_file() is None:
             self.settings.labels = self.labels.to_json()
             return
+        self._selected_label = self.labels_panel.current().name
+        self._write_project_labels()
+
+    def _write_project_labels(self) -> None:
+        path = self.mode.labels_file()
+        if path is None:
+            return
         labels = LabelList([LabelClass(c.name, c.color) for c in self.labels.classes])
+        project = ProjectLabels(labels, self._selected_label)
         source = self.mode.doc.path  # a file of the project's folder: its autosaves go where it goes
 
         def target() -> Path:  # this project's file, in the per-user folder after a redirect
             return self.sidecars.folder_for(source.parent) / path.name
 
-        self.sidecar_writer.write(lambda out: write_project_labels(labels, out), target, source,
+        self.sidecar_writer.write(lambda out: write_project_labels(project, out), target, source,
                                   lambda: None, key=path)  # fmt: skip
 
+    def use_label_preset(self, name: str) -> None:
+        """Edit > Label presets: the open project's classes become preset ``name`` (classes that its
+        objects use stay, after the preset's)."""
+        doc = self.doc
+        used = {o.label for o in doc.objects} if doc is not None else set()
+        self.labels.classes[:] = self.labels.with_preset(LABEL_PRESETS[name], used).classes
+        self._show_labels(self._selected_label)
+        self._on_labels_changed()
+        self.inform("Labels", f"Labels: {', '.join(self.labels.names())}.")
+
     def make_labels_default(self) -> None:
-        """Use the shown labels for every project opened for the first time from now on."""
-        self.settings.labels = self.labels.to_json()
-        self.inform("Labels", f"New projects start with these {len(self.labels)} labels.")
+        """Use the shown labels for every project of the shown kind of data (photos or volumes) opened
+        for the first time from now on."""
+        kind = self.mode.data_kind
+        if kind == "volumes":
+            self.settings.volume_labels = self.labels.to_json()
+        else:
+            self.settings.labels = self.labels.to_json()
+        self.inform("Labels", f"New {kind} projects start with these {len(self.labels)} labels.")
 
     # ------------------------------------------------------------ saving
     def autosave(self) -> None:

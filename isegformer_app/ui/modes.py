@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow
 
 from isegformer_app.settings import Settings
+from isegformer_app.state.labels import DataKind
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
@@ -56,6 +57,7 @@ class Mode(Protocol):
     """One kind of annotation the window can show; the window calls these and nothing else."""
 
     image_key: str  # the key the worker knows the shown image (or slice) by
+    data_kind: DataKind  # "photos" / "volumes": which default label set a new project starts with
 
     @property
     def doc(self) -> Document | None:

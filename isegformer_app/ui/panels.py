@@ -208,8 +208,9 @@ class LabelsPanel(QGroupBox):
         self.list.setCurrentRow(min(row, len(self.labels) - 1))
 
     def current(self) -> LabelClass:
-        """The selected class (the first one if none is selected)."""
-        return self.labels.classes[max(0, self.list.currentRow())]
+        """The selected class (the first one if none is selected, or while the list is refilled)."""
+        row = self.list.currentRow()
+        return self.labels.classes[row if 0 <= row < len(self.labels) else 0]
 
     def add(self) -> None:
         name, ok = ask_text(self, "New label", "Class name:")

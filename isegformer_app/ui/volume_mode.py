@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit
 
+from isegformer_app.state.labels import DataKind
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.state.propagation import PropagatedSlice, PropagationPlan, plan_propagation
 from isegformer_app.state.volume_autosave import volume_stem
@@ -46,6 +47,8 @@ class _Propagation:
 
 class VolumeMode(QObject):
     """Owns the open volume document (None while images are shown) and the volume widgets."""
+
+    data_kind: DataKind = "volumes"
 
     def __init__(self, services: WindowServices) -> None:
         super().__init__(services.parent)

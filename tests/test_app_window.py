@@ -381,10 +381,10 @@ def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messag
 
 
 def test_export_with_nothing_open_says_so_without_a_picker(qtbot, tmp_path, messages, monkeypatch) -> None:
-    from PySide6.QtWidgets import QFileDialog
+    from isegformer_app.ui import image_mode
 
     picked = []
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: picked.append(a) or "")
+    monkeypatch.setattr(image_mode, "ask_folder", lambda *a, **k: picked.append(a) or "")
     window = make_window(qtbot, tmp_path, DiskPredictor())
     window.export_dialog()
     assert picked == [] and messages and "Open an image" in messages[-1][1]

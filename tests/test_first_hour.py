@@ -347,3 +347,115 @@ def test_the_default_set_for_new_volume_projects_is_kept_apart_from_the_photo_on
     write_project_labels(ProjectLabels(LabelList.of_names(["a", "b"]), "b"), path)
     project = read_project_labels(path, LabelList())
     assert project.labels.names() == ["a", "b"] and project.selected == "b"
+
+
+# 8 ------------------------------------------------------------------ smaller things
+def test_the_rename_dialog_shows_its_whole_title_once_on_screen(qtbot) -> None:
+    from PySide6.QtCore import QTimer
+
+    from isegformer_app.ui.panels import TITLE_ROOM, input_dialog
+
+    dialog = input_dialog(None, "Rename object", "Class label:")
+    dialog.setComboBoxItems(["object", "person"])
+    seen = []
+    QTimer.singleShot(50, lambda: (seen.append(dialog.width()), dialog.reject()))
+    dialog.exec()  # shown as the app shows it (QInputDialog resizes itself to its fields when shown)
+    assert seen and seen[0] >= dialog.fontMetrics().horizontalAdvance("Rename object") + TITLE_ROOM
+
+
+def double_click(qtbot, widget, pos) -> None:
+    """What a mouse sends: press, release, then the double-click (QTest's mouseDClick is only the last)."""
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseDClick(widget, Qt.MouseButton.LeftButton, pos=pos)
+
+
+def test_double_clicking_an_object_edits_it_as_return_does(qtbot, tmp_path, monkeypatch) -> None:
+    import nibabel as nib
+
+    from isegformer_app.ui import panels
+
+    data = np.zeros((12, 14, 9), np.int16)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
+    window = make_window(qtbot, tmp_path, DiskPredictor(radius=2))
+    assert window.open_path(tmp_path / "v.nii.gz")
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    doc = window.volume.doc
+    for row in (3, 9):
+        click(qtbot, window, row, 6)
+        qtbot.waitUntil(lambda: doc.prob is not None and not doc.needs_prediction(), timeout=5000)
+        window.finish_object()
+    lst = window.objects_panel.list
+    first = next(lst.item(i) for i in range(lst.count()) if lst.item(i).data(Qt.ItemDataRole.UserRole) == 1)
+    double_click(qtbot, lst.viewport(), lst.visualItemRect(first).center())
+    assert "Clicks now edit object 1" in window.message_label.text()
+    window.close()
+
+    asked = []
+    monkeypatch.setattr(panels, "ask_item", lambda *a, **k: asked.append(a[1]) or ("animal", True))
+    photos = make_window(qtbot, tmp_path, DiskPredictor())
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "p.png")
+    assert open_and_wait(photos, tmp_path / "p.png")
+    click(qtbot, photos, 20, 25)
+    qtbot.waitUntil(predicted(photos, 1), timeout=5000)
+    photos.finish_object()
+    lst = photos.objects_panel.list
+    double_click(qtbot, lst.viewport(), lst.visualItemRect(lst.item(0)).center())
+    assert asked == ["Rename object"] and photos.doc.objects[0].label == "animal"
+    photos.close()
+
+
+def test_the_propagate_dialog_names_slices_as_the_panel_does(qtbot, tmp_path, monkeypatch) -> None:
+    import nibabel as nib
+    from PySide6.QtWidgets import QInputDialog
+
+    data = np.zeros((12, 14, 10), np.int16)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert window.open_path(tmp_path / "v.nii.gz")
+    qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
+    window.volume.show_slice(index=5)
+    panel_text = window.volume.panel.slice_label.text()
+    assert panel_text == "Slice k = 5  (6/10)"
+    asked, targets = [], []
+    monkeypatch.setattr(QInputDialog, "getInt", lambda *a: asked.append(a) or (8, True))
+    monkeypatch.setattr(window.volume, "propagate_to", targets.append)
+    window.actions_by_name["propagate_range"].trigger()
+    parent, title, label, value, low, high = asked[0][:6]
+    assert label == "Propagate from slice k = 5  (6/10) up to slice k =" and (value, low, high) == (9, 0, 9)
+    assert targets == [8]  # slice k = 8 of the file
+    window.close()
+
+
+def test_export_starts_outside_the_installation_and_creates_a_new_folder(
+    qtbot, tmp_path, monkeypatch
+) -> None:
+    from isegformer_app.ui import dialogs, image_mode
+    from resources import SAMPLE_IMAGE
+
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    starts = []
+    monkeypatch.setattr(image_mode, "ask_folder", lambda parent, title, start: starts.append(start) or "")
+    assert open_and_wait(window, SAMPLE_IMAGE)
+    window.export_dialog()
+    assert starts == [str(Path.home())]  # not inside the installation
+    dialog = dialogs.FolderDialog(window, "Export", str(tmp_path))
+    target = tmp_path / "exports" / "new"
+    dialog.selectFile(str(target))
+    dialog.accept()  # a name that does not exist yet: created, not "Directory not found"
+    assert dialog.result() == 1 and target.is_dir() and dialog.selectedFiles() == [str(target)]
+    window.close()
+
+
+def test_the_first_click_hint_does_not_cover_restored_work(qtbot, tmp_path, folder) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder / "a.png") and window.canvas.hint() is not None
+    click(qtbot, window, 40, 60)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    window.finish_object()
+    assert window.save_now()
+    window.close()
+    again = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(again, folder / "a.png") and len(again.doc.objects) == 1
+    assert again.canvas.hint() is None
+    assert open_and_wait(again, folder / "c.png") and again.canvas.hint() is None  # it went for the session
+    again.close()

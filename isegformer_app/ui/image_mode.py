@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from isegformer_app.state.autosave import snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
@@ -24,6 +24,7 @@ from isegformer_app.state.project import OpenedImage, Project
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.canvas import to_display_qimage
+from isegformer_app.ui.dialogs import ask_folder
 from isegformer_app.ui.file_list import FileListPanel
 from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.tasks import BackgroundTask, run_task
@@ -303,12 +304,12 @@ class ImageMode(QObject):
 
     # ---------------------------------------------------------------- export
     def export_dialog(self, all_images: bool = True) -> None:
-        """Ask for a folder (starting beside the images), then :meth:`export_to` it."""
+        """Ask for a folder (starting beside the images if we may write there; a new name is created),
+        then :meth:`export_to` it."""
         if self.doc is None:
             self.services.inform("Export", "Open an image or a folder first.", error=True)
             return
-        out = QFileDialog.getExistingDirectory(self.services.parent, "Export annotations to folder",
-                                               str(self.doc.path.parent))  # fmt: skip
+        out = ask_folder(self.services.parent, "Export annotations to folder", self.services.export_dir())
         if out:
             self.export_to(out, all_images)
 

@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
             writer=self.sidecar_writer, inform=self.inform, show_busy=self.busy_bar.setVisible,
             show_prediction=self.apply_prediction, document_changed=self.on_document_changed,
             refresh=self.refresh, activate=self._activate, remember_recent=self._remember_recent,
-            start_dir=self.start_dir, show_cursor=self.cursor_label.setText,
+            start_dir=self.start_dir, export_dir=self.export_dir, show_cursor=self.cursor_label.setText,
             project_opened=self._load_project_labels,
         )  # fmt: skip
         self.images = ImageMode(services, max_side)  # photos: a folder or one image
@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.volume.panel.shown.connect(self.side_panels.fit_width)
 
         self.actions_by_name = services.actions = build_menus(self)
+        self.objects_panel.edit_requested.connect(self.edit_object)
         self.canvas.clicked.connect(self.add_click)
         self.canvas.hovered.connect(lambda row, col: self.mode.on_hover(row, col))
         self.canvas.stroke_finished.connect(self.brush_stroke)
@@ -232,6 +233,17 @@ class MainWindow(QMainWindow):
                 return str(folder)
         return str(Path.home())
 
+    def export_dir(self) -> str:
+        """Where export dialogs start: the shown file's folder where we may write in it (not inside the
+        installation, e.g. the bundled sample), else the home folder."""
+        doc = self.doc
+        if doc is not None:
+            folder = doc.path.parent
+            self.sidecars.folder_for(folder)  # decides (once) whether that folder can be written
+            if not self.sidecars.is_redirected(folder):
+                return str(folder)
+        return str(Path.home())
+
     def open_image_dialog(self) -> None:
         pattern = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
         path, _ = QFileDialog.getOpenFileName(self, "Open image", self.start_dir(),
@@ -272,6 +284,18 @@ class MainWindow(QMainWindow):
         cls = self.labels_panel.current()
         if self.doc.finish_object(cls.name, cls.color) is None:
             self.inform("Finish", "Nothing to finish: click on the object first.")
+
+    def edit_object(self, uid: int) -> None:
+        """Double-click in the Objects panel: what Return does on a volume (clicks then edit the
+        object); on a photo, choose its class."""
+        if self.doc is None:
+            return
+        self.doc.selected_uid = uid
+        edit = self.actions_by_name["edit_object"]
+        if edit.isEnabled():
+            edit.trigger()
+        else:
+            self.objects_panel.rename()
 
     def mark_no_objects(self) -> None:
         """Toggle the mark "done: no objects" of the shown image (a negative image in exports)."""
@@ -381,6 +405,8 @@ class MainWindow(QMainWindow):
             self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
                                      else np.zeros((0, 4)))  # fmt: skip
         self.canvas.set_clicks(doc.clicks)
+        if doc.objects or doc.clicks:
+            self.canvas.set_hint(None)  # restored work: the user knows how to click
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
         self.actions_by_name["redo"].setEnabled(doc.history.can_redo())

@@ -48,6 +48,7 @@ class WindowServices:
     activate: Callable[[Mode], None]  # make this mode the shown one (the other one is closed)
     remember_recent: Callable[[Path], None]
     start_dir: Callable[[], str]  # where file dialogs start
+    export_dir: Callable[[], str]  # where export dialogs start (a folder we may write in)
     show_cursor: Callable[[str], None]  # the status bar's readout of what is under the cursor
     project_opened: Callable[[], None]  # a new folder or volume is shown: the window loads its labels
     actions: dict[str, QAction] = field(default_factory=dict)  # filled once the menus exist

@@ -178,8 +178,7 @@ class VolumeMode(QObject):
         s.worker.set_image(self.image_key, doc.model_image(axis, index))
         doc.set_view(axis, index)  # notifies: the window redraws overlay and panels
         self.panel.show_view(axis, index, doc.slice_count)
-        name, file_index = doc.volume.file_slice(axis, index)
-        self.panel.slice_label.setText(f"Slice {name} = {file_index}  ({index + 1}/{doc.slice_count})")
+        self.panel.slice_label.setText(doc.volume.slice_caption(axis, index))
         self.panel.show_window(self.display_window)
         self._show_crosshair()
         self.request_prediction()
@@ -304,12 +303,15 @@ class VolumeMode(QObject):
         doc = self.doc
         if doc is None:
             return
-        last = doc.slice_count
+        vol, axis = doc.volume, doc.axis
+        name, first = vol.file_slice(axis, 0)
+        last = vol.file_slice(axis, doc.slice_count - 1)[1]  # the slices are named as in the panel
+        here = vol.slice_caption(axis, doc.index).replace("Slice", "slice", 1)
         stop, ok = QInputDialog.getInt(self.services.parent, "Propagate",
-                                       f"Propagate from slice {doc.index + 1} up to slice (1..{last}):",
-                                       last, 1, last)  # fmt: skip
+                                       f"Propagate from {here} up to slice {name} =", last,
+                                       min(first, last), max(first, last))  # fmt: skip
         if ok:
-            self.propagate_to(stop - 1)
+            self.propagate_to(vol.view_index(axis, stop))
 
     def propagate_to(self, stop: int) -> bool:
         """Propagate the active (else selected) object from this slice to ``stop``, in the worker thread

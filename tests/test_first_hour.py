@@ -459,3 +459,20 @@ def test_the_first_click_hint_does_not_cover_restored_work(qtbot, tmp_path, fold
     assert again.canvas.hint() is None
     assert open_and_wait(again, folder / "c.png") and again.canvas.hint() is None  # it went for the session
     again.close()
+
+
+def test_moving_to_the_next_image_replaces_the_previous_images_messages_and_readout(
+    qtbot, tmp_path, folder
+) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folder)
+    qtbot.mouseMove(window.canvas.viewport(), window.canvas.image_to_view(30, 40))
+    qtbot.waitUntil(lambda: "RGB" in window.cursor_label.text(), timeout=2000)
+    window.finish_object()
+    assert window.message_label.text() == "Nothing to finish: click on the object first."
+    window.next_image()
+    window.images.wait_for_load()
+    assert window.doc.path.name == "c.png"
+    assert window.message_label.text().startswith("c.png (3/5) — Skipped broken.jpg: the file is incomplete")
+    assert window.cursor_label.text() == ""  # a.png's pixel is not c.png's
+    window.close()

@@ -205,6 +205,7 @@ class ImageMode(QObject):
         self._show_status(doc)
         self.image_key = f"{doc.path}#{id(doc)}"
         s.canvas.set_image(doc.image.rgb, prepared=display)
+        s.show_cursor("")  # the readout of the image left behind goes with it
         s.worker.set_image(self.image_key, doc.image.rgb)
         s.objects.set_document(doc)
         n = len(self.project.paths)

@@ -22,7 +22,7 @@ DEFAULT_SHORTCUTS = {
     "open_volume": "Ctrl+Shift+O", "axial": "1", "coronal": "2", "sagittal": "3",
     "slice_up": "Up", "slice_down": "Down", "slice_page_up": "PgUp", "slice_page_down": "PgDown",
     "propagate_next": "Shift+Up", "propagate_prev": "Shift+Down", "propagate_range": "Ctrl+R",
-    "wl_mode": "W", "edit_object": "Return",
+    "wl_mode": "W", "edit_object": "Return", "no_objects": "N",
 }  # fmt: skip
 
 
@@ -39,7 +39,8 @@ class Settings:
     device: str = "cpu"
     precision: str = "auto"  # "auto": bf16/fp16 where the hardware runs it natively; "fp32"
     engine: str = ""
-    labels: list[dict] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)  # default label set of new photo projects
+    volume_labels: list[dict] = field(default_factory=list)  # ... of new volume projects
     shortcuts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SHORTCUTS))
     opacity: float = 0.5
     threshold: float = DEFAULT_THRESHOLD

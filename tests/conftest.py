@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _skip_summary import pytest_terminal_summary  # noqa: F401  (the hook: one line naming the skips)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -108,7 +108,7 @@ def test_folder_export_uses_sidecars_and_skips_empty(tmp_path) -> None:
     assert summary.exported == 2 and seen[0] == (0.0, "a.png") and seen[-1] == (1.0, "")
     assert [f for f, _ in seen] == sorted(f for f, _ in seen)
     assert any(name == "c.png" for _, name in seen) and all(0 <= f <= 1 for f, _ in seen)
-    assert summary.skipped == ["b.png: not annotated"]
+    assert [str(s) for s in summary.skipped] == ["b.png: not annotated"]
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["a.png", "c.png"]
     assert read_png(tmp_path / "out" / "masks" / "a.png")[:8, :8].all()
     assert read_png(tmp_path / "out" / "masks" / "c.png")[8:, 8:].all()
@@ -131,7 +131,7 @@ def test_folder_export_skips_an_image_whose_autosave_meta_is_malformed(tmp_path)
     write_sidecar(side, meta, arrays)
     summary = project.export(tmp_path / "out", LabelList())
     assert summary.exported == 1 and len(summary.skipped) == 1
-    assert summary.skipped[0].startswith("a.png: Autosave file a.png.isegformer.npz is unreadable")
+    assert str(summary.skipped[0]).startswith("a.png: autosave unreadable — Autosave file a.png.isegformer")
 
 
 def test_export_nothing_raises_clear_error(tmp_path) -> None:

@@ -222,7 +222,7 @@ def test_labels_belong_to_the_project_and_new_projects_start_from_the_default(
 
 
 def test_mask_outline_is_drawn_in_screen_pixels_not_voxels(qtbot, tmp_path, folder) -> None:
-    from isegformer_app.ui.overlay import outline_polygons, render_overlay
+    from isegformer_app.ui.overlay import outline_segments, render_overlay
 
     window = make_window(qtbot, tmp_path, DiskPredictor())
     assert open_and_wait(window, folder / "a.png")
@@ -242,7 +242,7 @@ def test_mask_outline_is_drawn_in_screen_pixels_not_voxels(qtbot, tmp_path, fold
     assert (render_overlay(window.doc, opacity)[..., :3] == 255).all(axis=-1).sum() > 40  # voxel outline
     rng = np.random.default_rng(0)
     noisy = rng.random((300, 300)) > 0.5  # thousands of specks: too many vertices for a path
-    assert outline_polygons(noisy) is None and len(outline_polygons(noisy[:20, :20]) or []) > 0
+    assert outline_segments(noisy) is None and len(outline_segments(noisy[:20, :20])) > 0
 
 
 def test_volume_cursor_readout_file_slice_numbers_and_linked_views(qtbot, tmp_path) -> None:

@@ -108,7 +108,7 @@ def test_finish_export_reopen_round_trip(qtbot, tmp_path, images, messages, monk
     task = window.images.export_to(out)  # runs in a background thread
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     assert task.result.exported == 1 and "Exported 1 image" in window.message_label.text()
-    assert "skipped 1: b.png: no finished object" in window.message_label.text()  # says what it left out
+    assert "skipped 1 — no finished object: b.png" in window.message_label.text()  # says what it left out
     exported = read_png(out / "masks" / "a.png")
     assert np.array_equal(exported, expected)
     assert (out / "images" / "a.png").is_file() and (out / "classes" / "a.png").is_file()
@@ -381,10 +381,10 @@ def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messag
 
 
 def test_export_with_nothing_open_says_so_without_a_picker(qtbot, tmp_path, messages, monkeypatch) -> None:
-    from PySide6.QtWidgets import QFileDialog
+    from isegformer_app.ui import image_mode
 
     picked = []
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: picked.append(a) or "")
+    monkeypatch.setattr(image_mode, "ask_folder", lambda *a, **k: picked.append(a) or "")
     window = make_window(qtbot, tmp_path, DiskPredictor())
     window.export_dialog()
     assert picked == [] and messages and "Open an image" in messages[-1][1]

@@ -92,6 +92,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
         "working_size": [h, w],
         "threshold": doc.threshold,
         "next_uid": doc.next_uid,
+        "no_objects": doc.no_objects,
         "clicks": clicks_to_json(doc.clicks),
         "objects": [
             {"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible,
@@ -150,11 +151,13 @@ def restore_document(doc: Document, path: Path) -> bool:
         ]  # fmt: skip
         next_uid = max([int(meta["next_uid"]), *(o.uid + 1 for o in objects)])
         threshold = float(meta.get("threshold", doc.threshold))
+        no_objects = bool(meta.get("no_objects", False))
         current = ClickSession(doc.shape)
         load_session(current, clicks_from_json(meta["clicks"]), data.arrays)
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     doc.objects, doc.next_uid, doc.threshold, doc.current = objects, next_uid, threshold, current
+    doc.no_objects = no_objects
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

@@ -113,6 +113,22 @@ class SetAttribute:
         setattr(doc.object(self.uid), self.name, self.old)
 
 
+class MarkNoObjects:
+    """Mark an image as checked and holding no object to annotate (exported as a negative image), or
+    take the mark back."""
+
+    text = "Mark done: no objects"
+
+    def __init__(self, value: bool) -> None:
+        self.value = bool(value)
+
+    def do(self, doc: Document) -> None:
+        self.old, doc.no_objects = doc.no_objects, self.value
+
+    def undo(self, doc: Document) -> None:
+        doc.no_objects = self.old
+
+
 class MoveObject:
     text = "Change z-order"
 

@@ -34,6 +34,7 @@ class Document:
         self.history: History[Document] = History()
         self.next_uid = 1
         self.selected_uid: int | None = None
+        self.no_objects = False  # checked by the user: nothing to annotate here (a negative image)
         self.revision = 0
         self.saved_revision = 0
         self.listeners: list[Callable[[Document], None]] = []
@@ -147,6 +148,8 @@ class Document:
         """Commit the current mask as a new object on top; None if the mask is empty."""
         if not self.current_mask().any():
             return None
+        if self.no_objects:  # it has an object after all
+            self.execute(cmd.MarkNoObjects(False))
         command = cmd.FinishObject(label, color)
         self.execute(command)
         return command.obj
@@ -174,6 +177,11 @@ class Document:
 
     def set_visible(self, uid: int, visible: bool) -> None:
         self.execute(cmd.SetAttribute(uid, "visible", bool(visible)))
+
+    def mark_no_objects(self, value: bool = True) -> None:
+        """Mark the image done with no objects (exported with an empty mask), or take the mark back."""
+        if bool(value) != self.no_objects:
+            self.execute(cmd.MarkNoObjects(value))
 
     def move_object(self, uid: int, new_index: int) -> None:
         """Change the z-order: ``new_index`` 0 = bottom, len-1 = top."""

@@ -10,6 +10,9 @@ Layout under ``OUT``::
     labels.json               classes and, per image, each instance's class / label / colour
     annotations_coco.json     COCO instances with RLE masks (pycocotools)
 
+An image marked "done: no objects" (a negative image) is exported with all-zero masks, an empty
+instance list (``"no_objects": true`` in ``labels.json``) and a COCO image entry without annotations.
+
 Instance id = 1-based z-order position (later objects cover earlier ones in ``masks``); COCO and
 the per-object PNGs hold each object's whole mask. Masks made on a downscaled working image are
 scaled back with nearest-neighbour. Masks follow the image as displayed: for a JPEG with an EXIF
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -55,11 +59,17 @@ class ExportItem:
     full_size: tuple[int, int]  # (height, width)
     objects: list[ExportObject]
     exif_rotated: bool = False
+    no_objects: bool = False  # checked by the user: a negative image, exported without objects
+
+    @property
+    def exportable(self) -> bool:
+        """Finished objects, or the mark "done: no objects"."""
+        return bool(self.objects) or self.no_objects
 
 
 def item_from_document(doc: Document) -> ExportItem:
     objects = [ExportObject(o.label, o.color, o.mask) for o in doc.objects]
-    return ExportItem(doc.path, doc.image.full_size, objects, doc.image.exif_rotated)
+    return ExportItem(doc.path, doc.image.full_size, objects, doc.image.exif_rotated, doc.no_objects)
 
 
 def item_from_sidecar(image_path: Path, sidecar: Path) -> ExportItem:
@@ -73,7 +83,8 @@ def item_from_sidecar(image_path: Path, sidecar: Path) -> ExportItem:
         h, w = (int(v) for v in data.meta["full_size"])
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise SidecarError(f"Autosave file {sidecar.name} is unreadable ({exc}).") from exc
-    return ExportItem(image_path, (h, w), objects, bool(data.meta.get("exif_rotated", False)))
+    return ExportItem(image_path, (h, w), objects, bool(data.meta.get("exif_rotated", False)),
+                      bool(data.meta.get("no_objects", False)))  # fmt: skip
 
 
 def full_size_mask(mask: np.ndarray, full_size: tuple[int, int]) -> np.ndarray:
@@ -149,7 +160,8 @@ class EarlierImage:
                 objects.append(ExportObject(str(rec["label"]), as_color(rec["color"]), mask))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise _incomplete(self.out, exc) from exc
-        return ExportItem(self.image_path, (h, w), objects, bool(self.entry.get("exif_rotated", False)))
+        return ExportItem(self.image_path, (h, w), objects, bool(self.entry.get("exif_rotated", False)),
+                          bool(self.entry.get("no_objects", False)))  # fmt: skip
 
 
 def _incomplete(out: Path, why: object) -> ExportTargetError:
@@ -336,20 +348,50 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
     atomic_write(out / "masks" / f"{stem}.png", png_bytes(instances))
     palette = labels.palette() if classes.dtype == np.uint8 else None  # 16-bit: plain grey values
     atomic_write(out / "classes" / f"{stem}.png", png_bytes(classes, palette=palette))
-    return {"file": item.image_path.name, "height": h, "width": w, "exif_rotated": item.exif_rotated,
-            "instances": records}  # fmt: skip
+    entry = {"file": item.image_path.name, "height": h, "width": w, "exif_rotated": item.exif_rotated,
+             "instances": records}  # fmt: skip
+    if item.no_objects and not records:
+        entry["no_objects"] = True
+    return entry
 
 
 def copy_item(item: ExportItem) -> ExportItem:
     """An item whose masks no later edit of the document can change."""
     objects = [ExportObject(o.label, o.color, o.mask.copy()) for o in item.objects]
-    return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated)
+    return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated, item.no_objects)
+
+
+SkipReason = Literal["unreadable", "autosave unreadable", "not annotated", "no finished object"]
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image an export left out: ``reason`` (one of :data:`SkipReason`) and the details of it."""
+
+    path: Path
+    reason: SkipReason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.reason}" + (f" — {self.detail}" if self.detail else "")
+
+
+def describe_skipped(skipped: Sequence[SkippedImage]) -> str:
+    """One line naming the skipped images grouped by reason: "skipped 3 — unreadable: a.jpg, b.png;
+    not annotated: c.png" ("" when none was skipped); the details are in each :class:`SkippedImage`."""
+    if not skipped:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for item in skipped:
+        groups.setdefault(item.reason, []).append(item.path.name)
+    parts = "; ".join(f"{reason}: {', '.join(names)}" for reason, names in groups.items())
+    return f"skipped {len(skipped)} — {parts}"
 
 
 @dataclass
 class ExportSummary:
     exported: int  # images written (0 when cancelled: the folder was left as it was)
-    skipped: list[str]  # "<image>: why" for each image of the plan that was not exported
+    skipped: list[SkippedImage]  # each image of the plan that was not exported, with its reason
 
 
 @dataclass
@@ -361,40 +403,50 @@ class ExportPlan:
     open_item: ExportItem | None
     sidecar_for: Callable[[Path], Path]
     keep_other_images: bool = False  # exporting one image into an earlier export keeps the others
+    unreadable: dict[Path, str] | None = None  # images known to be unreadable -> why
 
-    def collect(self) -> tuple[list[ExportItem], list[str]]:
-        """The items to write (images with at least one finished object) and the skipped images."""
-        items, skipped = [], []
+    def collect(self) -> tuple[list[ExportItem], list[SkippedImage]]:
+        """The items to write (images with a finished object or marked "done: no objects") and the
+        skipped images with their reasons."""
+        items: list[ExportItem] = []
+        skipped: list[SkippedImage] = []
+        unreadable = self.unreadable or {}
         for path in self.paths:
+            if path in unreadable:
+                skipped.append(SkippedImage(path, "unreadable", unreadable[path]))
+                continue
             if self.open_item is not None and path == self.open_item.image_path:
                 item = self.open_item
             elif self.sidecar_for(path).is_file():
                 try:
                     item = item_from_sidecar(path, self.sidecar_for(path))
                 except SidecarError as exc:
-                    skipped.append(f"{path.name}: {exc}")
+                    skipped.append(SkippedImage(path, "autosave unreadable", str(exc)))
                     continue
             else:
-                skipped.append(f"{path.name}: not annotated")
+                skipped.append(SkippedImage(path, "not annotated"))
                 continue
-            if item.objects:
+            if item.exportable:
                 items.append(item)
             else:
-                skipped.append(f"{path.name}: no finished object")
+                skipped.append(SkippedImage(path, "no finished object"))
         return items, skipped
 
     def run(self, out_dir: str | Path, labels: LabelList, report: ProgressCallback | None = None,
             cancel: CancelFlag | None = None, overwrite: bool = False) -> ExportSummary:  # fmt: skip
         items, skipped = self.collect()
         if not items:
-            raise ValueError("Nothing to export: no image has a finished object yet.")
+            raise ValueError("Nothing to export: no image has a finished object (or the mark "
+                             "\"done: no objects\") yet.")
         exported = export_items(items, out_dir, labels, report, cancel, overwrite=overwrite,
                                 keep_other_images=self.keep_other_images)  # fmt: skip
         return ExportSummary(exported, skipped)
 
 
 def plan_export(paths: Iterable[Path], open_doc: Document | None, sidecar_for: Callable[[Path], Path],
-                keep_other_images: bool = False) -> ExportPlan:  # fmt: skip
-    """An export of ``paths``: the open document from memory (copied), the others from their sidecars."""
+                keep_other_images: bool = False, unreadable: dict[Path, str] | None = None,
+                ) -> ExportPlan:  # fmt: skip
+    """An export of ``paths``: the open document from memory (copied), the others from their sidecars;
+    images in ``unreadable`` (path -> why) are skipped with that reason."""
     open_item = copy_item(item_from_document(open_doc)) if open_doc is not None else None
-    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images)
+    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images, dict(unreadable or {}))

@@ -1,7 +1,8 @@
 """How far each image of a folder is annotated, for the file list: from the open document or its sidecar.
 
 * ``new``: nothing annotated; ``in progress``: an unfinished object (clicks or brush strokes);
-  ``done``: finished objects and nothing unfinished; ``unreadable``: the image cannot be opened;
+  ``done``: finished objects (or the mark "done: no objects") and nothing unfinished;
+  ``unreadable``: the image cannot be opened;
   ``autosave unreadable``: its sidecar cannot be read (it is kept aside when the image is opened).
 """
 
@@ -21,15 +22,15 @@ if TYPE_CHECKING:
 ImageStatus = Literal["new", "in progress", "done", "unreadable", "autosave unreadable"]
 
 
-def _status(objects: int, unfinished: bool) -> ImageStatus:
+def _status(objects: int, unfinished: bool, no_objects: bool = False) -> ImageStatus:
     if unfinished:
         return "in progress"
-    return "done" if objects else "new"
+    return "done" if objects or no_objects else "new"
 
 
 def document_status(doc: Document) -> ImageStatus:
     """The status of an open document."""
-    return _status(len(doc.objects), bool(doc.clicks) or bool(doc.brush.any()))
+    return _status(len(doc.objects), bool(doc.clicks) or bool(doc.brush.any()), doc.no_objects)
 
 
 def sidecar_status(sidecar: Path) -> ImageStatus:
@@ -42,6 +43,6 @@ def sidecar_status(sidecar: Path) -> ImageStatus:
         with np.load(sidecar, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
             unfinished = bool(meta["clicks"]) or ("brush" in data.files and bool(data["brush"].any()))
-        return _status(len(meta["objects"]), unfinished)
+        return _status(len(meta["objects"]), unfinished, bool(meta.get("no_objects", False)))
     except READ_ERRORS:
         return "autosave unreadable"

@@ -28,7 +28,22 @@ GRAYSCALE_MODES = {"L": "8-bit", "LA": "8-bit with alpha", "La": "8-bit with alp
 
 
 class ImageLoadError(Exception):
-    """An image could not be read; the message is meant for the user."""
+    """An image could not be read; the message is meant for the user, ``reason`` says why in a few
+    words without the file name ("the file is incomplete: it ends before the image does")."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def decode_error_reason(exc: Exception) -> str:
+    """Why a decoder refused a file, in words for people (PIL's messages name internals)."""
+    text = str(exc)
+    if "truncated" in text:
+        return "the file is incomplete: it ends before the image does"
+    if "cannot identify image file" in text:
+        return "not an image, or an image format this app does not read"
+    return f"the image data is damaged: {text.rstrip('.')}"
 
 
 @dataclass
@@ -97,16 +112,16 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
     path = Path(path)
     notices: list[str] = []
     if not path.is_file():
-        raise ImageLoadError(f"Cannot open {path}: no such file.")
+        raise ImageLoadError(f"Cannot open {path}: no such file.", "the file is gone")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with Image.open(path) as img:
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_OPEN_PIXELS:
-                raise ImageLoadError(
-                    f"Cannot open {path.name}: {raw_w}x{raw_h} is {raw_w * raw_h / 1e6:.0f} megapixels, "
-                    f"more than the {MAX_OPEN_PIXELS / 1e6:.0f} this app opens. Tile or downscale it first."
-                )
+                reason = (f"{raw_w}x{raw_h} is {raw_w * raw_h / 1e6:.0f} megapixels, more than the "
+                          f"{MAX_OPEN_PIXELS / 1e6:.0f} this app opens")  # fmt: skip
+                message = f"Cannot open {path.name}: {reason}. Tile or downscale it first."
+                raise ImageLoadError(message, reason)
             frames = int(getattr(img, "n_frames", 1) or 1)
             if frames > 1:
                 notices.append(f"{img.format} with {frames} frames/pages: only the first is annotated")
@@ -135,9 +150,11 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
                 )
             rgb = _to_uint8_rgb(img, notices, source_mode)
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"Cannot open {path.name}: image too large ({exc}).") from exc
+        reason = "the image is too large"
+        raise ImageLoadError(f"Cannot open {path.name}: {reason}.", reason) from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"Cannot read {path.name}: the file is not a readable image ({exc}).") from exc
+        reason = decode_error_reason(exc)
+        raise ImageLoadError(f"Cannot read {path.name}: {reason}.", reason) from exc
     return LoadedImage(path=path, rgb=rgb, full_size=(full_h, full_w), notices=notices,
                        exif_rotated=orientation != 1)  # fmt: skip
 

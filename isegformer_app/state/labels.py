@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -15,7 +16,20 @@ _BASE_COLORS: list[Color] = [
     (192, 128, 128), (0, 64, 0), (128, 64, 0), (0, 192, 0), (128, 192, 0), (0, 64, 128),
 ]  # fmt: skip
 
-DEFAULT_LABELS = ("object", "person", "animal", "vehicle")
+DEFAULT_LABELS = ("object", "person", "animal", "vehicle")  # photos
+VOLUME_DEFAULT_LABELS = ("structure 1",)  # volumes start neutral: anatomy is not a "person"
+
+# Label sets a user can pick for a project (Edit > Label presets); class id = position + 1.
+LABEL_PRESETS: dict[str, tuple[str, ...]] = {
+    "Photos (object, person, animal, vehicle)": DEFAULT_LABELS,
+    "Neutral (structure 1)": VOLUME_DEFAULT_LABELS,
+    # BraTS 2023 label values 1, 2, 3 (the 2021 files use 4 for the enhancing tumour)
+    "BraTS tumour regions": ("necrotic tumour core", "peritumoral oedema", "enhancing tumour"),
+    # OAI-ZIB label values 1..4
+    "Knee bones and cartilage (OAI-ZIB)": ("femur", "femoral cartilage", "tibia", "tibial cartilage"),
+}
+
+DataKind = Literal["photos", "volumes"]
 
 
 def as_color(value: object) -> Color:
@@ -47,8 +61,29 @@ class LabelList:
 
     def __init__(self, classes: list[LabelClass] | None = None) -> None:
         if classes is None:
-            classes = [LabelClass(n, color_for_index(i)) for i, n in enumerate(DEFAULT_LABELS)]
+            classes = LabelList.of_names(DEFAULT_LABELS).classes
         self.classes: list[LabelClass] = list(classes)
+
+    @classmethod
+    def of_names(cls, names: tuple[str, ...] | list[str]) -> LabelList:
+        """Classes ``names`` in order, with the standard colours."""
+        return cls([LabelClass(n, color_for_index(i)) for i, n in enumerate(names)])
+
+    @classmethod
+    def default_for(cls, kind: DataKind, saved: list[dict] | None = None) -> LabelList:
+        """The label set a new project of ``kind`` starts with: ``saved`` (the user's default for that
+        kind, from the settings) if any, else the built-in one (photos: object, person, ...; volumes:
+        a neutral "structure 1")."""
+        if saved:
+            return cls.from_json(saved)
+        return cls.of_names(VOLUME_DEFAULT_LABELS if kind == "volumes" else DEFAULT_LABELS)
+
+    def with_preset(self, names: tuple[str, ...], keep: set[str] = frozenset()) -> LabelList:
+        """The preset ``names`` (standard colours), followed by the classes of this list named in
+        ``keep`` (those objects already use) that the preset lacks."""
+        preset = LabelList.of_names(names)
+        kept = [LabelClass(c.name, c.color) for c in self.classes if c.name in keep and c.name not in names]
+        return LabelList(preset.classes + kept)
 
     def __len__(self) -> int:
         return len(self.classes)

@@ -129,7 +129,7 @@ class Project:
             try:
                 doc, notices = self.read_image(target)
             except ImageLoadError as exc:
-                skipped.append((self.paths[target], str(exc)))
+                skipped.append((self.paths[target], exc.reason))
                 target += delta
                 continue
             return OpenedImage(target, doc, notices, skipped)
@@ -142,7 +142,7 @@ class Project:
         """
         for path, why in opened.skipped:
             self.unreadable[path] = why
-        skipped = [f"Skipped unreadable {p.name} ({why})" for p, why in opened.skipped]
+        skipped = [f"Skipped {p.name}: {why}" for p, why in opened.skipped]
         if opened.doc is None:
             self.notices = skipped
             return None
@@ -159,7 +159,7 @@ class Project:
         try:
             doc, notices = self.read_image(index)
         except ImageLoadError as exc:
-            self.unreadable[self.paths[index]] = str(exc)
+            self.unreadable[self.paths[index]] = exc.reason
             raise
         self.save()
         return self.install(OpenedImage(index, doc, notices, []))
@@ -217,7 +217,8 @@ class Project:
     def export_plan(self, all_images: bool = True) -> ExportPlan:
         """What an export of every image (or of the open one, added to an earlier export) writes."""
         paths = self.paths if all_images else [self.doc.path] if self.doc else []
-        return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images)
+        return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images,
+                           unreadable=self.unreadable)  # fmt: skip
 
     def export(
         self, out_dir: Path, labels: LabelList, report: ProgressCallback | None = None,

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from isegformer_app.state.labels import LABEL_PRESETS
 from isegformer_app.ui.canvas import MOUSE_BINDINGS
 from isegformer_app.ui.volume_actions import add_volume_actions
 
@@ -71,13 +72,20 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     a["finish"] = _action(window, "&Finish object", window.finish_object, "finish")
     a["reset"] = _action(window, "Reset &clicks", window.reset_clicks, "reset")
     a["delete"] = _action(window, "&Delete selected object", window.objects_panel.delete, "delete")
-    for key in ("undo", "redo", "finish", "reset", "delete"):
+    a["no_objects"] = _action(window, "Mark image done: &no objects", window.mark_no_objects, "no_objects",
+                              tip="Checked, nothing to annotate: exported with an empty mask")  # fmt: skip
+    a["no_objects"].setCheckable(True)
+    for key in ("undo", "redo", "finish", "reset", "delete", "no_objects"):
         edit.addAction(a[key])
     edit.addSeparator()
     a["labels_default"] = _action(window, "Use these &labels for new projects", window.make_labels_default)
     a["labels_default"].setToolTip("Labels belong to the open folder or volume; a project opened for the "
                                    "first time starts from this default set")  # fmt: skip
     edit.addAction(a["labels_default"])
+    presets = edit.addMenu("Label &presets")
+    for name in LABEL_PRESETS:
+        a[f"preset_{name}"] = _action(window, name, lambda n=name: window.use_label_preset(n))
+        presets.addAction(a[f"preset_{name}"])
 
     view = bar.addMenu("&View")
     a["fit"] = _action(window, "&Fit to window", window.canvas.fit_to_window, "fit")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF, QTransform
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -164,15 +164,13 @@ class CanvasView(QGraphicsView):
         self.scene().setSceneRect(QRectF(0, 0, rgb.shape[1], rgb.shape[0]))
         self.fit_to_window()
 
-    def set_outlines(self, polygons: list[np.ndarray]) -> None:
-        """Closed borders (Nx2 (x, y) pixel indices, through the pixel centres) drawn in screen pixels."""
+    def set_outlines(self, segments: np.ndarray) -> None:
+        """Mask borders drawn in screen pixels: Kx4 (x0, y0, x1, y1) segments in scene units, on the
+        pixel edges (see :func:`~isegformer_app.ui.overlay.outline_segments`)."""
         path = QPainterPath()
-        for polygon in polygons:
-            points = [QPointF(float(x) + 0.5, float(y) + 0.5) for x, y in polygon]
-            if len(points) == 1:
-                points.append(QPointF(points[0].x() + 0.01, points[0].y()))
-            path.addPolygon(QPolygonF(points))
-            path.closeSubpath()
+        for x0, y0, x1, y1 in np.asarray(segments, np.float64).reshape(-1, 4).tolist():
+            path.moveTo(x0, y0)
+            path.lineTo(x1, y1)
         self.outline_item.setPath(path)
 
     def set_crosshair(self, point: tuple[float, float] | None) -> None:

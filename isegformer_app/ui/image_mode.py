@@ -12,18 +12,19 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from isegformer_app.state.autosave import snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
-from isegformer_app.state.export import ExportSummary, export_target_kind, exported_stems
+from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
 from isegformer_app.state.image_status import document_status
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError
-from isegformer_app.state.labels import LabelClass, LabelList
+from isegformer_app.state.labels import DataKind, LabelClass, LabelList
 from isegformer_app.state.project import OpenedImage, Project
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.canvas import to_display_qimage
+from isegformer_app.ui.dialogs import ask_folder
 from isegformer_app.ui.file_list import FileListPanel
 from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.tasks import BackgroundTask, run_task
@@ -34,6 +35,7 @@ class ImageMode(QObject):
     """Owns the image project; ``opened(ok)`` is emitted when a background open/step has ended."""
 
     opened = Signal(bool)
+    data_kind: DataKind = "photos"
 
     def __init__(self, services: WindowServices, max_side: int = DEFAULT_MAX_SIDE) -> None:
         super().__init__(services.parent)
@@ -70,9 +72,11 @@ class ImageMode(QObject):
         return self._load(project, -1, +1, "Open folder", Path(path))
 
     def show_index(self, index: int) -> bool:
-        """Open image ``index`` of the project (in the background)."""
+        """Open image ``index`` of the project (in the background). The Files dock keeps showing the
+        image on the canvas until the chosen one is shown (it stays unselected if it cannot be read)."""
         if self.project is None or not 0 <= index < len(self.project.paths):
             return False
+        self.files.set_current(self.project.index)
         return self._load(self.project, index - 1, +1, "Open image", single=True)
 
     def step(self, delta: int) -> None:
@@ -103,7 +107,7 @@ class ImageMode(QObject):
                 try:
                     doc, notices = project.read_image(start + delta)
                 except ImageLoadError as exc:
-                    return OpenedImage(None, None, [], [(project.paths[start + delta], str(exc))])
+                    return OpenedImage(None, None, [], [(project.paths[start + delta], exc.reason)])
                 return OpenedImage(start + delta, doc, notices)
             return project.read_step(start, delta)
 
@@ -118,7 +122,7 @@ class ImageMode(QObject):
 
         def done(task: BackgroundTask) -> None:
             self.loading = None
-            ok = self.last_load_ok = self._loaded(task, project, title, recent, leaving, snapshot)
+            ok = self.last_load_ok = self._loaded(task, project, title, recent, leaving, snapshot, single)
             queued, self._queued_steps = self._queued_steps, 0
             if ok and queued:
                 self.step(queued)
@@ -130,8 +134,10 @@ class ImageMode(QObject):
         return True
 
     def _loaded(self, task: BackgroundTask, project: Project, title: str, recent: Path | None,
-                leaving: Document | None, snapshot) -> bool:  # fmt: skip
+                leaving: Document | None, snapshot, single: bool = False) -> bool:  # fmt: skip
         s = self.services
+        if project is self.project:
+            self.files.set_current(project.index)  # the dock shows what the canvas shows
         if task.error is not None:
             if isinstance(task.exception, OSError):
                 s.inform("Autosave", f"Could not save the previous image's annotations: {task.error}",
@@ -156,8 +162,12 @@ class ImageMode(QObject):
                 except ImageLoadError as exc:
                     s.inform(title, str(exc), error=True)
                 return False
-            notices = "".join(f" {n}." for n in project.notices)
-            s.inform("Navigate", "No more readable images in this direction." + notices)
+            if single:
+                path, why = opened.skipped[0]
+                s.inform(title, f"Cannot open {path.name}: {why}.")
+            else:
+                notices = "".join(f" {n}." for n in project.notices)
+                s.inform("Navigate", "No more readable images in this direction." + notices)
             return False
         if project is not self.project:
             s.activate(self)  # closes volume mode if it was shown
@@ -195,6 +205,7 @@ class ImageMode(QObject):
         self._show_status(doc)
         self.image_key = f"{doc.path}#{id(doc)}"
         s.canvas.set_image(doc.image.rgb, prepared=display)
+        s.show_cursor("")  # the readout of the image left behind goes with it
         s.worker.set_image(self.image_key, doc.image.rgb)
         s.objects.set_document(doc)
         n = len(self.project.paths)
@@ -294,12 +305,12 @@ class ImageMode(QObject):
 
     # ---------------------------------------------------------------- export
     def export_dialog(self, all_images: bool = True) -> None:
-        """Ask for a folder (starting beside the images), then :meth:`export_to` it."""
+        """Ask for a folder (starting beside the images if we may write there; a new name is created),
+        then :meth:`export_to` it."""
         if self.doc is None:
             self.services.inform("Export", "Open an image or a folder first.", error=True)
             return
-        out = QFileDialog.getExistingDirectory(self.services.parent, "Export annotations to folder",
-                                               str(self.doc.path.parent))  # fmt: skip
+        out = ask_folder(self.services.parent, "Export annotations to folder", self.services.export_dir())
         if out:
             self.export_to(out, all_images)
 
@@ -343,9 +354,10 @@ class ImageMode(QObject):
                 s.inform("Export", f"Export cancelled; {out} was left as it was.")
             else:
                 summary = task.result
-                skipped = ", ".join(summary.skipped)
-                skipped = f"; skipped {len(summary.skipped)}: {skipped}" if skipped else ""
-                s.inform("Export", f"Exported {summary.exported} image(s) to {out}{skipped}.")
+                skipped = describe_skipped(summary.skipped)
+                details = "".join(f"\n{item}" for item in summary.skipped)  # in the message log
+                s.inform("Export", f"Exported {summary.exported} image(s) to {out}"
+                                   f"{'; ' + skipped if skipped else ''}.{details}")  # fmt: skip
 
         return run_task(s.parent, "Export", work, done)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,9 +23,14 @@ from PySide6.QtWidgets import (
 from isegformer_app.settings import Settings
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
-from isegformer_app.state.labels import LabelClass, LabelList
+from isegformer_app.state.labels import LABEL_PRESETS, DataKind, LabelClass, LabelList
 from isegformer_app.state.project import Project
-from isegformer_app.state.project_labels import ProjectLabelsError, read_project_labels, write_project_labels
+from isegformer_app.state.project_labels import (
+    ProjectLabels,
+    ProjectLabelsError,
+    read_project_labels,
+    write_project_labels,
+)
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
@@ -31,8 +38,9 @@ from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl
 from isegformer_app.ui.modes import Mode, WindowServices
-from isegformer_app.ui.overlay import nothing_to_draw, outline_polygons, outlined_masks, render_overlay
-from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
+from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
+from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, SidePanels, ViewPanel
+from isegformer_app.ui.status_line import ElidedLabel, separator
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.volume_mode import VolumeMode
@@ -40,6 +48,7 @@ from isegformer_app.ui.worker import InferenceWorker, PredictResult
 from resources import SAMPLE_IMAGE
 
 AUTOSAVE_DELAY_MS = 1500
+log = logging.getLogger("isegformer")
 
 
 class MainWindow(QMainWindow):
@@ -63,7 +72,9 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.settings = settings or Settings.load()
-        self.labels = LabelList.from_json(self.settings.labels)
+        self.labels = LabelList.default_for("photos", self.settings.labels)
+        self._selected_label = ""  # the open project's selected class, as last written
+        self._showing_labels = False  # the label panel is being refilled (its selection is not the user's)
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
@@ -77,18 +88,18 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.view_panel = ViewPanel(s.opacity, s.threshold, s.brush_radius)
         side = QWidget()
-        side.setFixedWidth(300)
         side_layout = QVBoxLayout(side)
         for panel in (self.view_panel, self.labels_panel, self.objects_panel):
             side_layout.addWidget(panel)
+        self.side_panels = SidePanels(side)  # scrolls when the window is too short: panels never clip
         central = QWidget()
         row = QHBoxLayout(central)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.canvas, 1)
-        row.addWidget(side)
+        row.addWidget(self.side_panels)
         self.setCentralWidget(central)
 
-        self.message_label = QLabel("Open an image or a folder (File menu).")
+        self.message_label = ElidedLabel("Open an image or a folder (File menu).")
         self.busy_bar = QProgressBar()
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setFixedWidth(90)
@@ -96,9 +107,8 @@ class MainWindow(QMainWindow):
         self.latency_label = QLabel("no prediction yet")
         self.cursor_label = QLabel("")  # what is under the mouse: pixel / voxel, position, value
         self.statusBar().addWidget(self.message_label, 1)
-        self.statusBar().addPermanentWidget(self.cursor_label)
-        self.statusBar().addPermanentWidget(self.busy_bar)
-        self.statusBar().addPermanentWidget(self.latency_label)
+        for widget in (separator(), self.cursor_label, separator(), self.busy_bar, self.latency_label):
+            self.statusBar().addPermanentWidget(widget)
 
         self.worker = InferenceWorker(self, threads=self.settings.inference_threads)
         self.worker.prediction_ready.connect(self._on_prediction)
@@ -115,15 +125,17 @@ class MainWindow(QMainWindow):
             writer=self.sidecar_writer, inform=self.inform, show_busy=self.busy_bar.setVisible,
             show_prediction=self.apply_prediction, document_changed=self.on_document_changed,
             refresh=self.refresh, activate=self._activate, remember_recent=self._remember_recent,
-            start_dir=self.start_dir, show_cursor=self.cursor_label.setText,
+            start_dir=self.start_dir, export_dir=self.export_dir, show_cursor=self.cursor_label.setText,
             project_opened=self._load_project_labels,
         )  # fmt: skip
         self.images = ImageMode(services, max_side)  # photos: a folder or one image
         self.volume = VolumeMode(services)  # DICOM / NIfTI volumes
         self.mode: Mode = self.images  # the shown one
         side_layout.insertWidget(0, self.volume.panel)
+        self.volume.panel.shown.connect(self.side_panels.fit_width)
 
         self.actions_by_name = services.actions = build_menus(self)
+        self.objects_panel.edit_requested.connect(self.edit_object)
         self.canvas.clicked.connect(self.add_click)
         self.canvas.hovered.connect(lambda row, col: self.mode.on_hover(row, col))
         self.canvas.stroke_finished.connect(self.brush_stroke)
@@ -132,6 +144,7 @@ class MainWindow(QMainWindow):
         self.view_panel.brush.valueChanged.connect(self._on_brush_radius)
         self.view_panel.tool_changed.connect(self._on_tool)
         self.labels_panel.changed.connect(self._on_labels_changed)
+        self.labels_panel.list.currentRowChanged.connect(self._on_label_selected)
         self._on_brush_radius(self.view_panel.brush.value())
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -159,8 +172,11 @@ class MainWindow(QMainWindow):
         return self.mode.image_key
 
     def inform(self, title: str, text: str, error: bool = False) -> None:
-        """Show a message: a dialog for errors, the status bar for notices."""
-        self.message_label.setText(text.splitlines()[0] if text else "")
+        """Show a message: a dialog for errors, the status bar for notices (its first line, cut to fit;
+        the whole text in the tooltip and the log). An empty text clears the status bar."""
+        self.message_label.setText(text)
+        if text:
+            log.info("%s: %s", title, text)
         if error:
             QMessageBox.warning(self, title, text)
 
@@ -217,6 +233,17 @@ class MainWindow(QMainWindow):
                 return str(folder)
         return str(Path.home())
 
+    def export_dir(self) -> str:
+        """Where export dialogs start: the shown file's folder where we may write in it (not inside the
+        installation, e.g. the bundled sample), else the home folder."""
+        doc = self.doc
+        if doc is not None:
+            folder = doc.path.parent
+            self.sidecars.folder_for(folder)  # decides (once) whether that folder can be written
+            if not self.sidecars.is_redirected(folder):
+                return str(folder)
+        return str(Path.home())
+
     def open_image_dialog(self) -> None:
         pattern = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
         path, _ = QFileDialog.getOpenFileName(self, "Open image", self.start_dir(),
@@ -257,6 +284,29 @@ class MainWindow(QMainWindow):
         cls = self.labels_panel.current()
         if self.doc.finish_object(cls.name, cls.color) is None:
             self.inform("Finish", "Nothing to finish: click on the object first.")
+
+    def edit_object(self, uid: int) -> None:
+        """Double-click in the Objects panel: what Return does on a volume (clicks then edit the
+        object); on a photo, choose its class."""
+        if self.doc is None:
+            return
+        self.doc.selected_uid = uid
+        edit = self.actions_by_name["edit_object"]
+        if edit.isEnabled():
+            edit.trigger()
+        else:
+            self.objects_panel.rename()
+
+    def mark_no_objects(self) -> None:
+        """Toggle the mark "done: no objects" of the shown image (a negative image in exports)."""
+        doc = self.images.doc if self.mode is self.images else None
+        if doc is None:
+            self.inform("Mark done", "Open an image first; a volume's label map is exported as it is.")
+        elif doc.objects or doc.has_current():
+            self.inform("Mark done", f"{doc.path.name} has objects: delete them to mark it as having none.")
+        else:
+            doc.mark_no_objects(not doc.no_objects)
+        self.refresh()
 
     def reset_clicks(self) -> None:
         """Esc: drop the current object's clicks and corrections; with none, clear the selection."""
@@ -345,18 +395,22 @@ class MainWindow(QMainWindow):
         current = doc.current_mask() if overlay else None  # one full-size pass for the whole redraw
         if overlay and nothing_to_draw(doc, current):
             self.canvas.set_overlay(None)
-            self.canvas.set_outlines([])
+            self.canvas.set_outlines(np.zeros((0, 4)))
         elif overlay:
-            polygons = [outline_polygons(mask) for mask in outlined_masks(doc, current)]
-            in_screen_pixels = all(p is not None for p in polygons)  # else (noisy masks) as pixels
+            borders = [outline_segments(mask) for mask in outlined_masks(doc, current)]
+            in_screen_pixels = all(b is not None for b in borders)  # else (noisy masks) as pixels
             opacity = self.view_panel.opacity.value() / 100
             rgba = render_overlay(doc, opacity, outlines=not in_screen_pixels, current=current)
             self.canvas.set_overlay(rgba)
-            self.canvas.set_outlines([c for p in polygons for c in p] if in_screen_pixels else [])
+            self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
+                                     else np.zeros((0, 4)))  # fmt: skip
         self.canvas.set_clicks(doc.clicks)
+        if doc.objects or doc.clicks:
+            self.canvas.set_hint(None)  # restored work: the user knows how to click
         self.objects_panel.refresh()
         self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
         self.actions_by_name["redo"].setEnabled(doc.history.can_redo())
+        self.actions_by_name["no_objects"].setChecked(self.mode is self.images and doc.no_objects)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — isegformer")
         if doc.dirty and not self.autosave_timer.isActive():
             # at most AUTOSAVE_DELAY_MS after the first unsaved change, however busy the user keeps
@@ -373,40 +427,89 @@ class MainWindow(QMainWindow):
         self.canvas.tool = name
 
     # ------------------------------------------------------------ labels
+    def _default_labels(self, kind: DataKind) -> LabelList:
+        """The set a new project of ``kind`` starts with (the user's, else the built-in one)."""
+        saved = self.settings.volume_labels if kind == "volumes" else self.settings.labels
+        return LabelList.default_for(kind, saved)
+
     def _load_project_labels(self) -> None:
-        """A folder or volume is shown now: its own label list (the default set if it has none)."""
+        """A folder or volume is shown now: its own label list (the default set for its kind of data if
+        it has none) with the class selected when it was last open."""
         path = self.mode.labels_file()
+        if path is None:
+            return
+        default = self._default_labels(self.mode.data_kind)
         try:
-            labels = read_project_labels(path, self.settings.labels) if path else None
+            project = read_project_labels(path, default)
         except ProjectLabelsError as exc:
             self.inform("Labels", str(exc))
-            labels = LabelList.from_json(self.settings.labels)
-        if labels is not None:
-            self.labels.classes[:] = labels.classes  # the panels hold this very list
+            project = ProjectLabels(default)
+        self._selected_label = project.selected
+        self.labels.classes[:] = project.labels.classes  # the panels hold this very list
+        self._show_labels(project.selected)
+
+    def _show_labels(self, selected: str) -> None:
+        """Refill the label and object panels; select class ``selected`` (the first if "")."""
+        self._showing_labels = True
+        try:
             self.labels_panel.refresh()
-            self.objects_panel.refresh()
+            self.labels_panel.list.setCurrentRow(max(0, self.labels.names().index(selected)
+                                                     if selected in self.labels.names() else 0))  # fmt: skip
+        finally:
+            self._showing_labels = False
+        self.objects_panel.refresh()
+
+    def _on_label_selected(self, _row: int) -> None:
+        """The user picked another class: the project remembers it."""
+        if not self._showing_labels and self.labels_panel.list.currentRow() >= 0:
+            name = self.labels_panel.current().name
+            if name != self._selected_label:
+                self._selected_label = name
+                self._write_project_labels()
 
     def _on_labels_changed(self) -> None:
         """The user edited the labels: the open project's list is written (in the background); with
         nothing open the edit changes the default set for new projects."""
         self.objects_panel.refresh()
-        path = self.mode.labels_file()
-        if path is None:
+        if self.mode.labels_file() is None:
             self.settings.labels = self.labels.to_json()
             return
+        self._selected_label = self.labels_panel.current().name
+        self._write_project_labels()
+
+    def _write_project_labels(self) -> None:
+        path = self.mode.labels_file()
+        if path is None:
+            return
         labels = LabelList([LabelClass(c.name, c.color) for c in self.labels.classes])
+        project = ProjectLabels(labels, self._selected_label)
         source = self.mode.doc.path  # a file of the project's folder: its autosaves go where it goes
 
         def target() -> Path:  # this project's file, in the per-user folder after a redirect
             return self.sidecars.folder_for(source.parent) / path.name
 
-        self.sidecar_writer.write(lambda out: write_project_labels(labels, out), target, source,
+        self.sidecar_writer.write(lambda out: write_project_labels(project, out), target, source,
                                   lambda: None, key=path)  # fmt: skip
 
+    def use_label_preset(self, name: str) -> None:
+        """Edit > Label presets: the open project's classes become preset ``name`` (classes that its
+        objects use stay, after the preset's)."""
+        doc = self.doc
+        used = {o.label for o in doc.objects} if doc is not None else set()
+        self.labels.classes[:] = self.labels.with_preset(LABEL_PRESETS[name], used).classes
+        self._show_labels(self._selected_label)
+        self._on_labels_changed()
+        self.inform("Labels", f"Labels: {', '.join(self.labels.names())}.")
+
     def make_labels_default(self) -> None:
-        """Use the shown labels for every project opened for the first time from now on."""
-        self.settings.labels = self.labels.to_json()
-        self.inform("Labels", f"New projects start with these {len(self.labels)} labels.")
+        """Use the shown labels for every project of the shown kind of data (photos or volumes) opened
+        for the first time from now on."""
+        kind = self.mode.data_kind
+        if kind == "volumes":
+            self.settings.volume_labels = self.labels.to_json()
+        else:
+            self.settings.labels = self.labels.to_json()
+        self.inform("Labels", f"New {kind} projects start with these {len(self.labels)} labels.")
 
     # ------------------------------------------------------------ saving
     def autosave(self) -> None:

@@ -16,6 +16,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow
 
 from isegformer_app.settings import Settings
+from isegformer_app.state.labels import DataKind
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
@@ -47,6 +48,7 @@ class WindowServices:
     activate: Callable[[Mode], None]  # make this mode the shown one (the other one is closed)
     remember_recent: Callable[[Path], None]
     start_dir: Callable[[], str]  # where file dialogs start
+    export_dir: Callable[[], str]  # where export dialogs start (a folder we may write in)
     show_cursor: Callable[[str], None]  # the status bar's readout of what is under the cursor
     project_opened: Callable[[], None]  # a new folder or volume is shown: the window loads its labels
     actions: dict[str, QAction] = field(default_factory=dict)  # filled once the menus exist
@@ -56,6 +58,7 @@ class Mode(Protocol):
     """One kind of annotation the window can show; the window calls these and nothing else."""
 
     image_key: str  # the key the worker knows the shown image (or slice) by
+    data_kind: DataKind  # "photos" / "volumes": which default label set a new project starts with
 
     @property
     def doc(self) -> Document | None:

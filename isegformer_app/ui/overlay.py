@@ -41,17 +41,54 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(m, cv2.MORPH_GRADIENT, OUTLINE_KERNEL).view(bool) & mask
 
 
-MAX_OUTLINE_POINTS = 20000  # beyond this (noisy masks) the outline is drawn as pixels instead
+MAX_OUTLINE_SEGMENTS = 20000  # beyond this (noisy masks) the outline is drawn as pixels instead
 
 
-def outline_polygons(mask: np.ndarray, max_points: int = MAX_OUTLINE_POINTS) -> list[np.ndarray] | None:
-    """The borders of ``mask`` as closed polygons of (x, y) pixel indices (Nx2 int arrays), for an
-    outline drawn in screen pixels; None when they would have more than ``max_points`` vertices."""
+def _runs(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """Unit pixel edges on line ``fixed`` from ``moving`` to ``moving + 1``, merged into runs:
+    Kx3 (fixed, start, end)."""
+    order = np.lexsort((moving, fixed))
+    f, m = fixed[order], moving[order]
+    new_run = np.ones(f.size, bool)
+    new_run[1:] = (f[1:] != f[:-1]) | (m[1:] != m[:-1] + 1)
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], f.size) - 1
+    return np.stack([f[starts], m[starts], m[ends] + 1], axis=1)
+
+
+def outline_segments(mask: np.ndarray, max_segments: int = MAX_OUTLINE_SEGMENTS) -> np.ndarray | None:
+    """The border of ``mask`` along the pixel (voxel) edges: Kx4 float (x0, y0, x1, y1) segments in
+    pixel-corner coordinates (pixel (y, x) covers [x, x+1] x [y, y+1]), collinear edges merged, for an
+    outline drawn in screen pixels that lies exactly on the edge of the filled pixels at any zoom;
+    None when it would take more than ``max_segments`` segments (noisy masks).
+
+    The border pixels come from OpenCV's border following (every mask pixel with a background pixel
+    beside it lies on an outer or a hole border), so the cost follows the border, not the image size.
+    """
     m = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    if sum(len(c) for c in contours) > max_points:
+    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return np.zeros((0, 4))
+    h, w = m.shape
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
+    flat = np.unique(points[:, 1] * w + points[:, 0])
+    ys, xs = flat // w, flat % w
+
+    def background(dy: int, dx: int) -> np.ndarray:
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        out = np.ones(ys.size, bool)
+        out[inside] = m[ny[inside], nx[inside]] == 0
+        return out
+
+    top, bottom, left, right = background(-1, 0), background(1, 0), background(0, -1), background(0, 1)
+    rows = _runs(np.concatenate([ys[top], ys[bottom] + 1]), np.concatenate([xs[top], xs[bottom]]))
+    cols = _runs(np.concatenate([xs[left], xs[right] + 1]), np.concatenate([ys[left], ys[right]]))
+    if len(rows) + len(cols) > max_segments:
         return None
-    return [c.reshape(-1, 2) for c in contours]
+    horizontal = np.stack([rows[:, 1], rows[:, 0], rows[:, 2], rows[:, 0]], axis=1)
+    vertical = np.stack([cols[:, 0], cols[:, 1], cols[:, 0], cols[:, 2]], axis=1)
+    return np.concatenate([horizontal, vertical]).astype(np.float64)
 
 
 def nothing_to_draw(doc: OverlaySource, current: np.ndarray | None = None) -> bool:

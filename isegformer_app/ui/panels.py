@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QColorDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -52,6 +54,8 @@ def input_dialog(parent: QWidget | None, title: str, label: str) -> QInputDialog
     dialog.setLabelText(label)
     width = max(dialog.fontMetrics().horizontalAdvance(title), dialog.fontMetrics().horizontalAdvance(label))
     dialog.setMinimumWidth(width + TITLE_ROOM)
+    # QInputDialog sets its own minimum from its layout when shown: the label's width is what holds
+    dialog.findChild(QLabel).setMinimumWidth(width + TITLE_ROOM)
     return dialog
 
 
@@ -88,6 +92,7 @@ class ObjectsPanel(QGroupBox):
     """
 
     labels_changed = Signal()
+    edit_requested = Signal(int)  # double-click on object ``uid``: edit it (as Return does)
 
     def __init__(self, labels: LabelList, parent=None) -> None:
         super().__init__("Objects", parent)
@@ -96,6 +101,8 @@ class ObjectsPanel(QGroupBox):
         self.list = QListWidget()
         self.list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.list.currentItemChanged.connect(self._on_select)
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.edit_requested.emit(int(item.data(Qt.ItemDataRole.UserRole))))
         self.list.itemChanged.connect(self._on_check)
         grid = QGridLayout()
         buttons = [("Rename", self.rename), ("Colour", self.recolor), ("Delete", self.delete),
@@ -112,20 +119,38 @@ class ObjectsPanel(QGroupBox):
         self.refresh()
 
     def refresh(self) -> None:
+        """Show the document's objects. The items are updated in place while the objects stay the same
+        (a refill between the two clicks of a double-click would lose it)."""
         self._filling = True
-        self.list.clear()
-        if self.doc is not None:
-            objects = self.doc.objects  # a volume document builds this list on each access
-            for index in reversed(range(len(objects))):
-                obj = objects[index]
-                item = QListWidgetItem(color_icon(obj.color), f"{index + 1}  {obj.label}")
-                item.setData(Qt.ItemDataRole.UserRole, obj.uid)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Checked if obj.visible else Qt.CheckState.Unchecked)
-                self.list.addItem(item)
+        try:
+            objects = list(reversed(self.doc.objects)) if self.doc is not None else []  # top first
+            uid_role, color_role = Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1
+            shown = [self.list.item(row).data(uid_role) for row in range(self.list.count())]
+            if [o.uid for o in objects] != shown:
+                self.list.clear()
+                for obj in objects:
+                    item = QListWidgetItem()
+                    item.setData(uid_role, obj.uid)
+                    item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                    self.list.addItem(item)
+            current = None
+            for row, obj in enumerate(objects):
+                item = self.list.item(row)
+                text = f"{len(objects) - row}  {obj.label}"
+                if item.text() != text:
+                    item.setText(text)
+                if item.data(color_role) != list(obj.color):
+                    item.setData(color_role, list(obj.color))
+                    item.setIcon(color_icon(obj.color))
+                state = Qt.CheckState.Checked if obj.visible else Qt.CheckState.Unchecked
+                if item.checkState() != state:
+                    item.setCheckState(state)
                 if obj.uid == self.doc.selected_uid:
-                    self.list.setCurrentItem(item)
-        self._filling = False
+                    current = item
+            if self.list.currentItem() is not current:
+                self.list.setCurrentItem(current)
+        finally:
+            self._filling = False
 
     def selected_uid(self) -> int | None:
         return self.doc.selected_uid if self.doc else None
@@ -206,8 +231,9 @@ class LabelsPanel(QGroupBox):
         self.list.setCurrentRow(min(row, len(self.labels) - 1))
 
     def current(self) -> LabelClass:
-        """The selected class (the first one if none is selected)."""
-        return self.labels.classes[max(0, self.list.currentRow())]
+        """The selected class (the first one if none is selected, or while the list is refilled)."""
+        row = self.list.currentRow()
+        return self.labels.classes[row if 0 <= row < len(self.labels) else 0]
 
     def add(self) -> None:
         name, ok = ask_text(self, "New label", "Class name:")
@@ -236,6 +262,28 @@ class LabelsPanel(QGroupBox):
             cls.color = color
             self.refresh()
             self.changed.emit()
+
+
+class SidePanels(QScrollArea):
+    """The column of panels beside the canvas: as wide as its widest panel needs, and scrolled
+    (vertically) when the window is too short for all of them, so no panel is ever squeezed below the
+    room its widgets need."""
+
+    MIN_WIDTH = 300
+
+    def __init__(self, column: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidget(column)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.fit_width()
+
+    def fit_width(self) -> None:
+        """Width for the widest panel shown now, plus room for the scroll bar."""
+        need = self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        self.setFixedWidth(max(self.MIN_WIDTH, need))
 
 
 class ViewPanel(QGroupBox):

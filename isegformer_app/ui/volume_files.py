@@ -23,6 +23,7 @@ from isegformer_app.state.volume_autosave import (
 )
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, nifti_stem
+from isegformer_app.ui.dialogs import ask_folder
 from isegformer_app.ui.tasks import BackgroundTask, run_task
 from isegformer_app.volumes import (
     AXES,
@@ -207,7 +208,7 @@ class VolumeFiles:
     def export_nifti_dialog(self) -> None:
         if self.ctl.doc is None:
             return
-        default = str(self.ctl.doc.path.parent / f"{nifti_stem(self.ctl.doc.path)}_labels.nii.gz")
+        default = str(Path(self.services.export_dir()) / f"{nifti_stem(self.ctl.doc.path)}_labels.nii.gz")
         path, _ = QFileDialog.getSaveFileName(self.parent, "Export label map", default, VOLUME_FILTER)
         if path:
             self.export_nifti(path)
@@ -239,8 +240,7 @@ class VolumeFiles:
             return
         axis, ok = QInputDialog.getItem(self.parent, "Slice export", "View:", list(AXES),
                                         AXES.index(self.ctl.doc.axis), False)  # fmt: skip
-        root = QFileDialog.getExistingDirectory(self.parent, "Export slices to folder",
-                                                self.services.start_dir()) if ok else ""  # fmt: skip
+        root = ask_folder(self.parent, "Export slices to folder", self.services.export_dir()) if ok else ""
         if root:
             self.export_slices(root, layout, axis)
 

@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit
 
+from isegformer_app.state.labels import DataKind
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.state.propagation import PropagatedSlice, PropagationPlan, plan_propagation
 from isegformer_app.state.volume_autosave import volume_stem
@@ -47,6 +48,8 @@ class _Propagation:
 class VolumeMode(QObject):
     """Owns the open volume document (None while images are shown) and the volume widgets."""
 
+    data_kind: DataKind = "volumes"
+
     def __init__(self, services: WindowServices) -> None:
         super().__init__(services.parent)
         self.services = s = services
@@ -62,7 +65,8 @@ class VolumeMode(QObject):
         self.notes_dock = QDockWidget("Volume notes", window)
         self.notes_dock.setObjectName("volume_notes")
         self.notes_dock.setWidget(self.notes)
-        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.notes_dock)
+        # beside the canvas, under the Files dock: below it the notes would take the side panels' height
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.notes_dock)
         self.notes_dock.setVisible(False)
         self.files = VolumeFiles(self)
         self.panel.axis_chosen.connect(lambda axis: self.show_slice(axis=axis))
@@ -165,6 +169,8 @@ class VolumeMode(QObject):
         if index is None:
             index = doc.index if axis == doc.axis else doc.volume.slice_count(axis) // 2
         index = int(min(max(index, 0), doc.volume.slice_count(axis) - 1))
+        if (axis, index) != (doc.axis, doc.index):
+            s.inform("Slice", "")  # messages about the slice left behind go with it
         same_axis = axis == doc.axis
         s.canvas.set_image(self.display_image(axis, index), doc.volume.pixel_aspect(axis),
                            keep_view=same_axis and not fit)  # fmt: skip
@@ -172,8 +178,7 @@ class VolumeMode(QObject):
         s.worker.set_image(self.image_key, doc.model_image(axis, index))
         doc.set_view(axis, index)  # notifies: the window redraws overlay and panels
         self.panel.show_view(axis, index, doc.slice_count)
-        name, file_index = doc.volume.file_slice(axis, index)
-        self.panel.slice_label.setText(f"Slice {name} = {file_index}  ({index + 1}/{doc.slice_count})")
+        self.panel.slice_label.setText(doc.volume.slice_caption(axis, index))
         self.panel.show_window(self.display_window)
         self._show_crosshair()
         self.request_prediction()
@@ -298,12 +303,15 @@ class VolumeMode(QObject):
         doc = self.doc
         if doc is None:
             return
-        last = doc.slice_count
+        vol, axis = doc.volume, doc.axis
+        name, first = vol.file_slice(axis, 0)
+        last = vol.file_slice(axis, doc.slice_count - 1)[1]  # the slices are named as in the panel
+        here = vol.slice_caption(axis, doc.index).replace("Slice", "slice", 1)
         stop, ok = QInputDialog.getInt(self.services.parent, "Propagate",
-                                       f"Propagate from slice {doc.index + 1} up to slice (1..{last}):",
-                                       last, 1, last)  # fmt: skip
+                                       f"Propagate from {here} up to slice {name} =", last,
+                                       min(first, last), max(first, last))  # fmt: skip
         if ok:
-            self.propagate_to(stop - 1)
+            self.propagate_to(vol.view_index(axis, stop))
 
     def propagate_to(self, stop: int) -> bool:
         """Propagate the active (else selected) object from this slice to ``stop``, in the worker thread
@@ -352,9 +360,9 @@ class VolumeMode(QObject):
             return
         stopped = " (cancelled)" if cancelled else ""
         targets = p.plan.targets
-        self.services.inform("Propagate", f"Propagated to {p.done} of {len(targets)} slice(s){stopped}.")
         if len(targets) == 1 and p.done == 1:
             self.show_slice(index=targets[0])  # show the new slice, ready for correction clicks
+        self.services.inform("Propagate", f"Propagated to {p.done} of {len(targets)} slice(s){stopped}.")
 
     def _on_label_class(self) -> None:
         if self.doc is not None:

@@ -35,6 +35,7 @@ class VolumePanel(QGroupBox):
     preset_chosen = Signal(int)
     propagate = Signal(str)  # "prev" | "next" | "range"
     frame_chosen = Signal(int)  # a frame (4th dimension) of a 4-D file
+    shown = Signal()  # became visible, or its contents changed width (the side column fits itself again)
 
     def __init__(self, parent=None) -> None:
         super().__init__("Volume", parent)
@@ -103,6 +104,11 @@ class VolumePanel(QGroupBox):
         self.frame.blockSignals(False)
         for widget in (self.frame, self.frame_label):
             widget.setVisible(frames > 1)
+        self.shown.emit()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self.shown.emit()
 
     def _on_frame(self, frame: int) -> None:
         self.frame_chosen.emit(frame)
@@ -112,6 +118,7 @@ class VolumePanel(QGroupBox):
         self.presets.clear()
         for preset in presets:
             self.presets.addItem(_preset_text(preset))
+        self.shown.emit()
 
     def show_window(self, window: WindowPreset) -> None:
         """Show the displayed window: its values, and in the preset box the preset it is, or

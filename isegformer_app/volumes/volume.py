@@ -139,6 +139,17 @@ class Volume:
         moved = int(np.argmax(np.abs(np.subtract(second, first))))
         return "ijk"[moved], first[moved]
 
+    def slice_caption(self, axis: str, index: int) -> str:
+        """How a slice is named to the user, everywhere: "Slice k = 5  (6/10)" (the file's own index,
+        then the position in the view)."""
+        name, file_index = self.file_slice(axis, index)
+        return f"Slice {name} = {file_index}  ({index + 1}/{self.slice_count(axis)})"
+
+    def view_index(self, axis: str, file_index: int) -> int:
+        """The slice of view ``axis`` whose file index (see :meth:`file_slice`) is ``file_index``."""
+        first, last = self.file_slice(axis, 0)[1], self.file_slice(axis, self.slice_count(axis) - 1)[1]
+        return (file_index - first) * (1 if last >= first else -1)
+
     # --- channels and views -------------------------------------------------------------------
     def channel(self, channel: str | int = 0) -> np.ndarray:
         """The ``(z, y, x)`` float32 array of one channel (by name or position)."""

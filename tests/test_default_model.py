@@ -3,6 +3,10 @@ classical engines selectable."""
 
 from __future__ import annotations
 
+import json
+
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -15,11 +19,19 @@ from model.runtime_tuning import RuntimeChoice, candidate_settings, measure_runt
 
 @pytest.fixture
 def bundled(tmp_path, monkeypatch):
+    """A bundled network measured better on photos than the classical engine, not on volumes."""
     import resources
 
     path = tmp_path / "bundled.pth"
     save_checkpoint(build_model("segformer_b0", head_channels=32), path)
     monkeypatch.setattr(resources, "DEFAULT_MODEL", path)
+    defaults = tmp_path / "bundled.json"
+    decisions = {
+        "photo": {"engine": "isegformer-lite0", "reason": "beats geo_grabcut on voc"},
+        "volume": {"engine": "geo_grabcut", "reason": "does not beat it on mni"},
+    }
+    defaults.write_text(json.dumps({"defaults": decisions}))
+    monkeypatch.setattr(resources, "MODEL_DEFAULTS", defaults)
     return path
 
 
@@ -46,3 +58,42 @@ def test_app_defaults_to_the_bundled_network(qtbot, tmp_path, bundled, messages)
     window.models.use_engine("geo_grabcut")
     qtbot.waitUntil(lambda: window.models.active == ("engine", "geo_grabcut"), timeout=10000)
     window.close()
+
+
+def test_engine_follows_the_kind_of_data_until_the_user_picks_one(qtbot, tmp_path, bundled, messages) -> None:
+    """Photos start on the network, volumes on the classical engine (as measured); the Model menu says
+    which is whose default; a pick by hand holds for both kinds and across sessions until "Default"."""
+    nifti = tmp_path / "head.nii.gz"
+    data = np.zeros((32, 40, 8), np.int16)
+    data[8:24, 10:30, 2:6] = 500
+    nib.save(nib.Nifti1Image(data, np.eye(4)), nifti)
+    config = tmp_path / "config"
+    window = MainWindow(Settings.load(config))
+    qtbot.addWidget(window)
+    menu = window.actions_by_name
+    assert menu["engine_default_photo"].text() == "Photos: isegformer-lite0"
+    assert menu["engine_default_volume"].text() == "Volumes: geo_grabcut"
+    assert "does not beat it on mni" in menu["engine_default_volume"].toolTip()
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "isegformer-lite0"), timeout=60000)
+    assert window.engine_text.endswith("photo default")
+
+    assert window.open_path(nifti)
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "geo_grabcut"), timeout=10000)
+    assert window.engine_text == "geo_grabcut · cpu · volume default"
+
+    menu["engine_isegformer-lite0"].trigger()  # picked by hand: it holds for volumes too
+    qtbot.waitUntil(lambda: window.models.active == ("engine", "isegformer-lite0"), timeout=60000)
+    assert not window.engine_text.endswith("default")
+    window.settings.save()
+    window.close()
+
+    again = MainWindow(Settings.load(config))
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.models.active == ("engine", "isegformer-lite0"), timeout=60000)
+    assert again.open_path(nifti)
+    qtbot.waitUntil(lambda: again.volume.doc is not None, timeout=10000)
+    assert again.models.active == ("engine", "isegformer-lite0")
+    again.actions_by_name["engine_defaults"].trigger()
+    qtbot.waitUntil(lambda: again.models.active == ("engine", "geo_grabcut"), timeout=10000)
+    assert again.settings.engine == "" and not messages
+    again.close()

@@ -339,17 +339,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_model_source() -> tuple[str | None, Path | None]:
-    """(engine, checkpoint) the app starts with: the bundled trained network if it is installed,
-    else the default built-in engine."""
-    from resources import bundled_model
+def default_model_source() -> tuple[str | None, Path | None, str]:
+    """(engine, checkpoint, why) of the photo default the app starts with: the bundled trained network
+    where it measured better than the classical engine (``resources.modality_defaults``), else that engine."""
+    from resources import DEFAULT_MODEL_NAME, bundled_model, modality_defaults
 
+    engine, why = modality_defaults()["photo"]
     path = bundled_model()
-    if path is not None:
-        return None, path
-    from model.engines import DEFAULT_ENGINE
-
-    return DEFAULT_ENGINE, None
+    if engine == DEFAULT_MODEL_NAME and path is not None:
+        return None, path, why
+    return engine, None, why
 
 
 def engine_factory(name: str) -> PredictorFactory:
@@ -405,9 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
     if not args.engine and args.checkpoint is None:
-        args.engine, args.checkpoint = default_model_source()
+        args.engine, args.checkpoint, why = default_model_source()
         chosen = f"engine {args.engine}" if args.engine else f"checkpoint {args.checkpoint}"
-        print(f"isegformer-eval: evaluating the default model: {chosen}", file=sys.stderr)
+        print(f"isegformer-eval: evaluating the photo default, {chosen} ({why})", file=sys.stderr)
     try:
         specs = parse_dataset_specs(args.datasets, args.data_root)
         datasets = [(spec.label, open_dataset(spec.name, spec.path)) for spec in specs]

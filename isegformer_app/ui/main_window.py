@@ -181,7 +181,9 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, title, text)
 
     def _activate(self, mode: Mode) -> None:
-        """Show ``mode`` from now on; the mode shown until now autosaves and lets go of its document."""
+        """Show ``mode`` from now on; the mode shown until now autosaves and lets go of its document. The
+        engine follows the kind of data unless the user picked one."""
+        self.models.set_modality("volume" if mode is self.volume else "photo")
         if mode is not self.mode:
             self.autosave_timer.stop()
             self.mode.deactivate()

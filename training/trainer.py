@@ -107,9 +107,12 @@ def lr_multiplier(name: str, model: InteractiveModel, backbone_lr_mult: float) -
     """Rate factor of parameter ``name``: the pretrained backbone trains at ``backbone_lr_mult``.
 
     SegFormer: ``network.encoder.*``; HRNet-OCR: ``network.backbone.*``, ``network.head.aux_head.*``,
-    ``network.head.classifier.*`` (RITM); click fusion layers and other heads at the full rate.
+    ``network.head.classifier.*`` (RITM); HRFormer: the whole ``network.*`` (iSegFormer's
+    ``HRFormerModel``); click fusion layers and other heads at the full rate.
     """
     if name.startswith("network.encoder."):
+        return backbone_lr_mult
+    if getattr(model, "original_class", "").endswith("HRFormerModel") and name.startswith("network."):
         return backbone_lr_mult
     if getattr(model, "original_class", "").endswith("HRNetModel") and name.startswith(
         ("network.backbone.", "network.head.aux_head.", "network.head.classifier.")

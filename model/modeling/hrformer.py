@@ -217,7 +217,7 @@ def to_original(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         original = KEY_MAP.to_original(_rename_block_part(key, False))
-        head, sep, tail = original.rpartition(".attn.qkv.")
+        head, sep, tail = original.rpartition(".attn.attn.qkv.")
         if sep and _BLOCK.match(original):
             for name, part in zip(_QKV, value.chunk(3, dim=0), strict=True):
                 out[f"{head}.attn.attn.{name}.{tail}"] = part

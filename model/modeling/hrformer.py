@@ -18,7 +18,7 @@ widths, so :class:`HRFormerAdapter` reads them off the weights (:func:`hrt_confi
 ``hrformer_small`` (HRFormer's ``hrt_small`` widths with the same head, 480 -> 512 channels) is ours:
 its files load here, but the original code would need ``backbone='hrt_small'`` and ``in_channels=480``.
 
-Original -> our keys (:func:`to_ours_key`, one table): ``feature_extractor.backbone.`` ->
+Original -> our keys (:func:`to_ours` / :func:`to_original`, one table): ``feature_extractor.backbone.`` ->
 ``network.backbone.`` (HRNet names, as in :mod:`model.modeling.hrnet`); inside a transformer block
 ``attn.attn.{q,k,v}_proj`` are packed into ``attn.qkv`` (rows q, k, v), ``attn.attn.out_proj`` ->
 ``attn.proj``, ``mlp.{fc1,norm1,dw3x3,norm2,fc2,norm3}`` -> ``ffn.{0,1,2}.{conv,bn}``; the head as

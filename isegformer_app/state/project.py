@@ -217,7 +217,8 @@ class Project:
     def export_plan(self, all_images: bool = True) -> ExportPlan:
         """What an export of every image (or of the open one, added to an earlier export) writes."""
         paths = self.paths if all_images else [self.doc.path] if self.doc else []
-        return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images)
+        return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images,
+                           max_side=self.max_side)  # fmt: skip
 
     def export(
         self, out_dir: Path, labels: LabelList, report: ProgressCallback | None = None,

@@ -3,15 +3,13 @@ trust, checkpoints refused before they allocate, hostile files and settings."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from isegformer_app.state.autosave import read_sidecar, save_document
+from isegformer_app.state.autosave import read_sidecar
 from isegformer_app.state.document import Document
-from isegformer_app.state.imageio import load_image, read_png
+from isegformer_app.state.imageio import read_png
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
 from isegformer_app.state.sidecar_codec import write_sidecar
@@ -81,3 +79,51 @@ def test_export_skips_an_image_that_is_gone_or_unreadable(tmp_path) -> None:
     (src / "img1.png").write_bytes(b"not a png")
     summary = Project.from_path(src).export(tmp_path / "out", LabelList())
     assert summary.exported == 1 and summary.skipped[0].startswith("img1.png: ")
+
+
+# ------------------------------------------------------------- 3: checkpoints refused before they allocate
+_HUGE_CONFIGS = """
+import resource, sys, time
+import torch
+from model.build import build_model
+from model.checkpoint import (CheckpointError, _OriginalPickleModule, _RestrictedPickleModule,
+                              load_checkpoint, save_checkpoint)
+folder = sys.argv[1]
+save_checkpoint(build_model("segformer_b0"), f"{folder}/b0.pth")
+raw = torch.load(f"{folder}/b0.pth", weights_only=False, pickle_module=_RestrictedPickleModule)
+cases = {"wide": ("backbone_params", "embed_dims", 20000),
+         "deep": ("backbone_params", "num_layers", [10**6, 2, 2, 2]),
+         "negative": ("backbone_params", "embed_dims", -32), "head": ("decode_head_params", "channels", -256)}
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for name, (group, key, value) in cases.items():
+    params = raw["config"]["params"]
+    old = params[group]["value"][key]
+    params[group]["value"][key] = value
+    torch.save(raw, f"{folder}/{name}.pth", pickle_module=_OriginalPickleModule)
+    params[group]["value"][key] = old
+    start = time.perf_counter()
+    try:
+        load_checkpoint(f"{folder}/{name}.pth")
+        outcome = "loaded"
+    except CheckpointError as exc:
+        outcome = "CheckpointError " + str(exc).replace(chr(10), " ")
+    except BaseException as exc:
+        outcome = f"{type(exc).__name__}"
+    print(name, f"{time.perf_counter() - start:.2f}", outcome)
+print("grew_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def test_checkpoint_with_absurd_sizes_is_refused_before_anything_is_built(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _HUGE_CONFIGS, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    for name in ("wide", "deep", "negative", "head"):
+        seconds, outcome = lines[name].split(" ", 1)
+        assert outcome.startswith("CheckpointError") and f"{name}.pth" in outcome, (name, outcome)
+        assert float(seconds) < 10, (name, seconds)
+    assert float(lines["grew_mb"]) < 300, lines["grew_mb"]  # a 20000-wide b0 alone needs gigabytes

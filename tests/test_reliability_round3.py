@@ -3,6 +3,8 @@ trust, checkpoints refused before they allocate, hostile files and settings."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -127,3 +129,99 @@ def test_checkpoint_with_absurd_sizes_is_refused_before_anything_is_built(tmp_pa
         assert outcome.startswith("CheckpointError") and f"{name}.pth" in outcome, (name, outcome)
         assert float(seconds) < 10, (name, seconds)
     assert float(lines["grew_mb"]) < 300, lines["grew_mb"]  # a 20000-wide b0 alone needs gigabytes
+
+
+# ------------------------------------------------------------------ 1: two instances on one folder
+def _labels_in_sidecar(project: Project, image) -> list[str]:
+    return [o["label"] for o in read_sidecar(project.sidecar_for(image)).meta["objects"]]
+
+
+def test_two_instances_saving_one_image_keep_both_users_objects(tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 60, 80)
+    first, second = Project.from_path(src), Project.from_path(src)
+    doc_a, doc_b = first.open_index(0), second.open_index(0)
+    _annotate(doc_a, 5, 20, 5, 20, "cat")
+    assert first.save() and first.save_notices == []
+    _annotate(doc_b, 30, 50, 40, 70, "dog")
+    assert second.save()
+    assert _labels_in_sidecar(first, src / "img0.png") == ["dog", "cat"]  # the first user's cat is kept
+    assert [o.label for o in doc_b.objects] == ["dog", "cat"] and doc_b.dirty  # shown to the second user
+    assert np.array_equal(doc_b.objects[1].mask, doc_a.objects[0].mask)
+    assert len(second.save_notices) == 1 and "1 object(s)" in second.save_notices[0]
+    doc_b.undo()  # the merge is one undo step
+    assert [o.label for o in doc_b.objects] == ["dog"]
+    doc_b.redo()
+    _annotate(doc_a, 40, 55, 5, 20, "bird")
+    assert first.save()  # the first user now gets the dog
+    assert sorted(_labels_in_sidecar(first, src / "img0.png")) == ["bird", "cat", "dog"]
+    assert sorted(o.label for o in doc_a.objects) == ["bird", "cat", "dog"]
+    assert second.save()  # nothing new on either side: no duplicates
+    assert sorted(_labels_in_sidecar(first, src / "img0.png")) == ["bird", "cat", "dog"]
+
+
+def test_an_object_deleted_here_is_not_brought_back_by_the_merge(tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 60, 80)
+    first = Project.from_path(src)
+    _annotate(first.open_index(0), 5, 20, 5, 20, "cat")
+    first.save()
+    second = Project.from_path(src)
+    doc_b = second.open_index(0)
+    _annotate(first.doc, 30, 50, 40, 70, "dog")
+    first.save()
+    doc_b.delete_object(doc_b.objects[0].uid)
+    second.save()
+    assert _labels_in_sidecar(first, src / "img0.png") == ["dog"]
+
+
+def test_an_unmergeable_version_of_another_instance_is_kept_beside(tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 60, 80)
+    first = Project.from_path(src)
+    doc = first.open_index(0)
+    sidecar = first.sidecar_for(src / "img0.png")
+    sidecar.parent.mkdir(exist_ok=True)
+    sidecar.write_bytes(b"written meanwhile by something else")
+    _annotate(doc, 5, 20, 5, 20, "cat")
+    assert first.save()
+    kept = sidecar.parent / (sidecar.name + ".broken")
+    assert kept.read_bytes() == b"written meanwhile by something else"
+    assert "kept as" in first.save_notices[0]
+    assert _labels_in_sidecar(first, src / "img0.png") == ["cat"]
+
+
+def test_two_windows_on_one_folder_merge_objects_and_labels(qtbot, tmp_path, messages, monkeypatch) -> None:
+    from _app_helpers import DiskPredictor, click, make_window, open_and_wait, predicted
+
+    from isegformer_app.state.project_labels import project_labels_path
+    from isegformer_app.ui import panels
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 120, 160)
+    first = make_window(qtbot, tmp_path, DiskPredictor())
+    second = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(first, src) and open_and_wait(second, src)
+    for window, (y, x) in ((first, (30, 30)), (second, (80, 120))):
+        click(qtbot, window, y, x)
+        qtbot.waitUntil(predicted(window, 1), timeout=5000)
+        window.finish_object()  # (Space goes to the active window: the second one)
+        assert window.save_now()
+    assert len(second.doc.objects) == 2 and second.doc.objects[1].mask[30, 30]  # the first user's object
+    assert "merged" in second.message_label.text()
+    assert len(read_sidecar(first.project.sidecar_for(src / "img0.png")).meta["objects"]) == 2
+
+    for window, name in ((first, "zebra"), (second, "yak")):
+        monkeypatch.setattr(panels, "ask_text", lambda *a, name=name, **k: (name, True))
+        window.labels_panel.add()
+        window.sidecar_writer.wait()
+    assert "zebra" in second.labels.names() and "zebra" in second.message_label.text()
+    stored = json.loads(project_labels_path(src / ".isegformer").read_text())["labels"]
+    assert {"zebra", "yak"} <= {c["name"] for c in stored}
+    assert messages == []
+    first.close()
+    second.close()

@@ -8,13 +8,15 @@ The history of clicks of the current object is restored on reopen so annotation 
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from isegformer_app.state.click_session import ClickSession
+from isegformer_app.state.disk_version import DiskStamp, stamp_of, write_merging
 from isegformer_app.state.document import AnnotatedObject, Document
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import as_color
@@ -23,10 +25,11 @@ from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, S
     SidecarTooNew,
     clicks_from_json,
     clicks_to_json,
+    encode_sidecar,
     load_session,
     read_sidecar_file,
     session_arrays,
-    write_sidecar,
+    set_aside,
 )
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
 
@@ -61,24 +64,121 @@ def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
 @dataclass
 class DocumentSnapshot:
     """What an autosave writes, copied from a document on the GUI thread so that the (slow) compression
-    and disk write can run in the background while the user keeps working."""
+    and disk write can run in the background while the user keeps working. ``seen`` / ``seen_objects``:
+    the autosave as the document last read or wrote it (to notice another instance's save since)."""
 
     meta: dict
     arrays: dict[str, np.ndarray]
     revision: int
     path: Path  # the image it belongs to
+    seen: DiskStamp | None = None
+    seen_objects: frozenset[str] = frozenset()
 
 
-def save_document(doc: Document, path: Path) -> None:
-    """Write ``doc`` to the sidecar ``path`` atomically and mark it saved."""
+@dataclass
+class SaveOutcome:
+    """What an autosave write did: the file's new stamp and object fingerprints, the objects another
+    instance had saved meanwhile that were merged into the file, and what to tell the user about it."""
+
+    stamp: DiskStamp | None
+    objects: frozenset[str]
+    merged: list[AnnotatedObject] = field(default_factory=list)
+    notice: str = ""
+
+
+def object_fingerprint(label: str, packed_mask: np.ndarray) -> str:
+    """Identifies a finished object across instances: its label and its (row-packed) mask."""
+    return hashlib.sha1(label.encode("utf-8", "surrogatepass") + packed_mask.tobytes()).hexdigest()
+
+
+def _fingerprints(meta: dict, packed_masks: np.ndarray) -> list[str]:
+    rows = zip(meta["objects"], packed_masks, strict=True)
+    return [object_fingerprint(str(o["label"]), m) for o, m in rows]
+
+
+def save_document(doc: Document, path: Path) -> SaveOutcome:
+    """Write ``doc`` to the sidecar ``path`` atomically (merging another instance's save, see
+    :func:`write_snapshot`) and mark it saved."""
     snapshot = snapshot_document(doc)
-    write_snapshot(snapshot, path)
-    doc.saved_revision = snapshot.revision
+    outcome = write_snapshot(snapshot, path)
+    apply_outcome(doc, snapshot, outcome)
+    return outcome
 
 
-def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> None:
-    """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread."""
-    write_sidecar(path, snapshot.meta, snapshot.arrays)
+def apply_outcome(doc: Document, snapshot: DocumentSnapshot, outcome: SaveOutcome) -> None:
+    """After a write (GUI thread): ``doc`` is saved up to the snapshot, knows the file's new version, and
+    gets the objects merged from another instance (one undo step; the document is then dirty again)."""
+    doc.saved_revision = max(doc.saved_revision, snapshot.revision)
+    doc.disk_stamp, doc.disk_objects = outcome.stamp, outcome.objects
+    doc.merge_objects(outcome.merged)
+
+
+def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> SaveOutcome:
+    """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread.
+
+    When the file was saved by someone else since the document read it (another window, a colleague on a
+    shared folder), their finished objects that this document neither has nor had are merged in (added
+    on top) before writing; a version of theirs that cannot be merged (unreadable, or made for another
+    image) is kept beside as ``<name>.broken``. Nothing of theirs is replaced silently: the outcome's
+    ``notice`` says what happened.
+    """
+    merged: list[AnnotatedObject] = []
+    notices: list[str] = []
+
+    def merge() -> None:
+        if not path.is_file():
+            return
+        try:
+            theirs = read_sidecar(path)
+            added = _merge_into(snapshot, theirs)
+        except SidecarError as exc:
+            notices.append(f"{path.name} was changed by another isegformer and cannot be merged ({exc}). "
+                           f"{set_aside(path, exc)}")  # fmt: skip
+            return
+        merged.extend(added)
+        unfinished = bool(theirs.meta.get("clicks")) or bool(theirs.arrays["brush"].any())
+        if added or unfinished:
+            lost = " Their unfinished object (not finished with Space) was not merged." if unfinished else ""
+            notices.append(f"{snapshot.path.name} was also saved by another isegformer (another window or "
+                           f"user) since it was opened; {len(added)} object(s) of theirs were merged in."
+                           + lost)  # fmt: skip
+
+    stamp = write_merging(path, snapshot.seen, lambda: encode_sidecar(snapshot.meta, snapshot.arrays), merge)
+    objects = frozenset(_fingerprints(snapshot.meta, snapshot.arrays["masks"]))
+    return SaveOutcome(stamp, objects, merged, " ".join(notices))
+
+
+def _merge_into(snapshot: DocumentSnapshot, theirs: SidecarContents) -> list[AnnotatedObject]:
+    """Add to ``snapshot`` the finished objects of ``theirs`` (another instance's save) that are neither in
+    it nor were in the version it started from; returns them. SidecarError for a file of another image."""
+    meta = snapshot.meta
+    if theirs.meta.get("image_sha256", meta["image_sha256"]) != meta["image_sha256"] or \
+            list(theirs.meta["working_size"]) != list(meta["working_size"]):  # fmt: skip
+        raise SidecarError("it was made for a different image")
+    packed = np.packbits(theirs.masks, axis=-1)
+    known = set(_fingerprints(meta, snapshot.arrays["masks"])) | snapshot.seen_objects
+    added, rows = [], []
+    try:
+        for o, mask, key in zip(theirs.meta["objects"], theirs.masks, _fingerprints(theirs.meta, packed),
+                                strict=True):  # fmt: skip
+            if key in known:
+                continue
+            known.add(key)
+            obj = AnnotatedObject(uid=int(meta["next_uid"]), label=str(o["label"]),
+                                  color=as_color(o["color"]), mask=mask.copy(),
+                                  visible=bool(o.get("visible", True)),
+                                  clicks=clicks_from_json(o.get("clicks", [])))  # fmt: skip
+            meta["next_uid"] = obj.uid + 1
+            meta["objects"].append({"uid": obj.uid, "label": obj.label, "color": list(obj.color),
+                                    "visible": obj.visible,
+                                    "clicks": clicks_to_json(obj.clicks)})  # fmt: skip
+            added.append(obj)
+            rows.append(np.packbits(mask, axis=-1))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise SidecarError(f"unreadable objects ({exc})") from exc
+    if rows:
+        snapshot.arrays["masks"] = np.concatenate([snapshot.arrays["masks"], np.stack(rows)])
+    return added
 
 
 def snapshot_document(doc: Document) -> DocumentSnapshot:
@@ -103,7 +203,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     arrays = {"masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
                                    else np.zeros((0, h, w), bool), axis=-1),
               **session_arrays(doc.current)}  # fmt: skip
-    return DocumentSnapshot(meta, arrays, doc.revision, doc.path)
+    return DocumentSnapshot(meta, arrays, doc.revision, doc.path, doc.disk_stamp, doc.disk_objects)
 
 
 @dataclass
@@ -144,6 +244,7 @@ def restore_document(doc: Document, path: Path) -> bool:
     then leaves ``doc`` as it was: everything is read and checked before anything is assigned)."""
     if not path.is_file():
         return False
+    stamp = stamp_of(path)  # taken first: a save by someone else while this one reads is merged later
     data = read_sidecar(path)
     meta = data.meta
     check_sidecar_fits(meta, doc.image, path.name)
@@ -161,6 +262,8 @@ def restore_document(doc: Document, path: Path) -> bool:
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     doc.objects, doc.next_uid, doc.threshold, doc.current = objects, next_uid, threshold, current
+    doc.disk_stamp = stamp
+    doc.disk_objects = frozenset(_fingerprints(meta, np.packbits(data.masks, axis=-1)))
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

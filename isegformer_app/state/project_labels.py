@@ -3,15 +3,20 @@
 Each project keeps its class list in a small JSON file beside its autosaves; a project opened for the
 first time starts from the user's default label set (the settings), and editing labels changes only
 the open project's list. The default set changes when the user says so (or while nothing is open).
+
+Two instances may edit one project's list (a shared folder): a write never replaces a list that another
+instance saved since this one read it; their new classes are merged in (see
+:mod:`~isegformer_app.state.disk_version`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from isegformer_app.state.labels import LabelList
-from model.atomic_io import atomic_write_text
+from isegformer_app.state.disk_version import DiskStamp, stamp_of, write_merging
+from isegformer_app.state.labels import LabelClass, LabelList
 
 LABELS_FILE = "labels.json"
 MAX_LABELS_BYTES = 1 << 20  # a label list is a few hundred bytes; refuse anything absurd
@@ -26,11 +31,23 @@ def project_labels_path(sidecar_folder: Path, stem: str = "") -> Path:
     return sidecar_folder / (f"{stem}.{LABELS_FILE}" if stem else LABELS_FILE)
 
 
-def read_project_labels(path: Path, default: list[dict]) -> LabelList:
-    """The project's labels, or a copy of ``default`` if it has none yet; ProjectLabelsError if the
-    file is damaged (it is left untouched)."""
-    if not path.is_file():
-        return LabelList.from_json(default)
+@dataclass(frozen=True)
+class LabelsSeen:
+    """A label file as this instance last read or wrote it: its stamp and its class names."""
+
+    stamp: DiskStamp | None = None
+    names: frozenset[str] = frozenset()
+
+
+def read_project_labels(path: Path, default: list[dict]) -> tuple[LabelList, LabelsSeen]:
+    """The project's labels (a copy of ``default`` if it has none yet) and what was seen of the file;
+    ProjectLabelsError if the file is damaged (it is left untouched until the labels are edited)."""
+    stamp = stamp_of(path)
+    labels = _parse(path) if path.is_file() else LabelList.from_json(default)
+    return labels, LabelsSeen(stamp, frozenset(labels.names()))
+
+
+def _parse(path: Path) -> LabelList:
     try:
         if path.stat().st_size > MAX_LABELS_BYTES:
             raise ValueError(f"{path.stat().st_size} bytes")
@@ -42,7 +59,26 @@ def read_project_labels(path: Path, default: list[dict]) -> LabelList:
     return labels
 
 
-def write_project_labels(labels: LabelList, path: Path) -> None:
-    """Write the project's labels atomically (safe off the GUI thread)."""
+def write_project_labels(labels: LabelList, path: Path,
+                         seen: LabelsSeen = LabelsSeen()) -> tuple[LabelsSeen, list[LabelClass]]:  # fmt: skip
+    """Write the project's labels atomically (safe off the GUI thread). If another instance saved the
+    file since it was ``seen``, its classes that ``labels`` neither has nor had are appended to ``labels``
+    first; returns what is seen now and those merged classes (for the window's list)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"version": 1, "labels": labels.to_json()}, indent=1))
+    merged: list[LabelClass] = []
+
+    def merge() -> None:
+        try:
+            theirs = _parse(path) if path.is_file() else LabelList([])
+        except ProjectLabelsError:
+            return  # a damaged file is replaced, as when it was read damaged
+        for cls in theirs.classes:
+            if labels.get(cls.name) is None and cls.name not in seen.names:
+                labels.classes.append(LabelClass(cls.name, cls.color))
+                merged.append(labels.classes[-1])
+
+    def encode() -> bytes:
+        return json.dumps({"version": 1, "labels": labels.to_json()}, indent=1).encode("utf-8")
+
+    stamp = write_merging(path, seen.stamp, encode, merge)
+    return LabelsSeen(stamp, frozenset(labels.names())), merged

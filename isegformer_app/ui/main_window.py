@@ -23,7 +23,12 @@ from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from isegformer_app.state.labels import LabelClass, LabelList
 from isegformer_app.state.project import Project
-from isegformer_app.state.project_labels import ProjectLabelsError, read_project_labels, write_project_labels
+from isegformer_app.state.project_labels import (
+    LabelsSeen,
+    ProjectLabelsError,
+    read_project_labels,
+    write_project_labels,
+)
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
@@ -64,6 +69,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or Settings.load()
         self.labels = LabelList.from_json(self.settings.labels)
+        self.labels_seen = LabelsSeen()  # the open project's label file as last read or written here
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
@@ -376,8 +382,11 @@ class MainWindow(QMainWindow):
     def _load_project_labels(self) -> None:
         """A folder or volume is shown now: its own label list (the default set if it has none)."""
         path = self.mode.labels_file()
+        self.labels_seen = LabelsSeen()
+        labels = None
         try:
-            labels = read_project_labels(path, self.settings.labels) if path else None
+            if path:
+                labels, self.labels_seen = read_project_labels(path, self.settings.labels)
         except ProjectLabelsError as exc:
             self.inform("Labels", str(exc))
             labels = LabelList.from_json(self.settings.labels)
@@ -400,8 +409,23 @@ class MainWindow(QMainWindow):
         def target() -> Path:  # this project's file, in the per-user folder after a redirect
             return self.sidecars.folder_for(source.parent) / path.name
 
-        self.sidecar_writer.write(lambda out: write_project_labels(labels, out), target, source,
-                                  lambda: None, key=path)  # fmt: skip
+        written: list = []
+
+        def write(out: Path) -> None:  # reads what was seen when it runs: after the previous write's
+            written.append(write_project_labels(labels, out, self.labels_seen))
+
+        def saved() -> None:
+            self.labels_seen, merged = written[-1]
+            for cls in merged:  # classes another instance added meanwhile
+                self.labels.ensure(cls.name, cls.color)
+            if merged:
+                self.labels_panel.refresh()
+                self.objects_panel.refresh()
+                names = ", ".join(c.name for c in merged)
+                self.inform("Labels", f"Another isegformer added labels to this project meanwhile: {names} "
+                            "(merged into this list).")  # fmt: skip
+
+        self.sidecar_writer.write(write, target, source, saved, key=path)
 
     def make_labels_default(self) -> None:
         """Use the shown labels for every project opened for the first time from now on."""

@@ -225,3 +225,63 @@ def test_two_windows_on_one_folder_merge_objects_and_labels(qtbot, tmp_path, mes
     assert messages == []
     first.close()
     second.close()
+
+
+# ------------------------------------------------------------------ 9 (+1): volume autosaves
+def _nifti(path, seed: int) -> None:
+    import nibabel as nib
+
+    data = np.random.default_rng(seed).integers(0, 1000, (12, 16, 20)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), path)
+
+
+def _annotated_volume(path):
+    from isegformer_app.state.volume_document import VolumeDocument
+    from isegformer_app.volumes import open_volume
+
+    doc = VolumeDocument(open_volume(path), path)
+    doc.add_click(5, 5, True)
+    return doc
+
+
+def test_a_volume_replaced_by_other_data_on_the_same_grid_does_not_get_the_old_labels(tmp_path) -> None:
+    from isegformer_app.state.sidecar_location import SidecarLocator
+    from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
+    from isegformer_app.ui.volume_files import build_document
+    from isegformer_app.volumes import open_volume
+
+    path = tmp_path / "ct.nii.gz"
+    _nifti(path, 1)
+    doc = _annotated_volume(path)
+    sidecar = volume_sidecar_path(path, doc.volume)
+    save_volume_document(doc, sidecar)
+    notes: list[str] = []
+    same = build_document(open_volume(path), path, SidecarLocator(), notes, lambda f, m: None)
+    assert notes == [] and len(same.clicks) == 1  # the same data: restored
+    _nifti(path, 2)  # other voxels, same shape and affine
+    restored = build_document(open_volume(path), path, SidecarLocator(), notes, lambda f, m: None)
+    assert len(restored.clicks) == 0 and not restored.labels.data.any()
+    assert len(notes) == 1 and "different data" in notes[0] and "kept as" in notes[0]
+
+
+def test_two_instances_saving_one_volume_keep_both_versions(tmp_path) -> None:
+    from isegformer_app.state.volume_autosave import (
+        read_volume_sidecar,
+        restore_volume_document,
+        save_volume_document,
+        volume_sidecar_path,
+    )
+
+    path = tmp_path / "ct.nii.gz"
+    _nifti(path, 1)
+    first, second = _annotated_volume(path), _annotated_volume(path)
+    sidecar = volume_sidecar_path(path, first.volume)
+    assert save_volume_document(first, sidecar).notice == ""
+    second.add_click(9, 9, True)
+    outcome = save_volume_document(second, sidecar)
+    kept = sidecar.with_name(sidecar.name + ".other-instance")
+    assert "kept as" in outcome.notice and kept.is_file()
+    assert len(read_volume_sidecar(kept)["meta"]["sessions"][0]["clicks"]) == 1  # the first user's
+    assert len(read_volume_sidecar(sidecar)["meta"]["sessions"][0]["clicks"]) == 2
+    assert save_volume_document(second, sidecar).notice == ""  # its own file: no conflict
+    restore_volume_document(first.__class__(first.volume, path), read_volume_sidecar(sidecar))

@@ -31,12 +31,17 @@ class SidecarTooNew(SidecarError):
     """An autosave written by a newer isegformer: this version cannot read it and must not overwrite it."""
 
 
+class SidecarChanged(SidecarError):
+    """An autosave that another isegformer saved since this one read it, and that cannot be merged."""
+
+
 def set_aside(path: Path, error: SidecarError) -> str:
-    """Move an autosave that cannot be used out of the way (``<name>.broken``, or ``<name>.newer-version``
-    for one from a newer isegformer; ``-2``, ``-3`` … when that name is taken), so that the next autosave
-    does not overwrite it; returns the notice ("" when it cannot be moved: a read-only folder, whose
-    autosaves then go to the per-user folder)."""
-    suffix = ".newer-version" if isinstance(error, SidecarTooNew) else ".broken"
+    """Move an autosave that cannot be used out of the way (``<name>.broken``, ``<name>.newer-version``
+    for one from a newer isegformer, ``<name>.other-instance`` for one saved meanwhile by another
+    isegformer; ``-2``, ``-3`` … when that name is taken), so that the next autosave does not overwrite
+    it; returns the notice ("" when it cannot be moved: a read-only folder, whose autosaves then go to the
+    per-user folder)."""
+    suffix = {SidecarTooNew: ".newer-version", SidecarChanged: ".other-instance"}.get(type(error), ".broken")
     target = path.with_name(path.name + suffix)
     number = 2
     while target.exists():

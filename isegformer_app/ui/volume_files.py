@@ -60,6 +60,7 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
     fresh file.
     """
     doc = VolumeDocument(volume, path)
+    _ = volume.digest  # computed here, in the loading thread: autosaves record it (GUI thread)
     sidecar = locator.existing(path.parent, lambda folder: volume_sidecar_path(path, volume, folder))
     if sidecar.is_file():
         report(0.97, "reading the autosave")
@@ -173,15 +174,22 @@ class VolumeFiles:
                 then()
             return True
         arrays, revision = snapshot(doc), doc.revision
+        written: list = []
+
+        def write(path: Path) -> None:  # ``disk_stamp`` is read when it runs: after the previous write
+            written.append(write_snapshot(arrays, path, doc.disk_stamp))
 
         def saved() -> None:
             doc.saved_revision = max(doc.saved_revision, revision)
+            doc.disk_stamp = written[-1].stamp
+            if written[-1].notice:
+                self.services.inform("Autosave", written[-1].notice)
             if doc is self.ctl.doc:
                 self.services.refresh()
             if then is not None:
                 then()
 
-        self.services.writer.write(lambda path: write_snapshot(arrays, path), lambda: self.sidecar_of(doc),
+        self.services.writer.write(write, lambda: self.sidecar_of(doc),
                                    doc.path, saved, dialog=then is not None,
                                    key=volume_sidecar_path(doc.path, doc.volume))  # fmt: skip
         return True

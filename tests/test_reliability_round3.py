@@ -285,3 +285,39 @@ def test_two_instances_saving_one_volume_keep_both_versions(tmp_path) -> None:
     assert len(read_volume_sidecar(sidecar)["meta"]["sessions"][0]["clicks"]) == 2
     assert save_volume_document(second, sidecar).notice == ""  # its own file: no conflict
     restore_volume_document(first.__class__(first.volume, path), read_volume_sidecar(sidecar))
+
+
+# ------------------------------------------------------------------ 4: paths from files stay inside
+def test_adding_to_an_earlier_export_never_copies_a_file_it_names_outside(tmp_path) -> None:
+    from isegformer_app.state.export import ExportTargetError
+
+    src, project = _annotated_folder(tmp_path, n=2)
+    out = tmp_path / "out"
+    project.export(out, LabelList())
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"private")
+    meta = json.loads((out / "labels.json").read_text())
+    for stem, entry in (("img0", {"file": str(secret)}), ("img0", {"file": "../../secret.png"})):
+        meta["images"][stem].update(entry)
+        (out / "labels.json").write_text(json.dumps(meta))
+        with pytest.raises(ExportTargetError, match="outside"):
+            project.export(out, LabelList(), all_images=False, overwrite=True)  # adds img1 to it
+        assert not (out / "images" / "secret.png").exists()
+    meta["images"]["../../x"] = meta["images"].pop("img0")
+    meta["images"]["../../x"]["file"] = "img0.png"
+    (out / "labels.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportTargetError, match="outside"):
+        project.export(out, LabelList(), all_images=False, overwrite=True)
+
+
+@pytest.mark.parametrize("listed", ["/etc/hostname", "../../outside"])
+def test_a_split_list_naming_files_outside_the_dataset_is_refused(tmp_path, listed) -> None:
+    from training.datasets.base import DatasetError
+    from training.datasets.sbd import SBDDataset
+
+    root = tmp_path / "sbd"
+    (root / "img").mkdir(parents=True)
+    (root / "inst").mkdir()
+    (root / "val.txt").write_text(f"{listed}\n")
+    with pytest.raises(DatasetError, match="outside"):
+        SBDDataset(root)

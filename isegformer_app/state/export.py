@@ -40,6 +40,7 @@ from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
+from model.safe_paths import path_inside
 
 
 @dataclass
@@ -140,7 +141,8 @@ class EarlierImage:
 
     @property
     def image_path(self) -> Path:
-        return self.out / "images" / str(self.entry["file"])
+        """The image copy (ValueError when ``labels.json`` names a file outside ``images/``)."""
+        return path_inside(self.out / "images", self.entry["file"])
 
     def load(self) -> ExportItem:
         try:
@@ -148,7 +150,7 @@ class EarlierImage:
             objects = []
             for rec in self.entry["instances"]:
                 name = f"objects/{self.stem}/{int(rec['id']):03d}.png"
-                with Image.open(self.out / name) as png:
+                with Image.open(path_inside(self.out, name)) as png:
                     mask = np.asarray(png) > 0
                 if mask.shape != (h, w):
                     raise ValueError(f"{name} has the wrong size")
@@ -170,6 +172,7 @@ def earlier_images(out_dir: str | Path) -> list[EarlierImage]:
         meta = json.loads((out / "labels.json").read_text("utf-8"))
         images = [EarlierImage(out, str(stem), dict(entry)) for stem, entry in meta["images"].items()]
         for image in images:
+            path_inside(out / "objects", image.stem)  # its masks are read from objects/<stem>/
             if not image.image_path.is_file():
                 raise ValueError(f"images/{image.entry['file']} is missing")
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.safe_paths import PathOutsideFolder, path_inside
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -66,6 +68,23 @@ class EvalDataset:
     def fail(self, path: Path, problem: str) -> None:
         """Raise the one error of this module for ``path``."""
         raise DatasetError(path, self.LAYOUT, problem)
+
+    def checked_ids(self, list_path: Path, ids: list[str]) -> list[str]:
+        """``ids`` read from ``list_path``, each checked to name a file inside the dataset folder (an id
+        such as ``../../etc/passwd`` or ``/etc/hostname`` fails with the file that listed it)."""
+        for sample_id in ids:
+            try:
+                path_inside(self.root, sample_id)
+            except PathOutsideFolder as error:
+                self.fail(list_path, f"listed sample {error}")
+        return ids
+
+    def read_id_list(self, list_path: Path) -> list[str]:
+        """The sample ids of a split list (one a line, blank lines skipped), see :meth:`checked_ids`."""
+        if not list_path.is_file():
+            self.fail(list_path, "split list not found")
+        lines = list_path.read_text().splitlines()
+        return self.checked_ids(list_path, [line.strip() for line in lines if line.strip()])
 
     def require_dir(self, path: Path) -> Path:
         """``path`` if it is a folder, else a :class:`DatasetError`."""

@@ -11,6 +11,7 @@ import platformdirs
 
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.threshold import DEFAULT_THRESHOLD
+from model.untrusted import parse_json
 
 CONFIG_ENV = "ISEGFORMER_CONFIG_DIR"
 MAX_RECENT = 10
@@ -57,7 +58,7 @@ class Settings:
         if not path.is_file():
             return settings
         try:
-            data = json.loads(path.read_text("utf-8"))
+            data = parse_json(path.read_text("utf-8"))
             known = {f.name for f in fields(cls)} - {"path", "problem"}
             for key, value in data.items():
                 if key in known:

@@ -321,3 +321,34 @@ def test_a_split_list_naming_files_outside_the_dataset_is_refused(tmp_path, list
     (root / "val.txt").write_text(f"{listed}\n")
     with pytest.raises(DatasetError, match="outside"):
         SBDDataset(root)
+
+
+# ------------------------------------------------------------------ 5: hostile project labels
+@pytest.mark.parametrize("text", [
+    '{"version": 1, "labels": [{"name": "a", "color": [1e400, 0, 0]}]}',
+    '{"version": 1, "labels": [{"name": "a", "color": [Infinity, 0, 0]}]}',
+    '{"version": 1, "labels": ' + "[" * 200_000 + "]" * 200_000 + "}",
+])  # fmt: skip
+def test_hostile_project_labels_are_one_message_and_the_image_shows(qtbot, tmp_path, messages, text) -> None:
+    from _app_helpers import DiskPredictor, click, make_window, open_and_wait, predicted
+
+    src = tmp_path / "src"
+    (src / ".isegformer").mkdir(parents=True)
+    _photo(src / "img0.png", 120, 160)
+    (src / ".isegformer" / "labels.json").write_text(text)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, src)
+    assert window.doc is not None and window.doc.path.name == "img0.png"
+    assert window.labels.names()[0] == "object"  # the default set
+    click(qtbot, window, 60, 80)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert len(messages) == 1 and "label file labels.json is unreadable" in messages[0][1]
+    window.close()
+
+
+def test_an_infinite_colour_is_not_a_colour() -> None:
+    from isegformer_app.state.labels import as_color
+
+    for value in ([float("inf"), 0, 0], [float("nan"), 0, 0], [1, 2]):
+        with pytest.raises(ValueError):
+            as_color(value)

@@ -40,7 +40,7 @@ from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
-from model.safe_paths import path_inside
+from model.untrusted import parse_json, path_inside
 
 
 @dataclass
@@ -116,7 +116,7 @@ def export_target_kind(out_dir: str | Path) -> str:
     if not any(out.iterdir()):
         return "empty"
     try:
-        meta = json.loads((out / "labels.json").read_text("utf-8"))
+        meta = parse_json((out / "labels.json").read_text("utf-8"))
     except (OSError, ValueError):
         return "other"
     ours = isinstance(meta, dict) and isinstance(meta.get("images"), dict) and "classes" in meta
@@ -127,7 +127,7 @@ def exported_stems(out_dir: str | Path) -> list[str]:
     """The image stems an earlier export in ``out_dir`` holds ([] if there is none)."""
     if export_target_kind(out_dir) != "export":
         return []
-    return list(json.loads((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
+    return list(parse_json((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
 
 
 @dataclass
@@ -169,7 +169,7 @@ def earlier_images(out_dir: str | Path) -> list[EarlierImage]:
     """The images of an earlier export (checked to be there; masks are read later, see EarlierImage)."""
     out = Path(out_dir)
     try:
-        meta = json.loads((out / "labels.json").read_text("utf-8"))
+        meta = parse_json((out / "labels.json").read_text("utf-8"))
         images = [EarlierImage(out, str(stem), dict(entry)) for stem, entry in meta["images"].items()]
         for image in images:
             path_inside(out / "objects", image.stem)  # its masks are read from objects/<stem>/

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from isegformer_app.state.disk_version import DiskStamp, stamp_of, write_merging
 from isegformer_app.state.labels import LabelClass, LabelList
+from model.untrusted import parse_json
 
 LABELS_FILE = "labels.json"
 MAX_LABELS_BYTES = 1 << 20  # a label list is a few hundred bytes; refuse anything absurd
@@ -51,7 +52,7 @@ def _parse(path: Path) -> LabelList:
     try:
         if path.stat().st_size > MAX_LABELS_BYTES:
             raise ValueError(f"{path.stat().st_size} bytes")
-        items = json.loads(path.read_text(encoding="utf-8"))["labels"]
+        items = parse_json(path.read_text(encoding="utf-8"))["labels"]
         labels = LabelList.from_json(items)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ProjectLabelsError(f"The label file {path.name} is unreadable ({exc}); the default labels "

@@ -19,6 +19,7 @@ import numpy as np
 from isegformer_app.state.click_session import ClickSession
 from model.atomic_io import atomic_write_bytes
 from model.clicks import Click
+from model.untrusted import parse_json
 
 MAX_SIDECAR_BYTES = 4 * 2**30  # uncompressed; a 512³ uint16 label volume with sessions is well below
 
@@ -90,7 +91,7 @@ def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, 
         check_declared_size(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
+        meta = parse_json(bytes(arrays.pop("meta")).decode("utf-8"))
         version = int(meta["version"])
     except READ_ERRORS as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc

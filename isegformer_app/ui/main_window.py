@@ -388,7 +388,7 @@ class MainWindow(QMainWindow):
             if path:
                 labels, self.labels_seen = read_project_labels(path, self.settings.labels)
         except ProjectLabelsError as exc:
-            self.inform("Labels", str(exc))
+            self.inform("Labels", str(exc), error=True)  # a dialog: the status bar is taken by the open
             labels = LabelList.from_json(self.settings.labels)
         if labels is not None:
             self.labels.classes[:] = labels.classes  # the panels hold this very list

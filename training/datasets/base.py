@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.safe_paths import PathOutsideFolder, path_inside
+from model.untrusted import PathOutsideFolder, path_inside
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

@@ -352,3 +352,27 @@ def test_an_infinite_colour_is_not_a_colour() -> None:
     for value in ([float("inf"), 0, 0], [float("nan"), 0, 0], [1, 2]):
         with pytest.raises(ValueError):
             as_color(value)
+
+
+# ------------------------------------------------------------------ 6: bad settings values
+def test_bad_settings_values_fall_back_to_defaults_with_one_notice(qtbot, tmp_path, messages) -> None:
+    from _app_helpers import DiskPredictor, make_window
+
+    from isegformer_app.settings import Settings
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.json").write_text(json.dumps({
+        "opacity": "abc", "threshold": None, "brush_radius": 12, "labels": [{"name": "x", "color": "red"}],
+        "shortcuts": {"undo": 5}, "recent_files": "not a list", "inference_threads": -3, "device": "cpu",
+    }))  # fmt: skip
+    settings = Settings.load(config)
+    assert (settings.opacity, settings.threshold, settings.brush_radius) == (0.5, Settings().threshold, 12)
+    assert settings.labels == [] and settings.recent_files == [] and settings.inference_threads == 0
+    assert settings.shortcuts["undo"] == "Ctrl+Z"
+    for name in ("opacity", "threshold", "labels", "shortcuts", "recent_files", "inference_threads"):
+        assert name in settings.problem
+    window = make_window(qtbot, tmp_path, DiskPredictor())  # the app starts
+    assert "invalid opacity" in window.message_label.text() and messages == []
+    assert window.view_panel.opacity.value() == 50
+    window.close()

@@ -376,3 +376,35 @@ def test_bad_settings_values_fall_back_to_defaults_with_one_notice(qtbot, tmp_pa
     assert "invalid opacity" in window.message_label.text() and messages == []
     assert window.view_panel.opacity.value() == 50
     window.close()
+
+
+# ------------------------------------------------------------------ 7: cleaning only what we wrote
+def test_stale_temp_cleanup_never_goes_through_a_link_nor_touches_other_files(tmp_path) -> None:
+    import os
+    import time
+
+    from isegformer_app.state.autosave import STALE_TEMP_SECONDS
+
+    old = time.time() - STALE_TEMP_SECONDS - 5
+    elsewhere = tmp_path / "someone_elses"
+    elsewhere.mkdir()
+    theirs = [elsewhere / ".cache.tmp", elsewhere / ".a.png.isegformer.npz.x1.tmp.npz"]
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "a.png", 20, 20)
+    (src / ".isegformer").symlink_to(elsewhere)
+    for path in theirs:
+        path.write_bytes(b"keep")
+        os.utime(path, (old, old))
+    Project.from_path(src)
+    assert all(path.exists() for path in theirs)
+
+    (src / ".isegformer").unlink()
+    (src / ".isegformer").mkdir()
+    ours = src / ".isegformer" / ".a.png.isegformer.npz.k2.tmp.npz"
+    other = src / ".isegformer" / ".notes.txt.k3.tmp"
+    for path in (ours, other):
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    Project.from_path(src)
+    assert not ours.exists() and other.exists()

@@ -43,16 +43,26 @@ def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
 
 
 STALE_TEMP_SECONDS = 600  # temp files of a save older than this were left by a killed process
+# the temp files of our writes are ".<target>.<random>.tmp<suffixes>"; these are our targets' name endings
+OWN_TEMP_MARKERS = (SIDECAR_SUFFIX + ".", ".isegformer-volume.npz.", "labels.json.")
 
 
 def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
-    """Delete temp files (``.<name>.*.tmp``) that killed saves left in a sidecar folder; returns how many."""
-    if not folder.is_dir():
+    """Delete the temp files that killed autosaves left in a sidecar folder; returns how many.
+
+    Only our own (temp files of autosaves and label lists, plain files) and never through a symbolic link:
+    a ``.isegformer`` that links elsewhere is someone else's folder, whose files we did not write.
+    """
+    if folder.is_symlink() or not folder.is_dir():
         return 0
     now = time.time() if now is None else now
     removed = 0
     for tmp in folder.glob(".*.tmp*"):
+        if not any(marker in tmp.name for marker in OWN_TEMP_MARKERS):
+            continue
         try:
+            if tmp.is_symlink() or not tmp.is_file():
+                continue
             if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                 tmp.unlink()
                 removed += 1

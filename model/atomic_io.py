@@ -76,6 +76,31 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], f
         raise
 
 
+def probe_write(folder: str | os.PathLike) -> None:
+    """Create and delete a temp file in ``folder``; OSError when that fails. Tried for real: permission
+    bits say nothing for root or on read-only mounts."""
+    fd, name = tempfile.mkstemp(prefix=".isegformer-probe-", dir=folder)
+    os.close(fd)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+
+
+def require_output_folder(folder: str | os.PathLike, option: str = "--output") -> Path:
+    """Make ``folder`` (and its parents) and check that it can be written, before a long run writes its
+    results there; ValueError with one clear message otherwise (a file, a read-only place)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe_write(folder)
+    except OSError as exc:
+        raise ValueError(f"{option} {folder} cannot be written ({exc.strerror or exc})") from exc
+    return folder
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True,
                        before_replace: Callable[[], None] | None = None) -> None:  # fmt: skip
     """Write ``data`` to ``path`` atomically (readers see the old file or the complete new one)."""

@@ -5,6 +5,9 @@
   anywhere (:func:`path_inside`).
 * JSON may be hostile: 200,000 nested brackets (RecursionError), ``Infinity`` or ``1e400`` (infinite
   numbers that overflow later): :func:`parse_json` fails with ValueError for all of them.
+* Images may be decompression bombs (a 1.5 kB PNG declaring 50000²): :func:`check_image_size` reads the
+  size from the header and refuses more than :data:`MAX_IMAGE_PIXELS` before anything is decoded;
+  :func:`imread_checked` is ``cv2.imread`` behind that check (the app's photo reader uses the same limit).
 
 It lives in ``model`` (the lowest layer) so that the app and ``training`` share it.
 """
@@ -14,8 +17,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = 300_000_000  # larger images are refused (decoding takes ~3-4 bytes a pixel)
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than :data:`MAX_IMAGE_PIXELS`."""
 
 
 class PathOutsideFolder(ValueError):
@@ -52,3 +66,29 @@ def parse_json(text: str | bytes) -> Any:
         return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError as exc:
         raise ValueError("the JSON is nested too deeply") from exc
+
+
+def check_image_size(path: str | os.PathLike, limit: int = MAX_IMAGE_PIXELS) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of image ``path`` (None for a format PIL does not know: the
+    decoder's own limit then applies); :class:`ImageTooLarge` above ``limit`` pixels. Nothing is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{Path(path).name}: image too large ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    if width * height > limit:
+        raise ImageTooLarge(f"{Path(path).name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+                            f"more than the {limit / 1e6:.0f} that are read")  # fmt: skip
+    return width, height
+
+
+def imread_checked(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """``cv2.imread`` (None for a missing or unreadable file) after :func:`check_image_size`."""
+    if not os.path.isfile(path):
+        return None
+    check_image_size(path)
+    return cv2.imread(str(path), flags)

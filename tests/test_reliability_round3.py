@@ -408,3 +408,84 @@ def test_stale_temp_cleanup_never_goes_through_a_link_nor_touches_other_files(tm
         os.utime(path, (old, old))
     Project.from_path(src)
     assert not ours.exists() and other.exists()
+
+
+# ------------------------------------------------------------------ 8: decompression bombs, --output
+def _png_bomb(path, side: int = 50_000) -> None:
+    """A tiny PNG whose header declares side x side RGB pixels (what a decompression bomb looks like)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    body = zlib.compress(b"\0" * (1 + 3 * side) * 8)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+
+
+def _export_dataset(root, n: int = 2) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        _photo(root / "images" / f"s{i}.png", 48, 64, value=i)
+        ids = np.zeros((48, 64), np.uint8)
+        ids[10:30, 10:40] = 1
+        Image.fromarray(ids).save(root / "masks" / f"s{i}.png")
+
+
+def test_eval_refuses_a_decompression_bomb_with_one_message_before_decoding(tmp_path, capsys) -> None:
+    import time
+
+    from model.engines import ENGINE_NAMES
+    from training.evaluate import main
+
+    _export_dataset(tmp_path / "data")
+    _png_bomb(tmp_path / "data" / "images" / "s1.png")
+    assert (tmp_path / "data" / "images" / "s1.png").stat().st_size < 20_000
+    start = time.perf_counter()
+    code = main(["--engine", ENGINE_NAMES[0], "--datasets", f"Export={tmp_path / 'data'}", "--no-progress",
+                 "--output", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "s1.png" in err and "too large" in err and "Traceback" not in err
+    assert time.perf_counter() - start < 10
+
+
+def test_eval_checks_its_output_folder_before_evaluating(tmp_path, capsys, monkeypatch) -> None:
+    from model.engines import ENGINE_NAMES
+    from training import evaluate
+
+    _export_dataset(tmp_path / "data")
+    ran = []
+    monkeypatch.setattr(evaluate, "run_evaluation", lambda *a, **k: ran.append(a))
+    (tmp_path / "a_file").write_text("x")
+    args = ["--engine", ENGINE_NAMES[0], "--datasets", f"Export={tmp_path / 'data'}", "--no-progress"]
+    assert evaluate.main([*args, "--output", str(tmp_path / "a_file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        import os
+
+        if os.geteuid() != 0:  # root writes anywhere; the file case above holds for everyone
+            assert evaluate.main([*args, "--output", str(tmp_path / "ro" / "out")]) == 2
+            assert "cannot be written" in capsys.readouterr().err
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+    assert ran == []
+
+
+def test_train_refuses_a_decompression_bomb_before_training(tmp_path, capsys) -> None:
+    from training.datasets.base import oversized_images
+    from training.train import main
+
+    _export_dataset(tmp_path / "data", n=4)
+    _png_bomb(tmp_path / "data" / "masks" / "s3.png", side=32_000)
+    found = [p.split(":")[0] for p in oversized_images(tmp_path / "data")]
+    assert found == [str(tmp_path / "data" / "masks" / "s3.png")]
+    code = main(["segformer_b0", "--dataset", "app-export", "--data-root", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "too large" in err and "s3.png" in err
+    assert not list((tmp_path / "run").glob("*.pth"))

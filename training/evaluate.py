@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.atomic_io import atomic_write_bytes, atomic_write_text
+from model.atomic_io import atomic_write_bytes, atomic_write_text, require_output_folder
 from model.evaluation.noc import (
     DEFAULT_IOU_THRESHOLDS,
     NocSummary,
@@ -442,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = args.checkpoint.stem
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
             run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip})
+        require_output_folder(args.output)  # before the run, not after hours of it
     except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"isegformer-eval: {error}", file=sys.stderr)
         return 2

@@ -489,3 +489,61 @@ def test_train_refuses_a_decompression_bomb_before_training(tmp_path, capsys) ->
     err = capsys.readouterr().err
     assert code == 2 and "too large" in err and "s3.png" in err
     assert not list((tmp_path / "run").glob("*.pth"))
+
+
+# ------------------------------------------------------------------ 10: DICOM tilt detection and extent
+def _dicom_series(folder, affine, shape, rounded: bool):
+    import pydicom
+
+    from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
+
+    columns, rows, count = shape
+    stored = np.zeros(shape, np.int16)
+    for k in range(count):
+        stored[..., k] = (np.arange(columns)[:, None] * 7 + np.arange(rows)[None, :] * 3 + 100 * k) % 3000
+    paths = write_dicom_series(stored, affine, folder, SeriesOptions(modality="CT", seed=1))
+    if rounded:  # positions written to 0.1 mm, as some scanners do
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.ImagePositionPatient = [f"{float(v):.1f}" for v in ds.ImagePositionPatient]
+            ds.save_as(path)
+    return paths, stored
+
+
+def _file_pixel_index(volume, path, row: float, column: float) -> np.ndarray:
+    from test_volumes_dicom import dicom_world_lps, lps_to_ras_point
+
+    return volume.world_to_index(lps_to_ras_point(dicom_world_lps(path, row, column)))
+
+
+@pytest.mark.parametrize("count", [8, 10, 12])
+def test_an_oblique_series_with_rounded_positions_is_not_taken_for_a_tilt(tmp_path, count) -> None:
+    from isegformer_app.volumes import load_dicom
+
+    angle = np.radians(17.0)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.7, 0.7, 3.0])
+    affine[:3, 3] = (-11.3, 23.77, -41.2)
+    _paths, stored = _dicom_series(tmp_path, affine, (24, 20, count), rounded=True)
+    volume = load_dicom(tmp_path)
+    assert not any("tilt" in w for w in volume.warnings), volume.warnings
+    values = np.unique(volume.voxels)
+    expected = np.unique(stored.astype(np.float32) + (volume.voxels.min() - stored.min()))
+    assert np.array_equal(values, expected)  # no voxel was interpolated
+
+
+def test_a_gantry_tilt_grid_holds_every_written_pixel(tmp_path) -> None:
+    from isegformer_app.volumes import load_dicom
+
+    tilt = np.radians(12.0)
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])
+    affine[1, 2] = 5.0 * np.tan(tilt)  # each slice moves 1.06 mm along y
+    columns, rows, count = 24, 40, 16
+    paths, _ = _dicom_series(tmp_path, affine, (columns, rows, count), rounded=False)
+    volume = load_dicom(tmp_path)
+    assert any("gantry tilt of 12.00°" in w for w in volume.warnings)
+    for path in paths:
+        for row, column in ((0, 0), (rows - 1, 0), (0, columns - 1), (rows - 1, columns - 1)):
+            index = _file_pixel_index(volume, path, row, column)
+            assert np.all(index > -0.51) and np.all(index < np.array(volume.shape) - 0.49), (path.name, index)

@@ -547,3 +547,71 @@ def test_a_gantry_tilt_grid_holds_every_written_pixel(tmp_path) -> None:
         for row, column in ((0, 0), (rows - 1, 0), (0, columns - 1), (rows - 1, columns - 1)):
             index = _file_pixel_index(volume, path, row, column)
             assert np.all(index > -0.51) and np.all(index < np.array(volume.shape) - 0.49), (path.name, index)
+
+
+# ------------------------------------------------------------------ 11: low
+def test_an_export_killed_between_the_two_renames_of_its_swap_is_recovered(tmp_path) -> None:
+    from isegformer_app.state.export import export_target_kind
+
+    src, project = _annotated_folder(tmp_path, n=2)
+    out = tmp_path / "out"
+    project.export(out, LabelList())
+    before = json.loads((out / "labels.json").read_text())
+    # the state a kill -9 leaves between os.rename(out, old) and os.rename(staging, out)
+    staging = tmp_path / ".out.isegformer-export-k9"
+    out.rename(staging.with_name(staging.name + ".old"))
+    Project.from_path(src).export(tmp_path / "fresh", LabelList())
+    (tmp_path / "fresh").rename(staging)
+    assert export_target_kind(out) == "export"  # the finished new export is put in place
+    assert json.loads((out / "labels.json").read_text())["images"].keys() == before["images"].keys()
+    assert not list(tmp_path.glob(".out.isegformer-export-*"))
+
+    out.rename(tmp_path / ".out.isegformer-export-k8.old")  # killed while the new one was incomplete
+    (tmp_path / ".out.isegformer-export-k8").mkdir()
+    summary = project.export(out, LabelList(), overwrite=True)  # the next export recovers, then replaces
+    assert summary.exported == 2 and (out / "labels.json").is_file()
+
+
+def test_an_unwritable_parent_is_named_not_a_hidden_staging_folder(tmp_path, monkeypatch) -> None:
+    import errno
+    import tempfile
+
+    from isegformer_app.state.export import ExportTargetError
+
+    _src, project = _annotated_folder(tmp_path, n=1)
+    out = tmp_path / "out"
+    project.export(out, LabelList())
+
+    def refuse(prefix: str = "", dir: str = "", **_kw) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}x1y2")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(ExportTargetError) as caught:
+        project.export(out, LabelList(), overwrite=True)
+    assert str(tmp_path) in str(caught.value) and ".isegformer-export-" not in str(caught.value)
+
+
+def test_a_label_name_with_a_line_break_keeps_the_itksnap_table_one_row_per_label(tmp_path) -> None:
+    from isegformer_app.volumes import LabelInfo, read_itksnap_labels
+    from isegformer_app.volumes.label_tables import write_itksnap_labels
+
+    table = {1: LabelInfo(1, "left\nlung", (200, 10, 10)), 2: LabelInfo(2, "heart\u2028x\tz", (10, 200, 10))}
+    path = write_itksnap_labels(table, tmp_path / "labels.txt")
+    read = read_itksnap_labels(path)
+    assert sorted(read) == [0, 1, 2]
+    assert read[1].name == "left lung" and read[2].name == "heart x z" and read[2].color == (10, 200, 10)
+
+
+def test_eval_warns_before_a_mask_with_thousands_of_instance_ids(tmp_path, capsys, monkeypatch) -> None:
+    from model.engines import ENGINE_NAMES
+    from training import evaluate
+
+    root = tmp_path / "data"
+    _export_dataset(root, n=1)
+    ids = (np.arange(48 * 64).reshape(48, 64) % 2000 + 1).astype(np.uint16)  # 2000 "objects"
+    Image.fromarray(ids).save(root / "masks" / "s0.png")
+    monkeypatch.setattr(evaluate, "run_evaluation", lambda *a, **k: None)
+    assert evaluate.main(["--engine", ENGINE_NAMES[0], "--datasets", f"Export={root}", "--no-progress",
+                          "--output", str(tmp_path / "out")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "s0 (2000 objects)" in err and "may take hours" in err

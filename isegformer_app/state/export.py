@@ -107,8 +107,13 @@ class ExportTargetError(ValueError):
 
 
 def export_target_kind(out_dir: str | Path) -> str:
-    """``"new"`` (missing), ``"empty"``, ``"export"`` (an earlier export of ours) or ``"other"``."""
+    """``"new"`` (missing), ``"empty"``, ``"export"`` (an earlier export of ours) or ``"other"``.
+
+    An export killed between the two renames of its swap (see :func:`recover_interrupted_swap`) is put
+    back in place first: this is the first look any export takes at its folder.
+    """
     out = Path(out_dir)
+    recover_interrupted_swap(out)
     if not out.exists():
         return "new"
     if not out.is_dir():
@@ -278,13 +283,38 @@ def _make_staging_folder(out: Path) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING_TAG}", dir=parent))
-    except OSError:
+    except OSError as exc:
         if export_target_kind(out) in ("new", "empty"):
             out.mkdir(parents=True, exist_ok=True)
             return out
-        raise
+        raise ExportTargetError(f"Cannot replace the export in {out}: its parent folder {parent} cannot be "
+                                f"written ({exc.strerror or exc}), and an export is written beside its "
+                                "folder, then swapped in. Choose a folder in a writable place.") from exc
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
     return staging
+
+
+def recover_interrupted_swap(out: Path) -> str:
+    """Undo the damage of a kill between the two renames of :func:`_swap_in` (``out`` missing, the earlier
+    export in ``.<out>…-export-….old`` and the finished new one beside it): the new one is put in place
+    (it was complete before the swap began), else the earlier one; returns what was done ("" if nothing)."""
+    out = Path(os.path.abspath(out))
+    if out.exists() or not out.parent.is_dir():
+        return ""
+    for old in sorted(out.parent.glob(f".{out.name}{_STAGING_TAG}*.old")):
+        new = old.with_name(old.name[: -len(".old")])
+        try:
+            if (new / "labels.json").is_file():
+                os.rename(new, out)
+                _remove_tree(old)
+                fsync_dir(out.parent)
+                return f"the export interrupted in {out} was completed"
+            os.rename(old, out)
+            fsync_dir(out.parent)
+            return f"the earlier export in {out} was put back"
+        except OSError:
+            continue
+    return ""
 
 
 def _swap_in(staging: Path, out: Path) -> None:

@@ -177,6 +177,26 @@ def test_an_object_deleted_here_is_not_brought_back_by_the_merge(tmp_path) -> No
     assert _labels_in_sidecar(first, src / "img0.png") == ["dog"]
 
 
+def test_this_instances_own_queued_writes_are_not_taken_for_another_instance(tmp_path) -> None:
+    from isegformer_app.state.autosave import snapshot_document, write_snapshot
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 60, 80)
+    project = Project.from_path(src)
+    doc = project.open_index(0)
+    _annotate(doc, 5, 20, 5, 20, "cat")
+    _annotate(doc, 30, 50, 40, 70, "dog")
+    first = snapshot_document(doc)  # a write in flight ...
+    doc.delete_object(doc.objects[0].uid)
+    second = snapshot_document(doc)  # ... and the next one, taken before the first was on disk
+    sidecar = project.sidecar_for(src / "img0.png")
+    assert write_snapshot(first, sidecar).notice == ""
+    outcome = write_snapshot(second, sidecar)
+    assert outcome.notice == "" and outcome.merged == []
+    assert _labels_in_sidecar(project, src / "img0.png") == ["dog"]  # the deleted cat stays deleted
+
+
 def test_an_unmergeable_version_of_another_instance_is_kept_beside(tmp_path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -276,14 +296,14 @@ def test_two_instances_saving_one_volume_keep_both_versions(tmp_path) -> None:
     _nifti(path, 1)
     first, second = _annotated_volume(path), _annotated_volume(path)
     sidecar = volume_sidecar_path(path, first.volume)
-    assert save_volume_document(first, sidecar).notice == ""
+    assert save_volume_document(first, sidecar) == ""
     second.add_click(9, 9, True)
-    outcome = save_volume_document(second, sidecar)
+    notice = save_volume_document(second, sidecar)
     kept = sidecar.with_name(sidecar.name + ".other-instance")
-    assert "kept as" in outcome.notice and kept.is_file()
+    assert "kept as" in notice and kept.is_file()
     assert len(read_volume_sidecar(kept)["meta"]["sessions"][0]["clicks"]) == 1  # the first user's
     assert len(read_volume_sidecar(sidecar)["meta"]["sessions"][0]["clicks"]) == 2
-    assert save_volume_document(second, sidecar).notice == ""  # its own file: no conflict
+    assert save_volume_document(second, sidecar) == ""  # its own file: no conflict
     restore_volume_document(first.__class__(first.volume, path), read_volume_sidecar(sidecar))
 
 

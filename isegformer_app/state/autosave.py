@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from isegformer_app.state.click_session import ClickSession
-from isegformer_app.state.disk_version import DiskStamp, stamp_of, write_merging
+from isegformer_app.state.disk_version import SidecarVersion, stamp_of, write_merging
 from isegformer_app.state.document import AnnotatedObject, Document
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import as_color
@@ -74,24 +74,21 @@ def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
 @dataclass
 class DocumentSnapshot:
     """What an autosave writes, copied from a document on the GUI thread so that the (slow) compression
-    and disk write can run in the background while the user keeps working. ``seen`` / ``seen_objects``:
-    the autosave as the document last read or wrote it (to notice another instance's save since)."""
+    and disk write can run in the background while the user keeps working. ``on_disk``: the document's
+    :class:`SidecarVersion` (shared, not copied: the write compares with and updates it)."""
 
     meta: dict
     arrays: dict[str, np.ndarray]
     revision: int
     path: Path  # the image it belongs to
-    seen: DiskStamp | None = None
-    seen_objects: frozenset[str] = frozenset()
+    on_disk: SidecarVersion = field(default_factory=SidecarVersion)
 
 
 @dataclass
 class SaveOutcome:
-    """What an autosave write did: the file's new stamp and object fingerprints, the objects another
-    instance had saved meanwhile that were merged into the file, and what to tell the user about it."""
+    """What an autosave write did besides writing: the objects another instance had saved meanwhile that
+    were merged into the file, and what to tell the user about it."""
 
-    stamp: DiskStamp | None
-    objects: frozenset[str]
     merged: list[AnnotatedObject] = field(default_factory=list)
     notice: str = ""
 
@@ -116,10 +113,9 @@ def save_document(doc: Document, path: Path) -> SaveOutcome:
 
 
 def apply_outcome(doc: Document, snapshot: DocumentSnapshot, outcome: SaveOutcome) -> None:
-    """After a write (GUI thread): ``doc`` is saved up to the snapshot, knows the file's new version, and
-    gets the objects merged from another instance (one undo step; the document is then dirty again)."""
+    """After a write (GUI thread): ``doc`` is saved up to the snapshot and gets the objects merged from
+    another instance (one undo step; the document is then dirty again)."""
     doc.saved_revision = max(doc.saved_revision, snapshot.revision)
-    doc.disk_stamp, doc.disk_objects = outcome.stamp, outcome.objects
     doc.merge_objects(outcome.merged)
 
 
@@ -153,9 +149,11 @@ def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> SaveOutcome:
                            f"user) since it was opened; {len(added)} object(s) of theirs were merged in."
                            + lost)  # fmt: skip
 
-    stamp = write_merging(path, snapshot.seen, lambda: encode_sidecar(snapshot.meta, snapshot.arrays), merge)
-    objects = frozenset(_fingerprints(snapshot.meta, snapshot.arrays["masks"]))
-    return SaveOutcome(stamp, objects, merged, " ".join(notices))
+    version = snapshot.on_disk
+    stamp = write_merging(path, version.stamp, lambda: encode_sidecar(snapshot.meta, snapshot.arrays), merge)
+    version.stamp = stamp  # the next write (of this document) compares with this one
+    version.objects = frozenset(_fingerprints(snapshot.meta, snapshot.arrays["masks"]))
+    return SaveOutcome(merged, " ".join(notices))
 
 
 def _merge_into(snapshot: DocumentSnapshot, theirs: SidecarContents) -> list[AnnotatedObject]:
@@ -166,7 +164,7 @@ def _merge_into(snapshot: DocumentSnapshot, theirs: SidecarContents) -> list[Ann
             list(theirs.meta["working_size"]) != list(meta["working_size"]):  # fmt: skip
         raise SidecarError("it was made for a different image")
     packed = np.packbits(theirs.masks, axis=-1)
-    known = set(_fingerprints(meta, snapshot.arrays["masks"])) | snapshot.seen_objects
+    known = set(_fingerprints(meta, snapshot.arrays["masks"])) | snapshot.on_disk.objects
     added, rows = [], []
     try:
         for o, mask, key in zip(theirs.meta["objects"], theirs.masks, _fingerprints(theirs.meta, packed),
@@ -213,7 +211,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     arrays = {"masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
                                    else np.zeros((0, h, w), bool), axis=-1),
               **session_arrays(doc.current)}  # fmt: skip
-    return DocumentSnapshot(meta, arrays, doc.revision, doc.path, doc.disk_stamp, doc.disk_objects)
+    return DocumentSnapshot(meta, arrays, doc.revision, doc.path, doc.on_disk)
 
 
 @dataclass
@@ -272,8 +270,7 @@ def restore_document(doc: Document, path: Path) -> bool:
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     doc.objects, doc.next_uid, doc.threshold, doc.current = objects, next_uid, threshold, current
-    doc.disk_stamp = stamp
-    doc.disk_objects = frozenset(_fingerprints(meta, np.packbits(data.masks, axis=-1)))
+    doc.on_disk = SidecarVersion(stamp, frozenset(_fingerprints(meta, np.packbits(data.masks, axis=-1))))
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

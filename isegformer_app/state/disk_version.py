@@ -37,6 +37,19 @@ def stamp_of(path: Path) -> DiskStamp | None:
     return DiskStamp(st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+@dataclass
+class SidecarVersion:
+    """An autosave as this instance last read or wrote it: its stamp and the fingerprints of its objects.
+
+    One object per open document, shared by the document and its snapshots and updated by the write itself
+    (in the writing thread): the next write, however soon, compares with what this instance wrote last, so
+    only another instance's save counts as a change.
+    """
+
+    stamp: DiskStamp | None = None
+    objects: frozenset[str] = frozenset()
+
+
 class ChangedOnDisk(Exception):
     """The file was written by someone else since it was read (raised before anything was replaced)."""
 

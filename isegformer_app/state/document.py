@@ -15,7 +15,7 @@ import numpy as np
 from isegformer_app.state import click_session as cs
 from isegformer_app.state import commands as cmd
 from isegformer_app.state.click_session import ClickSession, stroke_mask
-from isegformer_app.state.disk_version import DiskStamp
+from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import Command, History
 from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
@@ -38,9 +38,8 @@ class Document:
         self.revision = 0
         self.saved_revision = 0
         self.listeners: list[Callable[[Document], None]] = []
-        # the autosave as last read or written by us: another instance's save since is merged, not replaced
-        self.disk_stamp: DiskStamp | None = None
-        self.disk_objects: frozenset[str] = frozenset()  # fingerprints of its finished objects
+        # the autosave as last read or written here: another instance's save since is merged, not replaced
+        self.on_disk = SidecarVersion()
 
     # ----------------------------------------------------------------- basics
     @property

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from isegformer_app.state.disk_version import DiskStamp, stamp_of, write_merging
+from isegformer_app.state.disk_version import SidecarVersion, stamp_of, write_merging
 from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (
     SidecarChanged,
@@ -87,18 +86,16 @@ def snapshot(doc: VolumeDocument) -> dict:
     return contents
 
 
-class VolumeSaveOutcome(NamedTuple):
-    stamp: DiskStamp | None  # the file as written
-    notice: str  # for the user: another instance's version kept beside ("" if none)
+def write_snapshot(contents: dict, path: Path, on_disk: SidecarVersion | None = None) -> str:
+    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread. Returns a notice for the
+    user ("" if none).
 
-
-def write_snapshot(contents: dict, path: Path, seen: DiskStamp | None = None) -> VolumeSaveOutcome:
-    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread.
-
-    ``seen``: the file as the document last read or wrote it. If another isegformer saved it since, its
-    version is kept beside (``<name>.other-instance``; label volumes are not merged voxel by voxel) and the
-    notice says so: nothing of theirs is replaced silently.
+    ``on_disk``: the document's :class:`SidecarVersion` (the file as last read or written here; the write
+    updates it). If another isegformer saved the file since, its version is kept beside
+    (``<name>.other-instance``; label volumes are not merged voxel by voxel) and the notice says so:
+    nothing of theirs is replaced silently.
     """
+    on_disk = on_disk if on_disk is not None else SidecarVersion(stamp_of(path))
     arrays = {name: value for name, value in contents.items() if name != "meta"}
     notices: list[str] = []
 
@@ -109,16 +106,17 @@ def write_snapshot(contents: dict, path: Path, seen: DiskStamp | None = None) ->
             notices.append(f"{name} was also saved by another isegformer (another window or user) since "
                            f"it was opened; their version is kept beside. {kept}")  # fmt: skip
 
-    stamp = write_merging(path, seen, lambda: encode_sidecar(contents["meta"], arrays), keep_theirs)
-    return VolumeSaveOutcome(stamp, " ".join(notices))
+    on_disk.stamp = write_merging(path, on_disk.stamp, lambda: encode_sidecar(contents["meta"], arrays),
+                                  keep_theirs)  # fmt: skip
+    return " ".join(notices)
 
 
-def save_volume_document(doc: VolumeDocument, path: Path) -> VolumeSaveOutcome:
-    """Write ``doc``'s autosave to ``path`` now (atomically) and mark it saved."""
+def save_volume_document(doc: VolumeDocument, path: Path) -> str:
+    """Write ``doc``'s autosave to ``path`` now (atomically) and mark it saved; returns the notice."""
     revision = doc.revision
-    outcome = write_snapshot(snapshot(doc), path, doc.disk_stamp)
-    doc.saved_revision, doc.disk_stamp = revision, outcome.stamp
-    return outcome
+    notice = write_snapshot(snapshot(doc), path, doc.on_disk)
+    doc.saved_revision = revision
+    return notice
 
 
 def read_volume_sidecar(path: Path) -> dict[str, np.ndarray]:
@@ -178,4 +176,4 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     doc.axis, doc.index = axis, index
     doc.volume_history.clear()
     doc.saved_revision = doc.revision
-    doc.disk_stamp = contents.get("stamp")
+    doc.on_disk = SidecarVersion(contents.get("stamp"))

@@ -176,20 +176,17 @@ class VolumeFiles:
         arrays, revision = snapshot(doc), doc.revision
         written: list = []
 
-        def write(path: Path) -> None:  # ``disk_stamp`` is read when it runs: after the previous write
-            written.append(write_snapshot(arrays, path, doc.disk_stamp))
-
         def saved() -> None:
             doc.saved_revision = max(doc.saved_revision, revision)
-            doc.disk_stamp = written[-1].stamp
-            if written[-1].notice:
-                self.services.inform("Autosave", written[-1].notice)
+            if written[-1]:
+                self.services.inform("Autosave", written[-1])
             if doc is self.ctl.doc:
                 self.services.refresh()
             if then is not None:
                 then()
 
-        self.services.writer.write(write, lambda: self.sidecar_of(doc),
+        self.services.writer.write(lambda path: written.append(write_snapshot(arrays, path, doc.on_disk)),
+                                   lambda: self.sidecar_of(doc),
                                    doc.path, saved, dialog=then is not None,
                                    key=volume_sidecar_path(doc.path, doc.volume))  # fmt: skip
         return True

@@ -14,6 +14,7 @@ It lives in ``model`` (the lowest layer) so that the app and ``training`` share 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -68,20 +69,23 @@ def parse_json(text: str | bytes) -> Any:
         raise ValueError("the JSON is nested too deeply") from exc
 
 
-def check_image_size(path: str | os.PathLike, limit: int = MAX_IMAGE_PIXELS) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of image ``path`` (None for a format PIL does not know: the
-    decoder's own limit then applies); :class:`ImageTooLarge` above ``limit`` pixels. Nothing is decoded."""
+def check_image_size(source: str | os.PathLike | bytes,
+                     limit: int = MAX_IMAGE_PIXELS) -> tuple[int, int] | None:  # fmt: skip
+    """``(width, height)`` from the header of an image file (or its bytes) (None for a format PIL does not
+    know: the decoder's own limit then applies); :class:`ImageTooLarge` above ``limit`` pixels. Nothing is
+    decoded."""
+    name = "image data" if isinstance(source, bytes) else Path(source).name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 width, height = img.size
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{Path(path).name}: image too large ({exc})") from exc
+        raise ImageTooLarge(f"{name}: image too large ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
     if width * height > limit:
-        raise ImageTooLarge(f"{Path(path).name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+        raise ImageTooLarge(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
                             f"more than the {limit / 1e6:.0f} that are read")  # fmt: skip
     return width, height
 

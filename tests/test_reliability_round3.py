@@ -635,3 +635,24 @@ def test_eval_warns_before_a_mask_with_thousands_of_instance_ids(tmp_path, capsy
                           "--output", str(tmp_path / "out")]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "s0 (2000 objects)" in err and "may take hours" in err
+
+
+def test_a_coco_lvis_mask_layer_declaring_a_huge_size_is_refused_before_decoding(tmp_path) -> None:
+    import pickle
+
+    from _training_data import write_cocolvis
+
+    from training.data.cocolvis import CocoLvisSource
+    from training.datasets.base import DatasetError
+
+    image = np.full((48, 64, 3), 90, np.uint8)
+    inst = np.zeros((48, 64), np.int32)
+    inst[10:30, 10:40] = 1
+    write_cocolvis(tmp_path, [(image, inst)], "train")
+    masks = next((tmp_path / "train" / "masks").glob("*.pickle"))
+    encoded, mapping = pickle.loads(masks.read_bytes())
+    _png_bomb(tmp_path / "bomb.png", side=40_000)
+    encoded[1] = np.frombuffer((tmp_path / "bomb.png").read_bytes(), np.uint8)
+    masks.write_bytes(pickle.dumps((encoded, mapping)))
+    with pytest.raises(DatasetError, match="too large"):
+        CocoLvisSource(tmp_path, "train").load(0, np.random.default_rng(0))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from model.atomic_io import require_output_folder
 from model.build import build_model
 from model.checkpoint import CheckpointError
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
@@ -30,7 +31,7 @@ from training.data.dataset import InteractiveDataset, SampleSource
 from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
 from training.data.points_sampler import MultiPointSampler
 from training.data.sample import TrainSample
-from training.datasets.base import DatasetError
+from training.datasets.base import DatasetError, oversized_images
 from training.pretrained import PretrainedError, load_pretrained
 from training.trainer import RESUME_FILE, ProcessGroup, Trainer
 
@@ -237,7 +238,13 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_pretrained(model, config.model.pretrained)
             if group.is_main:
                 print(f"loaded {loaded} encoder tensors from {config.model.pretrained}", file=sys.stderr)
+        if group.is_main:
+            require_output_folder(args.output)
         train_source, val_source = build_sources(config)
+        oversized = oversized_images(Path(config.data.root))  # training reads lazily: refuse them now
+        if oversized:
+            raise ValueError(f"{len(oversized)} image(s) of {config.data.root} are too large to read "
+                             "(nothing was trained):\n  " + "\n  ".join(oversized[:10]))  # fmt: skip
         trainer = Trainer(
             model,
             config,

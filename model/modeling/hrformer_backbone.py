@@ -218,7 +218,7 @@ class HRTBackbone(MultiResolutionBackbone):
                     f"{stage.channels}): the original would feed the last branch to the changed ones"
                 )
         depths = [s.num_blocks[0] * s.num_modules for s in config.stages]
-        rates = torch.linspace(0, config.drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, config.drop_path_rate, sum(depths), device="cpu").tolist()  # meta builds too
         stages, offset = [], 0
         for stage, depth in zip(config.stages, depths, strict=True):
             per_module = stage.num_blocks[0]

@@ -218,7 +218,8 @@ class HRTBackbone(MultiResolutionBackbone):
                     f"{stage.channels}): the original would feed the last branch to the changed ones"
                 )
         depths = [s.num_blocks[0] * s.num_modules for s in config.stages]
-        rates = torch.linspace(0, config.drop_path_rate, sum(depths), device="cpu").tolist()  # meta builds too
+        # device="cpu": the checkpoint loader first builds the model on the meta device
+        rates = torch.linspace(0, config.drop_path_rate, sum(depths), device="cpu").tolist()
         stages, offset = [], 0
         for stage, depth in zip(config.stages, depths, strict=True):
             per_module = stage.num_blocks[0]

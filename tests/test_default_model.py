@@ -41,6 +41,40 @@ def test_measurement_picks_one_of_the_candidates() -> None:
     assert (choice.precision, choice.threads) in candidate_settings()
     assert choice.forward_ms > 0 and torch.get_num_threads() >= 1
     assert RuntimeChoice.from_dict(choice.to_dict()) == choice
+    assert isinstance(choice.channels_last, bool)
+    stem = next(p for p in model.parameters() if p.ndim == 4)
+    assert stem.is_contiguous()  # measuring the channels-last layout leaves the model as it was
+
+
+def test_channels_last_predictor_gives_the_same_probabilities() -> None:
+    """The layout the measurement may pick changes speed, not the mask (the shipped network's family)."""
+    from model.clicks import Click
+    from model.predictor import Predictor
+    from training.data.pack import initial_checkpoint
+
+    model = load_checkpoint_bytes(initial_checkpoint(""))
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    clicks = [Click(60, 80, True, 0), Click(20, 30, False, 1)]
+    probs = {}
+    for channels_last in (False, True):
+        predictor = Predictor(model, "cpu", channels_last=channels_last)
+        predictor.set_image(image)
+        probs[channels_last] = predictor.predict(clicks)
+    assert np.abs(probs[True] - probs[False]).max() < 1e-4
+    cached_before = {"precision": None, "threads": 1, "forward_ms": 5.0}  # a cache entry of older versions
+    assert RuntimeChoice.from_dict(cached_before).channels_last is False
+
+
+def load_checkpoint_bytes(data: bytes):
+    import tempfile
+    from pathlib import Path
+
+    from model.checkpoint import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "net.pth"
+        path.write_bytes(data)
+        return load_checkpoint(path)
 
 
 def test_app_defaults_to_the_bundled_network(qtbot, tmp_path, bundled, messages) -> None:

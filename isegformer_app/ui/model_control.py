@@ -54,7 +54,7 @@ def checkpoint_factory(
     """Builds the network predictor (in the worker thread, where it will run).
 
     ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
-    precision and torch thread count that a short measurement found fastest on this machine
+    precision, torch thread count and tensor layout that a short measurement found fastest on this machine
     (:func:`model.runtime_tuning.measure_runtime`; ``threads`` > 0, the user's explicit setting, fixes the
     thread count), cached in ``runtime_cache`` per model file, machine and thread setting, and measured
     again when it was made while the cores were busy or they are busy now.
@@ -72,15 +72,18 @@ def checkpoint_factory(
             raise RuntimeError(str(exc)) from exc
         except (OSError, EOFError, ValueError, KeyError) as exc:
             raise RuntimeError(f"cannot load {path.name} as an iSegFormer/RITM checkpoint ({exc})") from exc
+        autocast, channels_last = None, False
         if precision != "auto":
-            autocast = None
+            pass
         elif torch.device(device).type != "cpu":
             autocast = fast_autocast(device)
         else:
             choice = _measured_choice(model, path, runtime_cache, threads)
             torch.set_num_threads(choice.threads)
-            autocast = choice.precision
-        return Predictor(model, device=device, name=name or path.name, autocast=autocast)
+            autocast, channels_last = choice.precision, choice.channels_last
+        return Predictor(
+            model, device=device, name=name or path.name, autocast=autocast, channels_last=channels_last
+        )
 
     return build
 

@@ -207,20 +207,24 @@ def bench_default(args: argparse.Namespace, device: torch.device) -> None:
     clicks = random_clicks(size, size, args.warmup + args.clicks)
     title = f"Bundled network {path.name} ({model.arch}), per click, {size}×{size}, ZoomIn + flip"
     print(f"\n## {title}\n")
-    print("| precision | threads | median ms | p90 ms |")
-    print("|---|---:|---:|---:|")
+    print("| precision | threads | layout | median ms | p90 ms |")
+    print("|---|---:|---|---:|---:|")
     default_threads = torch.get_num_threads()
     rows = [(None, default_threads)] + [c for c in candidate_settings() if c != (None, default_threads)]
     for precision, threads in rows:
-        torch.set_num_threads(threads)
-        predictor = Predictor(model, device=device, autocast=precision)
-        predictor.set_image(image)
-        def one_click(i: int, p: Predictor = predictor) -> object:
-            return p.predict(clicks[: i + 1])
+        for channels_last in (False, True):
+            torch.set_num_threads(threads)
+            predictor = Predictor(model, device=device, autocast=precision, channels_last=channels_last)
+            predictor.set_image(image)
 
-        times = time_calls(one_click, args.warmup, args.clicks, device)
-        label = precision or "fp32"
-        print(f"| {label} | {threads} | {statistics.median(times):.0f} | {p90(times):.0f} |", flush=True)
+            def one_click(i: int, p: Predictor = predictor) -> object:
+                return p.predict(clicks[: i + 1])
+
+            times = time_calls(one_click, args.warmup, args.clicks, device)
+            label, layout = precision or "fp32", "channels-last" if channels_last else "NCHW"
+            print(f"| {label} | {threads} | {layout} | {statistics.median(times):.0f} | {p90(times):.0f} |",
+                  flush=True)  # fmt: skip
+            model.to(memory_format=torch.contiguous_format)
     torch.set_num_threads(default_threads)
 
 

@@ -399,6 +399,9 @@ def self_check(model: InteractiveModel, pack: DataPack, device: torch.device, bu
     latency: dict[str, dict[str, float]] = {}
     source = items[0] if items else None
     for arch in (DEFAULT_ARCH, "segformer_b2", "segformer_b5"):
+        if time.perf_counter() - started > budget:
+            report["latency_cut_short"] = True
+            break
         network = model if arch == DEFAULT_ARCH else build_model(arch, with_prev_mask=True)
         for side in (400, 800):
             if time.perf_counter() - started > budget:

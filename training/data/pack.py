@@ -150,6 +150,10 @@ def read_pack(path: str | Path) -> DataPack:
     for item in mr:
         if not (item.image.shape == item.tissue.shape == item.structures.shape):
             raise PackError(f"{path}: MR slice {item.name} has maps of different sizes")
+    for items in eval_sets.values():
+        for entry in items:
+            if entry.instances.shape != entry.image.shape[:2]:
+                raise PackError(f"{path}: evaluation image {entry.name} and its instance map differ in size")
     return DataPack(objects, backgrounds, mr, eval_sets, init_bytes, manifest)
 
 

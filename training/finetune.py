@@ -39,11 +39,9 @@ from training.data.instances import InstancesSource
 from training.data.zoom_crop import ZoomCropSource
 from training.datasets.base import DatasetError
 from training.datasets.export import ExportDataset
-from training.finetune_events import FinetuneEvent
+from training.finetune_events import CARD_FILE, RESULT_FILE, FinetuneEvent, comparison_rows
 from training.trainer import LAST_CHECKPOINT, Trainer, evaluate_noc
 
-RESULT_FILE = "finetune.json"
-CARD_FILE = "finetune.md"
 # Parameters that take the click maps (and the first normalisation): trained even with a frozen encoder.
 CLICK_INPUT_PREFIXES = (
     "network.encoder.conv_stem.",
@@ -204,20 +202,6 @@ def finetune(
     atomic_write_bytes(output / CARD_FILE, model_card(result).encode("utf-8"))
     emit(FinetuneEvent("done", "finished", result=result))
     return result
-
-
-METRICS = (("noc85", "NoC@85"), ("noc90", "NoC@90"), ("miou@1", "mIoU@1"), ("miou@3", "mIoU@3"),
-           ("miou@5", "mIoU@5"))  # fmt: skip
-
-
-def comparison_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(figure, before, after) rows of a result, for a table (NoC lower is better, mIoU higher)."""
-    rows = [("held-out objects", str(int(result["before"]["objects"])), str(int(result["after"]["objects"])))]
-    for key, title in METRICS:
-        if key in result["before"]:
-            digits = 2 if key.startswith("noc") else 3
-            rows.append((title, f"{result['before'][key]:.{digits}f}", f"{result['after'][key]:.{digits}f}"))
-    return rows
 
 
 def model_card(result: dict[str, Any]) -> str:

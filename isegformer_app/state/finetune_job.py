@@ -59,6 +59,7 @@ class TrainingRequest:
     images: int
     max_minutes: float = FinetuneConfig.max_minutes
     unfreeze_all: bool = False
+    config: str = "finetune"  # the shipped configuration, or a TOML file of one's own
 
 
 def project_name(project: Project) -> str:
@@ -119,7 +120,7 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 def training_command(request: TrainingRequest, device: str = "") -> list[str]:
     """The process to run: ``python -m training.train finetune …`` with JSON progress lines."""
-    command = [sys.executable, "-m", "training.train", "finetune", "--data-root", str(request.data_dir),
+    command = [sys.executable, "-m", "training.train", request.config, "--data-root", str(request.data_dir),
                "--output", str(request.run_dir), "--max-minutes", f"{request.max_minutes:g}",
                "--project", request.project, "--events", "--no-progress"]  # fmt: skip
     if request.weights is not None:

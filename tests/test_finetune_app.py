@@ -143,12 +143,12 @@ def test_install_model_makes_it_the_projects_model_and_a_failed_copy_keeps_the_o
     (request.run_dir / "finetune.json").write_text(json.dumps({"after": {}}))
     (request.run_dir / "finetune.md").write_text("# card")
     assert project_model_path(project) is None
-    path = install_model(request, model_folder(project))
+    path = install_model(request)
     assert project_model_path(project) == path and path.read_bytes() == b"new model"
     assert not request.run_dir.exists() and (model_folder(project) / "finetune.md").is_file()
     second = prepare(project)
     with pytest.raises(OSError):
-        install_model(second, model_folder(project))  # nothing written: the run produced no model
+        install_model(second)  # nothing written: the run produced no model
     assert path.read_bytes() == b"new model"
 
 
@@ -198,3 +198,28 @@ def test_a_killed_training_process_is_noticed_and_said(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: not dialog.running, timeout=5000)
     assert "ended unexpectedly" in dialog.status.text()
     assert project_model_path(project) is None
+
+
+def test_a_finished_run_shows_the_table_saves_the_model_and_switches_on_request(qtbot, window, tmp_path):
+    from isegformer_app.ui.training_run import TrainingDialog
+
+    project = annotated_project(tmp_path / "cells", (2, 2, 2))
+    request = dataclasses.replace(quick_request(project, tmp_path), max_minutes=0.02)
+    dialog = TrainingDialog(window, request)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: not dialog.running, timeout=180_000)
+    assert dialog.status.text().startswith("Done"), dialog.status.text()
+    rows = {
+        dialog.table.item(r, 0).text(): dialog.table.item(r, 2).text() for r in range(dialog.table.rowCount())
+    }
+    assert rows["held-out objects"] == "1" and {"NoC@85", "NoC@90", "mIoU@1"} <= set(rows)
+    assert dialog.model_path == project_model_path(project) and not dialog.use_button.isHidden()
+    card = json.loads((model_folder(project) / "finetune.json").read_text())
+    assert card["project"] == "cells" and card["objects"]["train"] == 4
+    dialog.use_button.click()
+    qtbot.waitUntil(lambda: window.models.active == ("checkpoint", str(dialog.model_path)), timeout=60_000)
+    window.open_path(str(tmp_path / "cells"))
+    qtbot.waitUntil(lambda: window.project is not None, timeout=10_000)
+    model_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Model")
+    model_menu.aboutToShow.emit()
+    assert window.actions_by_name["project_model"].isEnabled()

@@ -53,6 +53,7 @@ class TrainingRequest:
 
     data_dir: Path
     run_dir: Path
+    model_dir: Path  # the project's model folder: where the result goes
     weights: Path | None  # None: the bundled network
     project: str
     objects: int
@@ -104,7 +105,7 @@ def prepare_training(
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return TrainingRequest(run_dir / "data", run_dir / "output", weights, name, objects, len(items))
+    return TrainingRequest(run_dir / "data", run_dir / "output", folder, weights, name, objects, len(items))
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -203,9 +204,11 @@ class TrainingMonitor:
         return f"Training failed ({detail}); the active model is unchanged."
 
 
-def install_model(request: TrainingRequest, folder: Path) -> Path:
-    """Copy the run's model and its card into ``folder`` (the project's model, replaced atomically) and
-    remove the run folder; returns the model's path. OSError (e.g. disk full) leaves the earlier model."""
+def install_model(request: TrainingRequest) -> Path:
+    """Copy the run's model and its card into the project's model folder (replacing its model
+    atomically) and remove the run folder; returns the model's path. OSError (e.g. disk full) leaves
+    the earlier model."""
+    folder = request.model_dir
     checkpoint = request.run_dir / "checkpoints" / "last_checkpoint.pth"
     target = folder / MODEL_FILE
     sources = {RESULT_FILE: request.run_dir / RESULT_FILE, CARD_FILE: request.run_dir / CARD_FILE}

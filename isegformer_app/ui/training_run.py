@@ -208,7 +208,7 @@ class TrainingDialog(QDialog):
             self._end(message)
             return
         try:
-            self.model_path = install_model(self.request, model_folder(self.window_.project))
+            self.model_path = install_model(self.request)
         except OSError as exc:
             discard_run(self.request)
             self._end(f"Could not save the new model ({exc}); the active model is unchanged.")

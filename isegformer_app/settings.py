@@ -1,16 +1,24 @@
-"""User settings in one JSON file (platformdirs config folder, or ``$ISEGFORMER_CONFIG_DIR``)."""
+"""User settings in one JSON file (platformdirs config folder, or ``$ISEGFORMER_CONFIG_DIR``).
+
+The file may have been edited by hand: each value is checked (its type, and its range where it has one);
+a bad one is replaced by its default, and one notice names them all.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
 
+from isegformer_app.state.labels import LabelList
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.threshold import DEFAULT_THRESHOLD
+from model.untrusted import parse_json
 
 CONFIG_ENV = "ISEGFORMER_CONFIG_DIR"
 MAX_RECENT = 10
@@ -24,6 +32,51 @@ DEFAULT_SHORTCUTS = {
     "propagate_next": "Shift+Up", "propagate_prev": "Shift+Down", "propagate_range": "Ctrl+R",
     "wl_mode": "W", "edit_object": "Return", "no_objects": "N",
 }  # fmt: skip
+
+
+def _number(low: float, high: float) -> Callable[[object], bool]:
+    def check(v: object) -> bool:
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        return number and math.isfinite(v) and low <= v <= high
+
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _str_dict(value: object, of: type) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, of) for k, v in value.items())
+
+
+def _labels_ok(value: object) -> bool:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        return False
+    try:
+        LabelList.from_json(value)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
+# what a value read from the file must satisfy, per setting (anything else: the default, with a notice)
+VALID: dict[str, Callable[[object], bool]] = {
+    "recent_files": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+    "last_checkpoint": lambda v: isinstance(v, str),
+    "model_source": lambda v: v in ("engine", "checkpoint"),
+    "device": lambda v: isinstance(v, str),
+    "precision": lambda v: v in ("auto", "fp32"),
+    "engine": lambda v: isinstance(v, str),
+    "labels": _labels_ok,
+    "volume_labels": _labels_ok,
+    "shortcuts": lambda v: _str_dict(v, str),
+    "opacity": _number(0.0, 1.0),
+    "threshold": _number(0.01, 0.99),
+    "brush_radius": _integer(1, 200),
+    "runtime_choices": lambda v: _str_dict(v, dict),
+    "inference_threads": _integer(0, 1024),
+}
 
 
 def config_dir() -> Path:
@@ -58,14 +111,24 @@ class Settings:
         if not path.is_file():
             return settings
         try:
-            data = json.loads(path.read_text("utf-8"))
-            known = {f.name for f in fields(cls)} - {"path", "problem"}
-            for key, value in data.items():
-                if key in known:
-                    setattr(settings, key, value)
-            settings.shortcuts = {**DEFAULT_SHORTCUTS, **settings.shortcuts}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            settings = cls(path=path, problem=f"Settings file {path} is unreadable ({exc}); using defaults.")
+            data = parse_json(path.read_text("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return cls(path=path, problem=f"Settings file {path} is unreadable ({exc}); using defaults.")
+        known = {f.name for f in fields(cls)} - {"path", "problem"}
+        bad = []
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if VALID[key](value):
+                setattr(settings, key, value)
+            else:
+                bad.append(key)
+        settings.shortcuts = {**DEFAULT_SHORTCUTS, **settings.shortcuts}
+        if bad:
+            settings.problem = (f"Settings file {path}: invalid {', '.join(bad)}; the defaults are used "
+                                "for these.")  # fmt: skip
         return settings
 
     def save(self) -> None:

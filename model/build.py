@@ -17,6 +17,7 @@ ORIGINAL_CLASSES: dict[str, str] = {
     "isegm.model.is_segformer_model.SegformerModel": "model.modeling.segformer",
     "isegm.model.is_hrnet_model.HRNetModel": "model.modeling.hrnet_ocr",
     "isegm.model.is_swinformer_model.SwinformerModel": "model.modeling.swin",
+    "isegm.model.is_hrformer_model.HRFormerModel": "model.modeling.hrformer",
     # Our own family (no original class): EfficientNet-Lite encoder + SegFormer head.
     "isegformer.model.EfficientNetSegformerModel": "model.modeling.efficientnet_segformer",
 }

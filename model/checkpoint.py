@@ -266,31 +266,84 @@ def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
 # --------------------------------------------------------------------------------------------- adapters
 
 
-def _load_into(model: nn.Module, ours: dict[str, torch.Tensor], path: str, ignored: list[str]) -> None:
-    expected = model.state_dict()
+# The largest integer a config may hold, relative to its weights: no size a file's tensors can hold is
+# much beyond their largest dimension; a generous floor keeps image sizes, radii and the like (a few hundred).
+CONFIG_INT_FACTOR = 4
+CONFIG_INT_FLOOR = 4096
+
+
+def _config_ints(value: Any, where: str = "") -> list[tuple[str, int]]:
+    """Every integer of a (nested) config value, with where it sits (``backbone_params.embed_dims``)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _config_ints(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [hit for i, v in enumerate(value) for hit in _config_ints(v, f"{where}[{i}]")]
+    return []
+
+
+def check_config_bounds(ckpt: OriginalCheckpoint) -> None:
+    """Refuse a config holding an integer far beyond anything its weights could hold (a width of 20000, a
+    million layers): the model it asks for would take gigabytes and minutes before any shape is compared."""
+    largest = max((max(t.shape, default=1) for t in ckpt.state_dict.values()), default=1)
+    bound = max(CONFIG_INT_FACTOR * max(largest, len(ckpt.state_dict)), CONFIG_INT_FLOOR)
+    for where, value in _config_ints(ckpt.params):
+        if abs(value) > bound:
+            raise CheckpointError(f"{ckpt.path}: config value {where} = {value} is out of bounds (the "
+                                  f"checkpoint's largest weight dimension is {largest})")  # fmt: skip
+
+
+def _build(adapter: ArchitectureAdapter, ckpt: OriginalCheckpoint) -> InteractiveModel:
+    """``adapter.build`` with its failures as :class:`CheckpointError` (naming the file)."""
+    try:
+        return adapter.build(ckpt.params, ckpt.state_dict)
+    except CheckpointError as exc:
+        if ckpt.path in str(exc):
+            raise
+        raise CheckpointError(f"{ckpt.path}: {str(exc).lstrip(': ')}") from exc
+    except (KeyError, TypeError, ValueError, AssertionError, IndexError, RuntimeError, OverflowError,
+            ZeroDivisionError, NotImplementedError) as exc:  # fmt: skip
+        raise CheckpointError(f"{ckpt.path}: cannot build {ckpt.class_name} from its config ({exc})") from exc
+
+
+def check_weights_fit(model: nn.Module, ours: dict[str, torch.Tensor], path: str) -> list[str]:
+    """Raise :class:`CheckpointError` unless ``ours`` has every weight of ``model`` with its shape and
+    nothing else but ignorable modules; returns the ignorable surplus. ``model`` may live on the meta
+    device (nothing allocated): only names and shapes are compared."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    surplus = [k for k in ours if k not in expected]
+    bad = [k for k in surplus if not k.startswith(IGNORABLE_ORIGINAL_PREFIXES)]
+    if bad:
+        raise CheckpointError(
+            f"{path}: the checkpoint does not match its declared architecture ({model.arch}): "
+            f"{len(bad)} unexpected weights, e.g. {sorted(bad)[:3]}"
+        )
     missing = sorted(set(expected) - set(ours))
     if missing:
         raise CheckpointError(
             f"{path}: the checkpoint does not match its declared architecture ({model.arch}): "
             f"{len(missing)} weights missing, e.g. {missing[:3]}"
         )
-    for key, tensor in expected.items():
-        if tuple(ours[key].shape) != tuple(tensor.shape):
+    for key, shape in expected.items():
+        if tuple(ours[key].shape) != shape:
             raise CheckpointError(
                 f"{path}: weight {key!r} has shape {tuple(ours[key].shape)} but the declared "
-                f"architecture ({model.arch}) needs {tuple(tensor.shape)}"
+                f"architecture ({model.arch}) needs {shape}"
             )
-    model.load_state_dict({k: ours[k] for k in expected}, strict=True)
-    if ignored:
-        log.info("%s: ignored %d unused weights (%s)", path, len(ignored), ", ".join(sorted(ignored)[:4]))
+    return surplus
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> InteractiveModel:
     """Build the model an original-format checkpoint describes and load its weights (strictly).
 
-    Weights of the original that our model has no place for are allowed only for modules the
-    original keeps unused (``maps_transform.*`` of naive-concat models and the like); any other
-    surplus, missing or mis-shaped weight raises :class:`CheckpointError`.
+    Nothing is allocated before the config is known to fit the weights: its integers are bounded by the
+    tensors' sizes, and the model is first built on the meta device (no memory) and its weight names and
+    shapes compared with the file's. Weights of the original that our model has no place for are allowed
+    only for modules the original keeps unused (``maps_transform.*`` of naive-concat models and the like);
+    any other surplus, missing or mis-shaped weight raises :class:`CheckpointError`.
     """
     from model.build import adapter_for
 
@@ -298,24 +351,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     adapter = adapter_for(ckpt.class_name)
     if adapter is None:
         raise CheckpointError(f"{ckpt.path}: unsupported model class {ckpt.class_name!r}")
-    try:
-        model = adapter.build(ckpt.params, ckpt.state_dict)
-    except CheckpointError as exc:
-        if ckpt.path in str(exc):
-            raise
-        raise CheckpointError(f"{ckpt.path}: {str(exc).lstrip(': ')}") from exc
-    except (KeyError, TypeError, ValueError, AssertionError, IndexError) as exc:
-        raise CheckpointError(f"{ckpt.path}: cannot build {ckpt.class_name} from its config ({exc})") from exc
+    check_config_bounds(ckpt)
     ours = adapter.to_ours(ckpt.state_dict)
-    expected = set(model.state_dict())
-    surplus = [k for k in ours if k not in expected]
-    bad = [k for k in surplus if not k.startswith(IGNORABLE_ORIGINAL_PREFIXES)]
-    if bad:
-        raise CheckpointError(
-            f"{ckpt.path}: the checkpoint does not match its declared architecture ({model.arch}): "
-            f"{len(bad)} unexpected weights, e.g. {sorted(bad)[:3]}"
-        )
-    _load_into(model, ours, ckpt.path, surplus)
+    with torch.device("meta"):
+        skeleton = _build(adapter, ckpt)
+    check_weights_fit(skeleton, ours, ckpt.path)
+    del skeleton
+    model = _build(adapter, ckpt)
+    surplus = check_weights_fit(model, ours, ckpt.path)
+    model.load_state_dict({k: ours[k] for k in model.state_dict()}, strict=True)
+    if surplus:
+        shown = ", ".join(sorted(surplus)[:4])
+        log.info("%s: ignored %d unused weights (%s)", ckpt.path, len(surplus), shown)
     check_finite(model, ckpt.path)
     model.original_class = ckpt.class_name
     model.original_params = ckpt.params

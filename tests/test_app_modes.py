@@ -339,10 +339,10 @@ def test_autosaves_of_frames_queued_behind_a_slow_write_all_reach_disk(qtbot, tm
     shown, files = window.volume.doc, window.volume.files
     real_write, calls = volume_files.write_snapshot, []
 
-    def slow_write(contents, path):
+    def slow_write(contents, path, seen=None):
         calls.append(path.name)
         time.sleep(0.3 if len(calls) == 1 else 0)
-        real_write(contents, path)
+        return real_write(contents, path, seen)
 
     monkeypatch.setattr(volume_files, "write_snapshot", slow_write)
     frames = [VolumeDocument(open_volume(nifti, frame=f), nifti) for f in (2, 0, 1)]
@@ -433,10 +433,11 @@ def test_a_volume_load_waits_for_the_autosaves_asked_for_and_a_newer_open_replac
     events: list[str] = []
     real_write, real_open = volume_files.write_snapshot, volume_files.open_volume
 
-    def slow_write(contents, path):
+    def slow_write(contents, path, seen=None):
         time.sleep(0.4)
-        real_write(contents, path)
+        outcome = real_write(contents, path, seen)
         events.append("written")
+        return outcome
 
     def recording_open(path, *args, **kwargs):
         events.append(f"open {Path(path).stem.split('.')[0]}")
@@ -463,7 +464,8 @@ def test_closing_the_window_drops_a_volume_load_waiting_for_an_autosave(qtbot, t
     assert window.open_path(first)
     qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
     opened, real_write, real_open = [], volume_files.write_snapshot, volume_files.open_volume
-    monkeypatch.setattr(volume_files, "write_snapshot", lambda c, p: (time.sleep(0.3), real_write(c, p)))
+    monkeypatch.setattr(volume_files, "write_snapshot",
+                        lambda c, p, s=None: (time.sleep(0.3), real_write(c, p, s))[1])  # fmt: skip
     monkeypatch.setattr(volume_files, "open_volume", lambda *a, **k: opened.append(a) or real_open(*a, **k))
     doc = window.volume.doc
     doc.add_click(5, 5, True)

@@ -334,7 +334,7 @@ def test_temp_files_of_killed_saves_are_cleaned(tmp_path) -> None:
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(path)
     folder = tmp_path / SIDECAR_DIRNAME
     folder.mkdir()
-    stale, fresh = folder / ".a.png.npz.abc.tmp", folder / ".a.png.npz.def.tmp"
+    stale, fresh = folder / ".a.png.isegformer.npz.abc.tmp.npz", folder / ".a.png.isegformer.npz.def.tmp.npz"
     stale.write_bytes(b"x")
     fresh.write_bytes(b"y")
     old = time.time() - STALE_TEMP_SECONDS - 5

@@ -210,13 +210,17 @@ def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
             "--no-progress"]  # fmt: skip
 
     monkeypatch.setattr(resources, "DEFAULT_MODEL", reference_dir / "isegformer_tiny_5ch.pth")
+    defaults = tmp_path / "defaults.json"
+    photo_wins = {"engine": resources.DEFAULT_MODEL_NAME, "reason": "beats geo_grabcut on voc"}
+    defaults.write_text(json.dumps({"defaults": {"photo": photo_wins, "volume": photo_wins}}))
+    monkeypatch.setattr(resources, "MODEL_DEFAULTS", defaults)
     assert main([*args, "--output", str(tmp_path / "net")]) == 0
-    assert "default model: checkpoint" in capsys.readouterr().err
+    assert "the photo default, checkpoint" in capsys.readouterr().err
     assert json.loads((tmp_path / "net" / "results.json").read_text())["checkpoint"].endswith("tiny_5ch.pth")
 
     monkeypatch.setattr(resources, "DEFAULT_MODEL", tmp_path / "not_installed.pth")
     assert main([*args, "--output", str(tmp_path / "engine")]) == 0
-    assert "default model: engine geo_grabcut" in capsys.readouterr().err
+    assert "the photo default, engine geo_grabcut (no bundled network)" in capsys.readouterr().err
     assert json.loads((tmp_path / "engine" / "results.json").read_text())["engine"] == "geo_grabcut"
 
 

@@ -345,7 +345,7 @@ def test_the_default_set_for_new_volume_projects_is_kept_apart_from_the_photo_on
     assert LabelList.default_for("photos", loaded.labels).names()[0] == "object"
     path = tmp_path / "p" / "labels.json"
     write_project_labels(ProjectLabels(LabelList.of_names(["a", "b"]), "b"), path)
-    project = read_project_labels(path, LabelList())
+    project, _seen = read_project_labels(path, LabelList())
     assert project.labels.names() == ["a", "b"] and project.selected == "b"
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.atomic_io import atomic_write_bytes, atomic_write_text
+from model.atomic_io import atomic_write_bytes, atomic_write_text, require_output_folder
 from model.evaluation.noc import (
     DEFAULT_IOU_THRESHOLDS,
     NocSummary,
@@ -291,20 +291,29 @@ class DatasetCheck:
 
     problems: list[str]  # unusable samples (e.g. mask size != image size): the run is refused
     without_objects: list[str]  # samples whose mask holds no object: skipped, and said so
+    objects: int = 0  # objects in all samples (each is clicked on up to --max-clicks times)
+    crowded: list[str] = field(default_factory=list)  # "name (N objects)" beyond MANY_OBJECTS: said so
+
+
+MANY_OBJECTS = 1000  # more objects than this in one mask is worth a warning (e.g. 65,535 instance ids)
 
 
 def check_dataset(dataset: EvalDataset) -> DatasetCheck:
     """Read every sample once, so that a broken one is reported before hours of evaluation, not during."""
-    problems, empty = [], []
+    check = DatasetCheck([], [])
     for name in dataset.names:
         try:
             sample = dataset._load(name)
         except DatasetError as error:
-            problems.append(str(error).splitlines()[0])
+            check.problems.append(str(error).splitlines()[0])
             continue
-        if not sample.object_ids:
-            empty.append(name)
-    return DatasetCheck(problems, empty)
+        count = len(sample.object_ids)
+        check.objects += count
+        if not count:
+            check.without_objects.append(name)
+        elif count > MANY_OBJECTS:
+            check.crowded.append(f"{name} ({count} objects)")
+    return check
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -339,17 +348,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_model_source() -> tuple[str | None, Path | None]:
-    """(engine, checkpoint) the app starts with: the bundled trained network if it is installed,
-    else the default built-in engine."""
-    from resources import bundled_model
+def default_model_source() -> tuple[str | None, Path | None, str]:
+    """(engine, checkpoint, why) of the photo default the app starts with: the bundled trained network
+    where it measured better than the classical engine (``resources.modality_defaults``), else that engine."""
+    from resources import DEFAULT_MODEL_NAME, bundled_model, modality_defaults
 
+    engine, why = modality_defaults()["photo"]
     path = bundled_model()
-    if path is not None:
-        return None, path
-    from model.engines import DEFAULT_ENGINE
-
-    return DEFAULT_ENGINE, None
+    if engine == DEFAULT_MODEL_NAME and path is not None:
+        return None, path, why
+    return engine, None, why
 
 
 def engine_factory(name: str) -> PredictorFactory:
@@ -405,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
     if not args.engine and args.checkpoint is None:
-        args.engine, args.checkpoint = default_model_source()
+        args.engine, args.checkpoint, why = default_model_source()
         chosen = f"engine {args.engine}" if args.engine else f"checkpoint {args.checkpoint}"
-        print(f"isegformer-eval: evaluating the default model: {chosen}", file=sys.stderr)
+        print(f"isegformer-eval: evaluating the photo default, {chosen} ({why})", file=sys.stderr)
     try:
         specs = parse_dataset_specs(args.datasets, args.data_root)
         datasets = [(spec.label, open_dataset(spec.name, spec.path)) for spec in specs]
@@ -420,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown = ", ".join(check.without_objects[:10]) + more
                 print(f"isegformer-eval: {label}: {len(check.without_objects)} sample(s) without any object "
                       f"are skipped: {shown}", file=sys.stderr)  # fmt: skip
+            if check.crowded:
+                print(f"isegformer-eval: {label}: warning: {', '.join(check.crowded[:5])} — every object is "
+                      f"clicked on up to {args.max_clicks} times ({check.objects} objects in all): this run "
+                      "may take hours; are these masks instance ids?", file=sys.stderr)  # fmt: skip
         if problems:
             raise ValueError(f"{len(problems)} sample(s) cannot be evaluated (nothing was run):\n  "
                              + "\n  ".join(problems))  # fmt: skip
@@ -442,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = args.checkpoint.stem
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
             run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip})
+        require_output_folder(args.output)  # before the run, not after hours of it
     except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"isegformer-eval: {error}", file=sys.stderr)
         return 2

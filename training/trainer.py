@@ -3,8 +3,8 @@
 Per step: 0..``max_num_next_clicks`` (inclusive, uniform) no-grad passes of the model itself, each
 adding one click at the largest error (:func:`next_click_points`) and, for models with the previous
 mask, feeding its probabilities back; then the trained forward pass with NFL (+ 0.4 BCE on the
-auxiliary output of HRNet-OCR). Adam with per-group rates (backbone x ``backbone_lr_mult``), MultiStepLR
-per epoch, float16 autocast + gradient scaling on CUDA, optional gradient clipping.
+auxiliary output of HRNet-OCR and HRFormer). Adam with per-group rates (backbone x ``backbone_lr_mult``),
+MultiStepLR per epoch, float16 autocast + gradient scaling on CUDA, optional gradient clipping.
 
 One code path for one process and for ``torchrun`` jobs (DistributedDataParallel + a distributed
 sampler; the configured batch size is global). Randomness is a function of (seed, rank, step) and of
@@ -44,6 +44,7 @@ from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from training.config import Config
 from training.data.dataset import InteractiveDataset, SampleSource, evaluation_objects
 from training.loss import InteractiveLoss
+from training.step_timer import StepTimer
 
 RESUME_FILE = "resume.pt"
 LAST_CHECKPOINT = "last_checkpoint.pth"
@@ -107,9 +108,12 @@ def lr_multiplier(name: str, model: InteractiveModel, backbone_lr_mult: float) -
     """Rate factor of parameter ``name``: the pretrained backbone trains at ``backbone_lr_mult``.
 
     SegFormer: ``network.encoder.*``; HRNet-OCR: ``network.backbone.*``, ``network.head.aux_head.*``,
-    ``network.head.classifier.*`` (RITM); click fusion layers and other heads at the full rate.
+    ``network.head.classifier.*`` (RITM); HRFormer: the whole ``network.*`` (iSegFormer's
+    ``HRFormerModel``); click fusion layers and other heads at the full rate.
     """
     if name.startswith("network.encoder."):
+        return backbone_lr_mult
+    if getattr(model, "original_class", "").endswith("HRFormerModel") and name.startswith("network."):
         return backbone_lr_mult
     if getattr(model, "original_class", "").endswith("HRNetModel") and name.startswith(
         ("network.backbone.", "network.head.aux_head.", "network.head.classifier.")
@@ -165,6 +169,10 @@ class Trainer:
         self.val_source = val_source
         self.show_progress = show_progress
         self.model = model.to(self.device)
+        self.channels_last = config.train.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.timer = StepTimer(self.device, every=0)  # set ``every`` to measure the parts of steps
         self.net: nn.Module = self.model
         if group.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -236,30 +244,36 @@ class Trainer:
         image = batch["images"].to(self.device, non_blocking=True)
         gt = batch["instances"].to(self.device, non_blocking=True)
         points = batch["points"].to(self.device, non_blocking=True)
-        with_prev = self.model.with_prev_mask
         prev = torch.zeros_like(image[:, :1])
         num_iters = int(rng.integers(0, self.config.train.max_num_next_clicks + 1))
         if num_iters:
             self.model.eval()
             with torch.no_grad():
                 for click in range(1, num_iters + 1):
-                    net_input = torch.cat((image, prev), dim=1) if with_prev else image
                     with torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp):
-                        logits = self.model(net_input, points)["instances"]
+                        logits = self.model(self.network_input(image, prev), points)["instances"]
                     prev = torch.sigmoid(logits.float())
+                    self.timer.lap("click_forward")
                     points = next_click_points(prev, gt, points, click, rng)
+                    self.timer.lap("click_rule")
             self.model.train()
-        net_input = torch.cat((image, prev), dim=1) if with_prev else image
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp):
-            outputs = self.net(net_input, points)
+            outputs = self.net(self.network_input(image, prev), points)
         return self.criterion(outputs, gt)
+
+    def network_input(self, image: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """RGB (+ the previous mask for models that take it), in the model's memory format."""
+        net_input = torch.cat((image, prev), dim=1) if self.model.with_prev_mask else image
+        return net_input.contiguous(memory_format=torch.channels_last) if self.channels_last else net_input
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimisation step; returns the losses (averaged over processes) as floats."""
+        self.timer.start(self.global_step)
         seed = _step_seed(self.config.train.seed, self.group.rank, self.global_step)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         loss, parts = self.forward_batch(batch, rng)
+        self.timer.lap("forward")
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -269,6 +283,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.timer.lap("backward")
         values = torch.stack([loss.detach().float()] + [v.detach().float() for v in parts.values()])
         if self.group.distributed:
             dist.all_reduce(values)

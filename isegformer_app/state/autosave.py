@@ -8,24 +8,29 @@ The history of clicks of the current object is restored on reopen so annotation 
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from isegformer_app.state.click_session import ClickSession
+from isegformer_app.state.disk_version import SidecarVersion, stamp_of, write_merging
 from isegformer_app.state.document import AnnotatedObject, Document
+from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, SidecarTooNew re-exported)
     SidecarError,
+    SidecarMismatch,
     SidecarTooNew,
     clicks_from_json,
     clicks_to_json,
+    encode_sidecar,
     load_session,
     read_sidecar_file,
     session_arrays,
-    write_sidecar,
+    set_aside,
 )
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
 
@@ -39,16 +44,26 @@ def sidecar_path(image_path: Path, sidecar_dir: Path | None = None) -> Path:
 
 
 STALE_TEMP_SECONDS = 600  # temp files of a save older than this were left by a killed process
+# the temp files of our writes are ".<target>.<random>.tmp<suffixes>"; these are our targets' name endings
+OWN_TEMP_MARKERS = (SIDECAR_SUFFIX + ".", ".isegformer-volume.npz.", "labels.json.")
 
 
 def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
-    """Delete temp files (``.<name>.*.tmp``) that killed saves left in a sidecar folder; returns how many."""
-    if not folder.is_dir():
+    """Delete the temp files that killed autosaves left in a sidecar folder; returns how many.
+
+    Only our own (temp files of autosaves and label lists, plain files) and never through a symbolic link:
+    a ``.isegformer`` that links elsewhere is someone else's folder, whose files we did not write.
+    """
+    if folder.is_symlink() or not folder.is_dir():
         return 0
     now = time.time() if now is None else now
     removed = 0
     for tmp in folder.glob(".*.tmp*"):
+        if not any(marker in tmp.name for marker in OWN_TEMP_MARKERS):
+            continue
         try:
+            if tmp.is_symlink() or not tmp.is_file():
+                continue
             if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
                 tmp.unlink()
                 removed += 1
@@ -60,24 +75,120 @@ def remove_stale_temp_files(folder: Path, now: float | None = None) -> int:
 @dataclass
 class DocumentSnapshot:
     """What an autosave writes, copied from a document on the GUI thread so that the (slow) compression
-    and disk write can run in the background while the user keeps working."""
+    and disk write can run in the background while the user keeps working. ``on_disk``: the document's
+    :class:`SidecarVersion` (shared, not copied: the write compares with and updates it)."""
 
     meta: dict
     arrays: dict[str, np.ndarray]
     revision: int
     path: Path  # the image it belongs to
+    on_disk: SidecarVersion = field(default_factory=SidecarVersion)
 
 
-def save_document(doc: Document, path: Path) -> None:
-    """Write ``doc`` to the sidecar ``path`` atomically and mark it saved."""
+@dataclass
+class SaveOutcome:
+    """What an autosave write did besides writing: the objects another instance had saved meanwhile that
+    were merged into the file, and what to tell the user about it."""
+
+    merged: list[AnnotatedObject] = field(default_factory=list)
+    notice: str = ""
+
+
+def object_fingerprint(label: str, packed_mask: np.ndarray) -> str:
+    """Identifies a finished object across instances: its label and its (row-packed) mask."""
+    return hashlib.sha1(label.encode("utf-8", "surrogatepass") + packed_mask.tobytes()).hexdigest()
+
+
+def _fingerprints(meta: dict, packed_masks: np.ndarray) -> list[str]:
+    rows = zip(meta["objects"], packed_masks, strict=True)
+    return [object_fingerprint(str(o["label"]), m) for o, m in rows]
+
+
+def save_document(doc: Document, path: Path) -> SaveOutcome:
+    """Write ``doc`` to the sidecar ``path`` atomically (merging another instance's save, see
+    :func:`write_snapshot`) and mark it saved."""
     snapshot = snapshot_document(doc)
-    write_snapshot(snapshot, path)
-    doc.saved_revision = snapshot.revision
+    outcome = write_snapshot(snapshot, path)
+    apply_outcome(doc, snapshot, outcome)
+    return outcome
 
 
-def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> None:
-    """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread."""
-    write_sidecar(path, snapshot.meta, snapshot.arrays)
+def apply_outcome(doc: Document, snapshot: DocumentSnapshot, outcome: SaveOutcome) -> None:
+    """After a write (GUI thread): ``doc`` is saved up to the snapshot and gets the objects merged from
+    another instance (one undo step; the document is then dirty again)."""
+    doc.saved_revision = max(doc.saved_revision, snapshot.revision)
+    doc.merge_objects(outcome.merged)
+
+
+def write_snapshot(snapshot: DocumentSnapshot, path: Path) -> SaveOutcome:
+    """Compress and write a snapshot atomically (temp file, fsync, rename); safe off the GUI thread.
+
+    When the file was saved by someone else since the document read it (another window, a colleague on a
+    shared folder), their finished objects that this document neither has nor had are merged in (added
+    on top) before writing; a version of theirs that cannot be merged (unreadable, or made for another
+    image) is kept beside as ``<name>.broken``. Nothing of theirs is replaced silently: the outcome's
+    ``notice`` says what happened.
+    """
+    merged: list[AnnotatedObject] = []
+    notices: list[str] = []
+
+    def merge() -> None:
+        if not path.is_file():
+            return
+        try:
+            theirs = read_sidecar(path)
+            added = _merge_into(snapshot, theirs)
+        except SidecarError as exc:
+            notices.append(f"{path.name} was changed by another isegformer and cannot be merged ({exc}). "
+                           f"{set_aside(path, exc)}")  # fmt: skip
+            return
+        merged.extend(added)
+        unfinished = bool(theirs.meta.get("clicks")) or bool(theirs.arrays["brush"].any())
+        if added or unfinished:
+            lost = " Their unfinished object (not finished with Space) was not merged." if unfinished else ""
+            notices.append(f"{snapshot.path.name} was also saved by another isegformer (another window or "
+                           f"user) since it was opened; {len(added)} object(s) of theirs were merged in."
+                           + lost)  # fmt: skip
+
+    version = snapshot.on_disk
+    stamp = write_merging(path, version.stamp, lambda: encode_sidecar(snapshot.meta, snapshot.arrays), merge)
+    version.stamp = stamp  # the next write (of this document) compares with this one
+    version.objects = frozenset(_fingerprints(snapshot.meta, snapshot.arrays["masks"]))
+    return SaveOutcome(merged, " ".join(notices))
+
+
+def _merge_into(snapshot: DocumentSnapshot, theirs: SidecarContents) -> list[AnnotatedObject]:
+    """Add to ``snapshot`` the finished objects of ``theirs`` (another instance's save) that are neither in
+    it nor were in the version it started from; returns them. SidecarMismatch for a file of another image."""
+    meta = snapshot.meta
+    if theirs.meta.get("image_sha256", meta["image_sha256"]) != meta["image_sha256"] or \
+            list(theirs.meta["working_size"]) != list(meta["working_size"]):  # fmt: skip
+        raise SidecarMismatch("it was made for a different image")
+    packed = np.packbits(theirs.masks, axis=-1)
+    known = set(_fingerprints(meta, snapshot.arrays["masks"])) | snapshot.on_disk.objects
+    added, rows = [], []
+    try:
+        for o, mask, key in zip(theirs.meta["objects"], theirs.masks, _fingerprints(theirs.meta, packed),
+                                strict=True):  # fmt: skip
+            if key in known:
+                continue
+            known.add(key)
+            obj = AnnotatedObject(uid=int(meta["next_uid"]), label=str(o["label"]),
+                                  color=as_color(o["color"]), mask=mask.copy(),
+                                  visible=bool(o.get("visible", True)),
+                                  clicks=clicks_from_json(o.get("clicks", [])))  # fmt: skip
+            meta["next_uid"] = obj.uid + 1
+            meta["objects"].append({"uid": obj.uid, "label": obj.label, "color": list(obj.color),
+                                    "visible": obj.visible,
+                                    "clicks": clicks_to_json(obj.clicks)})  # fmt: skip
+            added.append(obj)
+            rows.append(np.packbits(mask, axis=-1))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise SidecarError(f"unreadable objects ({exc})") from exc
+    if rows:
+        snapshot.arrays["masks"] = np.concatenate([snapshot.arrays["masks"], np.stack(rows)])
+        meta["no_objects"] = False  # it has objects after all (as the document's merge says too)
+    return added
 
 
 def snapshot_document(doc: Document) -> DocumentSnapshot:
@@ -103,7 +214,7 @@ def snapshot_document(doc: Document) -> DocumentSnapshot:
     arrays = {"masks": np.packbits(np.stack([o.mask for o in doc.objects]) if doc.objects
                                    else np.zeros((0, h, w), bool), axis=-1),
               **session_arrays(doc.current)}  # fmt: skip
-    return DocumentSnapshot(meta, arrays, doc.revision, doc.path)
+    return DocumentSnapshot(meta, arrays, doc.revision, doc.path, doc.on_disk)
 
 
 @dataclass
@@ -128,20 +239,26 @@ def read_sidecar(path: Path) -> SidecarContents:
     return SidecarContents(meta, masks, arrays)
 
 
+def check_sidecar_fits(meta: dict, image: LoadedImage, name: str) -> None:
+    """Raise :class:`SidecarMismatch` unless the autosave ``meta`` (file ``name``) was made for ``image``:
+    the same working size and (for autosaves that record it) the same pixels. Opening and export both ask."""
+    if list(meta.get("working_size", ())) != list(image.working_size):
+        raise SidecarMismatch(f"Autosave {name} was made for a {meta.get('working_size')} image, "
+                           f"this one is {list(image.working_size)}.")  # fmt: skip
+    saved_digest = meta.get("image_sha256")  # absent in sidecars of earlier versions
+    if saved_digest is not None and saved_digest != image.digest:  # not another photo of that size
+        raise SidecarMismatch(f"Autosave {name} was made for a different image with the same name and size.")
+
+
 def restore_document(doc: Document, path: Path) -> bool:
     """Load the sidecar into a fresh ``doc``; False if none exists. Raises :class:`SidecarError` (and
     then leaves ``doc`` as it was: everything is read and checked before anything is assigned)."""
     if not path.is_file():
         return False
+    stamp = stamp_of(path)  # taken first: a save by someone else while this one reads is merged later
     data = read_sidecar(path)
     meta = data.meta
-    if tuple(meta["working_size"]) != doc.shape:
-        raise SidecarError(f"Autosave {path.name} was made for a {meta['working_size']} image, "
-                           f"this one is {list(doc.shape)}.")  # fmt: skip
-    saved_digest = meta.get("image_sha256")  # absent in sidecars of earlier versions
-    if saved_digest is not None and saved_digest != doc.image.digest:  # not another photo of that size
-        raise SidecarError(f"Autosave {path.name} was made for a different image with the same name "
-                           "and size.")  # fmt: skip
+    check_sidecar_fits(meta, doc.image, path.name)
     try:
         objects = [
             AnnotatedObject(uid=int(o["uid"]), label=str(o["label"]), color=as_color(o["color"]),
@@ -158,6 +275,7 @@ def restore_document(doc: Document, path: Path) -> bool:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     doc.objects, doc.next_uid, doc.threshold, doc.current = objects, next_uid, threshold, current
     doc.no_objects = no_objects
+    doc.on_disk = SidecarVersion(stamp, frozenset(_fingerprints(meta, np.packbits(data.masks, axis=-1))))
     doc.history.clear()
     doc.saved_revision = doc.revision
     return True

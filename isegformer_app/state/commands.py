@@ -58,6 +58,32 @@ class FinishObject:
         doc.current.restore(self.before)
 
 
+class MergeObjects:
+    """Put objects another instance saved into this document, on top, with uids of this document; a mark
+    "done: no objects" goes (the image has objects after all) and comes back on undo."""
+
+    text = "Merge objects saved elsewhere"
+
+    def __init__(self, objects: list[AnnotatedObject]) -> None:
+        self.objects = list(objects)
+        self.numbered = False
+
+    def do(self, doc: Document) -> None:
+        if not self.numbered:
+            for obj in self.objects:
+                obj.uid, doc.next_uid = doc.next_uid, doc.next_uid + 1
+            self.numbered = True
+        doc.objects.extend(self.objects)
+        self.no_objects, doc.no_objects = doc.no_objects, False
+
+    def undo(self, doc: Document) -> None:
+        for obj in self.objects:
+            doc.objects.remove(obj)
+            if doc.selected_uid == obj.uid:
+                doc.selected_uid = None
+        doc.no_objects = self.no_objects
+
+
 class PaintObject:
     """Paint/erase ``area`` (HxW bool) on the mask of finished object ``uid``."""
 

@@ -15,6 +15,7 @@ import numpy as np
 from isegformer_app.state import click_session as cs
 from isegformer_app.state import commands as cmd
 from isegformer_app.state.click_session import ClickSession, stroke_mask
+from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import Command, History
 from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
@@ -38,6 +39,8 @@ class Document:
         self.revision = 0
         self.saved_revision = 0
         self.listeners: list[Callable[[Document], None]] = []
+        # the autosave as last read or written here: another instance's save since is merged, not replaced
+        self.on_disk = SidecarVersion()
 
     # ----------------------------------------------------------------- basics
     @property
@@ -165,6 +168,11 @@ class Document:
             self.execute(cmd.OnCurrent(cs.BrushCorrection(area, erase)))
         else:
             self.execute(cmd.PaintObject(area, erase, uid))
+
+    def merge_objects(self, objects: Sequence[AnnotatedObject]) -> None:
+        """Add objects saved by another instance on top (fresh uids; one undo step)."""
+        if objects:
+            self.execute(cmd.MergeObjects(objects))
 
     def delete_object(self, uid: int) -> None:
         self.execute(cmd.DeleteObject(uid))

@@ -37,13 +37,14 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from isegformer_app.state.autosave import SidecarError, read_sidecar
+from isegformer_app.state.autosave import SidecarError, SidecarMismatch, check_sidecar_fits, read_sidecar
 from isegformer_app.state.document import Document
-from isegformer_app.state.imageio import png_bytes
+from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError, load_image, png_bytes
 from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
+from model.untrusted import parse_json, path_inside
 
 
 @dataclass
@@ -72,18 +73,24 @@ def item_from_document(doc: Document) -> ExportItem:
     return ExportItem(doc.path, doc.image.full_size, objects, doc.image.exif_rotated, doc.no_objects)
 
 
-def item_from_sidecar(image_path: Path, sidecar: Path) -> ExportItem:
-    """An image's objects from its autosave; SidecarError (the image is skipped) for a malformed one."""
+def item_from_sidecar(image_path: Path, sidecar: Path, max_side: int = DEFAULT_MAX_SIDE) -> ExportItem:
+    """An image's objects from its autosave, checked against the image as opening checks it (working size
+    and pixel digest at ``max_side``); the size written is the image's own, never the autosave's.
+
+    Raises SidecarError (the image is skipped) for a malformed autosave, its SidecarMismatch for one made
+    for another image, and ImageLoadError for an image that cannot be read any more.
+    """
+    image = load_image(image_path, max_side)
     data = read_sidecar(sidecar)
+    check_sidecar_fits(data.meta, image, sidecar.name)
     try:
         objects = [
             ExportObject(str(o["label"]), as_color(o["color"]), m)
             for o, m in zip(data.meta["objects"], data.masks, strict=True)
         ]
-        h, w = (int(v) for v in data.meta["full_size"])
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise SidecarError(f"Autosave file {sidecar.name} is unreadable ({exc}).") from exc
-    return ExportItem(image_path, (h, w), objects, bool(data.meta.get("exif_rotated", False)),
+    return ExportItem(image_path, image.full_size, objects, image.exif_rotated,
                       bool(data.meta.get("no_objects", False)))  # fmt: skip
 
 
@@ -111,8 +118,13 @@ class ExportTargetError(ValueError):
 
 
 def export_target_kind(out_dir: str | Path) -> str:
-    """``"new"`` (missing), ``"empty"``, ``"export"`` (an earlier export of ours) or ``"other"``."""
+    """``"new"`` (missing), ``"empty"``, ``"export"`` (an earlier export of ours) or ``"other"``.
+
+    An export killed between the two renames of its swap (see :func:`recover_interrupted_swap`) is put
+    back in place first: this is the first look any export takes at its folder.
+    """
     out = Path(out_dir)
+    recover_interrupted_swap(out)
     if not out.exists():
         return "new"
     if not out.is_dir():
@@ -120,7 +132,7 @@ def export_target_kind(out_dir: str | Path) -> str:
     if not any(out.iterdir()):
         return "empty"
     try:
-        meta = json.loads((out / "labels.json").read_text("utf-8"))
+        meta = parse_json((out / "labels.json").read_text("utf-8"))
     except (OSError, ValueError):
         return "other"
     ours = isinstance(meta, dict) and isinstance(meta.get("images"), dict) and "classes" in meta
@@ -131,7 +143,7 @@ def exported_stems(out_dir: str | Path) -> list[str]:
     """The image stems an earlier export in ``out_dir`` holds ([] if there is none)."""
     if export_target_kind(out_dir) != "export":
         return []
-    return list(json.loads((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
+    return list(parse_json((Path(out_dir) / "labels.json").read_text("utf-8"))["images"])
 
 
 @dataclass
@@ -145,7 +157,8 @@ class EarlierImage:
 
     @property
     def image_path(self) -> Path:
-        return self.out / "images" / str(self.entry["file"])
+        """The image copy (ValueError when ``labels.json`` names a file outside ``images/``)."""
+        return path_inside(self.out / "images", self.entry["file"])
 
     def load(self) -> ExportItem:
         try:
@@ -153,7 +166,7 @@ class EarlierImage:
             objects = []
             for rec in self.entry["instances"]:
                 name = f"objects/{self.stem}/{int(rec['id']):03d}.png"
-                with Image.open(self.out / name) as png:
+                with Image.open(path_inside(self.out, name)) as png:
                     mask = np.asarray(png) > 0
                 if mask.shape != (h, w):
                     raise ValueError(f"{name} has the wrong size")
@@ -173,9 +186,10 @@ def earlier_images(out_dir: str | Path) -> list[EarlierImage]:
     """The images of an earlier export (checked to be there; masks are read later, see EarlierImage)."""
     out = Path(out_dir)
     try:
-        meta = json.loads((out / "labels.json").read_text("utf-8"))
+        meta = parse_json((out / "labels.json").read_text("utf-8"))
         images = [EarlierImage(out, str(stem), dict(entry)) for stem, entry in meta["images"].items()]
         for image in images:
+            path_inside(out / "objects", image.stem)  # its masks are read from objects/<stem>/
             if not image.image_path.is_file():
                 raise ValueError(f"images/{image.entry['file']} is missing")
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -281,13 +295,38 @@ def _make_staging_folder(out: Path) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING_TAG}", dir=parent))
-    except OSError:
+    except OSError as exc:
         if export_target_kind(out) in ("new", "empty"):
             out.mkdir(parents=True, exist_ok=True)
             return out
-        raise
+        raise ExportTargetError(f"Cannot replace the export in {out}: its parent folder {parent} cannot be "
+                                f"written ({exc.strerror or exc}), and an export is written beside its "
+                                "folder, then swapped in. Choose a folder in a writable place.") from exc
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
     return staging
+
+
+def recover_interrupted_swap(out: Path) -> str:
+    """Undo the damage of a kill between the two renames of :func:`_swap_in` (``out`` missing, the earlier
+    export in ``.<out>…-export-….old`` and the finished new one beside it): the new one is put in place
+    (it was complete before the swap began), else the earlier one; returns what was done ("" if nothing)."""
+    out = Path(os.path.abspath(out))
+    if out.exists() or not out.parent.is_dir():
+        return ""
+    for old in sorted(out.parent.glob(f".{out.name}{_STAGING_TAG}*.old")):
+        new = old.with_name(old.name[: -len(".old")])
+        try:
+            if (new / "labels.json").is_file():
+                os.rename(new, out)
+                _remove_tree(old)
+                fsync_dir(out.parent)
+                return f"the export interrupted in {out} was completed"
+            os.rename(old, out)
+            fsync_dir(out.parent)
+            return f"the earlier export in {out} was put back"
+        except OSError:
+            continue
+    return ""
 
 
 def _swap_in(staging: Path, out: Path) -> None:
@@ -361,7 +400,8 @@ def copy_item(item: ExportItem) -> ExportItem:
     return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated, item.no_objects)
 
 
-SkipReason = Literal["unreadable", "autosave unreadable", "not annotated", "no finished object"]
+SkipReason = Literal["unreadable", "autosave unreadable", "autosave of another image", "not annotated",
+                     "no finished object"]
 
 
 @dataclass(frozen=True)
@@ -404,6 +444,7 @@ class ExportPlan:
     sidecar_for: Callable[[Path], Path]
     keep_other_images: bool = False  # exporting one image into an earlier export keeps the others
     unreadable: dict[Path, str] | None = None  # images known to be unreadable -> why
+    max_side: int = DEFAULT_MAX_SIDE  # the project's working size: autosaves are checked at it
 
     def collect(self) -> tuple[list[ExportItem], list[SkippedImage]]:
         """The items to write (images with a finished object or marked "done: no objects") and the
@@ -419,7 +460,13 @@ class ExportPlan:
                 item = self.open_item
             elif self.sidecar_for(path).is_file():
                 try:
-                    item = item_from_sidecar(path, self.sidecar_for(path))
+                    item = item_from_sidecar(path, self.sidecar_for(path), self.max_side)
+                except ImageLoadError as exc:
+                    skipped.append(SkippedImage(path, "unreadable", str(exc)))
+                    continue
+                except SidecarMismatch as exc:
+                    skipped.append(SkippedImage(path, "autosave of another image", str(exc)))
+                    continue
                 except SidecarError as exc:
                     skipped.append(SkippedImage(path, "autosave unreadable", str(exc)))
                     continue
@@ -445,8 +492,10 @@ class ExportPlan:
 
 def plan_export(paths: Iterable[Path], open_doc: Document | None, sidecar_for: Callable[[Path], Path],
                 keep_other_images: bool = False, unreadable: dict[Path, str] | None = None,
-                ) -> ExportPlan:  # fmt: skip
-    """An export of ``paths``: the open document from memory (copied), the others from their sidecars;
-    images in ``unreadable`` (path -> why) are skipped with that reason."""
+                max_side: int = DEFAULT_MAX_SIDE) -> ExportPlan:  # fmt: skip
+    """An export of ``paths``: the open document from memory (copied), the others from their sidecars
+    (checked against their images at ``max_side``); images in ``unreadable`` (path -> why) are skipped
+    with that reason."""
     open_item = copy_item(item_from_document(open_doc)) if open_doc is not None else None
-    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images, dict(unreadable or {}))
+    return ExportPlan(list(paths), open_item, sidecar_for, keep_other_images, dict(unreadable or {}),
+                      max_side)  # fmt: skip

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from isegformer_app.state.sidecar_codec import READ_ERRORS, check_declared_size
+from model.untrusted import parse_json
 
 if TYPE_CHECKING:
     from isegformer_app.state.document import Document
@@ -41,7 +41,7 @@ def sidecar_status(sidecar: Path) -> ImageStatus:
     try:
         check_declared_size(sidecar)
         with np.load(sidecar, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            meta = parse_json(bytes(data["meta"]).decode("utf-8"))
             unfinished = bool(meta["clicks"]) or ("brush" in data.files and bool(data["brush"].any()))
         return _status(len(meta["objects"]), unfinished, bool(meta.get("no_objects", False)))
     except READ_ERRORS:

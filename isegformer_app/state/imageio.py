@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from model.untrusted import MAX_IMAGE_PIXELS
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 DEFAULT_MAX_SIDE = 4096
 # Annotating 20000x20000 photos is legitimate; PIL's bomb guard would refuse them.
 MAX_PIXELS = 1_000_000_000  # PIL's decompression-bomb guard (hard limit at twice this)
-MAX_OPEN_PIXELS = 300_000_000  # larger images are refused with a clear message (decoding needs ~4 B/px)
+MAX_OPEN_PIXELS = MAX_IMAGE_PIXELS  # larger images are refused with a clear message (decoding needs ~4 B/px)
 FAST_PNG_PIXELS = 16_000_000  # larger masks are written with light (fast) PNG compression
 # 8-bit (and 1-bit) single-channel PIL modes; 16-bit and float ones have their own notice
 GRAYSCALE_MODES = {"L": "8-bit", "LA": "8-bit with alpha", "La": "8-bit with alpha", "1": "1-bit"}

@@ -35,7 +35,10 @@ DataKind = Literal["photos", "volumes"]
 def as_color(value: object) -> Color:
     """The (r, g, b) colour of a saved or typed value (a list or tuple of three numbers), each clamped to
     0..255 (a hand-edited label file must not break overlays and palettes); ValueError otherwise."""
-    color = tuple(min(255, max(0, int(v))) for v in value)  # type: ignore[union-attr]
+    try:
+        color = tuple(min(255, max(0, int(v))) for v in value)  # type: ignore[union-attr]
+    except OverflowError as exc:  # int(inf)
+        raise ValueError(f"not an RGB colour: {value!r}") from exc
     if len(color) != 3:
         raise ValueError(f"not an RGB colour: {value!r}")
     return color  # type: ignore[return-value]

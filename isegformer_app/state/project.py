@@ -8,7 +8,9 @@ from pathlib import Path
 
 from isegformer_app.state.autosave import (
     DocumentSnapshot,
+    SaveOutcome,
     SidecarError,
+    apply_outcome,
     remove_stale_temp_files,
     restore_document,
     sidecar_path,
@@ -67,6 +69,7 @@ class Project:
         self.index = -1
         self.doc: Document | None = None
         self.notices: list[str] = []
+        self.save_notices: list[str] = []  # what synchronous saves merged from another instance (unshown)
         self.unreadable: dict[Path, str] = {}  # image -> why it could not be opened
         self.locator = locator if locator is not None else SidecarLocator(sidecar_dir)
         for folder in {self.sidecar_for(p).parent for p in self.paths}:
@@ -191,19 +194,22 @@ class Project:
         if self.doc is None or not self.doc.dirty:
             return False
         snapshot = snapshot_document(self.doc)
-        self.write_snapshot(snapshot)
-        self.doc.saved_revision = max(self.doc.saved_revision, snapshot.revision)
+        outcome = self.write_snapshot(snapshot)
+        apply_outcome(self.doc, snapshot, outcome)
+        if outcome.notice:
+            self.save_notices.append(outcome.notice)
         return True
 
-    def write_snapshot(self, snapshot: DocumentSnapshot) -> None:
-        """Write an image's autosave (safe off the GUI thread); a folder that cannot be written is
+    def write_snapshot(self, snapshot: DocumentSnapshot) -> SaveOutcome:
+        """Write an image's autosave (safe off the GUI thread), merging another instance's save of it (see
+        :func:`~isegformer_app.state.autosave.write_snapshot`); a folder that cannot be written is
         replaced by the per-user folder once (see :class:`SidecarLocator`), other errors raise OSError."""
         try:
-            write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+            return write_snapshot(snapshot, self.sidecar_for(snapshot.path))
         except OSError as exc:
             if not self.locator.redirect_after_failure(snapshot.path.parent, exc):
                 raise
-            write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+            return write_snapshot(snapshot, self.sidecar_for(snapshot.path))
 
     def status(self, index: int) -> ImageStatus:
         """How far image ``index`` is annotated (from the open document, else from its sidecar)."""
@@ -218,7 +224,7 @@ class Project:
         """What an export of every image (or of the open one, added to an earlier export) writes."""
         paths = self.paths if all_images else [self.doc.path] if self.doc else []
         return plan_export(paths, self.doc, self._existing_sidecar, keep_other_images=not all_images,
-                           unreadable=self.unreadable)  # fmt: skip
+                           unreadable=self.unreadable, max_side=self.max_side)  # fmt: skip
 
     def export(
         self, out_dir: Path, labels: LabelList, report: ProgressCallback | None = None,

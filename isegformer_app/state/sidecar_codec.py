@@ -19,6 +19,7 @@ import numpy as np
 from isegformer_app.state.click_session import ClickSession
 from model.atomic_io import atomic_write_bytes
 from model.clicks import Click
+from model.untrusted import parse_json
 
 MAX_SIDECAR_BYTES = 4 * 2**30  # uncompressed; a 512³ uint16 label volume with sessions is well below
 
@@ -31,12 +32,21 @@ class SidecarTooNew(SidecarError):
     """An autosave written by a newer isegformer: this version cannot read it and must not overwrite it."""
 
 
+class SidecarMismatch(SidecarError):
+    """A readable autosave made for another image (another working size or other pixels)."""
+
+
+class SidecarChanged(SidecarError):
+    """An autosave that another isegformer saved since this one read it, and that cannot be merged."""
+
+
 def set_aside(path: Path, error: SidecarError) -> str:
-    """Move an autosave that cannot be used out of the way (``<name>.broken``, or ``<name>.newer-version``
-    for one from a newer isegformer; ``-2``, ``-3`` … when that name is taken), so that the next autosave
-    does not overwrite it; returns the notice ("" when it cannot be moved: a read-only folder, whose
-    autosaves then go to the per-user folder)."""
-    suffix = ".newer-version" if isinstance(error, SidecarTooNew) else ".broken"
+    """Move an autosave that cannot be used out of the way (``<name>.broken``, ``<name>.newer-version``
+    for one from a newer isegformer, ``<name>.other-instance`` for one saved meanwhile by another
+    isegformer; ``-2``, ``-3`` … when that name is taken), so that the next autosave does not overwrite
+    it; returns the notice ("" when it cannot be moved: a read-only folder, whose autosaves then go to the
+    per-user folder)."""
+    suffix = {SidecarTooNew: ".newer-version", SidecarChanged: ".other-instance"}.get(type(error), ".broken")
     target = path.with_name(path.name + suffix)
     number = 2
     while target.exists():
@@ -85,7 +95,7 @@ def read_sidecar_file(path: Path, newest_version: int) -> tuple[dict, dict[str, 
         check_declared_size(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
+        meta = parse_json(bytes(arrays.pop("meta")).decode("utf-8"))
         version = int(meta["version"])
     except READ_ERRORS as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc

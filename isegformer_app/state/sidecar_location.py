@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
+
+from model.atomic_io import probe_write
 
 SIDECAR_DIRNAME = ".isegformer"
 DATA_ENV = "ISEGFORMER_DATA_DIR"
@@ -42,14 +43,9 @@ def can_write_in(folder: Path) -> bool:
     if not target.is_dir():
         return False
     try:
-        fd, name = tempfile.mkstemp(prefix=".isegformer-probe-", dir=target)
+        probe_write(target)
     except OSError:
         return False
-    os.close(fd)
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
     return True
 
 

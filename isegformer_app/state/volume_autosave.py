@@ -17,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from isegformer_app.state.disk_version import SidecarVersion, stamp_of, write_merging
 from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (
+    SidecarChanged,
     SidecarError,
     clicks_from_json,
     clicks_to_json,
+    encode_sidecar,
     load_session,
     read_sidecar_file,
     session_arrays,
-    write_sidecar,
+    set_aside,
 )
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME
 from isegformer_app.state.volume_commands import VolumeObject
@@ -65,6 +68,7 @@ def snapshot(doc: VolumeDocument) -> dict:
         "version": FORMAT_VERSION,
         "volume": doc.path.name,
         "shape": list(doc.volume.shape),
+        "volume_sha256": doc.volume.digest,
         "affine": np.asarray(doc.volume.affine).tolist(),
         "threshold": doc.threshold,
         "next_value": doc.next_value,
@@ -82,23 +86,45 @@ def snapshot(doc: VolumeDocument) -> dict:
     return contents
 
 
-def write_snapshot(contents: dict, path: Path) -> None:
-    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread."""
+def write_snapshot(contents: dict, path: Path, on_disk: SidecarVersion | None = None) -> str:
+    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread. Returns a notice for the
+    user ("" if none).
+
+    ``on_disk``: the document's :class:`SidecarVersion` (the file as last read or written here; the write
+    updates it). If another isegformer saved the file since, its version is kept beside
+    (``<name>.other-instance``; label volumes are not merged voxel by voxel) and the notice says so:
+    nothing of theirs is replaced silently.
+    """
+    on_disk = on_disk if on_disk is not None else SidecarVersion(stamp_of(path))
     arrays = {name: value for name, value in contents.items() if name != "meta"}
-    write_sidecar(path, contents["meta"], arrays)
+    notices: list[str] = []
+
+    def keep_theirs() -> None:
+        if path.is_file():
+            kept = set_aside(path, SidecarChanged(""))
+            name = contents["meta"]["volume"]
+            notices.append(f"{name} was also saved by another isegformer (another window or user) since "
+                           f"it was opened; their version is kept beside. {kept}")  # fmt: skip
+
+    on_disk.stamp = write_merging(path, on_disk.stamp, lambda: encode_sidecar(contents["meta"], arrays),
+                                  keep_theirs)  # fmt: skip
+    return " ".join(notices)
 
 
-def save_volume_document(doc: VolumeDocument, path: Path) -> None:
-    """Write ``doc``'s autosave to ``path`` now (atomically) and mark it saved."""
+def save_volume_document(doc: VolumeDocument, path: Path) -> str:
+    """Write ``doc``'s autosave to ``path`` now (atomically) and mark it saved; returns the notice."""
     revision = doc.revision
-    write_snapshot(snapshot(doc), path)
+    notice = write_snapshot(snapshot(doc), path, doc.on_disk)
     doc.saved_revision = revision
+    return notice
 
 
 def read_volume_sidecar(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of a sidecar and its ``meta`` (a dict); raises :class:`SidecarError`."""
+    """All arrays of a sidecar, its ``meta`` (a dict) and ``stamp`` (the file's
+    :class:`~isegformer_app.state.disk_version.DiskStamp` as read); raises :class:`SidecarError`."""
+    stamp = stamp_of(path)
     meta, arrays = read_sidecar_file(path, FORMAT_VERSION)
-    return {"meta": meta, **arrays}
+    return {"meta": meta, "stamp": stamp, **arrays}
 
 
 def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
@@ -113,6 +139,9 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     if not same_grid:
         raise SidecarError(f"The autosave was made for a volume of shape {tuple(meta['shape'])} with another "
                            f"geometry; this one is {doc.volume.shape}.")  # fmt: skip
+    saved_digest = meta.get("volume_sha256")  # absent in autosaves of earlier versions
+    if saved_digest is not None and saved_digest != doc.volume.digest:
+        raise SidecarError("The autosave was made for different data with the same name and grid.")
     labels = contents.get("labels")
     if labels is None or labels.shape != doc.volume.shape or labels.dtype not in (np.uint8, np.uint16):
         raise SidecarError("The autosave's label volume is inconsistent.")
@@ -147,3 +176,4 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     doc.axis, doc.index = axis, index
     doc.volume_history.clear()
     doc.saved_revision = doc.revision
+    doc.on_disk = SidecarVersion(contents.get("stamp"))

@@ -25,6 +25,7 @@ from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
 from isegformer_app.state.click_session import stroke_mask
 from isegformer_app.state.commands import SetAttribute  # the same command as for images
+from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
@@ -85,6 +86,7 @@ class VolumeDocument:
         self.new_object_label: tuple[str, Color] = ("object", color_for_index(0))
         self.revision = 0
         self.saved_revision = 0
+        self.on_disk = SidecarVersion()  # the autosave as last read or written here
         self.listeners: list[Callable[[VolumeDocument], None]] = []
         self._stamps = itertools.count(1)
 

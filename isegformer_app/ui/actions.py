@@ -121,12 +121,24 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     engines = QActionGroup(window)
     for name in window.models.engines:
         act = QAction(name, window, checkable=True)
-        act.triggered.connect(lambda checked=False, n=name: window.models.use_engine(n))
+        act.triggered.connect(lambda checked=False, n=name: window.models.choose_engine(n))
         engines.addAction(act)
         engine_menu.addAction(act)
         a[f"engine_{name}"] = act
     if not window.models.engines:
         engine_menu.addAction("(no built-in engine available)").setEnabled(False)
+    engine_menu.addSeparator()
+    a["engine_defaults"] = _action(window, "&Default for each kind of data", window.models.follow_defaults)
+    engine_menu.addAction(a["engine_defaults"])
+    for modality in ("photo", "volume"):
+        text = window.models.describe_default(modality)
+        note = QAction(f"{modality.capitalize()}s: {text.split(' (')[0]}", window)
+        note.setEnabled(False)
+        note.setToolTip(text)
+        note.setStatusTip(text)
+        engine_menu.addAction(note)
+        a[f"engine_default_{modality}"] = note
+    engine_menu.setToolTipsVisible(True)
 
     help_menu = bar.addMenu("&Help")
     a["shortcuts"] = _action(window, "&Keyboard and mouse shortcuts", lambda: show_shortcut_sheet(window))

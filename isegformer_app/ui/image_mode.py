@@ -14,7 +14,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
-from isegformer_app.state.autosave import snapshot_document, write_snapshot
+from isegformer_app.state.autosave import SaveOutcome, apply_outcome, snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
 from isegformer_app.state.image_status import document_status
@@ -111,14 +111,13 @@ class ImageMode(QObject):
                 return OpenedImage(start + delta, doc, notices)
             return project.read_step(start, delta)
 
-        def work(report, cancel) -> tuple[OpenedImage, QImage | None]:
+        def work(report, cancel) -> tuple[OpenedImage, QImage | None, SaveOutcome | None]:
             if in_flight is not None:
                 in_flight.wait()
-            if snapshot is not None:
-                old_project.write_snapshot(snapshot)
+            saved = old_project.write_snapshot(snapshot) if snapshot is not None else None
             opened = read()
             # the screen copy is made here too: the GUI thread only hands it to the canvas
-            return opened, None if opened.doc is None else to_display_qimage(opened.doc.image.rgb)
+            return opened, None if opened.doc is None else to_display_qimage(opened.doc.image.rgb), saved
 
         def done(task: BackgroundTask) -> None:
             self.loading = None
@@ -145,9 +144,9 @@ class ImageMode(QObject):
             else:
                 s.inform(title, task.error, error=True)
             return False
-        if snapshot is not None and leaving is not None:
-            leaving.saved_revision = max(leaving.saved_revision, snapshot.revision)
-        opened, display = task.result
+        opened, display, saved = task.result
+        if saved is not None and leaving is not None:
+            self._saved(leaving, snapshot, saved)
         left = project.index
         doc = project.install(opened)
         if project is self.project:
@@ -280,14 +279,21 @@ class ImageMode(QObject):
         if doc is None or not doc.dirty:
             return
         snapshot = snapshot_document(doc)
+        written: list[SaveOutcome] = []
 
         def saved() -> None:
-            doc.saved_revision = max(doc.saved_revision, snapshot.revision)
+            self._saved(doc, snapshot, written[-1])
             if doc is self.doc:
-                self.services.refresh(overlay=False)
+                self.services.refresh(overlay=bool(written[-1].merged))
 
-        self.services.writer.write(lambda path: write_snapshot(snapshot, path),
+        self.services.writer.write(lambda path: written.append(write_snapshot(snapshot, path)),
                                    lambda: project.sidecar_for(doc.path), doc.path, saved)  # fmt: skip
+
+    def _saved(self, doc: Document, snapshot, outcome: SaveOutcome) -> None:
+        """An autosave of ``doc`` was written: record it, and say what was merged from another instance."""
+        apply_outcome(doc, snapshot, outcome)
+        if outcome.notice:
+            self.services.inform("Autosave", outcome.notice)
 
     def save(self, then: Callable[[], object] | None = None) -> bool:
         """Write the open image's sidecar now (after any background write); False with a message."""
@@ -298,6 +304,9 @@ class ImageMode(QObject):
             except OSError as exc:
                 self.services.inform("Autosave", f"Could not write the autosave file: {exc}", error=True)
                 return False
+            notices, self.project.save_notices = self.project.save_notices, []
+            for notice in notices:
+                self.services.inform("Autosave", notice)
             self.services.refresh()
         if then is not None:
             then()

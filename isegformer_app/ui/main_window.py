@@ -26,6 +26,7 @@ from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from isegformer_app.state.labels import LABEL_PRESETS, DataKind, LabelClass, LabelList
 from isegformer_app.state.project import Project
 from isegformer_app.state.project_labels import (
+    LabelsSeen,
     ProjectLabels,
     ProjectLabelsError,
     read_project_labels,
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.labels = LabelList.default_for("photos", self.settings.labels)
         self._selected_label = ""  # the open project's selected class, as last written
         self._showing_labels = False  # the label panel is being refilled (its selection is not the user's)
+        self.labels_seen = LabelsSeen()  # the open project's label file as last read or written here
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
@@ -182,7 +184,9 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, title, text)
 
     def _activate(self, mode: Mode) -> None:
-        """Show ``mode`` from now on; the mode shown until now autosaves and lets go of its document."""
+        """Show ``mode`` from now on; the mode shown until now autosaves and lets go of its document. The
+        engine follows the kind of data unless the user picked one."""
+        self.models.set_modality("volume" if mode is self.volume else "photo")
         if mode is not self.mode:
             self.autosave_timer.stop()
             self.mode.deactivate()
@@ -437,13 +441,14 @@ class MainWindow(QMainWindow):
         """A folder or volume is shown now: its own label list (the default set for its kind of data if
         it has none) with the class selected when it was last open."""
         path = self.mode.labels_file()
+        self.labels_seen = LabelsSeen()
         if path is None:
             return
         default = self._default_labels(self.mode.data_kind)
         try:
-            project = read_project_labels(path, default)
+            project, self.labels_seen = read_project_labels(path, default)
         except ProjectLabelsError as exc:
-            self.inform("Labels", str(exc))
+            self.inform("Labels", str(exc), error=True)  # a dialog: the status bar is taken by the open
             project = ProjectLabels(default)
         self._selected_label = project.selected
         self.labels.classes[:] = project.labels.classes  # the panels hold this very list
@@ -489,8 +494,24 @@ class MainWindow(QMainWindow):
         def target() -> Path:  # this project's file, in the per-user folder after a redirect
             return self.sidecars.folder_for(source.parent) / path.name
 
-        self.sidecar_writer.write(lambda out: write_project_labels(project, out), target, source,
-                                  lambda: None, key=path)  # fmt: skip
+        written: list = []
+
+        def write(out: Path) -> None:  # reads what was seen when it runs: after the previous write's
+            written.append(write_project_labels(project, out, self.labels_seen))
+
+        def saved() -> None:
+            self.labels_seen, merged = written[-1]
+            for cls in merged:  # classes another instance added meanwhile
+                self.labels.ensure(cls.name, cls.color)
+            if merged:
+                self._show_labels(self._selected_label)  # the selected class stays selected
+                # a write asked for before this merge lacks those classes: the newest list replaces it
+                self._write_project_labels()
+                names = ", ".join(c.name for c in merged)
+                self.inform("Labels", f"Another isegformer added labels to this project meanwhile: {names} "
+                            "(merged into this list).")  # fmt: skip
+
+        self.sidecar_writer.write(write, target, source, saved, key=path)
 
     def use_label_preset(self, name: str) -> None:
         """Edit > Label presets: the open project's classes become preset ``name`` (classes that its

@@ -15,6 +15,7 @@ from isegformer_app.settings import Settings
 from isegformer_app.ui.worker import InferenceWorker
 
 EngineFactories = dict[str, Callable[[], object]]
+MODALITIES = ("photo", "volume")
 
 
 def builtin_engines() -> tuple[EngineFactories, str]:
@@ -53,7 +54,7 @@ def checkpoint_factory(
     """Builds the network predictor (in the worker thread, where it will run).
 
     ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
-    precision and torch thread count that a short measurement found fastest on this machine
+    precision, torch thread count and tensor layout that a short measurement found fastest on this machine
     (:func:`model.runtime_tuning.measure_runtime`; ``threads`` > 0, the user's explicit setting, fixes the
     thread count), cached in ``runtime_cache`` per model file, machine and thread setting, and measured
     again when it was made while the cores were busy or they are busy now.
@@ -71,15 +72,18 @@ def checkpoint_factory(
             raise RuntimeError(str(exc)) from exc
         except (OSError, EOFError, ValueError, KeyError) as exc:
             raise RuntimeError(f"cannot load {path.name} as an iSegFormer/RITM checkpoint ({exc})") from exc
+        autocast, channels_last = None, False
         if precision != "auto":
-            autocast = None
+            pass
         elif torch.device(device).type != "cpu":
             autocast = fast_autocast(device)
         else:
             choice = _measured_choice(model, path, runtime_cache, threads)
             torch.set_num_threads(choice.threads)
-            autocast = choice.precision
-        return Predictor(model, device=device, name=name or path.name, autocast=autocast)
+            autocast, channels_last = choice.precision, choice.channels_last
+        return Predictor(
+            model, device=device, name=name or path.name, autocast=autocast, channels_last=channels_last
+        )
 
     return build
 
@@ -100,7 +104,14 @@ def _measured_choice(model, path: Path, cache: dict[str, dict] | None, threads: 
 
 
 class ModelControl(QObject):
-    """Keeps track of the active source and asks the worker to build predictors."""
+    """Keeps track of the active source and asks the worker to build predictors.
+
+    Each kind of data ("photo", "volume") has its default engine, measured when the network was shipped
+    (``resources.modality_defaults``: the bundled network where it beat the classical engine on that
+    modality's evaluation sets). Until the user picks an engine or a checkpoint, the active engine follows
+    the shown kind of data; a pick (``choose_engine``, remembered in the settings) holds for every kind
+    until ``follow_defaults``.
+    """
 
     source_changed = Signal(str)  # description for the status bar
     load_failed = Signal(str)
@@ -111,18 +122,26 @@ class ModelControl(QObject):
         self.worker = worker
         self.settings = settings
         self.networks: dict[str, Path] = {}  # bundled trained networks, listed with the engines
+        defaults: dict[str, tuple[str, str]] = {}
         if engines is None:
+            from resources import modality_defaults
+
             engines, default_engine = builtin_engines()
             self.networks = shipped_networks()
             if self.networks:
-                default_engine = next(iter(self.networks))
                 networks = {
                     name: (lambda n=name: self._network_factory(self.networks[n], n)())
                     for name in self.networks
                 }
                 engines = {**networks, **engines}
+            defaults = modality_defaults()
         self.engines = engines
-        self.default_engine = default_engine or next(iter(engines), "")
+        fallback = default_engine or next(iter(engines), "")
+        self.defaults: dict[str, tuple[str, str]] = {
+            modality: defaults[modality] if defaults.get(modality, ("",))[0] in engines else (fallback, "")
+            for modality in MODALITIES
+        }
+        self.modality = "photo"
         self.active: tuple[str, str] = ("", "")  # ("engine", name) | ("checkpoint", path)
         self._requested: tuple[str, str] = ("", "")
         self.device = settings.device if settings.device in ("cpu", "cuda") else "cpu"
@@ -131,9 +150,25 @@ class ModelControl(QObject):
         worker.engine_ready.connect(self._on_ready)
         worker.failed.connect(self._on_failed)
 
+    @property
+    def chosen_engine(self) -> str:
+        """The engine the user picked ("" while the engine follows the kind of data)."""
+        return self.settings.engine if self.settings.engine in self.engines else ""
+
+    @property
+    def default_engine(self) -> str:
+        """The default engine of the kind of data shown now."""
+        return self.defaults[self.modality][0]
+
+    def describe_default(self, modality: str) -> str:
+        """'isegformer-lite0 (why)' for the Model menu and the status bar's tooltip."""
+        name, why = self.defaults[modality]
+        return f"{name} ({why})" if why else name
+
     def start(self) -> None:
-        """Start with the last engine; reload the last checkpoint if that was active at exit."""
-        name = self.settings.engine if self.settings.engine in self.engines else self.default_engine
+        """Start with the picked engine or the photo default; reload the last checkpoint if that was
+        active at exit."""
+        name = self.chosen_engine or self.default_engine
         if name:
             self.use_engine(name)
         last = self.settings.last_checkpoint
@@ -146,6 +181,28 @@ class ModelControl(QObject):
         return checkpoint_factory(
             path, self.device, settings.precision, settings.runtime_choices, name, settings.inference_threads
         )
+
+    def choose_engine(self, name: str) -> None:
+        """The user's pick: it holds for photos and volumes alike (and across sessions)."""
+        self.settings.engine = name
+        self.use_engine(name)
+
+    def follow_defaults(self) -> None:
+        """Back to each kind of data's default engine."""
+        self.settings.engine = ""
+        self.settings.model_source = "engine"
+        self.use_engine(self.default_engine)
+
+    def set_modality(self, modality: str) -> None:
+        """The shown kind of data changed: switch to its default unless the user picked an engine or
+        loaded a checkpoint."""
+        if modality not in MODALITIES or modality == self.modality:
+            return
+        self.modality = modality
+        if self.chosen_engine or self._requested[0] == "checkpoint":
+            return
+        if self._requested != ("engine", self.default_engine):
+            self.use_engine(self.default_engine)
 
     def use_engine(self, name: str) -> None:
         """A built-in engine or a bundled network (networks run on the chosen device)."""
@@ -186,13 +243,12 @@ class ModelControl(QObject):
     def _on_ready(self, name: str, device: str) -> None:
         self.active = self._requested
         kind, value = self.active
-        if kind == "engine":
-            self.settings.engine = value
-        elif kind == "checkpoint":
+        if kind == "checkpoint":
             self.settings.last_checkpoint = value
         if kind:
             self.settings.model_source = kind
-        self.source_changed.emit(f"{name} · {device}")
+        following = kind == "engine" and not self.chosen_engine and value == self.default_engine
+        self.source_changed.emit(f"{name} · {device}" + (f" · {self.modality} default" if following else ""))
 
     def _on_failed(self, what: str, message: str) -> None:
         if what != "engine":

@@ -246,6 +246,7 @@ class SidecarWriter:
         if self.task is not None:
             self.waiting[job.key] = job
             return
+        self.waiting.pop(job.key, None)  # asked for before this one (from an ``on_saved``): older
         self._start(job)
 
     def _start(self, job: _Write) -> None:

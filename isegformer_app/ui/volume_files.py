@@ -61,6 +61,7 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
     fresh file.
     """
     doc = VolumeDocument(volume, path)
+    _ = volume.digest  # computed here, in the loading thread: autosaves record it (GUI thread)
     sidecar = locator.existing(path.parent, lambda folder: volume_sidecar_path(path, volume, folder))
     if sidecar.is_file():
         report(0.97, "reading the autosave")
@@ -174,15 +175,19 @@ class VolumeFiles:
                 then()
             return True
         arrays, revision = snapshot(doc), doc.revision
+        written: list = []
 
         def saved() -> None:
             doc.saved_revision = max(doc.saved_revision, revision)
+            if written[-1]:
+                self.services.inform("Autosave", written[-1])
             if doc is self.ctl.doc:
                 self.services.refresh()
             if then is not None:
                 then()
 
-        self.services.writer.write(lambda path: write_snapshot(arrays, path), lambda: self.sidecar_of(doc),
+        self.services.writer.write(lambda path: written.append(write_snapshot(arrays, path, doc.on_disk)),
+                                   lambda: self.sidecar_of(doc),
                                    doc.path, saved, dialog=then is not None,
                                    key=volume_sidecar_path(doc.path, doc.volume))  # fmt: skip
         return True

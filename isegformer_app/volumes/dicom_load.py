@@ -135,8 +135,8 @@ def load_dicom_files(files: Sequence[Path | str], progress: ProgressCallback | N
         orientation = DEFAULT_ORIENTATION
     row_cosine, column_cosine = _unit(orientation[:3]), _unit(orientation[3:])
     grid = _slice_grid(frames, np.cross(row_cosine, column_cosine), warnings)
-    stack = _build_stack(grid, frames, pixels, row_cosine, column_cosine, row_spacing, column_spacing)
-    step_lps, origin = grid.step, grid.origin
+    stack, origin = _build_stack(grid, frames, pixels, row_cosine, column_cosine, row_spacing, column_spacing)
+    step_lps = grid.step
     replace_non_finite(stack, warnings)
     modality = modalities.pop()
     windows = _dicom_windows(frames[0])
@@ -261,9 +261,11 @@ def _slice_grid(frames: list[DicomFrame], normal: np.ndarray, warnings: list[str
 
 def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndarray],
                  row_cosine: np.ndarray, column_cosine: np.ndarray, row_spacing: float,
-                 column_spacing: float) -> np.ndarray:  # fmt: skip
-    """``(slices, rows, columns)`` float32 rescaled values on ``grid``; blank slices and the border
-    uncovered by a tilt correction get the lowest value of the series."""
+                 column_spacing: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(slices, rows, columns)`` float32 rescaled values on ``grid`` and the LPS origin of its pixel
+    (0, 0, 0); blank slices and the border uncovered by a tilt correction get the lowest value of the
+    series. With a tilt correction the grid grows in-plane so that every written pixel of every frame
+    stays in it (as dcm2niix does): its origin then moves by the rows/columns added before row/column 0."""
     used = sorted({i for source in grid.sources for i, _ in source})
 
     def rescaled(i: int) -> np.ndarray:
@@ -276,9 +278,20 @@ def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndar
         ends = (float(np.min(pixels[i])) * frames[i].slope, float(np.max(pixels[i])) * frames[i].slope)
         return min(ends) + frames[i].intercept, max(ends) + frames[i].intercept
 
+    def shift(k: int, i: int) -> tuple[float, float]:  # frame i's pixels -> slice k, in (columns, rows)
+        offset = grid.slice_origin(k) - frames[i].position
+        return float(offset @ row_cosine) / column_spacing, float(offset @ column_cosine) / row_spacing
+
     lows = np.array([extremes(i)[0] for i in used])
     background = float(lows[np.isfinite(lows)].min()) if np.isfinite(lows).any() else 0.0
     rows, columns = pixels[used[0]].shape
+    x0 = y0 = 0
+    if grid.resample_in_plane:  # grow the grid to hold every frame's footprint
+        shifts = np.array([shift(k, i) for k, source in enumerate(grid.sources) for i, _ in source])
+        (low_x, low_y), (high_x, high_y) = shifts.min(axis=0), shifts.max(axis=0)
+        x0, y0 = min(0, int(np.floor(-high_x + 1e-6))), min(0, int(np.floor(-high_y + 1e-6)))
+        x1, y1 = int(np.ceil(columns - 1 - low_x - 1e-6)), int(np.ceil(rows - 1 - low_y - 1e-6))
+        columns, rows = max(columns - 1, x1) - x0 + 1, max(rows - 1, y1) - y0 + 1
     stack = np.full((grid.n_slices, rows, columns), background, dtype=np.float32)
     for k, source in enumerate(grid.sources):
         if not source:
@@ -287,16 +300,15 @@ def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndar
         for i, weight in source:
             plane = rescaled(i)
             if grid.resample_in_plane:  # move frame i's pixels onto slice k of the orthogonal grid
-                offset = grid.slice_origin(k) - frames[i].position
-                dx = float(offset @ row_cosine) / column_spacing  # columns grow along the row cosine
-                dy = float(offset @ column_cosine) / row_spacing
-                shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
-                plane = cv2.warpAffine(plane, shift, (columns, rows),
+                dx, dy = shift(k, i)
+                matrix = np.array([[1.0, 0.0, dx + x0], [0.0, 1.0, dy + y0]])  # grid pixel -> frame pixel
+                plane = cv2.warpAffine(plane, matrix, (columns, rows),
                                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                        borderMode=cv2.BORDER_CONSTANT, borderValue=background)  # fmt: skip
             planes.append(plane if weight == 1.0 else plane * np.float32(weight))
         stack[k] = planes[0] if len(planes) == 1 else np.sum(planes, axis=0)
-    return stack
+    origin = grid.origin + x0 * column_spacing * row_cosine + y0 * row_spacing * column_cosine
+    return stack, origin
 
 
 def _fallback_spacing(frame: DicomFrame, warnings: list[str], why: str) -> float:

@@ -20,6 +20,11 @@ def _entries(labels: LabelVolume | dict[int, LabelInfo]) -> list[LabelInfo]:
     return [entries[value] for value in sorted(entries)]
 
 
+def _one_line(name: str) -> str:
+    """``name`` with line breaks, tabs and other control characters as spaces (one table row per label)."""
+    return "".join(ch if ch.isprintable() else " " for ch in name)
+
+
 def itksnap_label_text(labels: LabelVolume | dict[int, LabelInfo]) -> str:
     """ITK-SNAP label description text (IDX R G B A VIS MSH "LABEL" per line)."""
     lines = [
@@ -39,7 +44,7 @@ def itksnap_label_text(labels: LabelVolume | dict[int, LabelInfo]) -> str:
         "################################################",
     ]
     for info in _entries(labels):
-        name = info.name.replace('"', "'")
+        name = _one_line(info.name).replace('"', "'")
         r, g, b = info.color
         visible = int(info.visible and info.value != 0)
         lines.append(f"{info.value:5d} {r:5d} {g:4d} {b:4d} {info.opacity:8.2f} {visible:2d} {visible:2d}    "

@@ -4,7 +4,9 @@
 grid slice ``k`` the frames it is made of (one frame; none for a missing slice, filled blank; two with
 weights where irregular spacing had to be resampled), the world origin and step, and — for a gantry
 tilt — the in-plane shift that puts the sheared stack onto an orthogonal grid (as dcm2niix and 3D
-Slicer do; ITK-based readers drop the shear of a sheared affine).
+Slicer do; ITK-based readers drop the shear of a sheared affine). A tilt is only seen when the slices
+drift in-plane by more than the position tolerance over the whole stack, and the orthogonal grid then
+grows in-plane to hold every written pixel (see ``dicom_load._build_stack``).
 
 The slice spacing is a least-squares fit of the positions against their slice numbers, so positions
 that were rounded when written (0.625 mm slices stored to 0.1 mm) or jitter do not add up along the
@@ -123,7 +125,9 @@ def plan_slice_grid(frames: list[DicomFrame], order: list[int], normal: np.ndarr
     in_plane = positions - np.outer(distances, normal)
     grid_k = (distances - intercept) / spacing
     drift, plane_intercept = np.polyfit(grid_k, in_plane, 1)  # per LPS axis: in-plane mm per slice
-    tilted = bool(np.linalg.norm(drift) > 1e-3 * max(spacing, 1.0))
+    # a tilt only when the drift over the whole stack exceeds what rounding of the positions explains
+    # (positions written to 0.1 mm drift ~0.03 mm over 8-12 oblique slices: not a tilt)
+    tilted = bool(np.linalg.norm(drift) * max(grid_k[-1] - grid_k[0], 1.0) > _tolerance(spacing))
     if tilted:
         angle = np.degrees(np.arctan2(np.linalg.norm(drift), spacing))
         warnings.append(f"gantry tilt of {angle:.2f}°: slices resampled onto an orthogonal grid "

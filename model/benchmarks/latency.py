@@ -37,6 +37,8 @@ ZOO_MODELS = (
     "hrnet18_ocr64",
     "hrnet32_ocr128",
     "swin_base",
+    "hrformer_small",
+    "hrformer_base",
 )
 SPEED_MODELS = ("segformer_b0", "segformer_b2", "segformer_b5")
 

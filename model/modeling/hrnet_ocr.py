@@ -54,30 +54,38 @@ def arch_name(width: int, ocr_width: int, small: bool) -> str:
     return f"hrnet{width}{'s' if small else ''}_ocr{ocr_width}"
 
 
-def _key_map() -> PrefixMap:
-    fe, ocr, head = "feature_extractor.", "feature_extractor.ocr_distri_head.", "network.head."
-    attention = ocr + "object_context_block."
-    pairs = [
-        (fe + "aux_head.0.", head + "aux_head.0.conv."),
-        (fe + "aux_head.1.", head + "aux_head.0.bn."),
-        (fe + "aux_head.3.", head + "aux_head.1."),
-        (fe + "conv3x3_ocr.0.", head + "pixel_conv.conv."),
-        (fe + "conv3x3_ocr.1.", head + "pixel_conv.bn."),
-    ]
+def ocr_key_pairs(original: str, ours: str) -> list[tuple[str, str]]:
+    """Key prefixes of the original ``SpatialOCR_Module`` under ``original`` (e.g.
+    ``feature_extractor.ocr_distri_head.``) -> our :class:`OCRHead` parts under ``ours`` (attention, fuse)."""
+    attention = original + "object_context_block."
+    pairs = []
     # Original attention projections: Sequential(conv, Sequential(bn, relu)[, conv, Sequential(bn, relu)]).
-    for original, ours, depth in (
+    for original_name, our_name, depth in (
         ("f_pixel", "query", 2),
         ("f_object", "key", 2),
         ("f_down", "value", 1),
         ("f_up", "project", 1),
     ):
         for i in range(depth):
-            ours_prefix = f"{head}attention.{ours}." + (f"{i}." if depth > 1 else "")
-            pairs.append((f"{attention}{original}.{2 * i}.", ours_prefix + "conv."))
-            pairs.append((f"{attention}{original}.{2 * i + 1}.0.", ours_prefix + "bn."))
+            ours_prefix = f"{ours}attention.{our_name}." + (f"{i}." if depth > 1 else "")
+            pairs.append((f"{attention}{original_name}.{2 * i}.", ours_prefix + "conv."))
+            pairs.append((f"{attention}{original_name}.{2 * i + 1}.0.", ours_prefix + "bn."))
     pairs += [
-        (ocr + "conv_bn_dropout.0.", head + "fuse.conv."),
-        (ocr + "conv_bn_dropout.1.0.", head + "fuse.bn."),
+        (original + "conv_bn_dropout.0.", ours + "fuse.conv."),
+        (original + "conv_bn_dropout.1.0.", ours + "fuse.bn."),
+    ]
+    return pairs
+
+
+def _key_map() -> PrefixMap:
+    fe, head = "feature_extractor.", "network.head."
+    pairs = [
+        (fe + "aux_head.0.", head + "aux_head.0.conv."),
+        (fe + "aux_head.1.", head + "aux_head.0.bn."),
+        (fe + "aux_head.3.", head + "aux_head.1."),
+        (fe + "conv3x3_ocr.0.", head + "pixel_conv.conv."),
+        (fe + "conv3x3_ocr.1.", head + "pixel_conv.bn."),
+        *ocr_key_pairs(fe + "ocr_distri_head.", head),
         (fe + "cls_head.", head + "classifier."),
         (fe, "network.backbone."),
     ]

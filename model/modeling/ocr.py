@@ -32,17 +32,19 @@ class ObjectContextAttention(nn.Module):
     forward(pixels (B, C, H, W), regions (B, C, K, 1)) -> context (B, C, H, W).
     """
 
-    def __init__(self, channels: int, key_channels: int) -> None:
+    def __init__(self, channels: int, key_channels: int, bias: bool = False) -> None:
         super().__init__()
         self.key_channels = key_channels
         self.query = nn.Sequential(
-            ConvNormAct(channels, key_channels, 1), ConvNormAct(key_channels, key_channels, 1)
+            ConvNormAct(channels, key_channels, 1, bias=bias),
+            ConvNormAct(key_channels, key_channels, 1, bias=bias),
         )
         self.key = nn.Sequential(
-            ConvNormAct(channels, key_channels, 1), ConvNormAct(key_channels, key_channels, 1)
+            ConvNormAct(channels, key_channels, 1, bias=bias),
+            ConvNormAct(key_channels, key_channels, 1, bias=bias),
         )
-        self.value = ConvNormAct(channels, key_channels, 1)
-        self.project = ConvNormAct(key_channels, channels, 1)
+        self.value = ConvNormAct(channels, key_channels, 1, bias=bias)
+        self.project = ConvNormAct(key_channels, channels, 1, bias=bias)
 
     def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         b, _, h, w = pixels.shape
@@ -58,18 +60,37 @@ class OCRHead(nn.Module):
     """OCR segmentation head with its auxiliary (soft-region) head.
 
     forward(features (B, in_channels, h, w)) -> (logits, aux_logits), both (B, num_classes, h, w).
+
+    The defaults are RITM's head (auxiliary head 1x1 conv at the input width, 3x3 pixel conv,
+    bias-free attention and fusion convs). HRFormer's ``HRT_B_OCR_V3`` uses ``kernel_size=7`` grouped
+    convs (``groups``) for both the auxiliary head (at the pixel width) and the pixel conv, and biased
+    1x1 convs elsewhere (``conv_bias``).
     """
 
-    def __init__(self, in_channels: int, ocr_width: int, num_classes: int = 1, dropout: float = 0.05) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        ocr_width: int,
+        num_classes: int = 1,
+        dropout: float = 0.05,
+        kernel_size: int | None = None,
+        groups: int = 1,
+        conv_bias: bool = False,
+    ) -> None:
         super().__init__()
         mid_channels = 2 * ocr_width
+        if kernel_size is None:  # RITM
+            aux_conv = ConvNormAct(in_channels, in_channels, 1, bias=True)
+            pixel_conv = ConvNormAct(in_channels, mid_channels, 3, bias=True)
+        else:
+            aux_conv = ConvNormAct(in_channels, mid_channels, kernel_size, groups=groups, bias=True)
+            pixel_conv = ConvNormAct(in_channels, mid_channels, kernel_size, groups=groups, bias=True)
         self.aux_head = nn.Sequential(
-            ConvNormAct(in_channels, in_channels, 1, bias=True),
-            nn.Conv2d(in_channels, num_classes, kernel_size=1),
+            aux_conv, nn.Conv2d(aux_conv.conv.out_channels, num_classes, kernel_size=1)
         )
-        self.pixel_conv = ConvNormAct(in_channels, mid_channels, 3, bias=True)
-        self.attention = ObjectContextAttention(mid_channels, ocr_width)
-        self.fuse = ConvNormAct(2 * mid_channels, mid_channels, 1)
+        self.pixel_conv = pixel_conv
+        self.attention = ObjectContextAttention(mid_channels, ocr_width, bias=conv_bias)
+        self.fuse = ConvNormAct(2 * mid_channels, mid_channels, 1, bias=conv_bias)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(mid_channels, num_classes, kernel_size=1)
 

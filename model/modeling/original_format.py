@@ -7,6 +7,7 @@ import this module, never the other way round.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -153,6 +154,19 @@ ENCODING_KEYS = (("maps_transform.", "maps_transform."), ("rgb_conv.", "rgb_conv
 IGNORABLE_ORIGINAL_PREFIXES = ("maps_transform.", "backbone.patch_embed_coords.", "rgb_conv.")
 
 
+def unused_maps_transform(coord_channels: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``maps_transform`` weights the original always creates (and never uses with naive
+    concat); written so that the original's strict ``load_state_dict`` accepts our files."""
+    zeros = functools.partial(torch.zeros, dtype=like.dtype, device=like.device)
+    return {
+        "maps_transform.0.weight": zeros(16, coord_channels, 1, 1),
+        "maps_transform.0.bias": zeros(16),
+        "maps_transform.2.weight": zeros(64, 16, 3, 3),
+        "maps_transform.2.bias": zeros(64),
+        "maps_transform.3.scale": torch.full((1,), 0.05, dtype=like.dtype, device=like.device),
+    }
+
+
 # ---------------------------------------------------------------------------------------- registry
 _MODELS: dict[str, Callable[..., InteractiveModel]] = {}
 
@@ -165,5 +179,3 @@ def register_model(name: str) -> Callable[[Callable[..., InteractiveModel]], Cal
         return fn
 
     return wrap
-
-

@@ -26,7 +26,13 @@ from torch import nn
 
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 from model.modeling.mit import MIT_VARIANTS, MiTConfig, MixVisionTransformer
-from model.modeling.original_format import PrefixMap, encoding_from_params, encoding_to_params, register_model
+from model.modeling.original_format import (
+    PrefixMap,
+    encoding_from_params,
+    encoding_to_params,
+    register_model,
+    unused_maps_transform,
+)
 from model.modeling.segformer_head import SegFormerHead
 
 ORIGINAL_CLASS = "isegm.model.is_segformer_model.SegformerModel"
@@ -319,19 +325,6 @@ def _pack_in_proj(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _unused_maps_transform(coord_channels: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The ``maps_transform`` weights the original always creates (and never uses with naive
-    concat); written so that the original's strict ``load_state_dict`` accepts our files."""
-    zeros = partial(torch.zeros, dtype=like.dtype, device=like.device)
-    return {
-        "maps_transform.0.weight": zeros(16, coord_channels, 1, 1),
-        "maps_transform.0.bias": zeros(16),
-        "maps_transform.2.weight": zeros(64, 16, 3, 3),
-        "maps_transform.2.bias": zeros(64),
-        "maps_transform.3.scale": torch.full((1,), 0.05, dtype=like.dtype, device=like.device),
-    }
-
-
 class SegformerAdapter:
     """Loads / writes ``isegm.model.is_segformer_model.SegformerModel`` checkpoints."""
 
@@ -365,7 +358,7 @@ class SegformerAdapter:
             and not uses_rgb_conv
             and not any(k.startswith("maps_transform.") for k in original)
         ):
-            original.update(_unused_maps_transform(stem.shape[1] - 3, stem))
+            original.update(unused_maps_transform(stem.shape[1] - 3, stem))
         return original
 
     def original_params(self, model: InteractiveModel) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def _check_head_params(head: dict[str, Any]) -> None:
         raise ValueError(f"unknown head parameters {unknown}")
 
 
-def _check_position_indices(state_dict: dict[str, torch.Tensor]) -> None:
+def check_position_indices(state_dict: dict[str, torch.Tensor]) -> None:
     """The index buffers are fixed by the window size; anything else is a corrupt file."""
     for key, value in state_dict.items():
         if not key.endswith("attn.relative_position_index"):
@@ -190,7 +190,7 @@ class SwinAdapter:
         config = _config_from_params(params.get("backbone_params") or {})
         head = dict(params.get("head_params") or {})
         _check_head_params(head)
-        _check_position_indices(state_dict)
+        check_position_indices(state_dict)
         in_index = tuple(head.get("in_index", range(len(config.out_indices))))
         expected = [config.num_features[config.out_indices[i]] for i in in_index]
         if "in_channels" in head and list(head["in_channels"]) != expected:

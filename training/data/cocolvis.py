@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from model.untrusted import ImageTooLarge, check_image_size, imread_checked
 from training.data.sample import ObjectInfo, TrainSample
 from training.datasets.base import DatasetError
 
@@ -83,11 +84,19 @@ class CocoLvisSource:
     def load(self, index: int, rng: np.random.Generator) -> TrainSample:
         image_id, entry = self.entries[index]
         image_path = self.split_dir / "images" / f"{image_id}.jpg"
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        try:
+            image = imread_checked(image_path, cv2.IMREAD_COLOR)
+        except ImageTooLarge as error:
+            raise DatasetError(image_path, LAYOUT, f"image too large to read ({error})") from error
         if image is None:
             raise DatasetError(image_path, LAYOUT, "missing or unreadable image")
         masks_path = self.split_dir / "masks" / f"{image_id}.pickle"
         encoded_layers, mapping = load_plain_pickle(masks_path)
+        try:
+            for buf in encoded_layers:  # PNG layers: their declared size is checked before decoding
+                check_image_size(bytes(np.asarray(buf, dtype=np.uint8)))
+        except ImageTooLarge as error:
+            raise DatasetError(masks_path, LAYOUT, f"mask layer too large to read ({error})") from error
         planes = [
             cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED) for buf in encoded_layers
         ]

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.untrusted import ImageTooLarge, imread_checked
 from training.data.sample import ObjectInfo, TrainSample
 
 ASSETS_FILE = "assets.json"
@@ -59,8 +60,15 @@ class CompositeConfig:
     scenes: int = 100_000  # len() of the source: scene index space
 
 
+def _imread(path: str, flags: int) -> np.ndarray | None:
+    try:
+        return imread_checked(path, flags)
+    except ImageTooLarge as error:
+        raise AssetsError(str(error)) from error
+
+
 def _read_rgba(path: str, max_side: int) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    image = _imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise AssetsError(f"cannot read object image {path}")
     if image.ndim == 2:
@@ -81,7 +89,7 @@ def _read_rgba(path: str, max_side: int) -> np.ndarray:
 
 
 def _read_rgb(path: str, max_side: int) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    image = _imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise AssetsError(f"cannot read background image {path}")
     scale = max_side / max(image.shape[:2])

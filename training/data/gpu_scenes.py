@@ -195,7 +195,7 @@ class SceneMaker:
         images = torch.cat([p[0] for p in parts])
         targets = torch.cat([p[1] for p in parts])
         others = torch.cat([p[2] for p in parts])
-        images = self.degrade(images, gen, photo=torch.arange(size, device=self.device) < size - mr)
+        images = self.degrade(images, gen)
         area = targets.flatten(1).sum(1)
         valid = area >= self.config.min_target_fraction * self.config.size**2
         return SceneBatch(images.clamp_(0, 1), targets, others, valid)
@@ -351,10 +351,9 @@ class SceneMaker:
 
     # -- whole image ---------------------------------------------------------------------------------
 
-    def degrade(self, images: torch.Tensor, gen: torch.Generator, photo: torch.Tensor) -> torch.Tensor:
-        """Blur, down/up-sampling and noise of whole scenes, each at random."""
+    def degrade(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Blur, down/up-sampling and noise of whole scenes (photo and MR alike), each at random."""
         cfg, count, dev = self.config, images.shape[0], images.device
-        del photo  # the same degradations for every kind of scene
         sigma = _uniform(count, 0.3, 1.5, dev, gen) * _chance(count, cfg.blur_prob, dev, gen)
         images = gaussian_blur(images, sigma)
         resample = _chance(count, cfg.resample_prob, dev, gen)

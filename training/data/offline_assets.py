@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.untrusted import ImageTooLarge, imread_checked
 from training.data.composite import ASSETS_FILE, mni_slices
 
 DEBIAN_PACKAGES = (
@@ -100,8 +101,16 @@ def fetch_packages(cache: Path) -> Path:
     return extract
 
 
+def _read_or_none(path: Path, flags: int) -> np.ndarray | None:
+    """The decoded image, or None when it is unreadable or declares too many pixels (not an asset)."""
+    try:
+        return imread_checked(path, flags)
+    except ImageTooLarge:
+        return None
+
+
 def is_photographic_stamp(path: Path) -> bool:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    image = _read_or_none(path, cv2.IMREAD_UNCHANGED)
     if image is None or image.ndim != 3 or image.shape[2] != 4 or min(image.shape[:2]) < MIN_STAMP_SIDE:
         return False
     opaque = image[:, :, 3] > 127
@@ -125,7 +134,7 @@ def photo_statistics(image: np.ndarray) -> tuple[int, float, float]:
 def is_background_photo(path: Path) -> bool:
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         return False
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = _read_or_none(path, cv2.IMREAD_COLOR)
     if image is None or min(image.shape[:2]) < MIN_BACKGROUND_SIDE:
         return False
     colours, flat, black_white = photo_statistics(image)

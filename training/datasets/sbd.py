@@ -29,9 +29,7 @@ class SBDDataset(EvalDataset):
         self._images_dir = self.require_dir(self.root / "img")
         self._inst_dir = self.require_dir(self.root / "inst")
         list_path = self.root / f"{self.split}.txt"
-        if not list_path.is_file():
-            self.fail(list_path, "split list not found")
-        return [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
+        return self.read_id_list(list_path)
 
     def _load(self, name: str) -> Sample:
         image = self.read_rgb(self._images_dir / f"{name}.jpg")

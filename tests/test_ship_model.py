@@ -1,0 +1,99 @@
+"""Shipping the default network: the measured rule that picks each modality's default engine, the
+defaults file the app and isegformer-eval read, and its fallbacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import resources
+from model.checkpoint import read_checkpoint
+from training.data.pack import initial_checkpoint
+from training.evaluate import default_model_source
+from training.ship_model import main, modality_defaults, network_beats
+
+
+def _results(**sets: tuple[float, float, float, float]) -> dict:
+    """An isegformer-eval results.json with (NoC@85, NoC@90, mIoU@1, mIoU@5) per dataset."""
+    datasets = {}
+    for name, (noc85, noc90, miou1, miou5) in sets.items():
+        datasets[name] = {
+            "n_objects": 10,
+            "noc": {"80": noc85, "85": noc85, "90": noc90},
+            "mean_iou_per_click": [miou1, 0.5, 0.5, 0.5, miou5] + [0.9] * 15,
+        }
+    return {"datasets": datasets}
+
+
+CLASSICAL = {
+    "voc": (16.26, 17.74, 0.30, 0.42),
+    "mni": (19.9, 20.0, 0.11, 0.18),
+    "mr_real": (1.0, 2.4, 0.80, 0.94),
+}
+
+
+def test_network_beats_needs_no_worse_on_all_four_and_better_on_one():
+    classical = {"noc85": 16.26, "noc90": 17.74, "miou1": 0.30, "miou5": 0.42}
+    assert network_beats({"noc85": 12.0, "noc90": 15.0, "miou1": 0.5, "miou5": 0.7}, classical)
+    assert not network_beats(
+        {"noc85": 12.0, "noc90": 18.0, "miou1": 0.5, "miou5": 0.7}, classical
+    )  # NoC@90 worse
+    assert not network_beats({"noc85": 12.0, "noc90": 15.0, "miou1": 0.29, "miou5": 0.7}, classical)
+    assert not network_beats(dict(classical), classical)  # a tie is not a win
+
+
+def test_each_modality_is_judged_on_its_own_sets():
+    network = _results(voc=(11.0, 14.0, 0.55, 0.78), mni=(15.0, 19.0, 0.2, 0.4), mr_real=(2.0, 4.0, 0.7, 0.9))
+    classical = _results(**CLASSICAL)
+    decisions = modality_defaults(network, classical, "isegformer-lite0")
+    assert decisions["photo"]["engine"] == "isegformer-lite0"
+    assert "beats it on voc" in decisions["photo"]["reason"]
+    # better on the MNI parts, worse on the real MR slices: volumes keep the classical engine
+    assert decisions["volume"]["engine"] == "geo_grabcut"
+    assert "does not beat it on mr_real" in decisions["volume"]["reason"]
+    assert decisions["volume"]["sets"]["mni"]["network"]["noc85"] == 15.0
+
+
+def test_missing_set_is_an_error():
+    with pytest.raises(ValueError, match="mr_real"):
+        modality_defaults(_results(voc=(1, 1, 1, 1), mni=(1, 1, 1, 1)), _results(**CLASSICAL), "net")
+
+
+def test_ship_writes_fp16_weights_and_the_defaults_the_app_reads(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "trained.pth"
+    source.write_bytes(initial_checkpoint(""))
+    net, classical = tmp_path / "net.json", tmp_path / "geo.json"
+    net.write_text(json.dumps(_results(voc=(11.0, 14.0, 0.55, 0.78))))
+    (tmp_path / "net_mr.json").write_text(
+        json.dumps(_results(mni=(15, 19, 0.2, 0.4), mr_real=(2, 4, 0.7, 0.9)))
+    )
+    classical.write_text(json.dumps(_results(**CLASSICAL)))
+    out = tmp_path / "models"
+    args = ["--checkpoint", str(source), "--network", str(net), str(tmp_path / "net_mr.json")]
+    assert main([*args, "--classical", str(classical), "--out", str(out)]) == 0
+    assert "photo: isegformer-lite0" in capsys.readouterr().out
+    shipped = out / resources.DEFAULT_MODEL.name
+    assert next(iter(read_checkpoint(shipped).state_dict.values())).dtype.itemsize == 2
+
+    monkeypatch.setattr(resources, "DEFAULT_MODEL", shipped)
+    defaults = resources.modality_defaults(out / resources.MODEL_DEFAULTS.name)
+    assert defaults["photo"][0] == "isegformer-lite0" and defaults["volume"][0] == "geo_grabcut"
+    monkeypatch.setattr(resources, "MODEL_DEFAULTS", out / resources.MODEL_DEFAULTS.name)
+    engine, checkpoint, why = default_model_source()
+    assert engine is None and checkpoint == shipped and "beats it on voc" in why
+
+
+def test_defaults_fall_back_to_the_classical_engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "DEFAULT_MODEL", tmp_path / "absent.pth")
+    assert resources.modality_defaults(tmp_path / "absent.json") == {
+        "photo": ("geo_grabcut", "no bundled network"),
+        "volume": ("geo_grabcut", "no bundled network"),
+    }
+    weights = tmp_path / "net.pth"
+    weights.write_bytes(initial_checkpoint(""))
+    monkeypatch.setattr(resources, "DEFAULT_MODEL", weights)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert {engine for engine, _ in resources.modality_defaults(broken).values()} == {"geo_grabcut"}
+    assert "no measured defaults" in resources.modality_defaults(broken)["photo"][1]

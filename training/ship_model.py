@@ -1,0 +1,160 @@
+"""Ship a trained default network: its fp16 weights and, beside them, the measured default per modality.
+
+    SETS=voc:Export=EVAL/voc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
+    isegformer-eval --checkpoint W --datasets $SETS --output net
+    isegformer-eval --engine geo_grabcut --datasets $SETS --output geo
+    python -m training.ship_model --checkpoint W --network net/results.json --classical geo/results.json
+
+writes ``resources/models/isegformer_lite0.pth`` (fp16, its metadata keeps the samples seen and the
+training log) and ``resources/models/isegformer_lite0.json``: the figures of both on each modality's
+evaluation set and, per modality, which engine the app starts with and why
+(:func:`network_beats`: photos are judged on the photo set, volumes and MR slices on the MR set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from model.atomic_io import atomic_write_text
+from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+
+CLASSICAL_DEFAULT = "geo_grabcut"
+# modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC
+# photo; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other scanners and
+# body parts (pydicom-data, nibabel; the masks of model.benchmarks.engines.mr_samples)
+MODALITY_SETS = {"photo": ("voc",), "volume": ("mni", "mr_real")}
+FIGURES = ("noc85", "noc90", "miou1", "miou5")  # lower NoC is better, higher mIoU is better
+
+
+def figures(results: dict[str, Any], dataset: str) -> dict[str, float]:
+    """NoC@85/90 and mean IoU after 1 and 5 clicks of ``dataset`` in an ``isegformer-eval`` results.json."""
+    try:
+        entry = results["datasets"][dataset]
+        per_click = entry["mean_iou_per_click"]
+        return {
+            "objects": int(entry["n_objects"]),
+            "noc85": float(entry["noc"]["85"]),
+            "noc90": float(entry["noc"]["90"]),
+            "miou1": float(per_click[0]),
+            "miou5": float(per_click[4]),
+        }
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"the results hold no complete figures for {dataset!r} ({error})") from None
+
+
+def network_beats(network: dict[str, float], classical: dict[str, float]) -> bool:
+    """The network is the better default when it is no worse on any of NoC@85, NoC@90, mIoU@1 and mIoU@5
+    and better on at least one."""
+    no_worse = (
+        network["noc85"] <= classical["noc85"]
+        and network["noc90"] <= classical["noc90"]
+        and network["miou1"] >= classical["miou1"]
+        and network["miou5"] >= classical["miou5"]
+    )
+    better = (
+        network["noc85"] < classical["noc85"]
+        or network["noc90"] < classical["noc90"]
+        or network["miou1"] > classical["miou1"]
+        or network["miou5"] > classical["miou5"]
+    )
+    return no_worse and better
+
+
+def _summary(values: dict[str, float]) -> str:
+    return (
+        f"NoC@85 {values['noc85']:.2f}, NoC@90 {values['noc90']:.2f}, mIoU@1 {values['miou1']:.3f}, "
+        f"mIoU@5 {values['miou5']:.3f}"
+    )
+
+
+def modality_defaults(
+    network_results: dict[str, Any], classical_results: dict[str, Any], network_name: str
+) -> dict[str, dict[str, Any]]:
+    """Per modality: the engine to start with (the network only where it beats the classical engine on
+    every set of that modality), why, and the figures behind it."""
+    out = {}
+    for modality, datasets in MODALITY_SETS.items():
+        sets = {d: (figures(network_results, d), figures(classical_results, d)) for d in datasets}
+        wins = all(network_beats(net, classical) for net, classical in sets.values())
+        verdicts = [
+            f"{'beats' if network_beats(net, classical) else 'does not beat'} it on {d} "
+            f"({net['objects']} objects: {_summary(net)} against {_summary(classical)})"
+            for d, (net, classical) in sets.items()
+        ]
+        out[modality] = {
+            "engine": network_name if wins else CLASSICAL_DEFAULT,
+            "reason": f"{network_name} against {CLASSICAL_DEFAULT}: " + "; ".join(verdicts),
+            "sets": {
+                d: {"network": net, CLASSICAL_DEFAULT: classical} for d, (net, classical) in sets.items()
+            },
+        }
+    return out
+
+
+def merged_results(paths: list[Path]) -> dict[str, Any]:
+    """The datasets of several ``isegformer-eval`` results.json files as one (a later file wins a name)."""
+    datasets: dict[str, Any] = {}
+    for path in paths:
+        datasets.update(json.loads(path.read_text())["datasets"])
+    return {"datasets": datasets}
+
+
+def ship(
+    checkpoint: Path, network_results: list[Path], classical_results: list[Path], out_dir: Path
+) -> dict[str, Any]:
+    """Write the fp16 weights and the defaults file into ``out_dir``; returns the defaults file's content."""
+    from resources import DEFAULT_MODEL, DEFAULT_MODEL_NAME, MODEL_DEFAULTS
+
+    model = load_checkpoint(checkpoint)
+    metadata = dict(read_checkpoint(checkpoint).metadata)
+    card = {
+        "name": DEFAULT_MODEL_NAME,
+        "arch": model.arch,
+        "samples_seen": int(metadata.get("samples_seen", 0)),
+        "training_log": metadata.get("training_log", []),
+        "defaults": modality_defaults(
+            merged_results(network_results), merged_results(classical_results), DEFAULT_MODEL_NAME
+        ),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, out_dir / DEFAULT_MODEL.name, metadata, half=True)
+    atomic_write_text(out_dir / MODEL_DEFAULTS.name, json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    from resources import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship_model", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--checkpoint", required=True, help="the trained network")
+    parser.add_argument(
+        "--network", required=True, nargs="+", help="isegformer-eval results.json of the network"
+    )
+    parser.add_argument(
+        "--classical", required=True, nargs="+", help=f"isegformer-eval results.json of {CLASSICAL_DEFAULT}"
+    )
+    parser.add_argument("--out", default=str(DEFAULT_MODEL.parent), help="folder (default: resources/models)")
+    args = parser.parse_args(argv)
+    try:
+        card = ship(
+            Path(args.checkpoint),
+            [Path(p) for p in args.network],
+            [Path(p) for p in args.classical],
+            Path(args.out),
+        )
+    except (CheckpointError, OSError, ValueError, KeyError) as error:
+        print(f"ship_model: error: {error}", file=sys.stderr)
+        return 2
+    for modality, decision in card["defaults"].items():
+        print(f"{modality}: {decision['engine']} — {decision['reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

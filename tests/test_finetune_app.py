@@ -223,3 +223,27 @@ def test_a_finished_run_shows_the_table_saves_the_model_and_switches_on_request(
     model_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Model")
     model_menu.aboutToShow.emit()
     assert window.actions_by_name["project_model"].isEnabled()
+
+
+def test_closing_the_window_during_a_run_asks_then_cancels_it(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from isegformer_app.ui.training_run import TrainingDialog
+
+    project = annotated_project(tmp_path / "cells", (2, 2, 2))
+    window.training_dialog = dialog = TrainingDialog(window, quick_request(project, tmp_path))
+    qtbot.waitUntil(lambda: dialog.process.processId() > 0, timeout=5000)
+    asked = []
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *args: asked.append(args) or QMessageBox.StandardButton.No
+    )
+    assert window.close() is False and dialog.running  # "No": the window and the run stay
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *args: asked.append(args) or QMessageBox.StandardButton.Yes
+    )
+    assert window.close() is True
+    assert (
+        len(asked) == 2
+        and not dialog.running
+        and dialog.process.state() == dialog.process.ProcessState.NotRunning
+    )

@@ -116,6 +116,8 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
         root = str(Path(spec.origin).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    # one core stays with the window's inference, so clicking keeps working while training runs
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
     return env
 
 

@@ -549,7 +549,7 @@ class MainWindow(QMainWindow):
         self.mode.export_dialog(all_images)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if not confirm_close_training(self) or not self.mode.close_check(self.close):
+        if not self.mode.close_check(self.close) or not confirm_close_training(self):
             event.ignore()
             return
         self.settings.opacity = self.view_panel.opacity.value() / 100

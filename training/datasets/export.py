@@ -25,9 +25,7 @@ class ExportDataset(PairedFolderDataset):
 
     def read_rgb(self, path: Path) -> np.ndarray:
         """HxWx3 uint8 RGB with the EXIF orientation applied; deeper data stretched to its min..max."""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if path.is_file() else None
-        if image is None:
-            self.fail(path, "missing or unreadable image")
+        image = self._imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, "image")
         if image.dtype != np.uint8:
             low, high = float(image.min()), float(image.max())
             image = np.round((image - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)

@@ -204,6 +204,10 @@ def test_shipped_configs_load_and_name_known_models(path: Path) -> None:
     if config.data.dataset == "composite":  # the CPU-scale recipe of the bundled default network
         assert config.data.crop_size == (256, 256) and config.model.pretrained
         return
+    if config.finetune.enabled:  # fine-tuning on the user's annotations: ZoomIn-scale windows, a time budget
+        assert config.data.dataset == "app-export" and config.data.crop_size == (256, 256)
+        assert config.finetune.max_minutes == 5.0 and not config.finetune.unfreeze_all
+        return
     assert config.data.crop_size == (320, 480)
     assert config.optim.lr in (5e-4, 5e-5) and config.train.max_num_next_clicks == 3
     if config.model.name.startswith("segformer"):

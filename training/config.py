@@ -105,6 +105,21 @@ class ValidationConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """``enabled``: the configuration is a fine-tuning job (:mod:`training.finetune`) on the user's own
+    annotations: ``val_fraction`` of the images (at least one) held out by a stable hash of their names,
+    a ``max_minutes`` wall budget, the encoder frozen except its click input unless ``unfreeze_all``."""
+
+    enabled: bool = False
+    val_fraction: float = 0.2
+    max_minutes: float = 5.0
+    unfreeze_all: bool = False
+    min_objects: int = 4  # fewer finished objects than this: nothing starts
+    eval_max_objects: int = 100
+    eval_with_flip: bool = True  # the held-out NoC as the app predicts (ZoomIn + flip)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -112,6 +127,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,6 +170,18 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return Config(
         **{name: _coerce(name, type(factory()), values.get(name, {})) for name, factory in sections.items()}
     )
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config(name: str) -> Path:
+    """A TOML path, or the name of a shipped configuration (``segformer_b0`` -> training/configs/...)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.stem}.toml"
+    return shipped if shipped.is_file() and path.parent == Path(".") else path
 
 
 def load_config(path: str | Path) -> Config:

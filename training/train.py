@@ -16,7 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -24,28 +23,15 @@ from model.atomic_io import require_output_folder
 from model.build import build_model
 from model.checkpoint import CheckpointError
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
-from training.config import Config, ConfigError, load_config
-from training.data.augment import Augmentation
+from training.config import CONFIG_DIR, Config, ConfigError, load_config, resolve_config
 from training.data.cocolvis import CocoLvisSource
-from training.data.dataset import InteractiveDataset, SampleSource
+from training.data.dataset import SampleSource, SourceSubset, build_train_set
 from training.data.instances import SBD_BUGGY_MASK_THRESHOLD, InstancesSource
-from training.data.points_sampler import MultiPointSampler
-from training.data.sample import TrainSample
 from training.datasets.base import DatasetError, oversized_images
 from training.pretrained import PretrainedError, load_pretrained
 from training.trainer import RESUME_FILE, ProcessGroup, Trainer
 
 DATASET_KINDS = ("cocolvis", "sbd", "pascalvoc", "app-export", "composite")
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-def resolve_config(name: str) -> Path:
-    """A TOML path, or the name of a shipped configuration (``segformer_b0`` -> training/configs/...)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = CONFIG_DIR / f"{path.stem}.toml"
-    return shipped if shipped.is_file() and path.parent == Path(".") else path
 
 
 def build_from_config(config: Config) -> InteractiveModel:
@@ -83,19 +69,6 @@ def build_from_config(config: Config) -> InteractiveModel:
     return model
 
 
-class _Subset:
-    """Some images of a source (the app-export train/validation split)."""
-
-    def __init__(self, source: InstancesSource, indices: list[int]) -> None:
-        self.source, self.indices = source, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def load(self, index: int, rng: np.random.Generator) -> TrainSample:
-        return self.source.load(self.indices[index], rng)
-
-
 def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
     """(training source, validation source or None) of ``[data] dataset`` under ``[data] root``."""
     data = config.data
@@ -130,31 +103,10 @@ def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
         held_out = min(count - 1, round(count * data.val_fraction))
         if held_out <= 0:
             return source, None
-        return _Subset(source, list(range(count - held_out))), _Subset(
+        return SourceSubset(source, list(range(count - held_out))), SourceSubset(
             source, list(range(count - held_out, count))
         )
     raise ConfigError(f"unknown dataset {data.dataset!r}; known: {', '.join(DATASET_KINDS)}")
-
-
-def build_train_set(config: Config, source: SampleSource) -> InteractiveDataset:
-    data, points = config.data, config.points
-    sampler = MultiPointSampler(
-        points.max_num_points,
-        prob_gamma=points.prob_gamma,
-        merge_objects_prob=points.merge_objects_prob,
-        max_num_merged_objects=points.max_num_merged_objects,
-        first_click_center=points.first_click_center,
-    )
-    augmentation = Augmentation(crop_size=tuple(data.crop_size), scale_range=tuple(data.scale_range))
-    return InteractiveDataset(
-        source,
-        augmentation,
-        sampler,
-        min_object_area=data.min_object_area,
-        keep_background_prob=data.keep_background_prob,
-        epoch_len=data.epoch_len,
-        seed=config.train.seed,
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -183,6 +135,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-minutes",
         type=float,
         help="stop cleanly after this much wall time (weights + exact resume state); continue with --resume",
+    )
+    parser.add_argument("--project", default="", help="finetune: the project named in the model card")
+    parser.add_argument("--unfreeze-all", action="store_true", help="finetune: train the whole encoder too")
+    parser.add_argument(
+        "--events", action="store_true", help="finetune: progress as JSON lines on stdout (finetune_events)"
     )
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -231,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     group = ProcessGroup()
     try:
         config = apply_overrides(load_config(resolve_config(args.config)), args)
+        if config.finetune.enabled:
+            from training.finetune import run, with_budget
+
+            config = with_budget(config, args.max_minutes, args.unfreeze_all)
+            return run(config, args.output, args.events, args.project, args.device)
         group, device = init_process_group(args.device)
         torch.manual_seed(config.train.seed)
         model = build_from_config(config)

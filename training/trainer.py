@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,11 +293,17 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------- loop
 
-    def fit(self, epochs: int | None = None, max_seconds: float | None = None) -> list[dict[str, Any]]:
+    def fit(
+        self,
+        epochs: int | None = None,
+        max_seconds: float | None = None,
+        on_step: Callable[[dict[str, float]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Train until ``epochs`` (default: the config's) are done, or until ``max_seconds`` of wall time
         have passed: then the step in progress finishes and the run stops cleanly (a checkpoint of the
         weights so far and an exact ``resume.pt``), so a long run can be many short segments. Returns the
-        validation records; ``self.stopped_early`` tells whether the time budget ended it."""
+        validation records; ``self.stopped_early`` tells whether the time budget ended it. ``on_step``
+        gets each step's losses (main process), e.g. to report progress."""
         epochs = self.config.train.epochs if epochs is None else epochs
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         self.stopped_early = False
@@ -325,6 +331,8 @@ class Trainer:
                 self.global_step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses['loss']:.4f}")
+                if on_step is not None and self.group.is_main:
+                    on_step(losses)
                 if self.group.is_main and self.global_step % self.config.train.log_every_steps == 0:
                     self.log_step(losses, time.perf_counter() - started)
                 every = self.config.train.resume_every_steps
@@ -459,16 +467,23 @@ class Trainer:
 
 
 def evaluate_noc(
-    model: InteractiveModel, source: SampleSource, config: Config, device: str | torch.device
+    model: InteractiveModel,
+    source: SampleSource,
+    config: Config,
+    device: str | torch.device,
+    with_flip: bool = False,
+    max_objects: int | None = None,
 ) -> dict[str, float]:
-    """NoC@thresholds and mean IoU after 1/3/5 clicks on up to ``validation.max_objects`` objects."""
+    """NoC@thresholds and mean IoU after 1/3/5 clicks on up to ``max_objects`` (default
+    ``validation.max_objects``) objects; ``with_flip`` adds the flip the app's predictor uses."""
     from model.evaluation.noc import compute_noc, evaluate_sample, threshold_key
     from model.predictor import Predictor
 
     val = config.validation
-    predictor = Predictor(model, device, zoom_in=val.zoom_in, with_flip=False)
+    predictor = Predictor(model, device, zoom_in=val.zoom_in, with_flip=with_flip)
     curves = []
-    objects = evaluation_objects(source, val.max_objects, config.data.min_object_area, config.train.seed)
+    limit = val.max_objects if max_objects is None else max_objects
+    objects = evaluation_objects(source, limit, config.data.min_object_area, config.train.seed)
     for _, image, gt_mask in objects:
         result = evaluate_sample(
             predictor, image, gt_mask, max_clicks=val.max_clicks, target_iou=max(val.iou_thresholds)

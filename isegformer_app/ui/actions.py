@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from isegformer_app.state.labels import LABEL_PRESETS
 from isegformer_app.ui.canvas import MOUSE_BINDINGS
+from isegformer_app.ui.training_run import add_training_actions
 from isegformer_app.ui.volume_actions import add_volume_actions
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     model = bar.addMenu("&Model")
     a["load_checkpoint"] = _action(window, "&Load checkpoint…", window.load_checkpoint_dialog)
     model.addAction(a["load_checkpoint"])
+    add_training_actions(window, model, a)
     device_menu = model.addMenu("&Device")
     group = QActionGroup(window)
     for dev in ("cpu", "cuda"):

@@ -43,6 +43,7 @@ from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outline
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, SidePanels, ViewPanel
 from isegformer_app.ui.status_line import ElidedLabel, separator
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
+from isegformer_app.ui.training_run import confirm_close as confirm_close_training
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.volume_mode import VolumeMode
 from isegformer_app.ui.worker import InferenceWorker, PredictResult
@@ -548,7 +549,7 @@ class MainWindow(QMainWindow):
         self.mode.export_dialog(all_images)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if not self.mode.close_check(self.close):
+        if not self.mode.close_check(self.close) or not confirm_close_training(self):
             event.ignore()
             return
         self.settings.opacity = self.view_panel.opacity.value() / 100

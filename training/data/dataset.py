@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from training.config import Config
 from training.data.augment import Augmentation
 from training.data.points_sampler import MultiPointSampler
 from training.data.sample import TrainSample
@@ -25,6 +26,19 @@ class SampleSource(Protocol):
     def __len__(self) -> int: ...
 
     def load(self, index: int, rng: np.random.Generator) -> TrainSample: ...
+
+
+class SourceSubset:
+    """Some samples of a source (a train / held-out split), by index."""
+
+    def __init__(self, source: SampleSource, indices: list[int]) -> None:
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int, rng: np.random.Generator) -> TrainSample:
+        return self.source.load(self.indices[index], rng)
 
 
 class InteractiveDataset(torch.utils.data.Dataset):
@@ -106,3 +120,25 @@ def evaluation_objects(
                 return
             produced += 1
             yield f"{sample.sample_id or index}:{object_id}", sample.image, sample.object_mask(object_id)
+
+
+def build_train_set(config: Config, source: SampleSource) -> InteractiveDataset:
+    """The training items of ``config`` (``[data]`` crops and scales, ``[points]`` clicks) from ``source``."""
+    data, points = config.data, config.points
+    sampler = MultiPointSampler(
+        points.max_num_points,
+        prob_gamma=points.prob_gamma,
+        merge_objects_prob=points.merge_objects_prob,
+        max_num_merged_objects=points.max_num_merged_objects,
+        first_click_center=points.first_click_center,
+    )
+    augmentation = Augmentation(crop_size=tuple(data.crop_size), scale_range=tuple(data.scale_range))
+    return InteractiveDataset(
+        source,
+        augmentation,
+        sampler,
+        min_object_area=data.min_object_area,
+        keep_background_prob=data.keep_background_prob,
+        epoch_len=data.epoch_len,
+        seed=config.train.seed,
+    )

@@ -1,13 +1,15 @@
 """The app's export format: ``images/<stem>.<ext>`` + ``masks/<stem>.png``.
 
 Masks are single-channel uint8 or uint16 PNGs of instance ids (0 = background, each other value
-one object); there is no ignore label.
+one object); there is no ignore label. Images of 16 bits (or floats) are stretched to their own
+min..max, as the app shows them, so a model trained or evaluated on an export sees what the annotator saw.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from training.datasets.paired import PairedFolderDataset
@@ -20,6 +22,14 @@ class ExportDataset(PairedFolderDataset):
     IMAGES_DIR = "images"
     MASKS_DIR = "masks"
     MASK_SUFFIXES = (".png",)
+
+    def read_rgb(self, path: Path) -> np.ndarray:
+        """HxWx3 uint8 RGB with the EXIF orientation applied; deeper data stretched to its min..max."""
+        image = self._imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, "image")
+        if image.dtype != np.uint8:
+            low, high = float(image.min()), float(image.max())
+            image = np.round((image - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
+        return np.ascontiguousarray(image[:, :, ::-1])
 
     def decode_mask(self, path: Path) -> np.ndarray:
         values = self.read_mask_raw(path)

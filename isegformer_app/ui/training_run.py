@@ -1,0 +1,242 @@
+"""Model > Train on this project's annotations…: the dialog of one training run.
+
+The training is a separate process (``python -m training.train finetune``, a :class:`QProcess`): the GUI
+process only reads its progress lines, so the window stays responsive and clicking keeps working. Cancel
+kills the process at once; the active model never changes until "Use the new model". The logic lives in
+:mod:`isegformer_app.state.finetune_job`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QProcess, QProcessEnvironment
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from isegformer_app.state.finetune_job import (
+    TrainingInputError,
+    TrainingMonitor,
+    TrainingRequest,
+    child_environment,
+    discard_run,
+    install_model,
+    model_folder,
+    prepare_training,
+    project_model_path,
+    project_name,
+    training_command,
+)
+from isegformer_app.state.labels import LabelList
+from isegformer_app.ui.tasks import run_task
+from training.finetune_events import comparison_rows
+
+if TYPE_CHECKING:
+    from isegformer_app.ui.main_window import MainWindow
+
+TITLE = "Train on this project's annotations"
+
+
+def start_model(window: MainWindow) -> Path | None:
+    """The model a new run starts from: the project's fine-tuned one, else the active network (None:
+    the bundled network, e.g. while a classical engine is active)."""
+    own = project_model_path(window.project) if window.project is not None else None
+    if own is not None:
+        return own
+    kind, value = window.models.active
+    if kind == "checkpoint":
+        return Path(value)
+    return window.models.networks.get(value) if kind == "engine" else None
+
+
+def start_training(window: MainWindow) -> None:
+    """Check and export the project's annotations in the background, then start the run's dialog."""
+    running = getattr(window, "training_dialog", None)
+    if running is not None and running.running:
+        running.show()
+        running.raise_()
+        return
+    project = window.project
+    if project is None:
+        window.inform(TITLE, "Open a folder of images first (training on volumes is not available yet).",
+                      error=True)  # fmt: skip
+        return
+    plan = project.export_plan(all_images=True)  # copies the open image's objects now
+    folder, name, weights = model_folder(project), project_name(project), start_model(window)
+    labels = LabelList.from_json(window.labels.to_json())
+
+    def work(report, cancel) -> TrainingRequest:
+        return prepare_training(plan, folder, name, weights, labels, report, cancel)
+
+    def prepared(task) -> None:
+        if task.cancelled:
+            return
+        if task.error is not None:
+            kind = isinstance(task.exception, TrainingInputError)
+            window.inform(TITLE, task.error if kind else f"Could not prepare the training data: {task.error}",
+                          error=True)  # fmt: skip
+            return
+        window.training_dialog = TrainingDialog(window, task.result)
+        window.training_dialog.show()
+
+    run_task(window, "Preparing the training data", work, prepared)
+
+
+def use_project_model(window: MainWindow) -> None:
+    """Model > Use this project's fine-tuned model."""
+    path = project_model_path(window.project) if window.project is not None else None
+    if path is None:
+        window.inform(TITLE, "This project has no fine-tuned model yet.", error=True)
+        return
+    window.models.load_checkpoint(path)
+
+
+def add_training_actions(window: MainWindow, menu: QMenu, actions: dict[str, QAction]) -> None:
+    """The Model menu's entries: train on the project, use the project's fine-tuned model (enabled
+    whenever the open project has one)."""
+    train = QAction("&Train on this project's annotations…", window)
+    train.setStatusTip("Fine-tune the network on the finished objects of this folder (a background process)")
+    train.triggered.connect(lambda checked=False: start_training(window))
+    own = QAction("Use this project's &fine-tuned model", window)
+    own.triggered.connect(lambda checked=False: use_project_model(window))
+    menu.aboutToShow.connect(
+        lambda: own.setEnabled(window.project is not None and project_model_path(window.project) is not None)
+    )
+    for key, action in (("train_project", train), ("project_model", own)):
+        menu.addAction(action)
+        actions[key] = action
+
+
+def confirm_close(window: MainWindow) -> bool:
+    """The window is closing: while a run goes on, ask; True (after cancelling it) to close."""
+    dialog = getattr(window, "training_dialog", None)
+    if dialog is None or not dialog.running:
+        return True
+    answer = QMessageBox.question(window, TITLE, "A training run is still going on. Cancel it and quit?")
+    if answer != QMessageBox.StandardButton.Yes:
+        return False
+    dialog.cancel()
+    dialog.process.waitForFinished(3000)
+    return True
+
+
+class TrainingDialog(QDialog):
+    """Progress (samples, loss, elapsed and remaining time), Cancel, then the before/after table and
+    "Use the new model"."""
+
+    def __init__(self, window: MainWindow, request: TrainingRequest) -> None:
+        super().__init__(window)
+        self.window_, self.request = window, request
+        self.monitor = TrainingMonitor()
+        self.cancelled = False
+        self.running = True
+        self.model_path: Path | None = None
+        self.setWindowTitle(TITLE)
+        start = request.weights.name if request.weights else "the bundled network"
+        self.summary = QLabel(f"{request.objects} finished objects in {request.images} images; starting "
+                              f"from {start}; at most {request.max_minutes:g} minutes.")  # fmt: skip
+        self.status = QLabel("starting the training process…")
+        self.status.setObjectName("training_status")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["held-out part", "before", "after"])
+        self.table.hide()
+        self.buttons = QDialogButtonBox()
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button = QPushButton("Use the new model")
+        self.use_button.clicked.connect(self.use_new_model)
+        self.use_button.hide()
+        self.buttons.addButton(self.use_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        layout = QVBoxLayout(self)
+        for widget in (self.summary, self.status, self.bar, self.table, self.buttons):
+            layout.addWidget(widget)
+        self.resize(520, 200)
+
+        command = training_command(request, "cuda" if window.models.device == "cuda" else "")
+        self.process = QProcess(self)
+        environment = QProcessEnvironment()
+        for key, value in child_environment().items():
+            environment.insert(key, value)
+        self.process.setProcessEnvironment(environment)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(self._error)
+        self.process.start(command[0], command[1:])
+
+    def _read(self) -> None:
+        text = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        if self.monitor.feed(text):
+            self.status.setText(self.monitor.status_text())
+            self.bar.setValue(int(self.monitor.fraction() * 1000))
+
+    def _error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.running = False
+            self._end(f"The training process could not start: {self.process.errorString()}")
+
+    def cancel(self) -> None:
+        """Stop the run now (the process is killed); the active model stays."""
+        if not self.running:
+            self.close()
+            return
+        self.cancelled = True
+        self.status.setText("cancelling…")
+        self.process.kill()
+
+    def _finished(self, exit_code: int, status: QProcess.ExitStatus) -> None:
+        self._read()
+        self.running = False
+        crashed = status == QProcess.ExitStatus.CrashExit
+        message = self.monitor.outcome(exit_code, crashed and not self.cancelled, self.cancelled)
+        if message:
+            discard_run(self.request)
+            self._end(message)
+            return
+        try:
+            self.model_path = install_model(self.request)
+        except OSError as exc:
+            discard_run(self.request)
+            self._end(f"Could not save the new model ({exc}); the active model is unchanged.")
+            return
+        result = self.monitor.result or {}
+        self._end(f"Done: {result.get('minutes', 0):.1f} min, {result.get('samples', 0):,} samples. "
+                  f"Saved as {self.model_path}.", succeeded=True)  # fmt: skip
+        rows = comparison_rows(result)
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.show()
+        self.use_button.show()
+        self.resize(520, 420)
+
+    def _end(self, message: str, succeeded: bool = False) -> None:
+        self.status.setText(message)
+        self.bar.setValue(1000 if succeeded else 0)
+        self.cancel_button.setText("Close")
+        self.window_.inform(TITLE, message.splitlines()[0])
+
+    def use_new_model(self) -> None:
+        if self.model_path is not None:
+            self.window_.models.load_checkpoint(self.model_path)
+        self.close()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self.running:
+            self.cancel()
+        super().closeEvent(event)

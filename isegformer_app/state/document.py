@@ -19,12 +19,12 @@ from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import Command, History
 from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
-from isegformer_app.state.labels import Color, as_color
+from isegformer_app.state.labels import Color
 from model.clicks import Click
 from model.threshold import DEFAULT_THRESHOLD
 
 
-class Document:
+class Document(cmd.ObjectAttributeEdits):
     """One image being annotated; every user change goes through :meth:`execute` (undoable)."""
 
     def __init__(self, image: LoadedImage, threshold: float = DEFAULT_THRESHOLD) -> None:
@@ -117,6 +117,8 @@ class Document:
         self.revision += 1
         self.notify()
 
+    _execute_object_edit = execute
+
     # ------------------------------------------------------ predictions
     def needs_prediction(self) -> bool:
         return self.current.needs_prediction()
@@ -176,15 +178,6 @@ class Document:
 
     def delete_object(self, uid: int) -> None:
         self.execute(cmd.DeleteObject(uid))
-
-    def rename_object(self, uid: int, label: str) -> None:
-        self.execute(cmd.SetAttribute(uid, "label", label))
-
-    def recolor_object(self, uid: int, color: Color) -> None:
-        self.execute(cmd.SetAttribute(uid, "color", as_color(color)))
-
-    def set_visible(self, uid: int, visible: bool) -> None:
-        self.execute(cmd.SetAttribute(uid, "visible", bool(visible)))
 
     def mark_no_objects(self, value: bool = True) -> None:
         """Mark the image done with no objects (exported with an empty mask), or take the mark back."""

@@ -24,7 +24,7 @@ from isegformer_app.state import click_session as cs
 from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
 from isegformer_app.state.click_session import stroke_mask
-from isegformer_app.state.commands import SetAttribute  # the same command as for images
+from isegformer_app.state.commands import ObjectAttributeEdits  # the same edits as for images
 from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
@@ -62,7 +62,7 @@ class _MergedHistory:
         return self.doc._pick("undone") is not None
 
 
-class VolumeDocument:
+class VolumeDocument(ObjectAttributeEdits):
     """A volume being annotated; ``labels.data`` is ``(z, y, x)`` in the volume's display orientation."""
 
     def __init__(self, volume: Volume, path: Path | str, threshold: float = DEFAULT_THRESHOLD,
@@ -250,6 +250,8 @@ class VolumeDocument:
         self.volume_history.push(command)
         self._changed()
 
+    _execute_object_edit = _execute_volume
+
     def _changed(self) -> None:
         self.revision += 1
         self.notify()
@@ -324,15 +326,6 @@ class VolumeDocument:
 
     def delete_object(self, uid: int) -> None:
         self._execute_volume(vc.DeleteObject(uid))
-
-    def rename_object(self, uid: int, label: str) -> None:
-        self._execute_volume(SetAttribute(uid, "label", label))
-
-    def recolor_object(self, uid: int, color: Color) -> None:
-        self._execute_volume(SetAttribute(uid, "color", as_color(color)))
-
-    def set_visible(self, uid: int, visible: bool) -> None:
-        self._execute_volume(SetAttribute(uid, "visible", bool(visible)))
 
     def move_object(self, uid: int, new_index: int) -> None:
         new_index = max(0, min(len(self.object_list) - 1, new_index))

@@ -94,3 +94,53 @@ def test_relabelling_a_volume_object_is_one_undo_step(qtbot, tmp_path, nifti, me
     open_volume(qtbot, window, nifti)
     obj = finish_one_object(qtbot, window, 20, 15)
     assert_one_undo_restores_the_label_and_colour(qtbot, window, monkeypatch, obj)
+
+
+# the threshold: the document owns it, the slider shows the shown document's and sends the user's moves
+def test_a_photos_restored_threshold_moves_the_slider_and_the_slider_moves_the_document(
+    qtbot, tmp_path, photo_folder, messages
+) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor())  # the disks predict 0.9 inside, 0 outside
+    slider = window.view_panel.threshold
+    assert open_and_wait(window, photo_folder)
+    click(qtbot, window, 60, 50)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    slider.setValue(95)  # the user's move goes to the document: nothing is above 0.95
+    assert window.doc.threshold == pytest.approx(0.95) and not window.doc.current_mask().any()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_D)  # a.png is autosaved with its threshold
+    assert window.images.wait_for_load() and window.doc.path.name == "b.png"
+    slider.setValue(40)
+    assert window.doc.threshold == pytest.approx(0.40)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_A)
+    assert window.images.wait_for_load() and window.doc.path.name == "a.png"
+    assert window.doc.threshold == pytest.approx(0.95)  # restored from its autosave ...
+    assert slider.value() == 95 and window.view_panel.threshold_value.text() == "0.95"  # ... and shown
+    assert len(window.doc.clicks) == 1 and not window.doc.current_mask().any()
+    slider.setValue(50)
+    assert window.doc.threshold == pytest.approx(0.50) and window.doc.current_mask()[60, 50]
+
+
+def test_a_volumes_saved_threshold_survives_loading_and_the_slider_shows_it(
+    qtbot, tmp_path, nifti, photo_folder, messages
+) -> None:
+    window = make_window(qtbot, tmp_path, DiskPredictor(with_prev_mask=True))
+    window.resize(1000, 700)
+    slider = window.view_panel.threshold
+    doc = open_volume(qtbot, window, nifti)
+    click(qtbot, window, 20, 15)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    assert doc.label_slice()[20, 15] == 1
+    slider.setValue(95)  # to the volume document: the slice's object follows
+    assert doc.threshold == pytest.approx(0.95) and not doc.label_slice().any()
+    assert window.save_now()
+    qtbot.waitUntil(lambda: not doc.dirty, timeout=5000)
+    assert open_and_wait(window, photo_folder) and window.mode is window.images
+    slider.setValue(40)  # the photo's threshold
+    assert window.doc.threshold == pytest.approx(0.40)
+
+    doc = open_volume(qtbot, window, nifti)
+    assert doc is not window.images.doc and len(doc.clicks) == 1
+    assert doc.threshold == pytest.approx(0.95)  # the autosave's, not the slider's of the photo
+    assert slider.value() == 95 and not doc.label_slice().any()
+    slider.setValue(50)
+    assert doc.threshold == pytest.approx(0.50) and doc.label_slice()[20, 15] == 1

@@ -21,7 +21,7 @@ from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import Color
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD
+from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 
 class Document(cmd.ObjectAttributeEdits):
@@ -31,7 +31,7 @@ class Document(cmd.ObjectAttributeEdits):
         self.image = image
         self.objects: list[AnnotatedObject] = []
         self.current = ClickSession(image.working_size)  # the object being clicked on
-        self.threshold = threshold
+        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
         self.history: History[Document] = History()
         self.next_uid = 1
         self.selected_uid: int | None = None
@@ -90,6 +90,11 @@ class Document(cmd.ObjectAttributeEdits):
 
     def has_current(self) -> bool:
         return self.current.has_content()
+
+    def set_threshold(self, threshold: float) -> None:
+        """Threshold the current object's probability at ``threshold`` (0..1, exclusive) from now on."""
+        self.threshold = checked_threshold(threshold)
+        self.notify()
 
     # --------------------------------------------------------- history
     def execute(self, command: Command[Document]) -> None:

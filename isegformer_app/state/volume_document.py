@@ -30,7 +30,7 @@ from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD
+from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 VolumeObject = vc.VolumeObject
 
@@ -77,7 +77,7 @@ class VolumeDocument(ObjectAttributeEdits):
         self.sessions: dict[vs.SessionKey, vs.SliceSession] = {}
         self.active: int | None = None
         self.selected_uid: int | None = None
-        self.threshold = threshold
+        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
         self.axis = "axial"
         self.index = volume.slice_count("axial") // 2
         self.volume_history: History[VolumeDocument] = History()
@@ -220,6 +220,11 @@ class VolumeDocument(ObjectAttributeEdits):
         if not np.array_equal(new, current):
             self.labels.ensure_value(s.value)
             slicing.insert_slice(self.labels.data, s.axis, s.index, new.astype(self.labels.data.dtype))
+
+    def set_threshold(self, threshold: float) -> None:
+        """Threshold at ``threshold`` (0..1, exclusive) from now on; the current slice's object follows."""
+        self.threshold = checked_threshold(threshold)
+        self.resync()
 
     def resync(self) -> None:
         """Re-apply the current slice's session (after a threshold change)."""

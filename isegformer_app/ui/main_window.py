@@ -410,6 +410,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
                                      else np.zeros((0, 4)))  # fmt: skip
         self.canvas.set_clicks(doc.clicks)
+        self.view_panel.show_threshold(doc.threshold)  # the document owns it (restored, or the slider's)
         if doc.objects or doc.clicks:
             self.canvas.set_hint(None)  # restored work: the user knows how to click
         self.objects_panel.refresh()
@@ -423,7 +424,9 @@ class MainWindow(QMainWindow):
             self.autosave_timer.start()
 
     def _on_threshold(self, value: int) -> None:
-        self.mode.set_threshold(value / 100)
+        """The user moved the threshold slider: the shown document (image or volume) takes it."""
+        if self.doc is not None:
+            self.doc.set_threshold(value / 100)
 
     def _on_brush_radius(self, value: int) -> None:
         self.canvas.brush_radius = value

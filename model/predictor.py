@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.clicks import Click, clicks_to_points
+from model.image import as_rgb_uint8
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, Transform, ZoomIn
 
@@ -66,29 +67,6 @@ def fast_autocast(device: str | torch.device) -> str | None:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else None
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Validate an image and return it as (H, W, 3) or (H, W, 1)/(H, W) uint8 (grayscale is expanded
-    later without a copy). Accepts uint8 or uint16 (scaled by 255/65535); HxW, HxWx1, HxWx3, HxWx4
-    (alpha dropped). Raises ValueError for anything else."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            f"image must be a numpy array (H, W[, 1|3|4]) of uint8/uint16, got {type(image).__name__}"
-        )
-    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))
-    if not shape_ok or image.dtype not in (np.uint8, np.uint16) or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(
-            "image must be a non-empty uint8/uint16 array of shape (H, W), (H, W, 1), (H, W, 3) or "
-            f"(H, W, 4); got shape {image.shape}, dtype {image.dtype}"
-        )
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype == np.uint16:
-        image = np.rint(image / 257.0).astype(np.uint8)
-    if any(s < 0 for s in image.strides) or not image.flags.writeable:
-        image = np.array(image, order="C")  # torch.from_numpy needs positive strides, a writable buffer
-    return image
 
 
 class Predictor:
@@ -177,15 +155,14 @@ class Predictor:
 
     @torch.inference_mode()
     def set_image(self, image: np.ndarray) -> None:
-        """Take a new image: (H, W[, 1|3|4]) uint8 or uint16; forgets all previous predictions."""
+        """Take a new image (:func:`model.image.as_rgb_uint8`); forgets all previous predictions."""
         image = as_rgb_uint8(image)
         height, width = image.shape[:2]
         pixels = torch.from_numpy(image).to(self.device)
-        pixels = pixels.view(height, width, 1) if pixels.ndim == 2 else pixels
         channels = 3 + int(self.with_prev_mask)
         self._input = torch.empty((1, channels, height, width), dtype=torch.float32, device=self.device)
         rgb = self._input[:, :3]
-        rgb.copy_(pixels.permute(2, 0, 1).unsqueeze(0).expand(1, 3, height, width))
+        rgb.copy_(pixels.permute(2, 0, 1).unsqueeze(0))
         rgb.div_(255)
         self.reset()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -263,3 +267,20 @@ def test_volume_document_and_autosave_restore_are_built_off_the_gui_thread(qtbot
     doc = window.volume.doc
     assert [o.uid for o in doc.object_list] == [7] and (doc.labels.get_slice("axial", 3) == 7).all()
     assert not messages
+
+
+def test_the_inference_stack_and_image_plugins_are_imported_at_start_up_not_on_navigation() -> None:
+    """A fresh interpreter (imports are per process): with a classical engine picked, timm and the model
+    modules (what loading a network needs) and Pillow's plugins are imported by the worker at start-up;
+    then D over a file Pillow cannot identify and the first click import nothing."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, str(root / "tests" / "_startup_imports.py")], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["at_ready"] == ["timm", "model.build", "model.checkpoint", "PIL.BmpImagePlugin",
+                                "PIL.TiffImagePlugin"]  # fmt: skip
+    assert seen["shown"] == "d_good.png" and seen["predicted"]
+    assert seen["imported_later"] == []  # navigation and the first click waited on no import
+    assert seen["d_seconds"] < 0.3

@@ -8,8 +8,8 @@ import pytest
 
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
-from model.engines.base import as_rgb_uint8
 from model.evaluation.clicker import Clicker, error_distance_map
+from model.image import as_rgb_uint8
 from model.predictor import ClickPredictor
 
 # Single-click IoU on the VOC photo's largest object (the dining table, 52 238 px), measured with

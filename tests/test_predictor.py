@@ -263,21 +263,44 @@ def test_max_size_limits_the_network_input(toy_reference: dict[str, np.ndarray])
 @pytest.mark.parametrize(
     "bad",
     [
-        np.zeros((20, 30, 3), np.float32),
+        np.zeros((20, 30, 3), np.str_),
         np.zeros((20, 30, 2), np.uint8),
-        np.zeros((20, 30, 3), np.int32),
+        np.zeros((20, 30, 3), object),
         np.zeros((0, 30, 3), np.uint8),
         np.zeros((20, 0), np.uint8),
         np.zeros((1, 20, 30, 3), np.uint8),
         np.zeros(30, np.uint8),
         [[1, 2], [3, 4]],
     ],
-    ids=["float", "2ch", "int32", "no-rows", "no-cols", "4d", "1d", "list"],
+    ids=["text", "2ch", "objects", "no-rows", "no-cols", "4d", "1d", "list"],
 )
 def test_unusable_images_raise_one_clear_error(bad: object) -> None:
     predictor = toy_predictor()
     with pytest.raises(ValueError, match="image must be"):
         predictor.set_image(bad)  # type: ignore[arg-type]
+
+
+def test_a_16_bit_image_becomes_the_same_rgb_for_the_network_the_engines_and_the_app(tmp_path: Path) -> None:
+    """One normalisation (model.image): a 12-bit scan in a 16-bit PNG is stretched from its min..max to
+    0..255 by the network predictor, by the built-in engines and by the app's image reader alike."""
+    from PIL import Image
+
+    from isegformer_app.state.imageio import load_image
+    from model.engines import build_engine
+
+    scan = np.linspace(1000, 4000, 30 * 40).reshape(30, 40).astype(np.uint16)  # 12-bit values
+    expected = np.rint((scan - 1000.0) * 255.0 / 3000.0).astype(np.uint8)
+    predictor = toy_predictor()
+    predictor.set_image(scan)
+    network_rgb = (predictor._input[0, :3] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    engine = build_engine("grabcut")
+    engine.set_image(scan)
+    Image.fromarray(scan).save(tmp_path / "scan.png")  # mode I;16
+    app_rgb = load_image(tmp_path / "scan.png").rgb
+    for rgb in (network_rgb, engine._image, app_rgb):
+        assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8
+        assert np.array_equal(rgb, np.repeat(expected[:, :, None], 3, axis=2))
+    assert network_rgb[0, 0, 0] == 0 and network_rgb[-1, -1, 0] == 255  # not /257: 4000 -> 16
 
 
 def test_predict_before_set_image_and_fp16_on_cpu_are_refused() -> None:

@@ -33,6 +33,7 @@ from isegformer_app.state.sidecar_codec import (  # noqa: F401  (SidecarError, S
     set_aside,
 )
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME  # noqa: F401  (re-exported)
+from model.threshold import checked_threshold
 
 SIDECAR_SUFFIX = ".isegformer.npz"
 FORMAT_VERSION = 1
@@ -267,7 +268,7 @@ def restore_document(doc: Document, path: Path) -> bool:
             for o, mask in zip(meta["objects"], data.masks, strict=True)
         ]  # fmt: skip
         next_uid = max([int(meta["next_uid"]), *(o.uid + 1 for o in objects)])
-        threshold = float(meta.get("threshold", doc.threshold))
+        threshold = checked_threshold(meta.get("threshold", doc.threshold))
         no_objects = bool(meta.get("no_objects", False))
         current = ClickSession(doc.shape)
         load_session(current, clicks_from_json(meta["clicks"]), data.arrays)

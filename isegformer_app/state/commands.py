@@ -12,6 +12,7 @@ import numpy as np
 
 from isegformer_app.state.history import Command
 from isegformer_app.state.image_objects import AnnotatedObject
+from isegformer_app.state.labels import as_color
 
 if TYPE_CHECKING:
     from isegformer_app.state.click_session import ClickSession
@@ -137,6 +138,47 @@ class SetAttribute:
 
     def undo(self, doc: Document) -> None:
         setattr(doc.object(self.uid), self.name, self.old)
+
+
+class RelabelObject:
+    """Give object ``uid`` another class label *and* that class's colour in one step (of an image or a
+    volume document: both offer ``object(uid)``)."""
+
+    text = "Rename"
+
+    def __init__(self, uid: int, label: str, color: Color) -> None:
+        self.uid, self.label = uid, label
+        self.color: Color = as_color(color)
+
+    def do(self, doc: Document) -> None:
+        obj = doc.object(self.uid)
+        self.old = (obj.label, obj.color)
+        obj.label, obj.color = self.label, self.color
+
+    def undo(self, doc: Document) -> None:
+        obj = doc.object(self.uid)
+        obj.label, obj.color = self.old
+
+
+class ObjectAttributeEdits:
+    """Rename, recolour, show/hide and relabel a finished object: the same commands for image and volume
+    documents, each run through the document's :meth:`_execute_object_edit` (one undo step)."""
+
+    def _execute_object_edit(self, command: Command[Any]) -> None:
+        raise NotImplementedError
+
+    def rename_object(self, uid: int, label: str) -> None:
+        self._execute_object_edit(SetAttribute(uid, "label", label))
+
+    def recolor_object(self, uid: int, color: Color) -> None:
+        self._execute_object_edit(SetAttribute(uid, "color", as_color(color)))
+
+    def set_visible(self, uid: int, visible: bool) -> None:
+        self._execute_object_edit(SetAttribute(uid, "visible", bool(visible)))
+
+    def relabel_object(self, uid: int, label: str, color: Color) -> None:
+        """Give object ``uid`` class ``label`` and its ``color`` together (one undo step)."""
+        self._execute_object_edit(RelabelObject(uid, label, color))
 
 
 class MarkNoObjects:

@@ -19,19 +19,19 @@ from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import Command, History
 from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
-from isegformer_app.state.labels import Color, as_color
+from isegformer_app.state.labels import Color
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD
+from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 
-class Document:
+class Document(cmd.ObjectAttributeEdits):
     """One image being annotated; every user change goes through :meth:`execute` (undoable)."""
 
     def __init__(self, image: LoadedImage, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.image = image
         self.objects: list[AnnotatedObject] = []
         self.current = ClickSession(image.working_size)  # the object being clicked on
-        self.threshold = threshold
+        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
         self.history: History[Document] = History()
         self.next_uid = 1
         self.selected_uid: int | None = None
@@ -91,6 +91,11 @@ class Document:
     def has_current(self) -> bool:
         return self.current.has_content()
 
+    def set_threshold(self, threshold: float) -> None:
+        """Threshold the current object's probability at ``threshold`` (0..1, exclusive) from now on."""
+        self.threshold = checked_threshold(threshold)
+        self.notify()
+
     # --------------------------------------------------------- history
     def execute(self, command: Command[Document]) -> None:
         command.do(self)
@@ -116,6 +121,8 @@ class Document:
     def _changed(self) -> None:
         self.revision += 1
         self.notify()
+
+    _execute_object_edit = execute
 
     # ------------------------------------------------------ predictions
     def needs_prediction(self) -> bool:
@@ -176,15 +183,6 @@ class Document:
 
     def delete_object(self, uid: int) -> None:
         self.execute(cmd.DeleteObject(uid))
-
-    def rename_object(self, uid: int, label: str) -> None:
-        self.execute(cmd.SetAttribute(uid, "label", label))
-
-    def recolor_object(self, uid: int, color: Color) -> None:
-        self.execute(cmd.SetAttribute(uid, "color", as_color(color)))
-
-    def set_visible(self, uid: int, visible: bool) -> None:
-        self.execute(cmd.SetAttribute(uid, "visible", bool(visible)))
 
     def mark_no_objects(self, value: bool = True) -> None:
         """Mark the image done with no objects (exported with an empty mask), or take the mark back."""

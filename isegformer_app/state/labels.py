@@ -135,46 +135,11 @@ class LabelList:
         return cls(classes)
 
 
-class RelabelObject:
-    """Undoable: give object ``uid`` another class label *and* that class's colour in one step.
-
-    Works on an image :class:`~isegformer_app.state.document.Document` and on a
-    :class:`~isegformer_app.state.volume_document.VolumeDocument` alike (both offer ``object(uid)``);
-    run it with ``Document.execute`` / ``VolumeDocument._execute_volume``.
-    """
-
-    text = "Rename"
-
-    def __init__(self, uid: int, label: str, color: Color) -> None:
-        self.uid, self.label = uid, label
-        self.color: Color = tuple(int(v) for v in color)  # type: ignore[assignment]
-
-    def do(self, doc) -> None:
-        obj = doc.object(self.uid)
-        self.old = (obj.label, obj.color)
-        obj.label, obj.color = self.label, self.color
-
-    def undo(self, doc) -> None:
-        obj = doc.object(self.uid)
-        obj.label, obj.color = self.old
-
-
 def relabel(doc, uid: int, labels: LabelList, name: str) -> LabelClass:
-    """Give object ``uid`` of ``doc`` the class ``name`` (added to ``labels`` if new) and its colour.
-
-    One undo step where the document offers ``relabel_object(uid, label, color)``, otherwise a rename
-    followed by a recolour (two steps). Returns the class.
-    """
+    """Give object ``uid`` of ``doc`` (an image or a volume document) the class ``name`` (added to
+    ``labels`` if new) and its colour, in one undo step. Returns the class."""
     cls = labels.ensure(name)
     obj = doc.object(uid)
-    if obj.label == cls.name and tuple(obj.color) == tuple(cls.color):
-        return cls
-    method = getattr(doc, "relabel_object", None)
-    if method is not None:
-        method(uid, cls.name, cls.color)
-        return cls
-    if obj.label != cls.name:
-        doc.rename_object(uid, cls.name)
-    if tuple(obj.color) != tuple(cls.color):
-        doc.recolor_object(uid, cls.color)
+    if obj.label != cls.name or tuple(obj.color) != tuple(cls.color):
+        doc.relabel_object(uid, cls.name, cls.color)
     return cls

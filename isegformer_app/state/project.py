@@ -65,7 +65,7 @@ class Project:
         self.paths = list(paths)
         self.sidecar_dir = sidecar_dir
         self.max_side = max_side
-        self.threshold = threshold
+        self.first_threshold = threshold
         self.index = -1
         self.doc: Document | None = None
         self.notices: list[str] = []
@@ -87,6 +87,12 @@ class Project:
         if path.is_file():
             return cls([path], **kwargs)
         raise ValueError(f"{path} does not exist.")
+
+    @property
+    def threshold(self) -> float:
+        """The threshold a newly read image starts with (its autosave may have its own): the shown
+        document's, which owns it, else the one the project was opened with."""
+        return self.doc.threshold if self.doc is not None else self.first_threshold
 
     def sidecar_for(self, path: Path) -> Path:
         """Where the autosave of image ``path`` is written."""

@@ -35,6 +35,7 @@ from isegformer_app.state.volume_commands import VolumeObject
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_session import SliceSession
 from isegformer_app.volumes import Volume, slicing
+from model.threshold import checked_threshold
 
 SUFFIX = ".isegformer-volume.npz"
 FORMAT_VERSION = 1
@@ -149,7 +150,7 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
         objects = [VolumeObject(int(o["uid"]), str(o["label"]), as_color(o["color"]),
                                 bool(o["visible"])) for o in meta["objects"]]  # fmt: skip
         next_value = max([int(meta["next_value"]), *(o.uid + 1 for o in objects)])
-        threshold = float(meta.get("threshold", doc.threshold))
+        threshold = checked_threshold(meta.get("threshold", doc.threshold))
         active = meta.get("active")
         if active is not None and int(active) not in {o.uid for o in objects}:
             raise ValueError(f"active object {active} is not an object")

@@ -24,13 +24,13 @@ from isegformer_app.state import click_session as cs
 from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
 from isegformer_app.state.click_session import stroke_mask
-from isegformer_app.state.commands import SetAttribute  # the same command as for images
+from isegformer_app.state.commands import ObjectAttributeEdits  # the same edits as for images
 from isegformer_app.state.disk_version import SidecarVersion
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD
+from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 VolumeObject = vc.VolumeObject
 
@@ -62,7 +62,7 @@ class _MergedHistory:
         return self.doc._pick("undone") is not None
 
 
-class VolumeDocument:
+class VolumeDocument(ObjectAttributeEdits):
     """A volume being annotated; ``labels.data`` is ``(z, y, x)`` in the volume's display orientation."""
 
     def __init__(self, volume: Volume, path: Path | str, threshold: float = DEFAULT_THRESHOLD,
@@ -77,7 +77,7 @@ class VolumeDocument:
         self.sessions: dict[vs.SessionKey, vs.SliceSession] = {}
         self.active: int | None = None
         self.selected_uid: int | None = None
-        self.threshold = threshold
+        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
         self.axis = "axial"
         self.index = volume.slice_count("axial") // 2
         self.volume_history: History[VolumeDocument] = History()
@@ -221,6 +221,11 @@ class VolumeDocument:
             self.labels.ensure_value(s.value)
             slicing.insert_slice(self.labels.data, s.axis, s.index, new.astype(self.labels.data.dtype))
 
+    def set_threshold(self, threshold: float) -> None:
+        """Threshold at ``threshold`` (0..1, exclusive) from now on; the current slice's object follows."""
+        self.threshold = checked_threshold(threshold)
+        self.resync()
+
     def resync(self) -> None:
         """Re-apply the current slice's session (after a threshold change)."""
         s = self.session()
@@ -249,6 +254,8 @@ class VolumeDocument:
         command.do(self)
         self.volume_history.push(command)
         self._changed()
+
+    _execute_object_edit = _execute_volume
 
     def _changed(self) -> None:
         self.revision += 1
@@ -324,15 +331,6 @@ class VolumeDocument:
 
     def delete_object(self, uid: int) -> None:
         self._execute_volume(vc.DeleteObject(uid))
-
-    def rename_object(self, uid: int, label: str) -> None:
-        self._execute_volume(SetAttribute(uid, "label", label))
-
-    def recolor_object(self, uid: int, color: Color) -> None:
-        self._execute_volume(SetAttribute(uid, "color", as_color(color)))
-
-    def set_visible(self, uid: int, visible: bool) -> None:
-        self._execute_volume(SetAttribute(uid, "visible", bool(visible)))
 
     def move_object(self, uid: int, new_index: int) -> None:
         new_index = max(0, min(len(self.object_list) - 1, new_index))

@@ -264,13 +264,6 @@ class ImageMode(QObject):
             result, lambda: doc.set_prediction(result.request.clicks, result.prob), self.request_prediction
         )
 
-    def set_threshold(self, threshold: float) -> None:
-        if self.project is not None:
-            self.project.threshold = threshold
-        if self.doc is not None:
-            self.doc.threshold = threshold
-            self.services.refresh()
-
     # ---------------------------------------------------------------- saving
     def autosave(self) -> None:
         """Write the open document's sidecar in the background; the document is copied now,

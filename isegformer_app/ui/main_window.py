@@ -37,7 +37,7 @@ from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus
 from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.image_mode import ImageMode
-from isegformer_app.ui.model_control import EngineFactories, ModelControl
+from isegformer_app.ui.model_control import EngineFactories, ModelControl, preload_inference_stack
 from isegformer_app.ui.modes import Mode, WindowServices
 from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, SidePanels, ViewPanel
@@ -113,7 +113,9 @@ class MainWindow(QMainWindow):
         for widget in (separator(), self.cursor_label, separator(), self.busy_bar, self.latency_label):
             self.statusBar().addPermanentWidget(widget)
 
-        self.worker = InferenceWorker(self, threads=self.settings.inference_threads)
+        # the real engines' imports at start-up, before the first image (injected engines need none)
+        preload = preload_inference_stack if engines is None else None
+        self.worker = InferenceWorker(self, threads=self.settings.inference_threads, preload=preload)
         self.worker.prediction_ready.connect(self._on_prediction)
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.failed.connect(self._on_worker_failed)
@@ -410,6 +412,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
                                      else np.zeros((0, 4)))  # fmt: skip
         self.canvas.set_clicks(doc.clicks)
+        self.view_panel.show_threshold(doc.threshold)  # the document owns it (restored, or the slider's)
         if doc.objects or doc.clicks:
             self.canvas.set_hint(None)  # restored work: the user knows how to click
         self.objects_panel.refresh()
@@ -423,7 +426,9 @@ class MainWindow(QMainWindow):
             self.autosave_timer.start()
 
     def _on_threshold(self, value: int) -> None:
-        self.mode.set_threshold(value / 100)
+        """The user moved the threshold slider: the shown document (image or volume) takes it."""
+        if self.doc is not None:
+            self.doc.set_threshold(value / 100)
 
     def _on_brush_radius(self, value: int) -> None:
         self.canvas.brush_radius = value

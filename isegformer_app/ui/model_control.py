@@ -6,6 +6,7 @@ A checkpoint that fails to load produces one message; the previous predictor sta
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,27 @@ from isegformer_app.ui.worker import InferenceWorker
 
 EngineFactories = dict[str, Callable[[], object]]
 MODALITIES = ("photo", "volume")
+# what building a network or an engine imports: imported once at start-up, in the worker thread
+INFERENCE_STACK = ("timm", "model.build", "model.checkpoint", "model.predictor", "model.runtime_tuning",
+                   "model.engines")  # fmt: skip
+
+
+def preload_inference_stack() -> None:
+    """Import :data:`INFERENCE_STACK` and Pillow's image plugins (in the worker thread, at start-up).
+
+    Later, neither a model load nor an image load imports them: Pillow imports its plugins on the first
+    file it cannot identify, and an image load task doing that while the worker imports timm waited on
+    the interpreter with it. A module that cannot be imported is left to the engine that needs it, which
+    reports the error when it is built.
+    """
+    for name in INFERENCE_STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    from PIL import Image
+
+    Image.init()
 
 
 def builtin_engines() -> tuple[EngineFactories, str]:

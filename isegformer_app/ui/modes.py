@@ -1,7 +1,7 @@
 """What an annotation mode (images or volumes) is given by the window, and what it provides.
 
 The window holds one :class:`Mode` per kind of data and shows one at a time (like napari's
-``layer_to_controls``): clicks, predictions, threshold, saving, export and the close check go to the
+``layer_to_controls``): clicks, predictions, saving, export and the close check go to the
 shown mode; modes never reach into the window, only into the narrow :class:`WindowServices`.
 """
 
@@ -69,9 +69,6 @@ class Mode(Protocol):
 
     def on_prediction(self, result: PredictResult) -> None:
         """A prediction came back from the worker."""
-
-    def set_threshold(self, threshold: float) -> None:
-        """The threshold slider moved."""
 
     def autosave(self) -> None:
         """Timer: write the autosave in the background if something changed."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -333,6 +333,12 @@ class ViewPanel(QGroupBox):
     def _show_values(self, _value: int = 0) -> None:
         self.opacity_value.setText(f"{self.opacity.value()} %")
         self.threshold_value.setText(f"{self.threshold.value() / 100:.2f}")
+
+    def show_threshold(self, threshold: float) -> None:
+        """Show a document's threshold on the slider (not sent back as a change by the user)."""
+        with QSignalBlocker(self.threshold):
+            self.threshold.setValue(round(threshold * 100))
+        self._show_values()
 
     def set_tool(self, name: str) -> None:
         for b in self.tools.buttons():

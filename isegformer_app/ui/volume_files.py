@@ -35,6 +35,7 @@ from isegformer_app.volumes import (
     scan_dicom_folder,
 )
 from isegformer_app.volumes.nifti_load import is_nifti
+from model.threshold import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from isegformer_app.ui.volume_mode import VolumeMode
@@ -53,14 +54,16 @@ def looks_like_volume(path: Path) -> bool:
 
 
 def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: list[str],
-                   report: Callable[[float, str], None]) -> VolumeDocument:  # fmt: skip
-    """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread).
+                   report: Callable[[float, str], None],
+                   threshold: float = DEFAULT_THRESHOLD) -> VolumeDocument:  # fmt: skip
+    """The document of a freshly loaded ``volume``, with its autosave restored (in the loading thread);
+    ``threshold`` is the one it starts with unless its autosave has its own.
 
     A problem with the autosave is appended to ``notes``: the file is set aside (kept under another name,
     also one written by a newer isegformer) and the document stays dirty, so the next autosave writes a
     fresh file.
     """
-    doc = VolumeDocument(volume, path)
+    doc = VolumeDocument(volume, path, threshold)
     _ = volume.digest  # computed here, in the loading thread: autosaves record it (GUI thread)
     sidecar = locator.existing(path.parent, lambda folder: volume_sidecar_path(path, volume, folder))
     if sidecar.is_file():
@@ -93,6 +96,7 @@ class VolumeFiles:
         its task, or None while it waits for them."""
         path = Path(path)
         locator = self.services.sidecars
+        threshold = self.services.view.threshold.value() / 100  # the shown document's, or the setting
 
         def work(report, cancel):
             notes: list[str] = []
@@ -109,7 +113,7 @@ class VolumeFiles:
             else:
                 volume = open_volume(path, series_uid, frame, progress=lambda f, m: report(0.95 * f, m),
                                      cancel=cancel)  # fmt: skip
-            return "volume", (build_document(volume, path, locator, notes, report), notes)
+            return "volume", (build_document(volume, path, locator, notes, report, threshold), notes)
 
         token = self._pending_open = object()
 

@@ -96,7 +96,6 @@ class VolumeMode(QObject):
         self.doc = doc
         s.project_opened()
         doc.new_object_label = (s.labels.current().name, s.labels.current().color)
-        doc.threshold = s.view.threshold.value() / 100
         doc.listeners.append(s.document_changed)
         presets = doc.volume.window_presets
         default = doc.volume.channel_windows[doc.volume.channel_names[0]]
@@ -265,12 +264,6 @@ class VolumeMode(QObject):
             return doc.set_prediction(result.request.clicks, result.prob, key)
 
         self.services.show_prediction(result, store, self.request_prediction)
-
-    def set_threshold(self, threshold: float) -> None:
-        if self.doc is not None:
-            self.doc.threshold = threshold
-            self.doc.resync()  # the label volume follows the threshold of the current slice
-            self.services.refresh()
 
     # ---------------------------------------------------------------- saving
     def autosave(self) -> None:

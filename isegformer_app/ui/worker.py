@@ -94,10 +94,12 @@ class InferenceWorker(QThread):
     task_result = Signal(object)  # an intermediate result of a run_task job
     task_done = Signal(str, object, str)  # label, return value, error message ("" if none)
 
-    def __init__(self, parent=None, threads: int = 0) -> None:
-        """``threads``: torch intra-op threads of this thread (:func:`inference_threads`; 0 = automatic)."""
+    def __init__(self, parent=None, threads: int = 0, preload: Callable[[], None] | None = None) -> None:
+        """``threads``: torch intra-op threads of this thread (:func:`inference_threads`; 0 = automatic).
+        ``preload()`` runs first in this thread, before any job (the imports the predictors need)."""
         super().__init__(parent)
         self.threads = threads
+        self.preload = preload
         self.torch_threads: int | None = None  # torch threads in effect in this thread, once it runs
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
@@ -162,6 +164,8 @@ class InferenceWorker(QThread):
         if threads > 0:
             torch.set_num_threads(threads)  # all torch work of the app runs in this thread
         self.torch_threads = torch.get_num_threads()
+        if self.preload is not None:
+            self.preload()
         while True:
             with self._cond:
                 while not (self._stop or self._jobs or self._pending):

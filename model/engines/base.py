@@ -20,33 +20,7 @@ import cv2
 import numpy as np
 
 from model.clicks import Click
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """HxW, HxWx1, HxWx3 or HxWx4 (any numeric dtype) -> contiguous HxWx3 uint8.
-
-    Floats in [0, 1] are scaled by 255; other non-uint8 values within [0, 255] are rounded, and
-    values beyond that range (e.g. 16-bit scans) are stretched linearly from their min..max.
-    """
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"expected a numeric image, got dtype {array.dtype}")
-    array = array[:, :, :3]
-    if array.dtype != np.uint8:
-        values = np.nan_to_num(array.astype(np.float32))
-        low, high = float(values.min()), float(values.max())
-        if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
-            values = values * 255.0
-        elif low < 0.0 or high > 255.0:
-            values = (values - low) * (255.0 / max(high - low, 1e-6))
-        array = np.clip(values, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(array)
+from model.image import as_rgb_uint8
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,12 @@ def test_pack_refuses_other_files(tmp_path):
         archive.writestr("manifest.json", json.dumps({"format": "something else"}))
     with pytest.raises(PackError, match="not an isegformer data pack"):
         read_pack(other)
+    odd = tmp_path / "odd.zip"
+    with zipfile.ZipFile(odd, "w") as archive:
+        manifest = {"format": "isegformer-data-pack", "version": 1, "objects": [], "backgrounds": []}
+        archive.writestr("manifest.json", json.dumps({**manifest, "eval": ["not", "a", "mapping"]}))
+    with pytest.raises(PackError, match="incomplete pack"):
+        read_pack(odd)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(PackError, match="not a readable data pack"):
@@ -262,3 +268,31 @@ def test_gpu_job_runs_on_the_cpu_and_jobs_add_up(tiny_pack, tmp_path):
 def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
     assert gpu_job.main(["--pack", str(tmp_path / "none.zip"), "--minutes", "1", "--out", str(tmp_path)]) == 2
     assert "not a readable data pack" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--minutes", "0"], "--minutes must be above 0"),
+        (["--minutes", "1", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--minutes", "1", "--size", "8"], "--size must be at least 32"),
+        (["--minutes", "1", "--lr", "-1"], "--lr must be above 0"),
+    ],
+)
+def test_gpu_job_refuses_bad_arguments_before_any_work(tiny_pack, tmp_path, capsys, extra, message):
+    _, path = tiny_pack
+    out = tmp_path / "out"
+    assert gpu_job.main(["--pack", path, "--out", str(out), "--device", "cpu", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_gpu_job_output_that_is_a_file_is_one_message(tiny_pack, tmp_path, capsys):
+    _, path = tiny_pack
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert (
+        gpu_job.main(["--pack", path, "--out", str(blocker / "out"), "--minutes", "1", "--device", "cpu"])
+        == 2
+    )
+    assert "gpu_job: error" in capsys.readouterr().err

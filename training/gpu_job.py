@@ -464,19 +464,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """Why the command line cannot run (one sentence), or None."""
+    if not args.minutes > 0:
+        return "--minutes must be above 0"
+    if args.batch_size is not None and args.batch_size < 1:
+        return "--batch-size must be at least 1"
+    if args.size < 32:
+        return "--size must be at least 32 pixels"
+    if args.lr is not None and not args.lr > 0:
+        return "--lr must be above 0"
+    if args.eval_clicks < 1 or args.eval_objects < 0:
+        return "--eval-clicks must be at least 1 and --eval-objects at least 0"
+    if args.device not in (None, "cpu") and not (
+        args.device.startswith("cuda") and torch.cuda.is_available()
+    ):
+        return f"--device {args.device}: use cpu, or cuda where CUDA is available"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     job_started = time.perf_counter()
     args = parse_args(argv)
+    problem = argument_problem(args)
+    if problem:
+        print(f"gpu_job: error: {problem}", file=sys.stderr)
+        return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = JobConfig(seed=args.seed, eval_max_clicks=args.eval_clicks, eval_max_objects=args.eval_objects)
-    if args.batch_size:
+    if args.batch_size is not None:
         config = dataclasses.replace(config, batch_size=args.batch_size)
-    if args.lr:
+    if args.lr is not None:
         config = dataclasses.replace(config, lr=args.lr)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         pack = read_pack(args.pack)
+        if not pack.objects or not pack.backgrounds:
+            raise PackError(f"{args.pack}: the pack holds no cut-out or no background")
         model, metadata = load_start(pack, args.resume)
     except (PackError, CheckpointError, OSError) as error:
         print(f"gpu_job: error: {error}", file=sys.stderr)

@@ -83,11 +83,16 @@ class DataPack:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _decode(archive: zipfile.ZipFile, name: str, flags: int) -> np.ndarray:
+def _read_entry(archive: zipfile.ZipFile, name: str) -> bytes:
+    """An entry's bytes; PackError when it declares more than :data:`MAX_ENTRY_BYTES` (zip bomb)."""
     info = archive.getinfo(name)
     if info.file_size > MAX_ENTRY_BYTES:
         raise PackError(f"pack entry {name} declares {info.file_size} bytes")
-    image = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), flags)
+    return archive.read(name)
+
+
+def _decode(archive: zipfile.ZipFile, name: str, flags: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(_read_entry(archive, name), np.uint8), flags)
     if image is None:
         raise PackError(f"pack entry {name} is not a readable image")
     return image
@@ -106,8 +111,8 @@ def read_pack(path: str | Path) -> DataPack:
         raise PackError(f"{path}: not a readable data pack ({error})") from None
     with archive:
         try:
-            manifest = json.loads(archive.read(MANIFEST))
-        except (KeyError, ValueError) as error:
+            manifest = json.loads(_read_entry(archive, MANIFEST))
+        except (KeyError, ValueError, zipfile.BadZipFile) as error:
             raise PackError(f"{path}: no valid {MANIFEST} ({error})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise PackError(f"{path}: not an isegformer data pack")
@@ -144,8 +149,8 @@ def read_pack(path: str | Path) -> DataPack:
                 for set_name, entries in manifest.get("eval", {}).items()
             }
             init = manifest.get("init")
-            init_bytes = archive.read(init) if init else None
-        except (KeyError, TypeError) as error:
+            init_bytes = _read_entry(archive, init) if init else None
+        except (KeyError, TypeError, AttributeError, zipfile.BadZipFile, OSError) as error:
             raise PackError(f"{path}: incomplete pack ({error})") from None
     for item in mr:
         if not (item.image.shape == item.tissue.shape == item.structures.shape):

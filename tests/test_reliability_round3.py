@@ -199,6 +199,33 @@ def test_this_instances_own_queued_writes_are_not_taken_for_another_instance(tmp
     assert _labels_in_sidecar(project, src / "img0.png") == ["dog"]  # the deleted cat stays deleted
 
 
+def test_a_bad_object_of_the_other_version_leaves_this_save_whole(tmp_path) -> None:
+    """Their first object is fine, their second unreadable: nothing of theirs is merged, and our own save
+    stays consistent (as many mask rows as objects) and opens again."""
+    from isegformer_app.state.autosave import FORMAT_VERSION
+    from isegformer_app.state.sidecar_codec import encode_sidecar, read_sidecar_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "img0.png", 60, 80)
+    first, second = Project.from_path(src), Project.from_path(src)
+    doc_a, doc_b = first.open_index(0), second.open_index(0)
+    _annotate(doc_a, 5, 20, 5, 20, "cat")
+    _annotate(doc_a, 40, 55, 5, 20, "bird")
+    assert first.save()
+    sidecar = first.sidecar_for(src / "img0.png")
+    meta, arrays = read_sidecar_file(sidecar, FORMAT_VERSION)
+    meta["objects"][1]["clicks"] = [["not", "a click"]]
+    sidecar.write_bytes(encode_sidecar(meta, arrays))
+    _annotate(doc_b, 30, 50, 40, 70, "dog")
+    assert second.save()
+    assert "cannot be merged" in second.save_notices[0]
+    assert [o.label for o in doc_b.objects] == ["dog"]
+    saved = read_sidecar(sidecar)  # raises if objects and mask rows disagree
+    assert [o["label"] for o in saved.meta["objects"]] == ["dog"] and len(saved.masks) == 1
+    assert Project.from_path(src).open_index(0).objects[0].label == "dog"
+
+
 def test_an_unmergeable_version_of_another_instance_is_kept_beside(tmp_path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -446,6 +473,16 @@ def test_bad_settings_values_fall_back_to_defaults_with_one_notice(qtbot, tmp_pa
     assert "invalid opacity" in window.message_label.text() and messages == []
     assert window.view_panel.opacity.value() == 50
     window.close()
+
+
+def test_a_huge_number_in_the_settings_falls_back_too(tmp_path) -> None:
+    from isegformer_app.settings import Settings
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "settings.json").write_text('{"opacity": 1' + "0" * 400 + ', "brush_radius": 12}')
+    settings = Settings.load(config)  # no OverflowError
+    assert settings.opacity == 0.5 and settings.brush_radius == 12 and "opacity" in settings.problem
 
 
 # ------------------------------------------------------------------ 7: cleaning only what we wrote

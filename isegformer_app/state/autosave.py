@@ -167,26 +167,30 @@ def _merge_into(snapshot: DocumentSnapshot, theirs: SidecarContents) -> list[Ann
         raise SidecarMismatch("it was made for a different image")
     packed = np.packbits(theirs.masks, axis=-1)
     known = set(_fingerprints(meta, snapshot.arrays["masks"])) | snapshot.on_disk.objects
-    added, rows = [], []
+    # parse every object of theirs first: the snapshot changes only once all of them are readable, so a bad
+    # one leaves our own save as it was (objects and mask rows in step)
+    added, entries, rows = [], [], []
+    next_uid = int(meta["next_uid"])
     try:
         for o, mask, key in zip(theirs.meta["objects"], theirs.masks, _fingerprints(theirs.meta, packed),
                                 strict=True):  # fmt: skip
             if key in known:
                 continue
             known.add(key)
-            obj = AnnotatedObject(uid=int(meta["next_uid"]), label=str(o["label"]),
+            obj = AnnotatedObject(uid=next_uid, label=str(o["label"]),
                                   color=as_color(o["color"]), mask=mask.copy(),
                                   visible=bool(o.get("visible", True)),
                                   clicks=clicks_from_json(o.get("clicks", [])))  # fmt: skip
-            meta["next_uid"] = obj.uid + 1
-            meta["objects"].append({"uid": obj.uid, "label": obj.label, "color": list(obj.color),
-                                    "visible": obj.visible,
-                                    "clicks": clicks_to_json(obj.clicks)})  # fmt: skip
+            next_uid += 1
+            entries.append({"uid": obj.uid, "label": obj.label, "color": list(obj.color),
+                            "visible": obj.visible, "clicks": clicks_to_json(obj.clicks)})  # fmt: skip
             added.append(obj)
             rows.append(np.packbits(mask, axis=-1))
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise SidecarError(f"unreadable objects ({exc})") from exc
     if rows:
+        meta["objects"].extend(entries)
+        meta["next_uid"] = next_uid
         snapshot.arrays["masks"] = np.concatenate([snapshot.arrays["masks"], np.stack(rows)])
         meta["no_objects"] = False  # it has objects after all (as the document's merge says too)
     return added

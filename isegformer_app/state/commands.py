@@ -34,6 +34,9 @@ class OnCurrent:
 
 
 class FinishObject:
+    """Commit the current mask as a new object; a mark "done: no objects" goes, and comes back on undo
+    (one step, as in :class:`MergeObjects`)."""
+
     text = "Finish object"
 
     def __init__(self, label: str, color: Color) -> None:
@@ -49,6 +52,7 @@ class FinishObject:
             )  # fmt: skip
             doc.next_uid += 1
         self.before = doc.current.snapshot()
+        self.was_marked, doc.no_objects = doc.no_objects, False  # it has an object after all
         doc.objects.append(self.obj)
         doc.current.clear()
 
@@ -57,6 +61,7 @@ class FinishObject:
         if doc.selected_uid == self.obj.uid:
             doc.selected_uid = None
         doc.current.restore(self.before)
+        doc.no_objects = self.was_marked
 
 
 class MergeObjects:

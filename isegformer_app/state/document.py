@@ -158,8 +158,6 @@ class Document(cmd.ObjectAttributeEdits):
         """Commit the current mask as a new object on top; None if the mask is empty."""
         if not self.current_mask().any():
             return None
-        if self.no_objects:  # it has an object after all
-            self.execute(cmd.MarkNoObjects(False))
         command = cmd.FinishObject(label, color)
         self.execute(command)
         return command.obj

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import zipfile
@@ -104,6 +105,15 @@ def test_pack_round_trip(tiny_pack):
         assert "LICENCES.txt" in archive.namelist()
 
 
+def test_a_pack_written_again_keeps_its_layout(tiny_pack, tmp_path):
+    _, path = tiny_pack
+    again = tmp_path / "again.zip"
+    write_pack(read_pack(path), again)
+    read = read_pack(again)
+    assert len(read.objects) == 4 and len(read.mr) == 2 and len(read.eval_sets["shapes"]) == 1
+    assert read.manifest["licences"] == {"synthetic": "made by the test"}
+
+
 def test_pack_refuses_other_files(tmp_path):
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as archive:
@@ -116,6 +126,25 @@ def test_pack_refuses_other_files(tmp_path):
         archive.writestr("manifest.json", json.dumps({**manifest, "eval": ["not", "a", "mapping"]}))
     with pytest.raises(PackError, match="incomplete pack"):
         read_pack(odd)
+    for bad_manifest, message in (
+        ("[" * 100_000 + "]" * 100_000, "no valid manifest"),
+        (json.dumps({**manifest, "version": "x"}), "version is not a number"),
+        (json.dumps({**manifest, "objects": ["a.png", "a.png"]}), "more than once"),
+    ):
+        with zipfile.ZipFile(odd, "w") as archive:
+            archive.writestr("manifest.json", bad_manifest)
+        with pytest.raises(PackError, match=message):
+            read_pack(odd)
+    bomb = tmp_path / "bomb.zip"  # a tiny PNG that declares 30000 x 30000 pixels
+    from PIL import Image
+
+    header = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(header, format="PNG")
+    with zipfile.ZipFile(bomb, "w") as archive:
+        archive.writestr("objects/0.png", header.getvalue())
+        archive.writestr("manifest.json", json.dumps({**manifest, "objects": ["objects/0.png"]}))
+    with pytest.raises(PackError, match="too large|megapixels"):
+        read_pack(bomb)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(PackError, match="not a readable data pack"):
@@ -277,12 +306,14 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["--minutes", "1", "--size", "8"], "--size must be at least 32"),
         (["--minutes", "1", "--lr", "-1"], "--lr must be above 0"),
+        (["--minutes", "1", "--device", "cudax"], "not a device"),
+        (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),
     ],
 )
 def test_gpu_job_refuses_bad_arguments_before_any_work(tiny_pack, tmp_path, capsys, extra, message):
     _, path = tiny_pack
     out = tmp_path / "out"
-    assert gpu_job.main(["--pack", path, "--out", str(out), "--device", "cpu", *extra]) == 2
+    assert gpu_job.main(["--pack", path, "--out", str(out), "--device", "cpu", *extra]) == 2  # last wins
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -296,3 +327,18 @@ def test_gpu_job_output_that_is_a_file_is_one_message(tiny_pack, tmp_path, capsy
         == 2
     )
     assert "gpu_job: error" in capsys.readouterr().err
+
+
+def test_gpu_job_refuses_a_starting_network_with_a_hostile_log(tiny_pack, tmp_path, capsys):
+    from model.checkpoint import save_checkpoint
+
+    pack, path = tiny_pack
+    model, _ = gpu_job.load_start(pack, None)
+    weights = tmp_path / "odd.pth"
+    save_checkpoint(model, weights, {"samples_seen": "many"})
+    args = ["--pack", path, "--out", str(tmp_path / "out"), "--minutes", "1", "--device", "cpu"]
+    assert gpu_job.main([*args, "--resume", str(weights)]) == 2
+    assert "samples_seen ('many') is not a count" in capsys.readouterr().err
+    save_checkpoint(model, weights, {"samples_seen": 5, "training_log": "not a list"})
+    assert gpu_job.main([*args, "--resume", str(weights)]) == 2
+    assert "training_log is not a list" in capsys.readouterr().err

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from model.atomic_io import atomic_write_text
-from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.clicks import Click
 from model.modeling.interactive import InteractiveModel
 from training.data.gpu_scenes import (
@@ -141,7 +141,6 @@ def load_start(pack: DataPack, resume: str | None) -> tuple[InteractiveModel, di
     """The network to train (``resume`` or the pack's starting weights) and its checkpoint metadata."""
     if resume:
         model = load_checkpoint(resume)
-        metadata = dict(read_checkpoint(resume).metadata)
     else:
         if not pack.init_checkpoint:
             raise PackError("the pack holds no starting network; give --resume WEIGHTS")
@@ -149,9 +148,14 @@ def load_start(pack: DataPack, resume: str | None) -> tuple[InteractiveModel, di
             path = Path(folder) / "init.pth"
             path.write_bytes(pack.init_checkpoint)
             model = load_checkpoint(path)
-            metadata = dict(read_checkpoint(path).metadata)
     if model.arch != DEFAULT_ARCH or not model.with_prev_mask:
         raise CheckpointError(f"the job trains {DEFAULT_ARCH} with the previous mask, not {model.arch}")
+    metadata = dict(getattr(model, "metadata", {}) or {})
+    seen, log = metadata.get("samples_seen", 0), metadata.get("training_log", [])
+    if not isinstance(seen, int) or isinstance(seen, bool) or seen < 0:
+        raise CheckpointError(f"the starting network's samples_seen ({seen!r}) is not a count")
+    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
+        raise CheckpointError("the starting network's training_log is not a list of segments")
     return model.float(), metadata
 
 
@@ -203,7 +207,7 @@ class Job:
         self.generator.manual_seed(config.seed)
         self.timer = StepTimer(device)
         self.steps = 0
-        self.samples = 0
+        self._samples = torch.zeros((), dtype=torch.int64, device=device)
         self.losses: list[float] = []
         self.compile_seconds: float | None = None
         self.forward = self.model
@@ -220,8 +224,14 @@ class Job:
         self.train_step(0.0)
         self.model.load_state_dict(state)
         self.optimizer.load_state_dict(optimizer_state)
-        self.steps = self.samples = 0
+        self.steps = 0
+        self._samples.zero_()
         self.losses.clear()
+
+    @property
+    def samples(self) -> int:
+        """Scenes with a usable target trained on so far."""
+        return int(self._samples)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -266,7 +276,7 @@ class Job:
         self.optimizer.step()
         self.timer.lap("backward")
         self.steps += 1
-        self.samples += int(batch.valid.sum())
+        self._samples += batch.valid.sum()  # read back only when reported (no sync per step)
         value = float(loss.detach()) if self.steps % 10 == 0 or self.timer.active else math.nan
         if not math.isnan(value):
             if not math.isfinite(value):
@@ -476,10 +486,16 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--lr must be above 0"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
-    if args.device not in (None, "cpu") and not (
-        args.device.startswith("cuda") and torch.cuda.is_available()
-    ):
-        return f"--device {args.device}: use cpu, or cuda where CUDA is available"
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            return f"--device {args.device}: not a device (use cpu or cuda)"
+        if device.type not in ("cpu", "cuda"):
+            return f"--device {args.device}: use cpu or cuda"
+        cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.type == "cuda" and (device.index or 0) >= cuda_count:
+            return f"--device {args.device}: this machine has no such CUDA device"
     return None
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from model.atomic_io import atomic_write_text
-from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.untrusted import parse_json
+from resources import CLASSICAL_ENGINE, MODALITIES
 
-CLASSICAL_DEFAULT = "geo_grabcut"
 # modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC
 # photo; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other scanners and
 # body parts (pydicom-data, nibabel; the masks of model.benchmarks.engines.mr_samples)
-MODALITY_SETS = {"photo": ("voc",), "volume": ("mni", "mr_real")}
-FIGURES = ("noc85", "noc90", "miou1", "miou5")  # lower NoC is better, higher mIoU is better
+MODALITY_SETS = dict(zip(MODALITIES, (("voc",), ("mni", "mr_real")), strict=True))
 
 
 def figures(results: dict[str, Any], dataset: str) -> dict[str, float]:
@@ -86,10 +86,10 @@ def modality_defaults(
             for d, (net, classical) in sets.items()
         ]
         out[modality] = {
-            "engine": network_name if wins else CLASSICAL_DEFAULT,
-            "reason": f"{network_name} against {CLASSICAL_DEFAULT}: " + "; ".join(verdicts),
+            "engine": network_name if wins else CLASSICAL_ENGINE,
+            "reason": f"{network_name} against {CLASSICAL_ENGINE}: " + "; ".join(verdicts),
             "sets": {
-                d: {"network": net, CLASSICAL_DEFAULT: classical} for d, (net, classical) in sets.items()
+                d: {"network": net, CLASSICAL_ENGINE: classical} for d, (net, classical) in sets.items()
             },
         }
     return out
@@ -99,7 +99,10 @@ def merged_results(paths: list[Path]) -> dict[str, Any]:
     """The datasets of several ``isegformer-eval`` results.json files as one (a later file wins a name)."""
     datasets: dict[str, Any] = {}
     for path in paths:
-        datasets.update(json.loads(path.read_text())["datasets"])
+        results = parse_json(path.read_text())
+        if not isinstance(results, dict) or not isinstance(results.get("datasets"), dict):
+            raise ValueError(f"{path}: not an isegformer-eval results.json")
+        datasets.update(results["datasets"])
     return {"datasets": datasets}
 
 
@@ -110,7 +113,7 @@ def ship(
     from resources import DEFAULT_MODEL, DEFAULT_MODEL_NAME, MODEL_DEFAULTS
 
     model = load_checkpoint(checkpoint)
-    metadata = dict(read_checkpoint(checkpoint).metadata)
+    metadata = dict(model.metadata)
     card = {
         "name": DEFAULT_MODEL_NAME,
         "arch": model.arch,
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "--network", required=True, nargs="+", help="isegformer-eval results.json of the network"
     )
     parser.add_argument(
-        "--classical", required=True, nargs="+", help=f"isegformer-eval results.json of {CLASSICAL_DEFAULT}"
+        "--classical", required=True, nargs="+", help=f"isegformer-eval results.json of {CLASSICAL_ENGINE}"
     )
     parser.add_argument("--out", default=str(DEFAULT_MODEL.parent), help="folder (default: resources/models)")
     args = parser.parse_args(argv)
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             [Path(p) for p in args.classical],
             Path(args.out),
         )
-    except (CheckpointError, OSError, ValueError, KeyError) as error:
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError) as error:
         print(f"ship_model: error: {error}", file=sys.stderr)
         return 2
     for modality, decision in card["defaults"].items():

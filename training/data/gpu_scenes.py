@@ -126,10 +126,14 @@ def warp(source: torch.Tensor, theta: torch.Tensor, size: int, mode: str = "bili
     return F.grid_sample(source, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -> torch.Tensor:
     """Blur each image of ``x`` (B, C, H, W) with its own ``sigma`` (B,) px; sigma <= 0.05 leaves it as is.
-    Separable, reflect-padded, one grouped convolution per axis."""
-    top = float(sigma.max()) if sigma.numel() else 0.0
+    Separable, reflect-padded, one grouped convolution per axis. ``max_sigma``: a bound on ``sigma`` known
+    to the caller (sizes the kernel without reading ``sigma`` back from the device)."""
+    if max_sigma is not None:
+        top = max_sigma
+    else:
+        top = float(sigma.max()) if sigma.numel() else 0.0
     if top <= 0.05:
         return x
     batch, channels, height, width = x.shape
@@ -180,6 +184,7 @@ class SceneMaker:
             raise ValueError("a scene bank needs at least one object and one background")
         self.bank = bank
         self.config = config
+        self.max_structure = bank.max_structure  # read once: the bank does not change
 
     @property
     def device(self) -> torch.device:
@@ -230,7 +235,7 @@ class SceneMaker:
             if bool(shadow.any()):
                 offset = torch.randint(-6, 7, (2,), device=dev, generator=gen).tolist()
                 cast = gaussian_blur(
-                    torch.roll(alpha, offset, dims=(2, 3)), _uniform(count, 2.0, 6.0, dev, gen)
+                    torch.roll(alpha, offset, dims=(2, 3)), _uniform(count, 2.0, 6.0, dev, gen), 6.0
                 )
                 strength = _uniform(count, 0.2, 0.55, dev, gen) * shadow
                 image = image * (1 - strength.view(-1, 1, 1, 1) * cast)
@@ -263,7 +268,7 @@ class SceneMaker:
         mode = torch.rand(count, device=dev, generator=gen)
         is_hard = (mode < cfg.hard_blend_prob).view(-1, 1, 1, 1)
         is_blurred = (mode >= 1 - cfg.blurred_blend_prob).view(-1, 1, 1, 1)
-        blurred = gaussian_blur(alpha, _uniform(count, 0.5, 2.0, dev, gen))
+        blurred = gaussian_blur(alpha, _uniform(count, 0.5, 2.0, dev, gen), 2.0)
         blend = torch.where(is_hard, hard.float(), torch.where(is_blurred, blurred, alpha))
         rgb = rgb / alpha.clamp_min(1e-3)  # back from premultiplied
         return rgb.clamp_(0, 1), blend, hard
@@ -317,7 +322,7 @@ class SceneMaker:
         image = grey.clamp(0, 1).expand(-1, 3, -1, -1)
 
         # targets: a structure (80 %), a whole tissue class (10 %) or the brain (10 %)
-        max_id = max(bank.max_structure, 1)
+        max_id = max(self.max_structure, 1)
         target, others = self.pick_targets(structures, max_id, gen, allow_merge=False)
         choice = torch.rand(count, device=dev, generator=gen)
         cls = torch.where(_chance(count, 0.5, dev, gen), TISSUE_GREY, TISSUE_WHITE).view(-1, 1, 1, 1)
@@ -337,14 +342,14 @@ class SceneMaker:
         means = torch.rand(count, 4, device=dev, generator=gen)
         means[:, TISSUE_OUTSIDE] *= 0.3
         grey = torch.gather(means, 1, tissue.flatten(1)).view_as(tissue).float()
-        max_id = int(structures.max()) + 1
+        max_id = self.max_structure + 1
         split = _uniform(count, 0.0, 0.15, dev, gen) * _chance(count, 0.5, dev, gen)
         offsets = torch.randn(count, max_id, device=dev, generator=gen) * split.view(-1, 1)
         offsets[:, 0] = 0
         grey = grey + torch.gather(offsets, 1, structures.flatten(1)).view_as(grey)
         texture = _uniform(count, 0.0, 0.06, dev, gen).view(-1, 1, 1, 1)
         grey = grey + torch.randn(grey.shape, device=dev, generator=gen) * texture
-        grey = gaussian_blur(grey, _uniform(count, 0.0, 1.2, dev, gen))
+        grey = gaussian_blur(grey, _uniform(count, 0.0, 1.2, dev, gen), 1.2)
         low = grey.flatten(1).amin(1).view(-1, 1, 1, 1)
         high = grey.flatten(1).amax(1).view(-1, 1, 1, 1)
         return (grey - low) / (high - low).clamp_min(1e-3)  # the full range, as a scanner's window
@@ -355,7 +360,7 @@ class SceneMaker:
         """Blur, down/up-sampling and noise of whole scenes (photo and MR alike), each at random."""
         cfg, count, dev = self.config, images.shape[0], images.device
         sigma = _uniform(count, 0.3, 1.5, dev, gen) * _chance(count, cfg.blur_prob, dev, gen)
-        images = gaussian_blur(images, sigma)
+        images = gaussian_blur(images, sigma, 1.5)
         resample = _chance(count, cfg.resample_prob, dev, gen)
         if bool(resample.any()):
             factor = float(_uniform(1, 1.5, 3.0, dev, gen))

@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.untrusted import ImageTooLarge, check_image_size, parse_json
+
 FORMAT = "isegformer-data-pack"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -42,6 +44,8 @@ OBJECT_SIDE = 192
 BACKGROUND_SIDE = 512
 MAX_PACK_BYTES = 40 * 2**20
 MAX_ENTRY_BYTES = 64 * 2**20  # a declared entry size above this is refused (zip bomb)
+MAX_IMAGE_PIXELS = 4096 * 4096  # an image entry declaring more is refused before decoding
+LAYOUT_KEYS = ("format", "version", "objects", "backgrounds", "mr", "eval", "init")
 # the training configuration of the default network (its architecture is what the pack starts from)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "efficientnet_lite0_composite.toml"
 MR_MIN_STRUCTURE_AREA = 40  # px at the template's 1 mm: smaller parts are left out of the structures
@@ -92,7 +96,12 @@ def _read_entry(archive: zipfile.ZipFile, name: str) -> bytes:
 
 
 def _decode(archive: zipfile.ZipFile, name: str, flags: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(_read_entry(archive, name), np.uint8), flags)
+    data = _read_entry(archive, name)
+    try:
+        check_image_size(data, MAX_IMAGE_PIXELS)  # from the header, before anything is decoded
+    except ImageTooLarge as error:
+        raise PackError(f"pack entry {name}: {error}") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise PackError(f"pack entry {name} is not a readable image")
     return image
@@ -111,16 +120,19 @@ def read_pack(path: str | Path) -> DataPack:
         raise PackError(f"{path}: not a readable data pack ({error})") from None
     with archive:
         try:
-            manifest = json.loads(_read_entry(archive, MANIFEST))
+            manifest = parse_json(_read_entry(archive, MANIFEST))
         except (KeyError, ValueError, zipfile.BadZipFile) as error:
             raise PackError(f"{path}: no valid {MANIFEST} ({error})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise PackError(f"{path}: not an isegformer data pack")
-        if int(manifest.get("version", 0)) > VERSION:
+        if not isinstance(manifest.get("version"), int):
+            raise PackError(f"{path}: the pack's version is not a number")
+        if manifest["version"] > VERSION:
             raise PackError(
                 f"{path}: pack version {manifest.get('version')} is newer than this code ({VERSION})"
             )
         try:
+            _check_unique_entries(manifest)
             objects = []
             for name in manifest["objects"]:
                 rgba = _decode(archive, name, cv2.IMREAD_UNCHANGED)
@@ -162,6 +174,20 @@ def read_pack(path: str | Path) -> DataPack:
     return DataPack(objects, backgrounds, mr, eval_sets, init_bytes, manifest)
 
 
+def _check_unique_entries(manifest: dict) -> None:
+    """PackError when the manifest names one entry twice (every listed image is decoded once)."""
+    names = [*manifest["objects"], *manifest["backgrounds"]]
+    names += [m[key] for m in manifest.get("mr", []) for key in ("image", "tissue", "structures")]
+    names += [
+        e[key]
+        for entries in manifest.get("eval", {}).values()
+        for e in entries
+        for key in ("image", "instances")
+    ]
+    if len(set(map(str, names))) != len(names):
+        raise PackError("the manifest names an entry more than once")
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
@@ -192,7 +218,7 @@ def write_pack(pack: DataPack, path: str | Path) -> int:
     from model.atomic_io import atomic_write_bytes
 
     buffer = io.BytesIO()
-    manifest = {
+    manifest: dict = {
         "format": FORMAT,
         "version": VERSION,
         "objects": [],
@@ -200,8 +226,8 @@ def write_pack(pack: DataPack, path: str | Path) -> int:
         "mr": [],
         "eval": {},
         "init": INIT_CHECKPOINT if pack.init_checkpoint else None,
-        **{k: v for k, v in pack.manifest.items() if k not in ("format", "version")},
     }
+    manifest.update({k: v for k, v in pack.manifest.items() if k not in LAYOUT_KEYS})  # counts, licences
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for i, rgba in enumerate(pack.objects):
             name = f"objects/{i:04d}.png"

@@ -9,6 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Deep data (16-bit, 32-bit, float) stretched linearly from its own finite min..max to 0..255 uint8;
+    NaN and infinities count as the lowest value, a constant image becomes 0. The one rule of the app's
+    image reader, the export reader and :func:`as_rgb_uint8`."""
+    array = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(array)
+    low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 0.0)
+    array = np.where(finite, array, low)
+    scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     """HxW, HxWx1, HxWx3 or HxWx4 numeric array -> C-contiguous, writable HxWx3 uint8 (alpha dropped,
     gray repeated in the three channels).
@@ -34,9 +46,10 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
         values = np.nan_to_num(array.astype(np.float32))
         low, high = float(values.min()), float(values.max())
         if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
-            values = values * 255.0
+            array = np.clip(values * 255.0, 0, 255).round().astype(np.uint8)
         elif low < 0.0 or high > 255.0:
-            values = (values - low) * (255.0 / max(high - low, 1e-6))
-        array = np.clip(values, 0, 255).round().astype(np.uint8)
+            array = stretch_to_uint8(array)
+        else:
+            array = np.clip(values, 0, 255).round().astype(np.uint8)
     array = np.ascontiguousarray(array)  # torch.from_numpy needs positive strides ...
     return array if array.flags.writeable else array.copy()  # ... and a writable buffer

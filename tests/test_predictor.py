@@ -282,7 +282,7 @@ def test_unusable_images_raise_one_clear_error(bad: object) -> None:
 
 def test_a_16_bit_image_becomes_the_same_rgb_for_the_network_the_engines_and_the_app(tmp_path: Path) -> None:
     """One normalisation (model.image): a 12-bit scan in a 16-bit PNG is stretched from its min..max to
-    0..255 by the network predictor, by the built-in engines and by the app's image reader alike."""
+    0..255 by the network predictor, the built-in engines, the app's image reader and the export reader."""
     from PIL import Image
 
     from isegformer_app.state.imageio import load_image
@@ -297,7 +297,14 @@ def test_a_16_bit_image_becomes_the_same_rgb_for_the_network_the_engines_and_the
     engine.set_image(scan)
     Image.fromarray(scan).save(tmp_path / "scan.png")  # mode I;16
     app_rgb = load_image(tmp_path / "scan.png").rgb
-    for rgb in (network_rgb, engine._image, app_rgb):
+    from training.datasets.export import ExportDataset
+
+    (tmp_path / "export" / "images").mkdir(parents=True)
+    (tmp_path / "export" / "masks").mkdir()
+    Image.fromarray(scan).save(tmp_path / "export" / "images" / "scan.png")
+    Image.fromarray(np.ones((30, 40), np.uint8)).save(tmp_path / "export" / "masks" / "scan.png")
+    export_rgb = ExportDataset(tmp_path / "export").read_rgb(tmp_path / "export" / "images" / "scan.png")
+    for rgb in (network_rgb, engine._image, app_rgb, export_rgb):
         assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8
         assert np.array_equal(rgb, np.repeat(expected[:, :, None], 3, axis=2))
     assert network_rgb[0, 0, 0] == 0 and network_rgb[-1, -1, 0] == 255  # not /257: 4000 -> 16

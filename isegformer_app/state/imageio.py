@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from model.image import stretch_to_uint8
 from model.untrusted import MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -89,15 +90,11 @@ def _to_uint8_rgb(img: Image.Image, notices: list[str], source_mode: str = "") -
         finite = np.isfinite(arr)
         if not finite.all():
             notices.append(f"{int((~finite).sum())} pixels are NaN or infinite: shown as the lowest value")
-            arr = np.where(finite, arr, np.nan)
-        lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if finite.any() else (0.0, 0.0)
-        arr = np.nan_to_num(arr, nan=lo)
+        lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
         kind = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit integer",
                 "F": "floating-point"}.get(source_mode or img.mode, img.mode)
         notices.append(f"{kind} grayscale image: intensities {lo:g}..{hi:g} stretched to 8 bits for display")
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return np.repeat(stretch_to_uint8(arr)[:, :, None], 3, axis=2)
     if img.mode in GRAYSCALE_MODES:
         notices.append(f"Grayscale image ({GRAYSCALE_MODES[img.mode]}): shown and segmented as RGB "
                        "with the gray value in all three channels")

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.image import stretch_to_uint8
 from training.datasets.paired import PairedFolderDataset
 
 
@@ -27,8 +28,7 @@ class ExportDataset(PairedFolderDataset):
         """HxWx3 uint8 RGB with the EXIF orientation applied; deeper data stretched to its min..max."""
         image = self._imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, "image")
         if image.dtype != np.uint8:
-            low, high = float(image.min()), float(image.max())
-            image = np.round((image - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
+            image = stretch_to_uint8(image)
         return np.ascontiguousarray(image[:, :, ::-1])
 
     def decode_mask(self, path: Path) -> np.ndarray:

@@ -17,8 +17,8 @@ from training.config import load_config, resolve_config
 from training.data.instances import InstancesSource
 from training.data.pack import initial_checkpoint
 from training.data.zoom_crop import ZoomCropSource, zoom_scale
-from training.datasets.export import ExportDataset
-from training.finetune import FinetuneError, finetune, freeze_encoder, held_out_split
+from training.datasets.export import ExportDataset, held_out_split
+from training.finetune import FinetuneError, finetune, freeze_encoder
 from training.finetune_events import FinetuneEvent
 from training.train import main
 
@@ -76,8 +76,7 @@ def test_held_out_split_is_stable_order_free_and_never_empty():
     _, held_again = held_out_split(shuffled, 0.2)
     assert sorted(shuffled[i] for i in held_again) == sorted(names[i] for i in held)
     assert len(held_out_split(names[:2], 0.2)[1]) == 1  # at least one, never all
-    with pytest.raises(FinetuneError, match="1 annotated image"):
-        held_out_split(names[:1], 0.2)
+    assert held_out_split(names[:1], 0.2) == ([0], [])  # one image: nothing to hold out
 
 
 def test_zoom_crops_show_an_object_at_the_predictor_scale(tmp_path):
@@ -157,3 +156,9 @@ def test_too_few_objects_is_one_message_with_the_number(tmp_path, base_weights, 
         and "at least 4" in error.message
     )
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_one_annotated_image_is_one_message(tmp_path, base_weights):
+    root = write_export(tmp_path / "export", images=1, disks=6)
+    with pytest.raises(FinetuneError, match="1 annotated image: fine-tuning needs at least 2"):
+        finetune(quick_config(root, base_weights), tmp_path / "run")

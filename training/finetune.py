@@ -16,7 +16,6 @@ model card in its metadata), ``DIR/finetune.json`` and ``DIR/finetune.md``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ from training.data.dataset import SourceSubset, build_train_set
 from training.data.instances import InstancesSource
 from training.data.zoom_crop import ZoomCropSource
 from training.datasets.base import DatasetError, oversized_images
-from training.datasets.export import ExportDataset
+from training.datasets.export import ExportDataset, held_out_split
 from training.finetune_events import CARD_FILE, RESULT_FILE, FinetuneEvent, comparison_rows
 from training.trainer import LAST_CHECKPOINT, Trainer, evaluate_noc
 
@@ -57,19 +56,6 @@ Report = Callable[[FinetuneEvent], None]
 
 class FinetuneError(ValueError):
     """The data or the base model cannot be fine-tuned on (too few objects, one image, no base model)."""
-
-
-def held_out_split(names: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
-    """(training indices, held-out indices): the ``round(fraction * n)`` names (at least one) that come
-    first when sorted by a SHA-1 of the name, so the split does not depend on order or on the run."""
-    if len(names) < 2:
-        raise FinetuneError(
-            f"{len(names)} annotated image: fine-tuning needs at least 2 (one is held out to measure it)"
-        )
-    order = sorted(range(len(names)), key=lambda i: hashlib.sha1(names[i].encode("utf-8")).hexdigest())
-    count = min(len(names) - 1, max(1, round(fraction * len(names))))
-    held = sorted(order[:count])
-    return [i for i in range(len(names)) if i not in set(held)], held
 
 
 def freeze_encoder(model: InteractiveModel) -> int:
@@ -141,6 +127,10 @@ def finetune(
         raise ConfigError("no data folder: give --data-root (an export of the app)")
     source = InstancesSource(ExportDataset(config.data.root))
     names = [Path(name).name for name in source.dataset.names]
+    if len(names) < 2:
+        raise FinetuneError(
+            f"{len(names)} annotated image: fine-tuning needs at least 2 (one is held out to measure it)"
+        )
     train_idx, held_idx = held_out_split(names, options.val_fraction)
     min_area = config.data.min_object_area
     total = count_objects(source, range(len(source)), min_area)

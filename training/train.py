@@ -96,16 +96,14 @@ def build_sources(config: Config) -> tuple[SampleSource, SampleSource | None]:
 
         return CompositeSource(root, CompositeConfig(medical_prob=data.medical_prob)), None
     if kind == "app-export":
-        from training.datasets.export import ExportDataset
+        from training.datasets.export import ExportDataset, held_out_split
 
         source = InstancesSource(ExportDataset(root))
-        count = len(source)
-        held_out = min(count - 1, round(count * data.val_fraction))
-        if held_out <= 0:
+        names = [Path(name).name for name in source.dataset.names]
+        train, held = held_out_split(names, data.val_fraction)  # the same split as fine-tuning's
+        if not held:
             return source, None
-        return SourceSubset(source, list(range(count - held_out))), SourceSubset(
-            source, list(range(count - held_out, count))
-        )
+        return SourceSubset(source, train), SourceSubset(source, held)
     raise ConfigError(f"unknown dataset {data.dataset!r}; known: {', '.join(DATASET_KINDS)}")
 
 

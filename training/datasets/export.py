@@ -7,6 +7,8 @@ min..max, as the app shows them, so a model trained or evaluated on an export se
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -36,3 +38,14 @@ class ExportDataset(PairedFolderDataset):
         if values.ndim != 2 or values.dtype not in (np.uint8, np.uint16):
             self.fail(path, f"expected a single-channel uint8/uint16 mask, got {values.dtype} {values.shape}")
         return values.astype(np.int32)
+
+
+def held_out_split(names: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
+    """(training indices, held-out indices) of an export's images: the ``round(fraction * n)`` names (at
+    least one, never all) that come first when sorted by a SHA-1 of the name, so the split depends neither
+    on the listing order nor on the run. Fewer than 2 names: all train, none held out."""
+    if len(names) < 2:
+        return list(range(len(names))), []
+    order = sorted(range(len(names)), key=lambda i: hashlib.sha1(names[i].encode("utf-8")).hexdigest())
+    held = set(order[: min(len(names) - 1, max(1, round(fraction * len(names))))])
+    return [i for i in range(len(names)) if i not in held], sorted(held)

@@ -3,6 +3,7 @@ trust, checkpoints refused before they allocate, hostile files and settings."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -275,6 +276,48 @@ def test_two_windows_on_one_folder_merge_objects_and_labels(qtbot, tmp_path, mes
     assert messages == []
     first.close()
     second.close()
+
+
+def test_a_label_write_that_finishes_after_a_project_switch_stays_with_its_project(qtbot, tmp_path, messages):
+    """A label write of folder A still queued when folder B opens: once it runs, its merge (another
+    instance added "ghost" to A meanwhile) goes into A's file only; B's list and B's seen version stay."""
+    from _app_helpers import DiskPredictor, make_window, open_and_wait
+
+    from isegformer_app.state.project_labels import (
+        ProjectLabels,
+        project_labels_path,
+        read_project_labels,
+        write_project_labels,
+    )
+
+    folders = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        _photo(folder / "img0.png", 60, 80)
+        folders.append(folder)
+    window = make_window(qtbot, tmp_path, DiskPredictor())
+    assert open_and_wait(window, folders[0])
+    queued = []
+    window.sidecar_writer.write = lambda write, target, source, saved, key=None: queued.append(
+        (write, target, saved)
+    )
+    window._write_project_labels()  # A's write, held back
+    a_file = project_labels_path(folders[0] / ".isegformer")
+    other, seen = read_project_labels(a_file, LabelList.of_names(["object"]))
+    other.labels.ensure("ghost", (9, 9, 9))
+    write_project_labels(ProjectLabels(other.labels), a_file, seen)  # another instance, meanwhile
+    assert open_and_wait(window, folders[1])
+    b_names, b_seen = window.labels.names(), copy.copy(window.labels_seen)
+    write, target, saved = queued[0]
+    write(target())
+    saved()
+    assert window.labels.names() == b_names and "ghost" not in window.labels.names()
+    b_file = window.mode.labels_file()
+    assert window.labels_seen.get(b_file) == b_seen.get(b_file)
+    assert "ghost" in {c["name"] for c in json.loads(a_file.read_text())["labels"]}
+    assert "Another isegformer" not in window.message_label.text() and messages == []
+    window.close()
 
 
 def test_a_label_list_merged_with_another_instances_keeps_this_ones_selected_class(tmp_path) -> None:

@@ -77,7 +77,8 @@ class MainWindow(QMainWindow):
         self.labels = LabelList.default_for("photos", self.settings.labels)
         self._selected_label = ""  # the open project's selected class, as last written
         self._showing_labels = False  # the label panel is being refilled (its selection is not the user's)
-        self.labels_seen = LabelsSeen()  # the open project's label file as last read or written here
+        # each project's label file as last read or written here (a write may finish after a switch)
+        self.labels_seen: dict[Path, LabelsSeen] = {}
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
@@ -446,12 +447,12 @@ class MainWindow(QMainWindow):
         """A folder or volume is shown now: its own label list (the default set for its kind of data if
         it has none) with the class selected when it was last open."""
         path = self.mode.labels_file()
-        self.labels_seen = LabelsSeen()
         if path is None:
             return
+        self.labels_seen[path] = LabelsSeen()
         default = self._default_labels(self.mode.data_kind)
         try:
-            project, self.labels_seen = read_project_labels(path, default)
+            project, self.labels_seen[path] = read_project_labels(path, default)
         except ProjectLabelsError as exc:
             self.inform("Labels", str(exc), error=True)  # a dialog: the status bar is taken by the open
             project = ProjectLabels(default)
@@ -502,10 +503,12 @@ class MainWindow(QMainWindow):
         written: list = []
 
         def write(out: Path) -> None:  # reads what was seen when it runs: after the previous write's
-            written.append(write_project_labels(project, out, self.labels_seen))
+            written.append(write_project_labels(project, out, self.labels_seen.get(path, LabelsSeen())))
 
         def saved() -> None:
-            self.labels_seen, merged = written[-1]
+            self.labels_seen[path], merged = written[-1]
+            if self.mode.labels_file() != path:
+                return  # another project is shown now: its list is not this one's
             for cls in merged:  # classes another instance added meanwhile
                 self.labels.ensure(cls.name, cls.color)
             if merged:

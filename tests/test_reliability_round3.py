@@ -786,3 +786,16 @@ def test_a_coco_lvis_mask_layer_declaring_a_huge_size_is_refused_before_decoding
     masks.write_bytes(pickle.dumps((encoded, mapping)))
     with pytest.raises(DatasetError, match="too large"):
         CocoLvisSource(tmp_path, "train").load(0, np.random.default_rng(0))
+
+
+def test_a_changed_file_is_merged_before_anything_is_encoded(tmp_path) -> None:
+    from isegformer_app.state.disk_version import stamp_of, write_merging
+
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"first")
+    seen = stamp_of(path)
+    path.write_bytes(b"another program's version")
+    encodings, merges = [], []
+    write_merging(path, seen, lambda: encodings.append(1) or b"ours", lambda: merges.append(1))
+    assert path.read_bytes() == b"ours" and merges == [1]
+    assert encodings == [1]  # encoded once, after the merge (not once before it, thrown away)

@@ -74,6 +74,8 @@ def write_merging(path: Path, seen: DiskStamp | None, encode: Callable[[], bytes
     :class:`ChangedOnDisk` when the file kept changing over :data:`MERGE_ATTEMPTS` tries."""
     for _ in range(MERGE_ATTEMPTS):
         try:
+            if stamp_of(path) != seen:  # changed already: merge before encoding (encoding can be slow)
+                raise ChangedOnDisk(str(path))
             return write_unless_changed(path, encode(), seen)
         except ChangedOnDisk:
             seen = stamp_of(path)

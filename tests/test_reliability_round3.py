@@ -56,6 +56,27 @@ def test_export_skips_an_image_replaced_by_another_of_another_size(tmp_path) -> 
     assert not (tmp_path / "out" / "masks" / "img1.png").exists()
 
 
+def test_export_decodes_only_images_whose_autosave_has_something_to_export(tmp_path, monkeypatch) -> None:
+    from isegformer_app.state import export
+
+    src, _ = _annotated_folder(tmp_path, n=1)
+    _photo(src / "img1.png", 60, 80, value=5)
+    project = Project.from_path(src)
+    clicked = project.open_index(1)
+    clicked.add_click(20, 20, True)  # clicks only, no finished object
+    project.save()
+    decoded = []
+    real_load = export.load_image
+    def counted_load(path, *args):
+        decoded.append(path.name)
+        return real_load(path, *args)
+
+    monkeypatch.setattr(export, "load_image", counted_load)
+    summary = Project.from_path(src).export(tmp_path / "out", LabelList())
+    assert summary.exported == 1 and decoded == ["img0.png"]
+    assert [(s.path.name, s.reason) for s in summary.skipped] == [("img1.png", "no finished object")]
+
+
 def test_export_skips_an_image_replaced_by_another_of_the_same_size(tmp_path) -> None:
     src, _project = _annotated_folder(tmp_path)
     _photo(src / "img1.png", 60, 80, value=99)

@@ -73,15 +73,18 @@ def item_from_document(doc: Document) -> ExportItem:
     return ExportItem(doc.path, doc.image.full_size, objects, doc.image.exif_rotated, doc.no_objects)
 
 
-def item_from_sidecar(image_path: Path, sidecar: Path, max_side: int = DEFAULT_MAX_SIDE) -> ExportItem:
+def item_from_sidecar(image_path: Path, sidecar: Path, max_side: int = DEFAULT_MAX_SIDE) -> ExportItem | None:
     """An image's objects from its autosave, checked against the image as opening checks it (working size
-    and pixel digest at ``max_side``); the size written is the image's own, never the autosave's.
+    and pixel digest at ``max_side``); the size written is the image's own, never the autosave's. None
+    when the autosave holds nothing to export (the image is then not decoded).
 
     Raises SidecarError (the image is skipped) for a malformed autosave, its SidecarMismatch for one made
     for another image, and ImageLoadError for an image that cannot be read any more.
     """
-    image = load_image(image_path, max_side)
     data = read_sidecar(sidecar)
+    if not data.meta.get("objects") and not data.meta.get("no_objects"):
+        return None
+    image = load_image(image_path, max_side)
     check_sidecar_fits(data.meta, image, sidecar.name)
     try:
         objects = [
@@ -473,7 +476,7 @@ class ExportPlan:
             else:
                 skipped.append(SkippedImage(path, "not annotated"))
                 continue
-            if item.exportable:
+            if item is not None and item.exportable:
                 items.append(item)
             else:
                 skipped.append(SkippedImage(path, "no finished object"))

@@ -11,8 +11,8 @@ import pytest
 from fakes import DiskPredictor
 
 from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_series
-from isegformer_app.state.autosave import SidecarError
 from isegformer_app.state.propagation import interior_point, propagate_document
+from isegformer_app.state.sidecar_codec import SidecarMismatch
 from isegformer_app.state.volume_autosave import (
     read_volume_sidecar,
     restore_volume_document,
@@ -235,7 +235,7 @@ def test_autosave_round_trip_and_mismatch(tmp_path) -> None:
     click(again, predictor, 20, 20)  # annotation goes on where it stopped
     assert again.current_mask()[8, 9] and again.current_mask()[20, 20]
     other = open_volume(NIBABEL_DATA / "example4d.nii.gz", frame=1)
-    with pytest.raises(SidecarError, match="shape"):
+    with pytest.raises(SidecarMismatch, match="shape"):  # made for other data, as for images
         restore_volume_document(VolumeDocument(other, "x.nii"), read_volume_sidecar(sidecar))
 
 

@@ -22,6 +22,7 @@ from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (
     SidecarChanged,
     SidecarError,
+    SidecarMismatch,
     clicks_from_json,
     clicks_to_json,
     encode_sidecar,
@@ -138,11 +139,11 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         raise SidecarError(f"The autosave's geometry is unreadable ({exc}).") from exc
     if not same_grid:
-        raise SidecarError(f"The autosave was made for a volume of shape {tuple(meta['shape'])} with another "
-                           f"geometry; this one is {doc.volume.shape}.")  # fmt: skip
+        raise SidecarMismatch(f"The autosave was made for a volume of shape {tuple(meta['shape'])} with "
+                              f"another geometry; this one is {doc.volume.shape}.")  # fmt: skip
     saved_digest = meta.get("volume_sha256")  # absent in autosaves of earlier versions
     if saved_digest is not None and saved_digest != doc.volume.digest:
-        raise SidecarError("The autosave was made for different data with the same name and grid.")
+        raise SidecarMismatch("The autosave was made for different data with the same name and grid.")
     labels = contents.get("labels")
     if labels is None or labels.shape != doc.volume.shape or labels.dtype not in (np.uint8, np.uint16):
         raise SidecarError("The autosave's label volume is inconsistent.")

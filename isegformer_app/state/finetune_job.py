@@ -207,23 +207,16 @@ class TrainingMonitor:
 
 
 def install_model(request: TrainingRequest) -> Path:
-    """Copy the run's model and its card into the project's model folder (replacing its model
-    atomically) and remove the run folder; returns the model's path. OSError (e.g. disk full) leaves
-    the earlier model."""
+    """Move the run's model and its card into the project's model folder (the run folder lies inside it,
+    so each is one atomic rename, no copy); returns the model's path. OSError leaves the earlier model.
+    The run folder is left for :func:`discard_run` (off the GUI thread: it holds the exported images)."""
     folder = request.model_dir
     checkpoint = request.run_dir / "checkpoints" / "last_checkpoint.pth"
-    target = folder / MODEL_FILE
     sources = {RESULT_FILE: request.run_dir / RESULT_FILE, CARD_FILE: request.run_dir / CARD_FILE}
     sources[MODEL_FILE] = checkpoint  # last: the model appears once its card is in place
     for name, source in sources.items():
-        partial = folder / f".{name}.partial"
-        try:
-            shutil.copyfile(source, partial)
-            os.replace(partial, folder / name)
-        finally:
-            partial.unlink(missing_ok=True)
-    discard_run(request)
-    return target
+        os.replace(source, folder / name)
+    return folder / MODEL_FILE
 
 
 def discard_run(request: TrainingRequest) -> None:

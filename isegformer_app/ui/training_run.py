@@ -203,15 +203,16 @@ class TrainingDialog(QDialog):
         self.running = False
         crashed = status == QProcess.ExitStatus.CrashExit
         message = self.monitor.outcome(exit_code, crashed and not self.cancelled, self.cancelled)
+        if not message:
+            try:
+                self.model_path = install_model(self.request)
+            except OSError as exc:
+                message = f"Could not save the new model ({exc}); the active model is unchanged."
+        request = self.request
+        run_task(self, "Removing the training data", lambda _report, _cancel: discard_run(request),
+                 lambda _task: None, dialog=False, cancellable=False)  # fmt: skip
         if message:
-            discard_run(self.request)
             self._end(message)
-            return
-        try:
-            self.model_path = install_model(self.request)
-        except OSError as exc:
-            discard_run(self.request)
-            self._end(f"Could not save the new model ({exc}); the active model is unchanged.")
             return
         result = self.monitor.result or {}
         self._end(f"Done: {result.get('minutes', 0):.1f} min, {result.get('samples', 0):,} samples. "

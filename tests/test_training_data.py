@@ -18,7 +18,7 @@ from training.config import ConfigError, config_from_dict, load_config
 from training.data import Augmentation, CocoLvisSource, InteractiveDataset, ObjectInfo, TrainSample
 from training.data.points_sampler import MultiPointSampler
 from training.datasets.base import DatasetError
-from training.trainer import build_optimizer, lr_multiplier, next_click_points
+from training.trainer import build_optimizer, next_click_points
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -177,23 +177,38 @@ def test_training_click_rule_is_random_among_deep_error_pixels_and_none_without_
 
 
 def test_backbone_learning_rate_groups() -> None:
+    """The optimiser's groups come from the model: each family names its pretrained part."""
     from model.build import build_model
+
+    def rates(model, mult=0.1) -> dict[str, float]:
+        ids = {id(p): n for n, p in model.named_parameters()}
+        return {ids[id(p)]: g.lr_mult for g in model.parameter_groups(mult) for p in g.params}
 
     cfg = config_from_dict({})
     segformer = build_model("segformer_b0", with_prev_mask=True)
-    assert lr_multiplier("network.encoder.stages.0.norm.weight", segformer, 0.1) == 0.1
-    assert lr_multiplier("network.head.fuse.0.weight", segformer, 0.1) == 1.0
-    rates = sorted(g["lr"] for g in build_optimizer(segformer, cfg).param_groups)
-    assert rates == pytest.approx([5e-5, 5e-4])
+    mults = rates(segformer)
+    assert len(mults) == sum(1 for _ in segformer.parameters())  # every parameter in exactly one group
+    assert mults["network.encoder.stages.0.blocks.0.norm1.weight"] == 0.1
+    assert mults["network.head.lateral.0.conv.weight"] == 1.0
+    optimiser_rates = sorted(g["lr"] for g in build_optimizer(segformer, cfg).param_groups)
+    assert optimiser_rates == pytest.approx([5e-5, 5e-4])
+    segformer.network.backbone_lr_mult = 0.3  # no factor given: the network's own
+    assert {g.name: g.lr_mult for g in segformer.parameter_groups()} == {"backbone": 0.3, "other": 1.0}
+
     hrnet = build_model("hrnet18s_ocr48")
-    mults = {n: lr_multiplier(n, hrnet, 0.1) for n, _ in hrnet.named_parameters()}
-    assert all(
-        m == 0.1 for n, m in mults.items() if n.startswith(("network.backbone.", "network.head.aux_head."))
-    )
-    assert all(
-        m == 1.0 for n, m in mults.items() if n.startswith(("maps_transform.", "network.head.attention."))
-    )
+    mults = rates(hrnet)
+    low = ("network.backbone.", "network.head.aux_head.")
+    full = ("maps_transform.", "network.head.attention.")
+    assert all(m == 0.1 for n, m in mults.items() if n.startswith(low))
+    assert all(m == 1.0 for n, m in mults.items() if n.startswith(full))
     assert any(n.startswith("network.head.classifier.") and m == 0.1 for n, m in mults.items())
+
+    hrformer = build_model("hrformer_base")  # the original trains the whole network at the low rate
+    assert set(rates(hrformer).values()) == {0.1}
+
+    frozen = build_model("segformer_b0", with_prev_mask=True)  # frozen parameters are in no group
+    frozen.network.encoder.requires_grad_(False)
+    assert [g.name for g in frozen.parameter_groups(0.1)] == ["other"]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.stem)

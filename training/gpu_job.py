@@ -53,7 +53,6 @@ from training.data.gpu_scenes import (
 from training.data.pack import DataPack, PackError, read_pack
 from training.loss import NormalizedFocalLoss
 from training.step_timer import StepTimer
-from training.trainer import lr_multiplier
 
 WEIGHTS_FILE = "isegformer_lite0.pth"
 JOB_FILE = "job.json"
@@ -160,14 +159,11 @@ def load_start(pack: DataPack, resume: str | None) -> tuple[InteractiveModel, di
 
 
 def build_optimizer(model: InteractiveModel, config: JobConfig, fused: bool) -> torch.optim.Adam:
-    """Adam with the trainer's rate groups (:func:`training.trainer.lr_multiplier`: the pretrained encoder
+    """Adam over the model's rate groups (:meth:`InteractiveModel.parameter_groups`: the pretrained encoder
     at ``backbone_lr_mult`` x lr); each group keeps its ``base_lr`` for the schedule."""
-    groups: dict[float, list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        groups.setdefault(lr_multiplier(name, model, config.backbone_lr_mult), []).append(param)
     params = [
-        {"params": members, "lr": config.lr * mult, "base_lr": config.lr * mult}
-        for mult, members in sorted(groups.items())
+        {"params": group.params, "lr": config.lr * group.lr_mult, "base_lr": config.lr * group.lr_mult}
+        for group in model.parameter_groups(config.backbone_lr_mult)
     ]
     return torch.optim.Adam(params, lr=config.lr, fused=fused)
 

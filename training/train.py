@@ -41,8 +41,7 @@ def build_from_config(config: Config) -> InteractiveModel:
         from model.checkpoint import load_checkpoint
 
         model = load_checkpoint(cfg.weights)
-        if hasattr(model.network, "backbone_lr_mult"):
-            model.network.backbone_lr_mult = cfg.backbone_lr_mult
+        model.network.backbone_lr_mult = cfg.backbone_lr_mult  # the rate it trains at, saved with it
         return model
     if cfg.name == "segformer_custom":
         from model.modeling.mit import MiTConfig
@@ -64,8 +63,7 @@ def build_from_config(config: Config) -> InteractiveModel:
             model = build_model(cfg.name, with_prev_mask=cfg.with_prev_mask)
         except KeyError as error:
             raise ConfigError(str(error)) from None
-    if hasattr(model.network, "backbone_lr_mult"):
-        model.network.backbone_lr_mult = cfg.backbone_lr_mult
+    model.network.backbone_lr_mult = cfg.backbone_lr_mult
     return model
 
 

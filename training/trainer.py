@@ -104,32 +104,14 @@ def next_click_points(
 # --------------------------------------------------------------------------------------------- optimiser
 
 
-def lr_multiplier(name: str, model: InteractiveModel, backbone_lr_mult: float) -> float:
-    """Rate factor of parameter ``name``: the pretrained backbone trains at ``backbone_lr_mult``.
-
-    SegFormer: ``network.encoder.*``; HRNet-OCR: ``network.backbone.*``, ``network.head.aux_head.*``,
-    ``network.head.classifier.*`` (RITM); HRFormer: the whole ``network.*`` (iSegFormer's
-    ``HRFormerModel``); click fusion layers and other heads at the full rate.
-    """
-    if name.startswith("network.encoder."):
-        return backbone_lr_mult
-    if getattr(model, "original_class", "").endswith("HRFormerModel") and name.startswith("network."):
-        return backbone_lr_mult
-    if getattr(model, "original_class", "").endswith("HRNetModel") and name.startswith(
-        ("network.backbone.", "network.head.aux_head.", "network.head.classifier.")
-    ):
-        return backbone_lr_mult
-    return 1.0
-
-
 def build_optimizer(model: InteractiveModel, config: Config) -> torch.optim.Adam:
-    """Adam over two parameter groups (full rate, backbone rate)."""
-    groups: dict[float, list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups.setdefault(lr_multiplier(name, model, config.model.backbone_lr_mult), []).append(param)
+    """Adam over the model's rate groups (:meth:`InteractiveModel.parameter_groups`: the pretrained part
+    the network names at ``backbone_lr_mult`` x lr, the rest at lr)."""
     opt = config.optim
-    param_groups = [{"params": params, "lr": opt.lr * mult} for mult, params in sorted(groups.items())]
+    param_groups = [
+        {"params": group.params, "lr": opt.lr * group.lr_mult}
+        for group in model.parameter_groups(config.model.backbone_lr_mult)
+    ]
     return torch.optim.Adam(
         param_groups, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
     )

@@ -33,6 +33,8 @@ OUT_INDICES = (1, 2, 3, 4)  # strides 4, 8, 16, 32
 class EfficientNetSegformerNetwork(nn.Module):
     """(B, C_in, H, W) -> ((B, 1, H/4, W/4) logits, None)."""
 
+    backbone_prefixes = ("encoder.",)  # the ImageNet encoder trains at backbone_lr_mult
+
     def __init__(self, encoder: nn.Module, head: SegFormerHead, backbone_lr_mult: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder

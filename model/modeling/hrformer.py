@@ -61,6 +61,8 @@ class HRFormerOCR(nn.Module):
     The original model trains every layer at ``backbone_lr_mult`` (0.1) times the learning rate.
     """
 
+    backbone_prefixes = ("",)  # the original trains every layer of the network at backbone_lr_mult
+
     def __init__(
         self,
         config: HRTConfig,

@@ -35,8 +35,13 @@ class HRNetOCR(nn.Module):
     times the learning rate and ``head.pixel_conv``/``attention``/``fuse`` at the full rate.
     """
 
-    def __init__(self, width: int, ocr_width: int, small: bool = False) -> None:
+    backbone_prefixes = ("backbone.", "head.aux_head.", "head.classifier.")
+
+    def __init__(
+        self, width: int, ocr_width: int, small: bool = False, backbone_lr_mult: float = 0.1
+    ) -> None:
         super().__init__()
+        self.backbone_lr_mult = backbone_lr_mult
         if ocr_width <= 0:
             raise ValueError(f"HRNet without the OCR head (ocr_width={ocr_width}) is not supported")
         self.ocr_width = ocr_width
@@ -115,7 +120,9 @@ class HRNetAdapter:
             int(params.get("ocr_width", 256)),
             bool(params.get("small", False)),
         )
-        return _interactive_model(width, ocr_width, small, encoding)
+        return _interactive_model(
+            width, ocr_width, small, encoding, float(params.get("backbone_lr_mult", 0.1))
+        )
 
     def to_ours(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {KEY_MAP.to_ours(k): v for k, v in state_dict.items()}
@@ -132,12 +139,11 @@ class HRNetAdapter:
         # so that RITM's loader, which rejects unknown parameters, reads the file too.
         for key in ("use_naive_concat", "use_deep_fusion"):
             encoding.pop(key)
-        loaded = getattr(model, "original_params", None) or {}
         return {
             "width": network.backbone.width,
             "ocr_width": network.ocr_width,
             "small": network.backbone.small,
-            "backbone_lr_mult": loaded.get("backbone_lr_mult", 0.1),
+            "backbone_lr_mult": network.backbone_lr_mult,
             "norm_layer": nn.BatchNorm2d,
             **encoding,
         }
@@ -146,10 +152,12 @@ class HRNetAdapter:
 ADAPTER = HRNetAdapter()
 
 
-def _interactive_model(width: int, ocr_width: int, small: bool, encoding: ClickEncoding) -> InteractiveModel:
+def _interactive_model(
+    width: int, ocr_width: int, small: bool, encoding: ClickEncoding, backbone_lr_mult: float = 0.1
+) -> InteractiveModel:
     """HRNet-OCR network wrapped with ``encoding``, marked as an ``HRNetModel`` for saving."""
     model = InteractiveModel(
-        HRNetOCR(width, ocr_width, small), encoding, arch=arch_name(width, ocr_width, small)
+        HRNetOCR(width, ocr_width, small, backbone_lr_mult), encoding, arch=arch_name(width, ocr_width, small)
     )
     model.original_class = ORIGINAL_CLASS
     return model

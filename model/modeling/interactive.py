@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,31 @@ def build_rgb_conv(coord_channels: int, leaky: bool = False) -> nn.Sequential:
     )
 
 
+class SegmentationNetwork(Protocol):
+    """What :class:`InteractiveModel` and the optimiser need of a network (backbone + head of one family).
+
+    ``backbone_prefixes``: parameter-name prefixes (relative to the network; ``""`` = all of it) that
+    train at ``backbone_lr_mult`` times the learning rate, as the original model of the family did;
+    ``backbone_lr_mult`` is that factor as the network was built or loaded (the original format saves it).
+    """
+
+    backbone_prefixes: tuple[str, ...]
+    backbone_lr_mult: float
+
+    def __call__(
+        self, x: torch.Tensor, coord_features: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+@dataclass
+class ParameterGroup:
+    """Trainable parameters that share one learning-rate factor (an optimiser parameter group)."""
+
+    name: str  # "backbone" or "other"
+    lr_mult: float
+    params: list[nn.Parameter]
+
+
 class InteractiveModel(nn.Module):
     """A network of one family plus the click encoding of the original ``ISModel``.
 
@@ -106,7 +132,7 @@ class InteractiveModel(nn.Module):
     ``arch`` names the architecture (e.g. ``"segformer_b0"``) for metadata and the UI.
     """
 
-    def __init__(self, network: nn.Module, encoding: ClickEncoding, arch: str = "custom") -> None:
+    def __init__(self, network: SegmentationNetwork, encoding: ClickEncoding, arch: str = "custom") -> None:
         super().__init__()
         self.network = network
         self.encoding = encoding
@@ -120,6 +146,19 @@ class InteractiveModel(nn.Module):
             self.maps_transform = build_maps_transform(encoding.coord_channels, leaky=encoding.use_leaky_relu)
         elif encoding.fusion is ClickFusion.RGB_CONV:
             self.rgb_conv = build_rgb_conv(encoding.coord_channels, leaky=encoding.use_leaky_relu)
+
+    def parameter_groups(self, backbone_lr_mult: float | None = None) -> list[ParameterGroup]:
+        """The trainable parameters in rate groups, asked of the network (as timm's ``group_matcher``):
+        its ``backbone_prefixes`` at ``backbone_lr_mult`` (default: the network's own factor), the rest
+        (the network's other parts, click fusion layers) at the full rate. Empty groups are left out."""
+        mult = self.network.backbone_lr_mult if backbone_lr_mult is None else float(backbone_lr_mult)
+        prefixes = tuple(f"network.{prefix}" for prefix in self.network.backbone_prefixes)
+        backbone = ParameterGroup("backbone", mult, [])
+        other = ParameterGroup("other", 1.0, [])
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (backbone if name.startswith(prefixes) else other).params.append(param)
+        return [group for group in (backbone, other) if group.params]
 
     @property
     def with_prev_mask(self) -> bool:

@@ -66,6 +66,8 @@ _HEAD_OPTIONAL_ARGS = {
 class SegFormerNetwork(nn.Module):
     """MiT encoder + all-MLP head: (B, C_in, H, W) -> ((B, num_classes, H/4, W/4) logits, None)."""
 
+    backbone_prefixes = ("encoder.",)  # iSegFormer trains the MiT encoder at backbone_lr_mult
+
     def __init__(
         self, encoder: MixVisionTransformer, head: SegFormerHead, backbone_lr_mult: float = 0.1
     ) -> None:

@@ -55,10 +55,16 @@ _IGNORED_HEAD_ARGS = {"loss_decode", "ignore_index", "sampler", "init_cfg", "con
 
 
 class SwinSegmentationNetwork(nn.Module):
-    """``forward(rgb (B,3,H,W) normalised, coords (B,3,H,W))`` -> (logits (B,1,ceil(H/4),ceil(W/4)), None)."""
+    """``forward(rgb (B,3,H,W) normalised, coords (B,3,H,W))`` -> (logits (B,1,ceil(H/4),ceil(W/4)), None).
 
-    def __init__(self, backbone: SwinBackbone, head: SegFormerHead) -> None:
+    The original trains every layer at the full rate: ``backbone_lr_mult`` is 1 (not saved in its format).
+    """
+
+    backbone_prefixes = ("backbone.",)
+
+    def __init__(self, backbone: SwinBackbone, head: SegFormerHead, backbone_lr_mult: float = 1.0) -> None:
         super().__init__()
+        self.backbone_lr_mult = backbone_lr_mult
         self.backbone = backbone
         self.head = head
 

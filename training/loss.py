@@ -38,7 +38,11 @@ class NormalizedFocalLoss(nn.Module):
         self.detach_normalizer = detach_normalizer
         self.max_mult = max_mult
 
-    def forward(self, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, label: torch.Tensor, pixel_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-sample loss; ``pixel_weight`` (B, 1, H, W), e.g. :func:`boundary_weight`, weights each
+        pixel's term and the division is by the weighted count of valid pixels (FocalClick's WFNL)."""
         label = label.view(pred.shape).to(torch.float32)
         prob = torch.sigmoid(pred.to(torch.float32))
         valid = label != self.ignore_label
@@ -55,7 +59,20 @@ class NormalizedFocalLoss(nn.Module):
         log_p_t = torch.log(torch.clamp_max(p_t + self.eps, 1.0))
         loss = -alpha * beta * log_p_t * valid
         dims = tuple(range(1, loss.dim()))
-        return loss.sum(dim=dims) / (valid.sum(dim=dims) + self.eps)
+        if pixel_weight is None:
+            return loss.sum(dim=dims) / (valid.sum(dim=dims) + self.eps)
+        weight = pixel_weight.view(pred.shape).to(torch.float32) * valid
+        return (loss * weight).sum(dim=dims) / (weight.sum(dim=dims) + self.eps)
+
+
+def boundary_weight(label: torch.Tensor, width: int, weight: float) -> torch.Tensor:
+    """(B, 1, H, W) pixel weights: ``weight`` within ``width`` pixels of the object's boundary (on either
+    side), 1 elsewhere; ``label`` (B, 1, H, W) with 1 = object (ignored pixels count as background)."""
+    inside = (label > 0.5).to(torch.float32)
+    size = 2 * width + 1
+    grown = F.max_pool2d(inside, size, 1, width)
+    shrunk = -F.max_pool2d(-inside, size, 1, width)
+    return 1.0 + (weight - 1.0) * (grown - shrunk)
 
 
 class SigmoidBinaryCrossEntropy(nn.Module):

@@ -57,6 +57,8 @@ class SceneConfig:
     blur_prob: float = 0.3
     resample_prob: float = 0.25
     noise_prob: float = 0.35
+    jpeg_prob: float = 0.3  # whole-scene JPEG compression at a quality in jpeg_quality
+    jpeg_quality: tuple[int, int] = (25, 90)
     gray_prob: float = 0.1
 
 
@@ -368,7 +370,66 @@ class SceneMaker:
             back = F.interpolate(small, size=images.shape[2:], mode="bilinear", align_corners=False)
             images = torch.where(resample.view(-1, 1, 1, 1), back, images)
         level = _uniform(count, 0.005, 0.04, dev, gen) * _chance(count, cfg.noise_prob, dev, gen)
-        return images + torch.randn(images.shape, device=dev, generator=gen) * level.view(-1, 1, 1, 1)
+        images = images + torch.randn(images.shape, device=dev, generator=gen) * level.view(-1, 1, 1, 1)
+        compress = _chance(count, cfg.jpeg_prob, dev, gen)
+        if bool(compress.any()):
+            low, high = cfg.jpeg_quality
+            quality = torch.randint(low, high + 1, (count,), device=dev, generator=gen)
+            images = torch.where(compress.view(-1, 1, 1, 1), jpeg_compress(images, quality), images)
+        return images
+
+
+# JPEG (ITU-T T.81 Annex K) luminance and chrominance quantisation tables, quality 50
+_JPEG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55), (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62), (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99),
+)  # fmt: skip
+_JPEG_CHROMA = (
+    (17, 18, 24, 47, 99, 99, 99, 99), (18, 21, 26, 66, 99, 99, 99, 99), (24, 26, 56, 99, 99, 99, 99, 99),
+    (47, 66, 99, 99, 99, 99, 99, 99), *((99,) * 8,) * 4,
+)  # fmt: skip
+
+
+def _dct_matrix(device: torch.device) -> torch.Tensor:
+    """The orthonormal 8-point DCT-II matrix (8, 8)."""
+    k = torch.arange(8, device=device, dtype=torch.float32).view(-1, 1)
+    n = torch.arange(8, device=device, dtype=torch.float32).view(1, -1)
+    basis = torch.cos(math.pi * (2 * n + 1) * k / 16) * math.sqrt(2 / 8)
+    basis[0] /= math.sqrt(2)
+    return basis
+
+
+def jpeg_quant_tables(quality: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 8, 8) quantisation steps (Y, Cb, Cr) of each quality 1..100 (libjpeg's scaling)."""
+    q = quality.float().clamp(1, 100).view(-1, 1, 1, 1)
+    scale = torch.where(q < 50, 5000 / q, 200 - 2 * q)
+    base = torch.tensor((_JPEG_LUMA, _JPEG_CHROMA, _JPEG_CHROMA), dtype=torch.float32, device=quality.device)
+    return torch.floor((base.unsqueeze(0) * scale + 50) / 100).clamp(1, 255)
+
+
+def jpeg_compress(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """``images`` (B, 3, H, W) in [0, 1] after a JPEG round trip at ``quality`` (B,) (4:4:4, no entropy
+    coding, which is lossless): YCbCr, 8x8 block DCT, quantisation, back. Sides are padded to whole blocks
+    by edge replication."""
+    count, _, height, width = images.shape
+    pad_h, pad_w = (-height) % 8, (-width) % 8
+    rgb = F.pad(images.float(), (0, pad_w, 0, pad_h), mode="replicate") * 255 - 128  # level shift
+    dev = rgb.device
+    to_ycc = torch.tensor(  # the chroma offsets of 128 cancel the level shift
+        ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312)), device=dev
+    )
+    ycc = torch.einsum("ij,bjhw->bihw", to_ycc, rgb)
+    rows, cols = ycc.shape[2] // 8, ycc.shape[3] // 8
+    blocks = ycc.view(count, 3, rows, 8, cols, 8).permute(0, 1, 2, 4, 3, 5)  # (B, 3, r, c, 8, 8)
+    dct = _dct_matrix(dev)
+    steps = jpeg_quant_tables(quality).view(count, 3, 1, 1, 8, 8)
+    coefficients = torch.round((dct @ blocks @ dct.T) / steps) * steps
+    blocks = dct.T @ coefficients @ dct
+    ycc = blocks.permute(0, 1, 2, 4, 3, 5).reshape(count, 3, rows * 8, cols * 8)
+    from_ycc = torch.tensor(((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0)), device=dev)
+    rgb = torch.einsum("ij,bjhw->bihw", from_ycc, ycc) + 128
+    return (torch.round(rgb.clamp(0, 255)) / 255)[:, :, :height, :width].to(images.dtype)
 
 
 def instance_areas(instances: torch.Tensor, max_id: int) -> torch.Tensor:

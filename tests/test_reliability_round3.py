@@ -282,6 +282,7 @@ def test_two_windows_on_one_folder_merge_objects_and_labels(qtbot, tmp_path, mes
         qtbot.waitUntil(predicted(window, 1), timeout=5000)
         window.finish_object()  # (Space goes to the active window: the second one)
         assert window.save_now()
+        window.sidecar_writer.wait()  # written in the background
     assert len(second.doc.objects) == 2 and second.doc.objects[1].mask[30, 30]  # the first user's object
     assert "merged" in second.message_label.text()
     assert len(read_sidecar(first.project.sidecar_for(src / "img0.png")).meta["objects"]) == 2

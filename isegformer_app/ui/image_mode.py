@@ -205,11 +205,11 @@ class ImageMode(QObject):
 
     def _show(self, doc: Document, display: QImage | None = None) -> None:
         s = self.services
+        self.predictions.attach(doc, f"{doc.path}#{id(doc)}")  # first: a click's request goes out first
         doc.events.clicks.connect(self._show_status)
         doc.events.objects.connect(self._show_status)
         self.files.set_current(self.project.index)
         self._show_status()
-        self.predictions.attach(doc, f"{doc.path}#{id(doc)}")
         s.canvas.set_image(doc.image.rgb, prepared=display)
         s.show_cursor("")  # the readout of the image left behind goes with it
         s.worker.set_image(self.image_key, doc.image.rgb)

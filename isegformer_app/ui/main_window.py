@@ -284,13 +284,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ editing
     def add_click(self, y: float, x: float, positive: bool) -> None:
-        """Add a click and send the prediction request. The click's event draws the dots only (the overlay
-        keeps the previous prediction until the new one arrives: :class:`DocumentView`)."""
-        doc = self.doc
-        if doc is None:
-            return
-        doc.add_click(y, x, positive)
-        self._request_prediction()
+        """Add a click. Its event sends the prediction request first (the mode's link), then draws the dots
+        only: the overlay keeps the previous prediction until the new one arrives (:class:`DocumentView`)."""
+        if self.doc is not None:
+            self.doc.add_click(y, x, positive)
 
     def brush_stroke(self, points: list, erase: bool) -> None:
         if self.doc is not None:
@@ -336,16 +333,13 @@ class MainWindow(QMainWindow):
             self.doc.select(None)
 
     def undo(self) -> None:
-        if self.doc is not None and self.doc.undo():
-            self._request_prediction()
+        """Undo; clicks undone to a list not predicted yet are sent to the worker by their event."""
+        if self.doc is not None:
+            self.doc.undo()
 
     def redo(self) -> None:
-        if self.doc is not None and self.doc.redo():
-            self._request_prediction()
-
-    def _request_prediction(self) -> bool:
-        """Send a prediction request if the current clicks need one; True if one was sent."""
-        return self.mode.request_prediction()
+        if self.doc is not None:
+            self.doc.redo()
 
     # ------------------------------------------------------------ worker
     def _show_latency(self, result: PredictResult) -> None:

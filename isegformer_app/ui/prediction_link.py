@@ -1,8 +1,10 @@
 """A mode's link to the inference worker: requests for the shown document, results back into it.
 
-The worker's results come here, to the mode that asked (not through the window): the prediction is stored
-in the document it was asked for (``set_prediction`` with the document's ``prediction_key``), whose events
-redraw the canvas; ``shown(request_id)`` follows when it is on screen.
+The link is the first subscriber of the document's :class:`~isegformer_app.state.events.ClicksChanged`
+(a click, an undo, a redo): the request is sent before anything is drawn. The worker's results come
+here, to the mode that asked (not through the window): the prediction is stored in the document it was
+asked for (``set_prediction`` with the document's ``prediction_key``), whose events redraw the canvas;
+``shown(request_id)`` follows when it is on screen.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from isegformer_app.state.annotation import AnnotationDocument
+from isegformer_app.state.events import ClicksChanged
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
 
 KEEP_PENDING = 64  # requests remembered (their answers may come after newer ones were sent)
@@ -32,11 +35,19 @@ class PredictionLink(QObject):
         worker.prediction_ready.connect(self._on_result)
 
     def attach(self, doc: AnnotationDocument | None, image_key: str = "") -> None:
-        """Predict for ``doc`` shown as ``image_key``; answers to requests for another document are dropped
-        (those for another slice of the same volume are stored in their slice)."""
+        """Predict for ``doc`` shown as ``image_key`` (attach before the widgets subscribe to ``doc``);
+        answers to requests for another document are dropped (those for another slice of the same volume
+        are stored in their slice)."""
         if doc is not self.doc:
             self.pending.clear()
+            if self.doc is not None:
+                self.doc.events.clicks.disconnect(self._on_clicks)
+            if doc is not None:
+                doc.events.clicks.connect(self._on_clicks)
         self.doc, self.image_key = doc, image_key
+
+    def _on_clicks(self, _event: ClicksChanged) -> None:
+        self.request()
 
     def request(self) -> bool:
         """Send a prediction request if the shown clicks need one; True if one was sent."""

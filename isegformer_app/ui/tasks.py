@@ -31,15 +31,11 @@ class TaskCancelled(Exception):
 
 
 class BackgroundTask(QThread):
-    """Runs ``work`` once in its own thread; ``completed`` is delivered in the GUI thread.
-
-    ``running`` holds every task started by :func:`run_task` until its completion has been handled (a
-    Python reference for the thread object, and what :func:`finish_tasks` joins).
-    """
+    """Runs ``work`` once in its own thread; ``completed`` is delivered in the GUI thread. A child of its
+    ``parent`` (which keeps it, and whose :func:`finish_tasks` joins it) until it has been handled."""
 
     progressed = Signal(float, str)
     completed = Signal(object)  # the task itself, after ``result`` / ``error`` / ``cancelled`` are set
-    running: set[BackgroundTask] = set()
 
     def __init__(self, work: Work, title: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -136,7 +132,6 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
     object keeps ``result``, ``error`` and ``cancelled`` for whoever still holds it.
     """
     task = BackgroundTask(work, title, parent)
-    BackgroundTask.running.add(task)
     progress = None
     if dialog:
         progress = TaskProgress(parent, title, task.cancel if cancellable else None, min_duration_ms)
@@ -146,7 +141,6 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
     def finish(done: BackgroundTask) -> None:
         if progress is not None:
             progress.close()
-        BackgroundTask.running.discard(done)
         try:
             on_done(done)
         finally:  # let go of everything: the callbacks' closures hold documents and snapshots
@@ -167,7 +161,7 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
 def finish_tasks(parent: QWidget, cancel_titles: tuple[str, ...] = ("Open volume",)) -> None:
     """Before ``parent`` closes: cancel loads, let saves and exports run to the end, and join them, so
     nothing being written is lost and no thread outlives its window (Qt aborts on that)."""
-    for task in [t for t in BackgroundTask.running if t.parent() is parent]:
+    for task in parent.findChildren(BackgroundTask):
         if task.title in cancel_titles:
             task.cancel()
         task.wait()

@@ -110,6 +110,7 @@ class VolumeMode(QObject):
         meta = doc.volume.metadata
         self.panel.show_frames(int(meta.get("frame") or 0), int(meta.get("frames") or 1))
         self.panel.setVisible(True)
+        self.predictions.attach(doc)  # first: a click's request goes out before anything is drawn
         s.show_document(doc)
         self.notes.setPlainText("\n".join(notes))
         self.notes_dock.setVisible(bool(notes))  # shown once, non-modal; the user may close it

@@ -10,7 +10,8 @@ click caused is written. Counted:
 
 * files: the project's source files (``isegformer_app/``, ``model/``) with at least one call;
 * back-turns: calls into a file that is already on the calling thread's stack below the caller (A calls
-  B, B calls back into A), each (caller file, callee function) once, also counted by pair of files;
+  B, B calls back into A), each (caller file, callee function) once, also counted by pair of files (a
+  base class and its subclass, ``state/annotation.py`` and ``state/document.py``, count as one file);
   those into ``ui/`` files are the window ↔ mode round trips; the others are mostly callbacks handed
   down (an atomic write's encoder, a task's completion) and commands reading their document.
 """
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IMAGE = ROOT / "resources" / "samples" / "sample.jpg"
 PACKAGES = ("isegformer_app", "model")
 SELF = Path(__file__).resolve()
+# one object split over files by inheritance: a base class calling its subclass is no turn back
+SAME_OBJECT = {"isegformer_app/state/annotation.py": "isegformer_app/state/document.py"}
 
 
 class DiskEngine:
@@ -73,6 +76,10 @@ def _project_file(filename: str) -> str | None:
     return str(rel)
 
 
+def _unit(name: str | None) -> str | None:
+    return SAME_OBJECT.get(name, name) if name is not None else None
+
+
 @dataclass
 class ClickPath:
     """What the profiler saw: files in first-call order, back-turns as "caller -> callee file:function"."""
@@ -99,11 +106,11 @@ class ClickPath:
             self.files.append(callee)
         caller_frame = frame.f_back
         caller = _project_file(caller_frame.f_code.co_filename) if caller_frame is not None else None
-        if caller is None or caller == callee:
+        if caller is None or _unit(caller) == _unit(callee):
             return
         below = caller_frame.f_back
         while below is not None:
-            if _project_file(below.f_code.co_filename) == callee:
+            if _unit(_project_file(below.f_code.co_filename)) == _unit(callee):
                 turn = f"{caller} -> {callee}:{frame.f_code.co_name}"
                 if turn not in self.back_turns:
                     self.back_turns.append(turn)

@@ -38,6 +38,7 @@ from isegformer_app.ui import dialogs
 from isegformer_app.ui.actions import build_menus, show_about, show_shortcut_sheet
 from isegformer_app.ui.autosave_timer import AutosaveTimer
 from isegformer_app.ui.canvas import CanvasView
+from isegformer_app.ui.canvas_input import CanvasInput
 from isegformer_app.ui.document_view import DocumentView
 from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl, preload_inference_stack
@@ -153,9 +154,8 @@ class MainWindow(QMainWindow):
 
         self.actions_by_name = services.actions = build_menus(self)
         self.objects_panel.edit_requested.connect(self.edit_object)
-        self.canvas.clicked.connect(self.add_click)
+        self.canvas_input = CanvasInput(self.canvas, lambda: self.doc)  # clicks and strokes to the document
         self.canvas.hovered.connect(lambda row, col: self.mode.on_hover(row, col))
-        self.canvas.stroke_finished.connect(self.brush_stroke)
         self.view_panel.opacity.valueChanged.connect(lambda _v: self.document_view.redraw())
         self.view_panel.threshold.valueChanged.connect(self._on_threshold)
         self.view_panel.brush.valueChanged.connect(self._on_brush_radius)
@@ -284,14 +284,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ editing
     def add_click(self, y: float, x: float, positive: bool) -> None:
-        """Add a click. Its event sends the prediction request first (the mode's link), then draws the dots
-        only: the overlay keeps the previous prediction until the new one arrives (:class:`DocumentView`)."""
-        if self.doc is not None:
-            self.doc.add_click(y, x, positive)
-
-    def brush_stroke(self, points: list, erase: bool) -> None:
-        if self.doc is not None:
-            self.doc.brush_stroke(points, self.canvas.brush_radius, erase, self.doc.selected_uid)
+        """A click on the shown document, as the canvas sends it (:class:`CanvasInput`): its event sends
+        the prediction request first, then draws the dots only; the overlay keeps the previous prediction
+        until the new one arrives (:class:`DocumentView`)."""
+        self.canvas_input.add_click(y, x, positive)
 
     def finish_object(self) -> None:
         if self.doc is None:

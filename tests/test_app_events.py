@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def record(doc: AnnotationDocument) -> list[object]:
     """Every event of ``doc``, in order."""
     seen: list[object] = []
-    for emitter in doc.events._by_type.values():
+    for emitter in doc.events.emitters():
         emitter.connect(seen.append)
     return seen
 

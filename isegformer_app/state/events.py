@@ -104,11 +104,15 @@ class DocumentEvents:
             DirtyChanged: self.dirty,
         }  # fmt: skip
 
+    def emitters(self) -> list[EventEmitter]:
+        """One emitter per event type."""
+        return list(self._by_type.values())
+
     def emit(self, event: object) -> None:
         """Deliver ``event`` to the subscribers of its type."""
         self._by_type[type(event)].emit(event)
 
     def disconnect_all(self) -> None:
         """Nobody listens any more (the document is closed)."""
-        for emitter in self._by_type.values():
+        for emitter in self.emitters():
             emitter.clear()

@@ -39,7 +39,7 @@ from model.threshold import DEFAULT_THRESHOLD
 VolumeObject = vc.VolumeObject
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SliceObject:
     """A volume object as shown on one slice: its attributes and ``mask`` (HxW bool, computed from the
     slice of the label volume when asked for)."""

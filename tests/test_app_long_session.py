@@ -58,7 +58,7 @@ def test_autosave_fires_while_the_user_keeps_clicking(
         writer_threads.add(threading.get_ident())
         return original(snapshot, path)
 
-    monkeypatch.setattr("isegformer_app.ui.image_mode.write_snapshot", recording)
+    monkeypatch.setattr("isegformer_app.state.image_sidecar.write_snapshot", recording)
     window = make_window(qtbot, tmp_path, DiskPredictor())
     window.autosave_timer.setInterval(300)
     assert open_and_wait(window, images / "a.png")

@@ -13,9 +13,10 @@ from _app_helpers import DiskPredictor, click, make_window, open_and_wait, predi
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 
+from isegformer_app.state import image_sidecar, volume_sidecar
 from isegformer_app.state import project as project_module
 from isegformer_app.state.autosave import read_sidecar
-from isegformer_app.ui import image_mode
+from isegformer_app.state.volume_autosave import volume_sidecar_path
 
 
 @pytest.fixture
@@ -91,15 +92,14 @@ def test_the_image_left_is_saved_in_the_load_thread_after_any_autosave_in_flight
     click(qtbot, window, 30, 30)
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     writes: list[tuple[int, int]] = []  # (thread id, clicks written)
-    real_write = project_module.write_snapshot
+    real_write = image_sidecar.write_snapshot
 
     def slow_write(snapshot, path):
         time.sleep(1.0 if _clicks(snapshot) == 1 else 0.1)  # the older write is the slower one
         writes.append((threading.get_ident(), _clicks(snapshot)))
         return real_write(snapshot, path)
 
-    monkeypatch.setattr(image_mode, "write_snapshot", slow_write)
-    monkeypatch.setattr(project_module, "write_snapshot", slow_write)
+    monkeypatch.setattr(image_sidecar, "write_snapshot", slow_write)  # every image snapshot's write
     window.autosave()  # 1 click, in flight for 1 s
     click(qtbot, window, 60, 60)
     click(qtbot, window, 60, 90, button=Qt.MouseButton.RightButton)
@@ -328,7 +328,6 @@ def test_a_4d_file_has_a_frame_selector_and_each_frame_its_own_annotation(qtbot,
 
 def test_autosaves_of_frames_queued_behind_a_slow_write_all_reach_disk(qtbot, tmp_path, monkeypatch) -> None:
     from isegformer_app.state.volume_document import VolumeDocument
-    from isegformer_app.ui import volume_files
     from isegformer_app.volumes import open_volume
 
     nifti = tmp_path / "frames.nii.gz"
@@ -336,24 +335,28 @@ def test_autosaves_of_frames_queued_behind_a_slow_write_all_reach_disk(qtbot, tm
     window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
     assert window.open_path(nifti)
     qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
-    shown, files = window.volume.doc, window.volume.files
-    real_write, calls = volume_files.write_snapshot, []
+    shown = window.volume.doc
+    real_write, calls = volume_sidecar.write_snapshot, []
 
-    def slow_write(contents, path, seen=None):
+    def slow_write(snapshot, path):
         calls.append(path.name)
         time.sleep(0.3 if len(calls) == 1 else 0)
-        return real_write(contents, path, seen)
+        return real_write(snapshot, path)
 
-    monkeypatch.setattr(volume_files, "write_snapshot", slow_write)
+    monkeypatch.setattr(volume_sidecar, "write_snapshot", slow_write)
     frames = [VolumeDocument(open_volume(nifti, frame=f), nifti) for f in (2, 0, 1)]
     for doc in frames:
         doc.add_click(5, 5, True)
         window.volume.doc = doc  # what the shown document is when its autosave is asked for
-        files.save()  # the first is written (slowly), the other two wait their turn
+        window.volume.save()  # the first is written (slowly), the other two wait their turn
     window.volume.doc = shown
+
+    def sidecar_of(doc):
+        return volume_sidecar_path(nifti, doc.volume, window.sidecars.folder_for(nifti.parent))
+
     qtbot.waitUntil(lambda: not window.sidecar_writer.busy, timeout=5000)
-    assert sorted(calls) == sorted(files.sidecar_of(d).name for d in frames) and len(set(calls)) == 3
-    assert all(files.sidecar_of(d).is_file() and not d.dirty for d in frames)
+    assert sorted(calls) == sorted(sidecar_of(d).name for d in frames) and len(set(calls)) == 3
+    assert all(sidecar_of(d).is_file() and not d.dirty for d in frames)
 
 
 def test_task_progress_deletes_its_dialog_only_after_a_nested_set_value_returns(qtbot) -> None:
@@ -390,16 +393,17 @@ def test_autosave_snapshots_and_decoded_images_are_released_once_written(qtbot, 
     import gc
     import weakref
 
+    from isegformer_app.state.document import Document
     from isegformer_app.ui.tasks import BackgroundTask
 
-    real_snapshot, held = image_mode.snapshot_document, []
+    real_snapshot, held = Document.snapshot, []
 
     def recording(doc):
         snapshot = real_snapshot(doc)
         held.append(weakref.ref(snapshot.arrays["brush"]))
         return snapshot
 
-    monkeypatch.setattr(image_mode, "snapshot_document", recording)
+    monkeypatch.setattr(Document, "snapshot", recording)
     window = make_window(qtbot, tmp_path, DiskPredictor())
     assert open_and_wait(window, folder)
     for i in range(3):
@@ -431,11 +435,11 @@ def test_a_volume_load_waits_for_the_autosaves_asked_for_and_a_newer_open_replac
     assert window.open_path(paths[0])
     qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
     events: list[str] = []
-    real_write, real_open = volume_files.write_snapshot, volume_files.open_volume
+    real_write, real_open = volume_sidecar.write_snapshot, volume_files.open_volume
 
-    def slow_write(contents, path, seen=None):
+    def slow_write(snapshot, path):
         time.sleep(0.4)
-        outcome = real_write(contents, path, seen)
+        outcome = real_write(snapshot, path)
         events.append("written")
         return outcome
 
@@ -443,10 +447,10 @@ def test_a_volume_load_waits_for_the_autosaves_asked_for_and_a_newer_open_replac
         events.append(f"open {Path(path).stem.split('.')[0]}")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(volume_files, "write_snapshot", slow_write)
+    monkeypatch.setattr(volume_sidecar, "write_snapshot", slow_write)
     monkeypatch.setattr(volume_files, "open_volume", recording_open)
     window.volume.doc.add_click(5, 5, True)
-    window.volume.files.save()  # a slow autosave in flight
+    window.volume.save()  # a slow autosave in flight
     assert window.open_path(paths[1]) and window.open_path(paths[2])  # b, then c while b still waits
     assert "once the autosave is written" in window.message_label.text()
     qtbot.waitUntil(lambda: window.volume.doc is not None and window.volume.doc.path == paths[2],
@@ -463,14 +467,14 @@ def test_closing_the_window_drops_a_volume_load_waiting_for_an_autosave(qtbot, t
     window = make_window(qtbot, tmp_path, DiskPredictor(radius=3))
     assert window.open_path(first)
     qtbot.waitUntil(lambda: window.volume.doc is not None, timeout=10000)
-    opened, real_write, real_open = [], volume_files.write_snapshot, volume_files.open_volume
-    monkeypatch.setattr(volume_files, "write_snapshot",
-                        lambda c, p, s=None: (time.sleep(0.3), real_write(c, p, s))[1])  # fmt: skip
+    opened, real_write, real_open = [], volume_sidecar.write_snapshot, volume_files.open_volume
+    monkeypatch.setattr(volume_sidecar, "write_snapshot",
+                        lambda snapshot, p: (time.sleep(0.3), real_write(snapshot, p))[1])  # fmt: skip
     monkeypatch.setattr(volume_files, "open_volume", lambda *a, **k: opened.append(a) or real_open(*a, **k))
     doc = window.volume.doc
     doc.add_click(5, 5, True)
-    sidecar = window.volume.files.sidecar_of(doc)
-    window.volume.files.save()
+    sidecar = volume_sidecar_path(first, doc.volume, window.sidecars.folder_for(first.parent))
+    window.volume.save()
     assert window.open_path(second)  # waits for the autosave
     doc.saved_revision = doc.revision  # nothing to ask about when closing
     assert window.close()

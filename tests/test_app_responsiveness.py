@@ -20,7 +20,7 @@ from isegformer_app.settings import Settings
 from isegformer_app.state.click_session import ClickSession
 from isegformer_app.state.volume_autosave import save_volume_document, volume_sidecar_path
 from isegformer_app.state.volume_document import VolumeDocument
-from isegformer_app.ui import main_window as main_window_module
+from isegformer_app.ui import document_view as document_view_module
 from isegformer_app.ui import volume_files
 from isegformer_app.ui.main_window import MainWindow
 from isegformer_app.ui.overlay import CURRENT_COLOR, SOFT_ALPHA, render_overlay
@@ -58,7 +58,7 @@ def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arri
     window = make_window(qtbot, tmp_path, predictor)
     open_image(qtbot, window, tmp_path)
     events: list[str] = []
-    real_request, real_render = window.worker.request, main_window_module.render_overlay
+    real_request, real_render = window.worker.request, document_view_module.render_overlay
     real_dots = window.canvas.set_clicks
 
     def request(req: PredictRequest) -> int:
@@ -70,7 +70,7 @@ def test_click_sends_the_request_before_any_redraw_and_shows_the_overlay_on_arri
         return real_render(doc, opacity, **kwargs)
 
     monkeypatch.setattr(window.worker, "request", request)
-    monkeypatch.setattr(main_window_module, "render_overlay", render)
+    monkeypatch.setattr(document_view_module, "render_overlay", render)
     monkeypatch.setattr(window.canvas, "set_clicks",
                         lambda clicks: (events.append("dots"), real_dots(clicks)))  # fmt: skip
     shown: list[int] = []

@@ -172,7 +172,7 @@ def test_dialog_runs_a_separate_process_and_cancel_stops_it_within_a_second(qtbo
     request = quick_request(project, tmp_path)
     qtbot.waitUntil(lambda: window.models.active[0] != "", timeout=10_000)
     before = window.models.active
-    dialog = TrainingDialog(window, request)
+    dialog = TrainingDialog(window, window, request)
     qtbot.addWidget(dialog)
     assert dialog.process.processId() > 0  # not this process
     qtbot.waitUntil(lambda: dialog.monitor.last_step is not None or not dialog.running, timeout=120_000)
@@ -191,7 +191,7 @@ def test_a_killed_training_process_is_noticed_and_said(qtbot, window, tmp_path):
     from isegformer_app.ui.training_run import TrainingDialog
 
     project = annotated_project(tmp_path / "cells", (2, 2, 2))
-    dialog = TrainingDialog(window, quick_request(project, tmp_path))
+    dialog = TrainingDialog(window, window, quick_request(project, tmp_path))
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: dialog.process.processId() > 0, timeout=5000)
     import os
@@ -208,7 +208,7 @@ def test_a_finished_run_shows_the_table_saves_the_model_and_switches_on_request(
 
     project = annotated_project(tmp_path / "cells", (2, 2, 2))
     request = dataclasses.replace(quick_request(project, tmp_path), max_minutes=0.02)
-    dialog = TrainingDialog(window, request)
+    dialog = TrainingDialog(window, window, request)
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: not dialog.running, timeout=180_000)
     assert dialog.status.text().startswith("Done"), dialog.status.text()
@@ -234,7 +234,7 @@ def test_closing_the_window_during_a_run_asks_then_cancels_it(qtbot, window, tmp
     from isegformer_app.ui.training_run import TrainingDialog
 
     project = annotated_project(tmp_path / "cells", (2, 2, 2))
-    window.training_dialog = dialog = TrainingDialog(window, quick_request(project, tmp_path))
+    window.training.dialog = dialog = TrainingDialog(window, window, quick_request(project, tmp_path))
     qtbot.waitUntil(lambda: dialog.process.processId() > 0, timeout=5000)
     asked = []
     monkeypatch.setattr(

@@ -453,6 +453,7 @@ def test_the_first_click_hint_does_not_cover_restored_work(qtbot, tmp_path, fold
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
     window.finish_object()
     assert window.save_now()
+    qtbot.waitUntil(lambda: not window.doc.dirty, timeout=5000)  # written (in the background)
     window.close()
     again = make_window(qtbot, tmp_path, DiskPredictor())
     assert open_and_wait(again, folder / "a.png") and len(again.doc.objects) == 1

@@ -41,11 +41,13 @@ def test_measure_clicks_on_the_real_window(qtbot, tmp_path, messages) -> None:
     window, timed = open_window(image, tmp_path, engines={"sleepy": lambda: predictor}, timeout_s=30)
     qtbot.addWidget(window)
 
-    def block_gui_after_second_prediction(doc) -> None:
+    doc = window.doc
+
+    def block_gui_after_second_prediction(_event) -> None:
         if doc.prob is not None and len(doc.clicks) == 2:
             time.sleep(GUI_STALL_S)  # a stall in the GUI thread the probe must see
 
-    window.doc.listeners.append(block_gui_after_second_prediction)
+    doc.events.prediction.connect(block_gui_after_second_prediction)
     try:
         timings = measure_clicks(window, timed, clicks=2, warmup=0, timeout_s=20)
     finally:

@@ -202,7 +202,7 @@ def test_an_object_deleted_here_is_not_brought_back_by_the_merge(tmp_path) -> No
 
 
 def test_this_instances_own_queued_writes_are_not_taken_for_another_instance(tmp_path) -> None:
-    from isegformer_app.state.autosave import snapshot_document, write_snapshot
+    from isegformer_app.state.autosave import write_snapshot
 
     src = tmp_path / "src"
     src.mkdir()
@@ -211,9 +211,9 @@ def test_this_instances_own_queued_writes_are_not_taken_for_another_instance(tmp
     doc = project.open_index(0)
     _annotate(doc, 5, 20, 5, 20, "cat")
     _annotate(doc, 30, 50, 40, 70, "dog")
-    first = snapshot_document(doc)  # a write in flight ...
+    first = doc.snapshot()  # a write in flight ...
     doc.delete_object(doc.objects[0].uid)
-    second = snapshot_document(doc)  # ... and the next one, taken before the first was on disk
+    second = doc.snapshot()  # ... and the next one, taken before the first was on disk
     sidecar = project.sidecar_for(src / "img0.png")
     assert write_snapshot(first, sidecar).notice == ""
     outcome = write_snapshot(second, sidecar)
@@ -282,6 +282,7 @@ def test_two_windows_on_one_folder_merge_objects_and_labels(qtbot, tmp_path, mes
         qtbot.waitUntil(predicted(window, 1), timeout=5000)
         window.finish_object()  # (Space goes to the active window: the second one)
         assert window.save_now()
+        window.sidecar_writer.wait()  # written in the background
     assert len(second.doc.objects) == 2 and second.doc.objects[1].mask[30, 30]  # the first user's object
     assert "merged" in second.message_label.text()
     assert len(read_sidecar(first.project.sidecar_for(src / "img0.png")).meta["objects"]) == 2

@@ -1,35 +1,83 @@
-"""Reversible user commands on a :class:`~isegformer_app.state.document.Document`.
+"""Reversible commands on a document's finished objects, and those of an image document.
 
-Commands on the current object's clicks, prediction and brush are the click-session commands of
+:class:`SetAttribute`, :class:`RelabelObject`, :class:`MoveObject` and :class:`DeleteObject` are the same
+for images and volumes (a volume's delete also clears its voxels:
+:class:`~isegformer_app.state.volume_commands.DeleteObject` extends this one). Commands on the current
+object's clicks, prediction and brush are the click-session commands of
 :mod:`~isegformer_app.state.click_session` (shared with volume slices), wrapped in :class:`OnCurrent`.
+Each document command names the events it causes (``changes``, types of :mod:`.events`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from isegformer_app.state.click_session import ClickSession
+from isegformer_app.state.events import ClicksChanged, ObjectsChanged
 from isegformer_app.state.history import Command
 from isegformer_app.state.image_objects import AnnotatedObject
-from isegformer_app.state.labels import as_color
+from isegformer_app.state.labels import Color, as_color
 
-if TYPE_CHECKING:
-    from isegformer_app.state.click_session import ClickSession
-    from isegformer_app.state.document import Document
-    from isegformer_app.state.labels import Color
+
+class ObjectRecord(Protocol):
+    """A finished object's attributes (an image's :class:`AnnotatedObject`, a volume's object)."""
+
+    uid: int
+    label: str
+    color: Color
+    visible: bool
+
+
+class HasObjects(Protocol):
+    """What the shared commands need of a document (image or volume)."""
+
+    selected_uid: int | None
+
+    @property
+    def object_order(self) -> list[Any]: ...
+
+    def object(self, uid: int) -> Any: ...
+
+    def object_index(self, uid: int) -> int: ...
+
+
+class DocumentCommand(Protocol):
+    """A reversible change of a whole document (see :class:`~isegformer_app.state.history.Command`) that
+    names the events it causes."""
+
+    text: str
+    changes: tuple[type, ...]
+
+    def do(self, doc: Any) -> None: ...
+
+    def undo(self, doc: Any) -> None: ...
+
+
+class ImageTarget(HasObjects, Protocol):
+    """What the image commands need of an image document."""
+
+    objects: list[AnnotatedObject]
+    current: ClickSession
+    next_uid: int
+    no_objects: bool
+
+    def current_mask(self) -> np.ndarray: ...
 
 
 class OnCurrent:
     """A :mod:`~isegformer_app.state.click_session` command applied to the document's current object."""
 
+    changes = (ClicksChanged,)
+
     def __init__(self, command: Command[ClickSession]) -> None:
         self.command, self.text = command, command.text
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: ImageTarget) -> None:
         self.command.do(doc.current)
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: ImageTarget) -> None:
         self.command.undo(doc.current)
 
 
@@ -38,13 +86,14 @@ class FinishObject:
     (one step, as in :class:`MergeObjects`)."""
 
     text = "Finish object"
+    changes = (ObjectsChanged, ClicksChanged)
 
     def __init__(self, label: str, color: Color) -> None:
         self.label = label
         self.color = color
         self.obj: AnnotatedObject | None = None
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: ImageTarget) -> None:
         if self.obj is None:
             self.obj = AnnotatedObject(
                 uid=doc.next_uid, label=self.label, color=self.color,
@@ -56,7 +105,7 @@ class FinishObject:
         doc.objects.append(self.obj)
         doc.current.clear()
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: ImageTarget) -> None:
         doc.objects.remove(self.obj)
         if doc.selected_uid == self.obj.uid:
             doc.selected_uid = None
@@ -69,12 +118,13 @@ class MergeObjects:
     "done: no objects" goes (the image has objects after all) and comes back on undo."""
 
     text = "Merge objects saved elsewhere"
+    changes = (ObjectsChanged,)
 
     def __init__(self, objects: list[AnnotatedObject]) -> None:
         self.objects = list(objects)
         self.numbered = False
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: ImageTarget) -> None:
         if not self.numbered:
             for obj in self.objects:
                 obj.uid, doc.next_uid = doc.next_uid, doc.next_uid + 1
@@ -82,7 +132,7 @@ class MergeObjects:
         doc.objects.extend(self.objects)
         self.no_objects, doc.no_objects = doc.no_objects, False
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: ImageTarget) -> None:
         for obj in self.objects:
             doc.objects.remove(obj)
             if doc.selected_uid == obj.uid:
@@ -93,6 +143,8 @@ class MergeObjects:
 class PaintObject:
     """Paint/erase ``area`` (HxW bool) on the mask of finished object ``uid``."""
 
+    changes = (ObjectsChanged,)
+
     def __init__(self, area: np.ndarray, erase: bool, uid: int) -> None:
         ys, xs = np.nonzero(area)
         self.box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
@@ -100,35 +152,40 @@ class PaintObject:
         self.area, self.erase, self.uid = area[y0:y1, x0:x1].copy(), erase, uid
         self.text = "Eraser" if erase else "Brush"
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: ImageTarget) -> None:
         y0, y1, x0, x1 = self.box
         crop = doc.object(self.uid).mask[y0:y1, x0:x1]
         self.before = crop.copy()
         crop[self.area] = not self.erase
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: ImageTarget) -> None:
         y0, y1, x0, x1 = self.box
         doc.object(self.uid).mask[y0:y1, x0:x1] = self.before
 
 
 class DeleteObject:
+    """Take finished object ``uid`` out of the document (back in its place on undo)."""
+
     text = "Delete object"
+    changes = (ObjectsChanged,)
 
     def __init__(self, uid: int) -> None:
         self.uid = uid
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: HasObjects) -> None:
         self.index = doc.object_index(self.uid)
-        self.obj = doc.objects.pop(self.index)
+        self.obj = doc.object_order.pop(self.index)
         if doc.selected_uid == self.uid:
             doc.selected_uid = None
 
-    def undo(self, doc: Document) -> None:
-        doc.objects.insert(self.index, self.obj)
+    def undo(self, doc: HasObjects) -> None:
+        doc.object_order.insert(self.index, self.obj)
 
 
 class SetAttribute:
     """Change ``label``, ``color`` or ``visible`` of one object (of an image or a volume document)."""
+
+    changes = (ObjectsChanged,)
 
     def __init__(self, uid: int, name: str, value: Any) -> None:
         if name not in ("label", "color", "visible"):
@@ -136,12 +193,12 @@ class SetAttribute:
         self.uid, self.name, self.value = uid, name, value
         self.text = {"label": "Rename", "color": "Recolour", "visible": "Show/hide"}[name]
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: HasObjects) -> None:
         obj = doc.object(self.uid)
         self.old = getattr(obj, self.name)
         setattr(obj, self.name, self.value)
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: HasObjects) -> None:
         setattr(doc.object(self.uid), self.name, self.old)
 
 
@@ -150,40 +207,20 @@ class RelabelObject:
     volume document: both offer ``object(uid)``)."""
 
     text = "Rename"
+    changes = (ObjectsChanged,)
 
     def __init__(self, uid: int, label: str, color: Color) -> None:
         self.uid, self.label = uid, label
         self.color: Color = as_color(color)
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: HasObjects) -> None:
         obj = doc.object(self.uid)
         self.old = (obj.label, obj.color)
         obj.label, obj.color = self.label, self.color
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: HasObjects) -> None:
         obj = doc.object(self.uid)
         obj.label, obj.color = self.old
-
-
-class ObjectAttributeEdits:
-    """Rename, recolour, show/hide and relabel a finished object: the same commands for image and volume
-    documents, each run through the document's :meth:`_execute_object_edit` (one undo step)."""
-
-    def _execute_object_edit(self, command: Command[Any]) -> None:
-        raise NotImplementedError
-
-    def rename_object(self, uid: int, label: str) -> None:
-        self._execute_object_edit(SetAttribute(uid, "label", label))
-
-    def recolor_object(self, uid: int, color: Color) -> None:
-        self._execute_object_edit(SetAttribute(uid, "color", as_color(color)))
-
-    def set_visible(self, uid: int, visible: bool) -> None:
-        self._execute_object_edit(SetAttribute(uid, "visible", bool(visible)))
-
-    def relabel_object(self, uid: int, label: str, color: Color) -> None:
-        """Give object ``uid`` class ``label`` and its ``color`` together (one undo step)."""
-        self._execute_object_edit(RelabelObject(uid, label, color))
 
 
 class MarkNoObjects:
@@ -191,27 +228,32 @@ class MarkNoObjects:
     take the mark back."""
 
     text = "Mark done: no objects"
+    changes = (ObjectsChanged,)
 
     def __init__(self, value: bool) -> None:
         self.value = bool(value)
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: ImageTarget) -> None:
         self.old, doc.no_objects = doc.no_objects, self.value
 
-    def undo(self, doc: Document) -> None:
+    def undo(self, doc: ImageTarget) -> None:
         doc.no_objects = self.old
 
 
 class MoveObject:
-    text = "Change z-order"
+    """Move object ``uid`` to place ``new_index`` of the order (an image's z-order; a volume's labels do
+    not overlap: there it is the display order only)."""
+
+    text = "Change order"
+    changes = (ObjectsChanged,)
 
     def __init__(self, uid: int, new_index: int) -> None:
         self.uid, self.new_index = uid, new_index
 
-    def do(self, doc: Document) -> None:
+    def do(self, doc: HasObjects) -> None:
         self.old_index = doc.object_index(self.uid)
-        doc.objects.insert(self.new_index, doc.objects.pop(self.old_index))
+        doc.object_order.insert(self.new_index, doc.object_order.pop(self.old_index))
 
-    def undo(self, doc: Document) -> None:
-        doc.objects.insert(self.old_index, doc.objects.pop(doc.object_index(self.uid)))
+    def undo(self, doc: HasObjects) -> None:
+        doc.object_order.insert(self.old_index, doc.object_order.pop(doc.object_index(self.uid)))
 

@@ -7,40 +7,38 @@ and the exported instance id of an object is its 1-based position in that list.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from isegformer_app.state import click_session as cs
 from isegformer_app.state import commands as cmd
+from isegformer_app.state.annotation import AnnotationDocument
 from isegformer_app.state.click_session import ClickSession, stroke_mask
-from isegformer_app.state.disk_version import SidecarVersion
-from isegformer_app.state.history import Command, History
+from isegformer_app.state.events import PredictionChanged
+from isegformer_app.state.history import History
 from isegformer_app.state.image_objects import AnnotatedObject
+from isegformer_app.state.image_sidecar import FORMAT_VERSION, SIDECAR_SUFFIX, ImageSnapshot
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import Color
+from isegformer_app.state.sidecar_codec import clicks_to_json, session_arrays
+from isegformer_app.state.snapshot import SaveOutcome, Snapshot
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD, checked_threshold
+from model.threshold import DEFAULT_THRESHOLD
 
 
-class Document(cmd.ObjectAttributeEdits):
+class Document(AnnotationDocument):
     """One image being annotated; every user change goes through :meth:`execute` (undoable)."""
 
     def __init__(self, image: LoadedImage, threshold: float = DEFAULT_THRESHOLD) -> None:
+        super().__init__(threshold)
         self.image = image
         self.objects: list[AnnotatedObject] = []
         self.current = ClickSession(image.working_size)  # the object being clicked on
-        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
-        self.history: History[Document] = History()
+        self.history: History[Document] = History()  # of cmd.DocumentCommand
         self.next_uid = 1
-        self.selected_uid: int | None = None
         self.no_objects = False  # checked by the user: nothing to annotate here (a negative image)
-        self.revision = 0
-        self.saved_revision = 0
-        self.listeners: list[Callable[[Document], None]] = []
-        # the autosave as last read or written here: another instance's save since is merged, not replaced
-        self.on_disk = SidecarVersion()
 
     # ----------------------------------------------------------------- basics
     @property
@@ -52,29 +50,11 @@ class Document(cmd.ObjectAttributeEdits):
         return self.image.working_size
 
     @property
-    def dirty(self) -> bool:
-        return self.revision != self.saved_revision
+    def object_order(self) -> list[AnnotatedObject]:
+        return self.objects
 
-    def notify(self) -> None:
-        for listener in list(self.listeners):
-            listener(self)
-
-    def object(self, uid: int) -> AnnotatedObject:
-        for obj in self.objects:
-            if obj.uid == uid:
-                return obj
-        raise KeyError(f"no object {uid}")
-
-    def object_index(self, uid: int) -> int:
-        return self.objects.index(self.object(uid))
-
-    @property
-    def clicks(self) -> list[Click]:
-        return self.current.clicks
-
-    @property
-    def prob(self) -> np.ndarray | None:
-        return self.current.prob
+    def session(self) -> ClickSession:
+        return self.current
 
     @property
     def brush(self) -> np.ndarray:
@@ -88,26 +68,21 @@ class Document(cmd.ObjectAttributeEdits):
         """HxW bool: thresholded probability with brush corrections applied."""
         return self.current.mask(self.threshold)
 
-    def has_current(self) -> bool:
-        return self.current.has_content()
-
-    def set_threshold(self, threshold: float) -> None:
-        """Threshold the current object's probability at ``threshold`` (0..1, exclusive) from now on."""
-        self.threshold = checked_threshold(threshold)
-        self.notify()
+    def _threshold_moved(self) -> None:
+        """Nothing to do: the current mask is thresholded when it is asked for."""
 
     # --------------------------------------------------------- history
-    def execute(self, command: Command[Document]) -> None:
+    def execute(self, command: cmd.DocumentCommand) -> None:
         command.do(self)
         self.history.push(command)
-        self._changed()
+        self._announce(command)
 
     def undo(self) -> bool:
         command = self.history.pop_undo()
         if command is None:
             return False
         command.undo(self)
-        self._changed()
+        self._announce(command)
         return True
 
     def redo(self) -> bool:
@@ -115,38 +90,31 @@ class Document(cmd.ObjectAttributeEdits):
         if command is None:
             return False
         command.do(self)
-        self._changed()
+        self._announce(command)
         return True
 
-    def _changed(self) -> None:
-        self.revision += 1
-        self.notify()
+    def can_undo(self) -> bool:
+        return self.history.can_undo()
 
-    _execute_object_edit = execute
+    def can_redo(self) -> bool:
+        return self.history.can_redo()
 
     # ------------------------------------------------------ predictions
-    def needs_prediction(self) -> bool:
-        return self.current.needs_prediction()
+    def prediction_key(self) -> None:
+        return None  # one plane, one session: a prediction is for the current object
 
-    def prev_mask_for_request(self) -> np.ndarray:
-        """Probability of the longest already-predicted prefix of the clicks (zeros if none)."""
-        return self.current.prev_mask()
-
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray) -> bool:
+    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray, key: object = None) -> bool:
         """Store a finished prediction; returns True if it is for the current clicks (now shown)."""
         if prob.shape != self.shape:
             raise ValueError(f"prediction shape {prob.shape} != image {self.shape}")
         if self.current.store(clicks, prob):
-            self.notify()
+            self.events.prediction.emit(PredictionChanged())
             return True
         return False
 
     # ---------------------------------------------------- user commands
     def add_click(self, y: float, x: float, positive: bool) -> Click:
-        h, w = self.shape
-        if not (0 <= y < h and 0 <= x < w):
-            raise ValueError(f"click ({y}, {x}) outside the image {w}x{h}")
-        click = Click(y=float(y), x=float(x), is_positive=bool(positive), index=len(self.clicks))
+        click = self._new_click(y, x, positive, "image")
         self.execute(cmd.OnCurrent(cs.AddClick(click)))
         return click
 
@@ -187,11 +155,38 @@ class Document(cmd.ObjectAttributeEdits):
         if bool(value) != self.no_objects:
             self.execute(cmd.MarkNoObjects(value))
 
-    def move_object(self, uid: int, new_index: int) -> None:
-        """Change the z-order: ``new_index`` 0 = bottom, len-1 = top."""
-        new_index = max(0, min(len(self.objects) - 1, new_index))
-        if new_index != self.object_index(uid):
-            self.execute(cmd.MoveObject(uid, new_index))
+    # ------------------------------------------------------ autosave
+    def snapshot(self) -> ImageSnapshot:
+        """A copy of everything the autosave writes (independent of later edits)."""
+        h, w = self.shape
+        meta = {
+            "version": FORMAT_VERSION,
+            "image": self.path.name,
+            "image_sha256": self.image.digest,
+            "full_size": list(self.image.full_size),
+            "exif_rotated": self.image.exif_rotated,
+            "working_size": [h, w],
+            "threshold": self.threshold,
+            "next_uid": self.next_uid,
+            "no_objects": self.no_objects,
+            "clicks": clicks_to_json(self.clicks),
+            "objects": [
+                {"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible,
+                 "clicks": clicks_to_json(o.clicks)}
+                for o in self.objects
+            ],
+        }  # fmt: skip
+        arrays = {"masks": np.packbits(np.stack([o.mask for o in self.objects]) if self.objects
+                                       else np.zeros((0, h, w), bool), axis=-1),
+                  **session_arrays(self.current)}  # fmt: skip
+        return ImageSnapshot(meta, arrays, self.revision, self.path, f"{self.path.name}{SIDECAR_SUFFIX}",
+                             self.on_disk)  # fmt: skip
+
+    def saved(self, snapshot: Snapshot, outcome: SaveOutcome) -> None:
+        """Saved up to the snapshot; the objects another instance had saved meanwhile are added (one undo
+        step; the document is then dirty again)."""
+        super().saved(snapshot, outcome)
+        self.merge_objects(outcome.merged)
 
     # ------------------------------------------------------ rendering
     def instance_map(self) -> np.ndarray:

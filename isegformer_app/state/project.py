@@ -7,15 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isegformer_app.state.autosave import (
-    DocumentSnapshot,
-    SaveOutcome,
     SidecarError,
-    apply_outcome,
     remove_stale_temp_files,
     restore_document,
     sidecar_path,
-    snapshot_document,
-    write_snapshot,
 )
 from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportPlan, ExportSummary, plan_export
@@ -30,6 +25,7 @@ from isegformer_app.state.imageio import (
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.sidecar_codec import set_aside
 from isegformer_app.state.sidecar_location import SidecarLocator
+from isegformer_app.state.snapshot import SaveOutcome, Snapshot
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.threshold import DEFAULT_THRESHOLD
 
@@ -199,23 +195,23 @@ class Project:
         """Autosave the open document if it changed; returns True if a file was written."""
         if self.doc is None or not self.doc.dirty:
             return False
-        snapshot = snapshot_document(self.doc)
+        snapshot = self.doc.snapshot()
         outcome = self.write_snapshot(snapshot)
-        apply_outcome(self.doc, snapshot, outcome)
+        self.doc.saved(snapshot, outcome)
         if outcome.notice:
             self.save_notices.append(outcome.notice)
         return True
 
-    def write_snapshot(self, snapshot: DocumentSnapshot) -> SaveOutcome:
+    def write_snapshot(self, snapshot: Snapshot) -> SaveOutcome:
         """Write an image's autosave (safe off the GUI thread), merging another instance's save of it (see
-        :func:`~isegformer_app.state.autosave.write_snapshot`); a folder that cannot be written is
+        :func:`~isegformer_app.state.image_sidecar.write_snapshot`); a folder that cannot be written is
         replaced by the per-user folder once (see :class:`SidecarLocator`), other errors raise OSError."""
         try:
-            return write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+            return snapshot.write(self.sidecar_for(snapshot.source))
         except OSError as exc:
-            if not self.locator.redirect_after_failure(snapshot.path.parent, exc):
+            if not self.locator.redirect_after_failure(snapshot.source.parent, exc):
                 raise
-            return write_snapshot(snapshot, self.sidecar_for(snapshot.path))
+            return snapshot.write(self.sidecar_for(snapshot.source))
 
     def status(self, index: int) -> ImageStatus:
         """How far image ``index`` is annotated (from the open document, else from its sidecar)."""

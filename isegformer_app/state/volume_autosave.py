@@ -1,59 +1,40 @@
-"""Autosave of a volume annotation: ``<folder>/.isegformer/<name>[-<series>].isegformer-volume.npz``.
+"""Autosave of a volume annotation: ``<folder>/.isegformer/<name>[-<series>].isegformer-volume.npz`` (the
+file format: :mod:`.volume_sidecar`).
 
 ``<folder>`` is the folder holding the NIfTI file or the DICOM series folder (the sidecar sits next
 to the volume, never inside a DICOM folder, where it would be scanned as a file of the series).
-One compressed ``.npz``, written atomically: ``meta`` (JSON: shape, affine, objects, active object,
-view, threshold, each slice session's clicks), ``labels`` ``(z, y, x)`` and per session ``s<i>_base``,
-``s<i>_written``, ``s<i>_brush`` and, when predicted, ``s<i>_prob`` / ``s<i>_init``.
-
-:func:`snapshot` copies what is needed on the GUI thread; :func:`write_snapshot` may then run in a
-worker thread while the user goes on annotating.
+:meth:`VolumeDocument.snapshot` copies what is needed on the GUI thread; its ``write`` may then run in
+a worker thread while the user goes on annotating.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from isegformer_app.state.disk_version import SidecarVersion, stamp_of, write_merging
+from isegformer_app.state.disk_version import SidecarVersion, stamp_of
 from isegformer_app.state.labels import as_color
 from isegformer_app.state.sidecar_codec import (
-    SidecarChanged,
     SidecarError,
     SidecarMismatch,
     clicks_from_json,
-    clicks_to_json,
-    encode_sidecar,
     load_session,
     read_sidecar_file,
-    session_arrays,
-    set_aside,
 )
 from isegformer_app.state.sidecar_location import SIDECAR_DIRNAME
 from isegformer_app.state.volume_commands import VolumeObject
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_session import SliceSession
+from isegformer_app.state.volume_sidecar import (  # noqa: F401  (the file format, re-exported)
+    FORMAT_VERSION,
+    SUFFIX,
+    VolumeSnapshot,
+    volume_stem,
+    write_snapshot,
+)
 from isegformer_app.volumes import Volume, slicing
 from model.threshold import checked_threshold
-
-SUFFIX = ".isegformer-volume.npz"
-FORMAT_VERSION = 1
-
-
-def volume_stem(volume_path: Path, volume: Volume, with_frame: bool = True) -> str:
-    """The name a volume's files beside it start with: the file or folder name, ``-<series hash>`` for a
-    DICOM series and ``-frame<n>`` for frame n > 0 of a 4-D file (``with_frame``; the frames of one file
-    share one label list)."""
-    name = Path(volume_path).name or "volume"
-    series = volume.metadata.get("series_uid")
-    if series:
-        name += "-" + hashlib.sha1(series.encode("utf-8")).hexdigest()[:10]
-    frame = volume.metadata.get("frame")
-    if with_frame and frame:
-        name += f"-frame{int(frame)}"
-    return name
 
 
 def volume_sidecar_path(volume_path: Path, volume: Volume, sidecar_dir: Path | None = None) -> Path:
@@ -63,62 +44,12 @@ def volume_sidecar_path(volume_path: Path, volume: Volume, sidecar_dir: Path | N
     return folder / f"{volume_stem(volume_path, volume)}{SUFFIX}"
 
 
-def snapshot(doc: VolumeDocument) -> dict:
-    """``meta`` (a dict) and the arrays to save (copies: the document may change while they are written)."""
-    sessions = [s for s in doc.sessions.values() if s.has_content()]
-    meta = {
-        "version": FORMAT_VERSION,
-        "volume": doc.path.name,
-        "shape": list(doc.volume.shape),
-        "volume_sha256": doc.volume.digest,
-        "affine": np.asarray(doc.volume.affine).tolist(),
-        "threshold": doc.threshold,
-        "next_value": doc.next_value,
-        "active": doc.active,
-        "view": [doc.axis, doc.index],
-        "objects": [{"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible}
-                    for o in doc.object_list],
-        "sessions": [{"value": s.value, "axis": s.axis, "index": s.index, "clicks": clicks_to_json(s.clicks)}
-                     for s in sessions],
-    }  # fmt: skip
-    contents: dict = {"meta": meta, "labels": doc.labels.data.copy()}
-    for i, s in enumerate(sessions):
-        contents[f"s{i}_base"], contents[f"s{i}_written"] = s.base.copy(), s.written.copy()
-        contents.update(session_arrays(s, prefix=f"s{i}_"))
-    return contents
-
-
-def write_snapshot(contents: dict, path: Path, on_disk: SidecarVersion | None = None) -> str:
-    """Write what :func:`snapshot` returned, atomically; safe off the GUI thread. Returns a notice for the
-    user ("" if none).
-
-    ``on_disk``: the document's :class:`SidecarVersion` (the file as last read or written here; the write
-    updates it). If another isegformer saved the file since, its version is kept beside
-    (``<name>.other-instance``; label volumes are not merged voxel by voxel) and the notice says so:
-    nothing of theirs is replaced silently.
-    """
-    on_disk = on_disk if on_disk is not None else SidecarVersion(stamp_of(path))
-    arrays = {name: value for name, value in contents.items() if name != "meta"}
-    notices: list[str] = []
-
-    def keep_theirs() -> None:
-        if path.is_file():
-            kept = set_aside(path, SidecarChanged(""))
-            name = contents["meta"]["volume"]
-            notices.append(f"{name} was also saved by another isegformer (another window or user) since "
-                           f"it was opened; their version is kept beside. {kept}")  # fmt: skip
-
-    on_disk.stamp = write_merging(path, on_disk.stamp, lambda: encode_sidecar(contents["meta"], arrays),
-                                  keep_theirs)  # fmt: skip
-    return " ".join(notices)
-
-
 def save_volume_document(doc: VolumeDocument, path: Path) -> str:
     """Write ``doc``'s autosave to ``path`` now (atomically) and mark it saved; returns the notice."""
-    revision = doc.revision
-    notice = write_snapshot(snapshot(doc), path, doc.on_disk)
-    doc.saved_revision = revision
-    return notice
+    snapshot = doc.snapshot()
+    outcome = snapshot.write(path)
+    doc.saved(snapshot, outcome)
+    return outcome.notice
 
 
 def read_volume_sidecar(path: Path) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Undoable volume-level commands of a :class:`~isegformer_app.state.volume_document.VolumeDocument`.
+"""Undoable volume-level commands of a :class:`~isegformer_app.state.volume_document.VolumeDocument`
+(renaming, recolouring, hiding and reordering are the shared commands of :mod:`.commands`).
 
 Objects are 3-D labels: object ``uid`` is the label value of its voxels. Commands that touch voxels of
 the whole volume remember exactly the voxels they changed (flat indices + old values).
@@ -7,14 +8,15 @@ the whole volume remember exactly the voxels they changed (flat indices + old va
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from isegformer_app.state import commands as shared
+from isegformer_app.state.events import ClicksChanged, ObjectsChanged
 from isegformer_app.state.labels import Color
-
-if TYPE_CHECKING:
-    from isegformer_app.state.volume_document import VolumeDocument
+from isegformer_app.state.volume_session import SessionKey, SliceSession
+from isegformer_app.volumes import LabelVolume
 
 
 @dataclass
@@ -27,7 +29,17 @@ class VolumeObject:
     visible: bool = True
 
 
-def _take_voxels(doc: VolumeDocument, value: int) -> np.ndarray:
+class VolumeTarget(shared.HasObjects, Protocol):
+    """What the volume commands need of a volume document."""
+
+    labels: LabelVolume
+    object_list: list[VolumeObject]
+    sessions: dict[SessionKey, SliceSession]
+    active: int | None
+    next_value: int
+
+
+def _take_voxels(doc: VolumeTarget, value: int) -> np.ndarray:
     """Clear the voxels of ``value``; returns their flat indices."""
     flat = doc.labels.data.reshape(-1)
     where = np.flatnonzero(flat == value)
@@ -39,12 +51,13 @@ class NewObject:
     """Start object ``obj`` and make it the active one (undo clears its voxels, redo restores them)."""
 
     text = "New object"
+    changes = (ObjectsChanged, ClicksChanged)  # the new object is the one clicks edit
 
     def __init__(self, obj: VolumeObject) -> None:
         self.obj = obj
         self.voxels: np.ndarray | None = None
 
-    def do(self, doc: VolumeDocument) -> None:
+    def do(self, doc: VolumeTarget) -> None:
         self.previous_active = doc.active
         doc.object_list.append(self.obj)
         doc.labels.ensure_value(self.obj.uid)
@@ -53,7 +66,7 @@ class NewObject:
         doc.active = self.obj.uid
         doc.next_value = max(doc.next_value, self.obj.uid + 1)
 
-    def undo(self, doc: VolumeDocument) -> None:
+    def undo(self, doc: VolumeTarget) -> None:
         self.voxels = _take_voxels(doc, self.obj.uid)
         doc.object_list.remove(self.obj)
         doc.active = self.previous_active
@@ -65,11 +78,12 @@ class FinishObject:
     """End the active object: its slice sessions (clicks, caches) are put away; label/colour are set."""
 
     text = "Finish object"
+    changes = (ObjectsChanged, ClicksChanged)
 
     def __init__(self, label: str, color: Color) -> None:
         self.label, self.color = label, color
 
-    def do(self, doc: VolumeDocument) -> None:
+    def do(self, doc: VolumeTarget) -> None:
         self.uid = doc.active
         obj = doc.object(self.uid)
         self.old = (obj.label, obj.color)
@@ -79,68 +93,49 @@ class FinishObject:
             del doc.sessions[key]
         doc.active = None
 
-    def undo(self, doc: VolumeDocument) -> None:
+    def undo(self, doc: VolumeTarget) -> None:
         obj = doc.object(self.uid)
         obj.label, obj.color = self.old
         doc.sessions.update(self.sessions)
         doc.active = self.uid
 
 
-class DeleteObject:
-    text = "Delete object"
+class DeleteObject(shared.DeleteObject):
+    """Delete object ``uid`` (as for images) and clear its voxels; it is no longer the active one."""
 
-    def __init__(self, uid: int) -> None:
-        self.uid = uid
+    changes = (ObjectsChanged, ClicksChanged)
 
-    def do(self, doc: VolumeDocument) -> None:
-        self.index = doc.object_index(self.uid)
-        self.obj = doc.object_list.pop(self.index)
+    def do(self, doc: VolumeTarget) -> None:
+        super().do(doc)
         self.voxels = _take_voxels(doc, self.uid)
         self.was_active = doc.active == self.uid
         if self.was_active:
             doc.active = None
-        if doc.selected_uid == self.uid:
-            doc.selected_uid = None
 
-    def undo(self, doc: VolumeDocument) -> None:
-        doc.object_list.insert(self.index, self.obj)
+    def undo(self, doc: VolumeTarget) -> None:
+        super().undo(doc)
         doc.labels.data.reshape(-1)[self.voxels] = self.uid
         if self.was_active:
             doc.active = self.uid
-
-
-class MoveObject:
-    """Change the list order (labels do not overlap in a label volume: this is display order only)."""
-
-    text = "Change order"
-
-    def __init__(self, uid: int, new_index: int) -> None:
-        self.uid, self.new_index = uid, new_index
-
-    def do(self, doc: VolumeDocument) -> None:
-        self.old_index = doc.object_index(self.uid)
-        doc.object_list.insert(self.new_index, doc.object_list.pop(self.old_index))
-
-    def undo(self, doc: VolumeDocument) -> None:
-        doc.object_list.insert(self.old_index, doc.object_list.pop(doc.object_index(self.uid)))
 
 
 class ReplaceLabels:
     """Replace the whole label volume and object list (label map import); the old ones come back on undo."""
 
     text = "Import labels"
+    changes = (ObjectsChanged, ClicksChanged)
 
     def __init__(self, data: np.ndarray, objects: list[VolumeObject]) -> None:
         self.state = (data, objects, {}, None, None)
 
-    def _swap(self, doc: VolumeDocument) -> None:
+    def _swap(self, doc: VolumeTarget) -> None:
         current = (doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid)
         doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid = self.state
         self.state = current
         doc.next_value = max([doc.next_value, *(o.uid + 1 for o in doc.object_list)])
 
-    def do(self, doc: VolumeDocument) -> None:
+    def do(self, doc: VolumeTarget) -> None:
         self._swap(doc)
 
-    def undo(self, doc: VolumeDocument) -> None:
+    def undo(self, doc: VolumeTarget) -> None:
         self._swap(doc)

@@ -5,68 +5,62 @@ The *active* object is annotated slice by slice: each (object, view axis, slice)
 :class:`~isegformer_app.state.volume_session.SliceSession` with its own clicks, prediction cache and
 undo history, written live into the label volume, so going back to a slice is instant and undo
 works per slice. Volume-level changes (new/finish/delete/rename/import) have their own history;
-:meth:`undo` takes the most recent of the current slice's and the volume's commands.
+:meth:`VolumeDocument.undo` takes the most recent of the current slice's and the volume's commands.
 
-For the UI the document shows the *current slice* with the attributes of an image
-:class:`~isegformer_app.state.document.Document` (``shape``, ``clicks``, ``prob``, ``objects`` with
-``mask``, ``current_mask()``, ``add_click`` ...), so canvas, overlay and panels are shared.
+As an :class:`~isegformer_app.state.annotation.AnnotationDocument` it shows the *current slice*: its
+``objects`` are :class:`SliceObject` (an object with its mask on that slice), its ``session()`` the active
+object's session there, so canvas, overlay and panels are shared with images.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from isegformer_app.state import click_session as cs
+from isegformer_app.state import commands as cmd
 from isegformer_app.state import volume_commands as vc
 from isegformer_app.state import volume_session as vs
+from isegformer_app.state.annotation import AnnotationDocument
 from isegformer_app.state.click_session import stroke_mask
-from isegformer_app.state.commands import ObjectAttributeEdits  # the same edits as for images
-from isegformer_app.state.disk_version import SidecarVersion
+from isegformer_app.state.events import ClicksChanged, PredictionChanged, ViewChanged
 from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
+from isegformer_app.state.sidecar_codec import clicks_to_json, session_arrays
+from isegformer_app.state.volume_sidecar import FORMAT_VERSION, SUFFIX, VolumeSnapshot, volume_stem
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
-from model.threshold import DEFAULT_THRESHOLD, checked_threshold
+from model.threshold import DEFAULT_THRESHOLD
 
 VolumeObject = vc.VolumeObject
 
 
-class ObjectView:
-    """An object as seen on the current slice: its attributes plus ``mask`` (HxW bool)."""
+@dataclass(frozen=True, eq=False)
+class SliceObject:
+    """A volume object as shown on one slice: its attributes and ``mask`` (HxW bool, computed from the
+    slice of the label volume when asked for)."""
 
-    def __init__(self, obj: VolumeObject, label_slice: np.ndarray) -> None:
-        self._obj, self._slice = obj, label_slice
-
-    def __getattr__(self, name: str):
-        return getattr(self._obj, name)
+    uid: int
+    label: str
+    color: Color
+    visible: bool
+    label_slice: np.ndarray
 
     @property
     def mask(self) -> np.ndarray:
-        return self._slice == self._obj.uid
+        return self.label_slice == self.uid
 
 
-class _MergedHistory:
-    """``can_undo`` / ``can_redo`` of the current slice and the volume together (for the Edit menu)."""
-
-    def __init__(self, doc: VolumeDocument) -> None:
-        self.doc = doc
-
-    def can_undo(self) -> bool:
-        return self.doc._pick("done") is not None
-
-    def can_redo(self) -> bool:
-        return self.doc._pick("undone") is not None
-
-
-class VolumeDocument(ObjectAttributeEdits):
+class VolumeDocument(AnnotationDocument):
     """A volume being annotated; ``labels.data`` is ``(z, y, x)`` in the volume's display orientation."""
 
     def __init__(self, volume: Volume, path: Path | str, threshold: float = DEFAULT_THRESHOLD,
                  labels: LabelVolume | None = None) -> None:  # fmt: skip
+        super().__init__(threshold)
         self.volume = volume
         self.path = Path(path)
         self.labels = labels if labels is not None else LabelVolume.empty(volume.shape)
@@ -76,18 +70,11 @@ class VolumeDocument(ObjectAttributeEdits):
         self.object_list: list[VolumeObject] = objects_from_labels(labels) if labels is not None else []
         self.sessions: dict[vs.SessionKey, vs.SliceSession] = {}
         self.active: int | None = None
-        self.selected_uid: int | None = None
-        self.threshold = checked_threshold(threshold)  # owned here; the slider shows it (set_threshold)
         self.axis = "axial"
         self.index = volume.slice_count("axial") // 2
         self.volume_history: History[VolumeDocument] = History()
-        self.history = _MergedHistory(self)
         self.next_value = max([1, *(o.uid + 1 for o in self.object_list)])
         self.new_object_label: tuple[str, Color] = ("object", color_for_index(0))
-        self.revision = 0
-        self.saved_revision = 0
-        self.on_disk = SidecarVersion()  # the autosave as last read or written here
-        self.listeners: list[Callable[[VolumeDocument], None]] = []
         self._stamps = itertools.count(1)
 
     # ------------------------------------------------------------------ view
@@ -95,10 +82,6 @@ class VolumeDocument(ObjectAttributeEdits):
     def shape(self) -> tuple[int, int]:
         """(H, W) of the current view's slices."""
         return slicing.view_shape(self.volume.shape, self.axis)
-
-    @property
-    def dirty(self) -> bool:
-        return self.revision != self.saved_revision
 
     @property
     def slice_count(self) -> int:
@@ -114,7 +97,7 @@ class VolumeDocument(ObjectAttributeEdits):
             self.axis = axis
         if index is not None:
             self.index = int(min(max(index, 0), self.slice_count - 1))
-        self.notify()
+        self.events.view.emit(ViewChanged())
 
     def model_image(self, axis: str | None = None, index: int | None = None) -> np.ndarray:
         """HxWx3 uint8 model input of a slice (the volume's default window, ``Volume.slice_image``)."""
@@ -123,35 +106,28 @@ class VolumeDocument(ObjectAttributeEdits):
     def label_slice(self, axis: str | None = None, index: int | None = None) -> np.ndarray:
         return self.labels.get_slice(axis or self.axis, self.index if index is None else index)
 
-    def notify(self) -> None:
-        for listener in list(self.listeners):
-            listener(self)
-
     # --------------------------------------------------------------- objects
     @property
-    def objects(self) -> list[ObjectView]:
+    def objects(self) -> list[SliceObject]:
         label_slice = self.label_slice()
-        return [ObjectView(o, label_slice) for o in self.object_list]
+        return [SliceObject(o.uid, o.label, o.color, o.visible, label_slice) for o in self.object_list]
 
-    def object(self, uid: int) -> VolumeObject:
-        for obj in self.object_list:
-            if obj.uid == uid:
-                return obj
-        raise KeyError(f"no object {uid}")
-
-    def object_index(self, uid: int) -> int:
-        return self.object_list.index(self.object(uid))
+    @property
+    def object_order(self) -> list[VolumeObject]:
+        return self.object_list
 
     def activate(self, uid: int | None) -> None:
         """Make ``uid`` the object that clicks and propagation edit (None: the next click starts one)."""
         if uid is not None:
             self.object(uid)
         self.active = uid
-        self.notify()
+        self.events.view.emit(ViewChanged())
 
     # ------------------------------------------------------------ sessions
     def session(self, value: int | None = None, axis: str | None = None, index: int | None = None,
                 create: bool = False) -> vs.SliceSession | None:  # fmt: skip
+        """The session of object ``value`` on slice ``index`` of ``axis`` (default: the active object on
+        the slice shown); None if there is none and not ``create``."""
         value = self.active if value is None else value
         if value is None:
             return None
@@ -166,36 +142,18 @@ class VolumeDocument(ObjectAttributeEdits):
             self.sessions[key] = found
         return found
 
-    @property
-    def clicks(self) -> list[Click]:
-        s = self.session()
-        return s.clicks if s is not None else []
-
-    @property
-    def prob(self) -> np.ndarray | None:
-        s = self.session()
-        return s.prob if s is not None else None
-
     def current_mask(self) -> np.ndarray:
         """HxW bool: the active object on the current slice."""
         if self.active is None:
             return np.zeros(self.shape, bool)
         return self.label_slice() == self.active
 
-    def has_current(self) -> bool:
+    def prediction_key(self) -> vs.SessionKey | None:
+        """The session a prediction requested now is for (the user may go to another slice meanwhile)."""
         s = self.session()
-        return s is not None and s.has_content()
+        return s.key if s is not None else None
 
-    def needs_prediction(self) -> bool:
-        s = self.session()
-        return s is not None and s.needs_prediction()
-
-    def prev_mask_for_request(self) -> np.ndarray:
-        s = self.session()
-        return s.prev_mask() if s is not None else np.zeros(self.shape, np.float32)
-
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray,
-                       key: vs.SessionKey | None = None) -> bool:  # fmt: skip
+    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray, key: object = None) -> bool:
         """Store a prediction for session ``key`` (default: the current one); True if it is now shown."""
         s = self.sessions.get(key) if key is not None else self.session()
         if s is None:
@@ -203,8 +161,7 @@ class VolumeDocument(ObjectAttributeEdits):
         if not s.store(list(clicks), prob):
             return False
         self._sync(s)
-        self.revision += 1
-        self.notify()
+        self._new_revision([PredictionChanged()])
         return True
 
     def _sync(self, s: vs.SliceSession) -> None:
@@ -221,18 +178,12 @@ class VolumeDocument(ObjectAttributeEdits):
             self.labels.ensure_value(s.value)
             slicing.insert_slice(self.labels.data, s.axis, s.index, new.astype(self.labels.data.dtype))
 
-    def set_threshold(self, threshold: float) -> None:
-        """Threshold at ``threshold`` (0..1, exclusive) from now on; the current slice's object follows."""
-        self.threshold = checked_threshold(threshold)
-        self.resync()
-
-    def resync(self) -> None:
-        """Re-apply the current slice's session (after a threshold change)."""
+    def _threshold_moved(self) -> None:
+        """The current slice's session is written again at the new threshold."""
         s = self.session()
         if s is not None:
             self._sync(s)
-            self.revision += 1
-        self.notify()
+            self._new_revision([PredictionChanged()])
 
     # -------------------------------------------------------------- history
     def _clear_redo(self) -> None:
@@ -246,20 +197,15 @@ class VolumeDocument(ObjectAttributeEdits):
         command.do(s)
         s.history.push(command)
         self._sync(s)
-        self._changed()
+        self._new_revision([ClicksChanged()])
 
-    def _execute_volume(self, command) -> None:
+    def execute(self, command: cmd.DocumentCommand) -> None:
+        """Run a volume-level command (one undo step, after the newer slice commands in the undo order)."""
         self._clear_redo()
         command.stamp = next(self._stamps)
         command.do(self)
         self.volume_history.push(command)
-        self._changed()
-
-    _execute_object_edit = _execute_volume
-
-    def _changed(self) -> None:
-        self.revision += 1
-        self.notify()
+        self._announce(command)
 
     def _pick(self, stack: str) -> tuple[History, vs.SliceSession | None] | None:
         """The history whose top command (``done``: newest; ``undone``: most recently undone) goes next."""
@@ -278,6 +224,13 @@ class VolumeDocument(ObjectAttributeEdits):
     def redo(self) -> bool:
         return self._step("undone")
 
+    def can_undo(self) -> bool:
+        """Whether the current slice or the volume has a command to undo (the two histories merged)."""
+        return self._pick("done") is not None
+
+    def can_redo(self) -> bool:
+        return self._pick("undone") is not None
+
     def _step(self, stack: str) -> bool:
         picked = self._pick(stack)
         if picked is None:
@@ -288,22 +241,21 @@ class VolumeDocument(ObjectAttributeEdits):
         command.undo(target) if stack == "done" else command.do(target)
         if s is not None:
             self._sync(s)
-        self._changed()
+            self._new_revision([ClicksChanged()])
+        else:
+            self._announce(command)
         return True
 
     # ------------------------------------------------------- user commands
     def _ensure_active(self) -> int:
         if self.active is None:
             label, color = self.new_object_label
-            self._execute_volume(vc.NewObject(VolumeObject(self.next_value, label, color)))
+            self.execute(vc.NewObject(VolumeObject(self.next_value, label, color)))
         return self.active
 
     def add_click(self, y: float, x: float, positive: bool) -> Click:
-        h, w = self.shape
-        if not (0 <= y < h and 0 <= x < w):
-            raise ValueError(f"click ({y}, {x}) outside the {self.axis} slice {w}x{h}")
+        click = self._new_click(y, x, positive, f"{self.axis} slice")  # before a new object is started
         s = self.session(self._ensure_active(), create=True)
-        click = Click(y=float(y), x=float(x), is_positive=bool(positive), index=len(s.clicks))
         self._execute_slice(s, cs.AddClick(click))
         return click
 
@@ -317,7 +269,7 @@ class VolumeDocument(ObjectAttributeEdits):
         if self.active is None or not np.any(self.labels.data == self.active):
             return None
         uid = self.active
-        self._execute_volume(vc.FinishObject(label, as_color(color)))
+        self.execute(vc.FinishObject(label, as_color(color)))
         return self.object(uid)
 
     def brush_stroke(self, points: Sequence[tuple[float, float]], radius: float, erase: bool,
@@ -330,12 +282,7 @@ class VolumeDocument(ObjectAttributeEdits):
         self._execute_slice(self.session(value, create=True), cs.BrushCorrection(area, erase))
 
     def delete_object(self, uid: int) -> None:
-        self._execute_volume(vc.DeleteObject(uid))
-
-    def move_object(self, uid: int, new_index: int) -> None:
-        new_index = max(0, min(len(self.object_list) - 1, new_index))
-        if new_index != self.object_index(uid):
-            self._execute_volume(vc.MoveObject(uid, new_index))
+        self.execute(vc.DeleteObject(uid))
 
     def apply_propagation(self, value: int, axis: str, index: int, clicks: list[Click], prob: np.ndarray,
                           source_mask: np.ndarray) -> None:  # fmt: skip
@@ -344,6 +291,32 @@ class VolumeDocument(ObjectAttributeEdits):
         self.active = value
         s = self.session(value, axis, index, create=True)
         self._execute_slice(s, cs.SetPropagated(clicks, prob, source_mask))
+
+    # ------------------------------------------------------- autosave
+    def snapshot(self) -> VolumeSnapshot:
+        """``meta`` and the arrays to save (copies: the document may change while they are written)."""
+        sessions = [s for s in self.sessions.values() if s.has_content()]
+        meta = {
+            "version": FORMAT_VERSION,
+            "volume": self.path.name,
+            "shape": list(self.volume.shape),
+            "volume_sha256": self.volume.digest,
+            "affine": np.asarray(self.volume.affine).tolist(),
+            "threshold": self.threshold,
+            "next_value": self.next_value,
+            "active": self.active,
+            "view": [self.axis, self.index],
+            "objects": [{"uid": o.uid, "label": o.label, "color": list(o.color), "visible": o.visible}
+                        for o in self.object_list],
+            "sessions": [{"value": s.value, "axis": s.axis, "index": s.index,
+                          "clicks": clicks_to_json(s.clicks)} for s in sessions],
+        }  # fmt: skip
+        arrays = {"labels": self.labels.data.copy()}
+        for i, s in enumerate(sessions):
+            arrays[f"s{i}_base"], arrays[f"s{i}_written"] = s.base.copy(), s.written.copy()
+            arrays.update(session_arrays(s, prefix=f"s{i}_"))
+        name = f"{volume_stem(self.path, self.volume)}{SUFFIX}"
+        return VolumeSnapshot(meta, arrays, self.revision, self.path, name, self.on_disk)
 
     # ------------------------------------------------------- labels in/out
     def label_infos(self) -> dict[int, LabelInfo]:
@@ -357,7 +330,7 @@ class VolumeDocument(ObjectAttributeEdits):
         """Replace the labels (undoable); objects are the imported label values with their names/colours."""
         if imported.shape != self.volume.shape:
             raise ValueError(f"label volume {imported.shape} does not match the volume {self.volume.shape}")
-        self._execute_volume(vc.ReplaceLabels(imported.data, objects_from_labels(imported)))
+        self.execute(vc.ReplaceLabels(imported.data, objects_from_labels(imported)))
 
 
 def objects_from_labels(labels: LabelVolume) -> list[VolumeObject]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import platform
 import re
+from collections.abc import Callable
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt
@@ -16,47 +17,78 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QMenu,
+    QMenuBar,
     QMessageBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
+from isegformer_app.settings import Settings
 from isegformer_app.state.labels import LABEL_PRESETS
-from isegformer_app.ui.canvas import MOUSE_BINDINGS
-from isegformer_app.ui.training_run import add_training_actions
+from isegformer_app.ui.canvas import MOUSE_BINDINGS, CanvasView
+from isegformer_app.ui.model_control import ModelControl
+from isegformer_app.ui.panels import ObjectsPanel, ViewPanel
+from isegformer_app.ui.qt_actions import new_action
+from isegformer_app.ui.training_run import ProjectTraining
 from isegformer_app.ui.volume_actions import add_volume_actions
-
-if TYPE_CHECKING:
-    from isegformer_app.ui.main_window import MainWindow
+from isegformer_app.ui.volume_mode import VolumeMode
 
 
-def _action(window: MainWindow, text: str, slot, shortcut_key: str = "", tip: str = "") -> QAction:
-    act = QAction(text, window)
-    if shortcut_key:
-        act.setShortcut(QKeySequence(window.settings.shortcuts.get(shortcut_key, "")))
-    if tip:
-        act.setStatusTip(tip)
-    act.triggered.connect(lambda checked=False: slot())
-    window.addAction(act)  # shortcuts work with the menu closed
-    return act
+class MenuHost(Protocol):
+    """What the menus need of the main window: its parts, and the slots the actions call."""
+
+    settings: Settings
+    canvas: CanvasView
+    view_panel: ViewPanel
+    objects_panel: ObjectsPanel
+    models: ModelControl
+    volume: VolumeMode
+    training: ProjectTraining
+    recent_menu: QMenu  # the window's File > Open recent (filled from the settings)
+    open_image_dialog: Callable[[], None]
+    open_folder_dialog: Callable[[], None]
+    previous_image: Callable[[], None]
+    next_image: Callable[[], None]
+    save_now: Callable[[], bool]
+    export_dialog: Callable[..., None]
+    undo: Callable[[], None]
+    redo: Callable[[], None]
+    finish_object: Callable[[], None]
+    reset_clicks: Callable[[], None]
+    mark_no_objects: Callable[[], None]
+    make_labels_default: Callable[[], None]
+    use_label_preset: Callable[[str], None]
+    load_checkpoint_dialog: Callable[[], None]
+    set_device: Callable[[str], None]
+    show_shortcuts: Callable[[], None]
+    show_about: Callable[[], None]
+
+    def menuBar(self) -> QMenuBar: ...  # noqa: N802 (Qt name)
+
+    def addAction(self, action: QAction) -> None: ...  # noqa: N802 (Qt name)
+
+    def close(self) -> bool: ...
 
 
-def build_menus(window: MainWindow) -> dict[str, QAction]:
+def build_menus(window: MenuHost) -> dict[str, QAction]:
     """Create the menu bar of ``window``; returns the actions by name."""
     a: dict[str, QAction] = {}
     bar = window.menuBar()
 
+    def _action(text: str, slot, shortcut_key: str = "", tip: str = "") -> QAction:
+        return new_action(window, window.settings.shortcuts, text, slot, shortcut_key, tip)
+
     file_menu = bar.addMenu("&File")
-    a["open"] = _action(window, "&Open image…", window.open_image_dialog, "open")
-    a["open_folder"] = _action(window, "Open &folder…", window.open_folder_dialog)
-    window.recent_menu = file_menu.addMenu("Open &recent")
-    a["prev"] = _action(window, "&Previous image", window.previous_image, "prev")
-    a["next"] = _action(window, "&Next image", window.next_image, "next")
-    a["save"] = _action(window, "&Save annotations now", window.save_now, tip="Write the autosave sidecar")
-    a["export"] = _action(window, "&Export image…", lambda: window.export_dialog(all_images=False), "export")
-    a["export_all"] = _action(window, "Export &all images of the folder…", window.export_dialog)
-    a["quit"] = _action(window, "&Quit", window.close)
+    a["open"] = _action("&Open image…", window.open_image_dialog, "open")
+    a["open_folder"] = _action("Open &folder…", window.open_folder_dialog)
+    a["prev"] = _action("&Previous image", window.previous_image, "prev")
+    a["next"] = _action("&Next image", window.next_image, "next")
+    a["save"] = _action("&Save annotations now", window.save_now, tip="Write the autosave sidecar")
+    a["export"] = _action("&Export image…", lambda: window.export_dialog(all_images=False), "export")
+    a["export_all"] = _action("Export &all images of the folder…", window.export_dialog)
+    a["quit"] = _action("&Quit", window.close)
     for key in ("open", "open_folder"):
         file_menu.addAction(a[key])
     file_menu.addMenu(window.recent_menu)
@@ -65,44 +97,44 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         file_menu.addAction(a[key])
     file_menu.addSeparator()
     file_menu.addAction(a["quit"])
-    a.update(add_volume_actions(window, file_menu, a["prev"]))
+    a.update(add_volume_actions(window, window.settings.shortcuts, window.volume, file_menu, a["prev"]))
 
     edit = bar.addMenu("&Edit")
-    a["undo"] = _action(window, "&Undo", window.undo, "undo")
-    a["redo"] = _action(window, "&Redo", window.redo, "redo")
-    a["finish"] = _action(window, "&Finish object", window.finish_object, "finish")
-    a["reset"] = _action(window, "Reset &clicks", window.reset_clicks, "reset")
-    a["delete"] = _action(window, "&Delete selected object", window.objects_panel.delete, "delete")
-    a["no_objects"] = _action(window, "Mark image done: &no objects", window.mark_no_objects, "no_objects",
+    a["undo"] = _action("&Undo", window.undo, "undo")
+    a["redo"] = _action("&Redo", window.redo, "redo")
+    a["finish"] = _action("&Finish object", window.finish_object, "finish")
+    a["reset"] = _action("Reset &clicks", window.reset_clicks, "reset")
+    a["delete"] = _action("&Delete selected object", window.objects_panel.delete, "delete")
+    a["no_objects"] = _action("Mark image done: &no objects", window.mark_no_objects, "no_objects",
                               tip="Checked, nothing to annotate: exported with an empty mask")  # fmt: skip
     a["no_objects"].setCheckable(True)
     for key in ("undo", "redo", "finish", "reset", "delete", "no_objects"):
         edit.addAction(a[key])
     edit.addSeparator()
-    a["labels_default"] = _action(window, "Use these &labels for new projects", window.make_labels_default)
+    a["labels_default"] = _action("Use these &labels for new projects", window.make_labels_default)
     a["labels_default"].setToolTip("Labels belong to the open folder or volume; a project opened for the "
                                    "first time starts from this default set")  # fmt: skip
     edit.addAction(a["labels_default"])
     presets = edit.addMenu("Label &presets")
     for name in LABEL_PRESETS:
-        a[f"preset_{name}"] = _action(window, name, lambda n=name: window.use_label_preset(n))
+        a[f"preset_{name}"] = _action(name, lambda n=name: window.use_label_preset(n))
         presets.addAction(a[f"preset_{name}"])
 
     view = bar.addMenu("&View")
-    a["fit"] = _action(window, "&Fit to window", window.canvas.fit_to_window, "fit")
-    a["zoom_in"] = _action(window, "Zoom &in", lambda: window.canvas.zoom(1.25))
-    a["zoom_out"] = _action(window, "Zoom &out", lambda: window.canvas.zoom(0.8))
+    a["fit"] = _action("&Fit to window", window.canvas.fit_to_window, "fit")
+    a["zoom_in"] = _action("Zoom &in", lambda: window.canvas.zoom(1.25))
+    a["zoom_out"] = _action("Zoom &out", lambda: window.canvas.zoom(0.8))
     tools = window.view_panel
-    a["click_tool"] = _action(window, "&Click tool", lambda: tools.set_tool("click"), "click_tool")
-    a["brush"] = _action(window, "&Brush", lambda: window.view_panel.set_tool("brush"), "brush")
-    a["eraser"] = _action(window, "&Eraser", lambda: window.view_panel.set_tool("eraser"), "eraser")
+    a["click_tool"] = _action("&Click tool", lambda: tools.set_tool("click"), "click_tool")
+    a["brush"] = _action("&Brush", lambda: window.view_panel.set_tool("brush"), "brush")
+    a["eraser"] = _action("&Eraser", lambda: window.view_panel.set_tool("eraser"), "eraser")
     for key in ("fit", "zoom_in", "zoom_out", "click_tool", "brush", "eraser"):
         view.addAction(a[key])
 
     model = bar.addMenu("&Model")
-    a["load_checkpoint"] = _action(window, "&Load checkpoint…", window.load_checkpoint_dialog)
+    a["load_checkpoint"] = _action("&Load checkpoint…", window.load_checkpoint_dialog)
     model.addAction(a["load_checkpoint"])
-    add_training_actions(window, model, a)
+    window.training.add_actions(model, a)
     device_menu = model.addMenu("&Device")
     group = QActionGroup(window)
     for dev in ("cpu", "cuda"):
@@ -128,7 +160,7 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     if not window.models.engines:
         engine_menu.addAction("(no built-in engine available)").setEnabled(False)
     engine_menu.addSeparator()
-    a["engine_defaults"] = _action(window, "&Default for each kind of data", window.models.follow_defaults)
+    a["engine_defaults"] = _action("&Default for each kind of data", window.models.follow_defaults)
     engine_menu.addAction(a["engine_defaults"])
     for modality in ("photo", "volume"):
         text = window.models.describe_default(modality)
@@ -141,9 +173,9 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     engine_menu.setToolTipsVisible(True)
 
     help_menu = bar.addMenu("&Help")
-    a["shortcuts"] = _action(window, "&Keyboard and mouse shortcuts", lambda: show_shortcut_sheet(window))
+    a["shortcuts"] = _action("&Keyboard and mouse shortcuts", window.show_shortcuts)
     a["shortcuts"].setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))
-    a["about"] = _action(window, "&About isegformer", lambda: show_about(window))
+    a["about"] = _action("&About isegformer", window.show_about)
     help_menu.addAction(a["shortcuts"])
     help_menu.addAction(a["about"])
     window.canvas.set_hint(click_hint(a))  # shown once an image is displayed, until the first click
@@ -170,7 +202,7 @@ def click_hint(actions: dict[str, QAction]) -> str:
     return f"Left click = object  ·  Right click = background  ·  {finish_text}"
 
 
-def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
+def shortcut_rows(window: QWidget, bar: QMenuBar) -> list[tuple[str, str, str]]:
     """(menu, action, keys) of every action of ``window`` that has a shortcut, in menu order; actions
     found in no menu come last under "Other". Read from the QActions themselves, so the sheet is
     always what the keys do."""
@@ -185,7 +217,7 @@ def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
                 seen.add(id(action))
                 rows.append((title, plain_text(action), key_text(action)))
 
-    for top in window.menuBar().actions():
+    for top in bar.actions():
         if top.menu() is not None:
             walk(top.menu(), plain_text(top))
     for action in window.findChildren(QAction):
@@ -195,13 +227,10 @@ def shortcut_rows(window: MainWindow) -> list[tuple[str, str, str]]:
     return rows
 
 
-def show_shortcut_sheet(window: MainWindow) -> QDialog:
-    """Open (non-modal) the sheet of the keyboard shortcuts and mouse bindings; returns the dialog
-    (also kept as ``window.shortcut_sheet``)."""
-    old = getattr(window, "shortcut_sheet", None)
-    if old is not None:
-        old.close()
-    rows = [(menu, text, keys) for menu, text, keys in shortcut_rows(window)]
+def show_shortcut_sheet(window: QWidget, bar: QMenuBar) -> QDialog:
+    """Open (non-modal) the sheet of the keyboard shortcuts of ``window`` (its menu ``bar`` first) and the
+    mouse bindings; returns the dialog."""
+    rows = [(menu, text, keys) for menu, text, keys in shortcut_rows(window, bar)]
     rows += [("Mouse (canvas)", what, how) for how, what in MOUSE_BINDINGS]
     dialog = QDialog(window)
     dialog.setWindowTitle("Keyboard and mouse shortcuts")
@@ -223,7 +252,6 @@ def show_shortcut_sheet(window: MainWindow) -> QDialog:
     layout.addWidget(table)
     layout.addWidget(buttons)
     dialog.resize(560, 620)
-    window.shortcut_sheet = dialog
     dialog.show()
     return dialog
 
@@ -238,13 +266,12 @@ def app_version() -> str:
         return "unknown (not installed as a package)"
 
 
-def about_text(window: MainWindow) -> str:
-    """Rich text of the About box: version, the model/engine in use, device, library versions."""
-    models = getattr(window, "models", None)
-    engine = getattr(window, "engine_text", "") or "none loaded yet"
-    active = getattr(models, "active", ("", ""))
-    kind = {"engine": "built-in engine", "checkpoint": "checkpoint"}.get(active[0], "")
-    device = getattr(models, "device", "")
+def about_text(models: ModelControl, engine_text: str) -> str:
+    """Rich text of the About box: version, the model/engine in use (``engine_text``), device, library
+    versions."""
+    engine = engine_text or "none loaded yet"
+    kind = {"engine": "built-in engine", "checkpoint": "checkpoint"}.get(models.active[0], "")
+    device = models.device
     lines = [
         f"<b>isegformer</b> {escape(app_version())}",
         "Interactive segmentation with clicks: left = object, right = background.",
@@ -256,11 +283,10 @@ def about_text(window: MainWindow) -> str:
     return "<br>".join(lines)
 
 
-def show_about(window: MainWindow) -> QMessageBox:
-    """The About box (non-modal; kept as ``window.about_box``)."""
-    box = QMessageBox(QMessageBox.Icon.Information, "About isegformer", about_text(window),
+def show_about(window: QWidget, models: ModelControl, engine_text: str) -> QMessageBox:
+    """The About box (non-modal)."""
+    box = QMessageBox(QMessageBox.Icon.Information, "About isegformer", about_text(models, engine_text),
                       QMessageBox.StandardButton.Ok, window)  # fmt: skip
     box.setTextFormat(Qt.TextFormat.RichText)
-    window.about_box = box
     box.open()
     return box

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
-if TYPE_CHECKING:
-    from isegformer_app.ui.main_window import MainWindow
+from isegformer_app.state.annotation import AnnotationDocument
 
 
-def fill_recent_menu(window: MainWindow) -> None:
-    menu = window.recent_menu
+def fill_recent_menu(menu: QMenu, recent: list[str], open_path: Callable[[str], object]) -> None:
+    """List the ``recent`` files and folders in ``menu``; choosing one calls ``open_path(path)``."""
     menu.clear()
-    for path in window.settings.recent_files:
-        menu.addAction(path, lambda p=path: window.open_path(p))
-    menu.setEnabled(bool(window.settings.recent_files))
+    for path in recent:
+        menu.addAction(path, lambda p=path: open_path(p))
+    menu.setEnabled(bool(recent))
 
 
-def ask_unsaved(window: MainWindow) -> str:
-    """Ask what to do with unsaved changes: "save", "discard" or "cancel"."""
-    doc = window.doc
+def ask_unsaved(parent: QWidget, doc: AnnotationDocument | None) -> str:
+    """Ask what to do with the unsaved changes of ``doc``: "save", "discard" or "cancel"."""
     n = len(doc.clicks) if doc else 0
     extra = f" ({n} {'click' if n == 1 else 'clicks'} of an unfinished object)" if n else ""
     buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                | QMessageBox.StandardButton.Cancel)  # fmt: skip
     answer = QMessageBox.question(
-        window, "Unsaved annotations",
+        parent, "Unsaved annotations",
         f"The annotations of {doc.path.name if doc else 'this image'} have unsaved changes{extra}.\n"
         "Save them before closing?",
         buttons,
@@ -36,14 +34,6 @@ def ask_unsaved(window: MainWindow) -> str:
     if answer == QMessageBox.StandardButton.Save:
         return "save"
     return "discard" if answer == QMessageBox.StandardButton.Discard else "cancel"
-
-
-def confirm_close(window: MainWindow) -> bool:
-    """Ask what to do with unsaved changes; True if the window may close."""
-    answer = ask_unsaved(window)
-    if answer == "save":
-        return window.save_now()
-    return answer == "discard"
 
 
 class FolderDialog(QFileDialog):

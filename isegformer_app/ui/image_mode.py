@@ -14,7 +14,6 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
-from isegformer_app.state.autosave import SaveOutcome, apply_outcome, snapshot_document, write_snapshot
 from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
 from isegformer_app.state.image_status import document_status
@@ -22,13 +21,14 @@ from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError
 from isegformer_app.state.labels import DataKind, LabelClass, LabelList
 from isegformer_app.state.project import OpenedImage, Project
 from isegformer_app.state.project_labels import project_labels_path
+from isegformer_app.state.snapshot import SaveOutcome, Snapshot
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.canvas import to_display_qimage
 from isegformer_app.ui.dialogs import ask_folder
 from isegformer_app.ui.file_list import FileListPanel
 from isegformer_app.ui.modes import WindowServices
+from isegformer_app.ui.prediction_link import PredictionLink
 from isegformer_app.ui.tasks import BackgroundTask, run_task
-from isegformer_app.ui.worker import PredictRequest, PredictResult
 
 
 class ImageMode(QObject):
@@ -42,7 +42,7 @@ class ImageMode(QObject):
         self.services = services
         self.max_side = max_side
         self.project: Project | None = None
-        self.image_key = ""
+        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self)
         self.loading: BackgroundTask | None = None
         self.last_load_ok: bool | None = None  # how the last background open/step ended
         self._queued_steps = 0  # D/A presses while an image was loading
@@ -57,6 +57,11 @@ class ImageMode(QObject):
     @property
     def doc(self) -> Document | None:
         return self.project.doc if self.project else None
+
+    @property
+    def image_key(self) -> str:
+        """The key the worker knows the shown image by."""
+        return self.predictions.image_key
 
     # ------------------------------------------------------------------ open
     def open(self, path: str | Path) -> bool:
@@ -96,11 +101,11 @@ class ImageMode(QObject):
             self.services.inform(title, "An image is still loading.")
             return False
         leaving = self.doc
-        snapshot = snapshot_document(leaving) if leaving is not None and leaving.dirty else None
+        snapshot = leaving.snapshot() if leaving is not None and leaving.dirty else None
         old_project = self.project
         # the autosave in flight (if any) finishes first, in this task's thread, so that an older
         # snapshot never lands after the one written here and no sidecar is read while being written
-        in_flight = self.services.writer.take_over(leaving.path if snapshot is not None else None)
+        in_flight = self.services.writer.take_over(snapshot.key if snapshot is not None else None)
 
         def read() -> OpenedImage:
             if single:
@@ -173,6 +178,8 @@ class ImageMode(QObject):
             self.project = project
             self._list_files(project)
             s.project_opened()
+        if leaving is not None and leaving is not doc:
+            leaving.events.disconnect_all()  # closed: nothing shows it any more
         self._show(doc, display)
         if recent is not None:
             s.remember_recent(recent)
@@ -198,23 +205,24 @@ class ImageMode(QObject):
 
     def _show(self, doc: Document, display: QImage | None = None) -> None:
         s = self.services
-        doc.listeners.append(s.document_changed)
-        doc.listeners.append(self._show_status)
+        self.predictions.attach(doc, f"{doc.path}#{id(doc)}")  # first: a click's request goes out first
+        doc.events.clicks.connect(self._show_status)
+        doc.events.objects.connect(self._show_status)
         self.files.set_current(self.project.index)
-        self._show_status(doc)
-        self.image_key = f"{doc.path}#{id(doc)}"
+        self._show_status()
         s.canvas.set_image(doc.image.rgb, prepared=display)
         s.show_cursor("")  # the readout of the image left behind goes with it
         s.worker.set_image(self.image_key, doc.image.rgb)
-        s.objects.set_document(doc)
+        s.show_document(doc)
         n = len(self.project.paths)
         notices = "".join(f" — {n}" for n in self.project.notices)
         s.inform("Open", f"{doc.path.name} ({self.project.index + 1}/{n}){notices}")
-        s.refresh()
         self.request_prediction()
 
-    def _show_status(self, doc: Document) -> None:
-        if doc is self.doc:
+    def _show_status(self, _event: object = None) -> None:
+        """The Files dock's status of the shown image follows its clicks and objects."""
+        doc = self.doc
+        if doc is not None:
             self.files.set_status(self.project.index, document_status(doc))
 
     def labels_file(self) -> Path | None:
@@ -248,60 +256,27 @@ class ImageMode(QObject):
 
     # ----------------------------------------------------------- predictions
     def request_prediction(self) -> bool:
-        doc = self.doc
-        if doc is None or not doc.needs_prediction():
-            return False
-        self.services.worker.request(PredictRequest(self.image_key, list(doc.clicks),
-                                                    doc.prev_mask_for_request()))  # fmt: skip
-        self.services.show_busy(True)
-        return True
-
-    def on_prediction(self, result: PredictResult) -> None:
-        doc = self.doc
-        if result.request.image_key != self.image_key or doc is None:
-            return
-        self.services.show_prediction(
-            result, lambda: doc.set_prediction(result.request.clicks, result.prob), self.request_prediction
-        )
+        return self.predictions.request()
 
     # ---------------------------------------------------------------- saving
     def autosave(self) -> None:
-        """Write the open document's sidecar in the background; the document is copied now,
-        compression and the atomic, fsynced write run off the GUI thread."""
-        project, doc = self.project, self.doc
-        if doc is None or not doc.dirty:
-            return
-        snapshot = snapshot_document(doc)
-        written: list[SaveOutcome] = []
+        """Write the open document's sidecar in the background if it changed; the document is copied
+        now, compression and the atomic, fsynced write run off the GUI thread."""
+        if self.doc is not None:
+            self.services.writer.save(self.doc)
 
-        def saved() -> None:
-            self._saved(doc, snapshot, written[-1])
-            if doc is self.doc:
-                self.services.refresh(overlay=bool(written[-1].merged))
-
-        self.services.writer.write(lambda path: written.append(write_snapshot(snapshot, path)),
-                                   lambda: project.sidecar_for(doc.path), doc.path, saved)  # fmt: skip
-
-    def _saved(self, doc: Document, snapshot, outcome: SaveOutcome) -> None:
+    def _saved(self, doc: Document, snapshot: Snapshot, outcome: SaveOutcome) -> None:
         """An autosave of ``doc`` was written: record it, and say what was merged from another instance."""
-        apply_outcome(doc, snapshot, outcome)
+        doc.saved(snapshot, outcome)
         if outcome.notice:
             self.services.inform("Autosave", outcome.notice)
 
     def save(self, then: Callable[[], object] | None = None) -> bool:
-        """Write the open image's sidecar now (after any background write); False with a message."""
-        if self.project is not None:
-            self.services.writer.wait()
-            try:
-                self.project.save()
-            except OSError as exc:
-                self.services.inform("Autosave", f"Could not write the autosave file: {exc}", error=True)
-                return False
-            notices, self.project.save_notices = self.project.save_notices, []
-            for notice in notices:
-                self.services.inform("Autosave", notice)
-            self.services.refresh()
-        if then is not None:
+        """Write the open image's autosave now, in the background (after the writes asked for before);
+        ``then()`` after it is written."""
+        if self.doc is not None:
+            self.services.writer.save(self.doc, then, dialog=then is not None)
+        elif then is not None:
             then()
         return True
 
@@ -381,14 +356,16 @@ class ImageMode(QObject):
         doc = self.doc
         if doc is None or not doc.dirty:
             return True
-        answer = dialogs.ask_unsaved(self.services.parent)
-        return self.save() if answer == "save" else answer == "discard"
+        answer = dialogs.ask_unsaved(self.services.parent, doc)
+        if answer == "save":
+            self.save(then=close_again)  # closes once written
+        return answer == "discard"
 
     def deactivate(self) -> None:
         """A volume is shown now: write this image's autosave (in the background) and close it."""
         self.autosave()
         if self.doc is not None:
-            self.doc.listeners.clear()
+            self.doc.events.disconnect_all()
         self.project = None
-        self.image_key = ""
+        self.predictions.attach(None)
         self.files_dock.setVisible(False)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QVBoxLayout,
@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from isegformer_app.settings import Settings
-from isegformer_app.state.document import Document
+from isegformer_app.state.annotation import AnnotationDocument
+from isegformer_app.state.events import ThresholdChanged
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, IMAGE_EXTENSIONS
 from isegformer_app.state.labels import LABEL_PRESETS, DataKind, LabelClass, LabelList
 from isegformer_app.state.project import Project
@@ -34,16 +35,18 @@ from isegformer_app.state.project_labels import (
 )
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui import dialogs
-from isegformer_app.ui.actions import build_menus
+from isegformer_app.ui.actions import build_menus, show_about, show_shortcut_sheet
+from isegformer_app.ui.autosave_timer import AutosaveTimer
 from isegformer_app.ui.canvas import CanvasView
+from isegformer_app.ui.canvas_input import CanvasInput
+from isegformer_app.ui.document_view import DocumentView
 from isegformer_app.ui.image_mode import ImageMode
 from isegformer_app.ui.model_control import EngineFactories, ModelControl, preload_inference_stack
 from isegformer_app.ui.modes import Mode, WindowServices
-from isegformer_app.ui.overlay import nothing_to_draw, outline_segments, outlined_masks, render_overlay
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, SidePanels, ViewPanel
 from isegformer_app.ui.status_line import ElidedLabel, separator
 from isegformer_app.ui.tasks import SidecarWriter, finish_tasks
-from isegformer_app.ui.training_run import confirm_close as confirm_close_training
+from isegformer_app.ui.training_run import ProjectTraining
 from isegformer_app.ui.volume_files import looks_like_volume
 from isegformer_app.ui.volume_mode import VolumeMode
 from isegformer_app.ui.worker import InferenceWorker, PredictResult
@@ -82,7 +85,6 @@ class MainWindow(QMainWindow):
         # autosaves go beside the files, or to the per-user folder (read-only folders, the bundled sample)
         self.sidecars = SidecarLocator(sidecar_dir, redirect_always=(SAMPLE_IMAGE.parent,))
         self.last_latency_ms: float | None = None
-        self._hold_refresh = False  # True while add_click defers the redraw until the request is sent
         self.setWindowTitle("isegformer")
         self.resize(1280, 820)
 
@@ -117,7 +119,7 @@ class MainWindow(QMainWindow):
         # the real engines' imports at start-up, before the first image (injected engines need none)
         preload = preload_inference_stack if engines is None else None
         self.worker = InferenceWorker(self, threads=self.settings.inference_threads, preload=preload)
-        self.worker.prediction_ready.connect(self._on_prediction)
+        self.worker.prediction_ready.connect(self._show_latency)  # the result itself goes to its mode
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.failed.connect(self._on_worker_failed)
         self.models = ModelControl(self.worker, self.settings, engines)
@@ -129,32 +131,39 @@ class MainWindow(QMainWindow):
             parent=self, settings=self.settings, canvas=self.canvas, worker=self.worker, view=self.view_panel,
             labels=self.labels_panel, objects=self.objects_panel, sidecars=self.sidecars,
             writer=self.sidecar_writer, inform=self.inform, show_busy=self.busy_bar.setVisible,
-            show_prediction=self.apply_prediction, document_changed=self.on_document_changed,
-            refresh=self.refresh, activate=self._activate, remember_recent=self._remember_recent,
+            show_document=self.show_document, activate=self._activate, remember_recent=self._remember_recent,
             start_dir=self.start_dir, export_dir=self.export_dir, show_cursor=self.cursor_label.setText,
             project_opened=self._load_project_labels,
         )  # fmt: skip
         self.images = ImageMode(services, max_side)  # photos: a folder or one image
         self.volume = VolumeMode(services)  # DICOM / NIfTI volumes
         self.mode: Mode = self.images  # the shown one
+        for mode in (self.images, self.volume):
+            mode.predictions.shown.connect(self.prediction_shown)
+        # the shown document's subscribers: canvas, objects panel (its own), title and actions, autosave
+        self.document_view = DocumentView(self.canvas, lambda: self.view_panel.opacity.value() / 100)
+        self.shown_doc: AnnotationDocument | None = None
+        self.autosave_scheduler = AutosaveTimer(self, AUTOSAVE_DELAY_MS, lambda: self.autosave())
+        self.autosave_timer = self.autosave_scheduler.timer
+        self.training = ProjectTraining(self, self)  # Model > Train on this project's annotations
+        self.recent_menu = QMenu("Open &recent", self)
+        self.shortcut_sheet: QDialog | None = None  # Help > Keyboard and mouse shortcuts, once shown
+        self.about_box: QMessageBox | None = None
         side_layout.insertWidget(0, self.volume.panel)
         self.volume.panel.shown.connect(self.side_panels.fit_width)
 
         self.actions_by_name = services.actions = build_menus(self)
         self.objects_panel.edit_requested.connect(self.edit_object)
-        self.canvas.clicked.connect(self.add_click)
+        self.canvas_input = CanvasInput(self.canvas, lambda: self.doc)  # clicks and strokes to the document
         self.canvas.hovered.connect(lambda row, col: self.mode.on_hover(row, col))
-        self.canvas.stroke_finished.connect(self.brush_stroke)
-        self.view_panel.opacity.valueChanged.connect(lambda _v: self.refresh())
+        self.view_panel.opacity.valueChanged.connect(lambda _v: self.document_view.redraw())
         self.view_panel.threshold.valueChanged.connect(self._on_threshold)
         self.view_panel.brush.valueChanged.connect(self._on_brush_radius)
         self.view_panel.tool_changed.connect(self._on_tool)
         self.labels_panel.changed.connect(self._on_labels_changed)
         self.labels_panel.list.currentRowChanged.connect(self._on_label_selected)
         self._on_brush_radius(self.view_panel.brush.value())
-        self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
-        self.autosave_timer.timeout.connect(self.autosave)
-        dialogs.fill_recent_menu(self)
+        dialogs.fill_recent_menu(self.recent_menu, self.settings.recent_files, self.open_path)
         self.worker.start()
         QApplication.instance().aboutToQuit.connect(self.worker.stop)
         self.models.start()
@@ -163,7 +172,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ helpers
     @property
-    def doc(self) -> Document | None:
+    def doc(self) -> AnnotationDocument | None:
         """The shown document: the open image's, or the volume document (shown slice by slice)."""
         return self.mode.doc
 
@@ -191,13 +200,22 @@ class MainWindow(QMainWindow):
         engine follows the kind of data unless the user picked one."""
         self.models.set_modality("volume" if mode is self.volume else "photo")
         if mode is not self.mode:
-            self.autosave_timer.stop()
+            self.autosave_scheduler.stop()
             self.mode.deactivate()
             self.mode = mode
 
     def _remember_recent(self, path: Path) -> None:
         self.settings.add_recent(path)
-        dialogs.fill_recent_menu(self)
+        dialogs.fill_recent_menu(self.recent_menu, self.settings.recent_files, self.open_path)
+
+    def show_shortcuts(self) -> None:
+        """Help > Keyboard and mouse shortcuts (the sheet shown before is closed)."""
+        if self.shortcut_sheet is not None:
+            self.shortcut_sheet.close()
+        self.shortcut_sheet = show_shortcut_sheet(self, self.menuBar())
+
+    def show_about(self) -> None:
+        self.about_box = show_about(self, self.models, self.engine_text)
 
     # ------------------------------------------------------------ opening
     def open_path(self, path: str | Path) -> bool:
@@ -266,25 +284,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ editing
     def add_click(self, y: float, x: float, positive: bool) -> None:
-        """Add a click and send the prediction request *before* redrawing anything.
-
-        While the prediction runs only the click dots and panels are updated; the overlay keeps the
-        previous prediction until the new one arrives (:meth:`_on_prediction` redraws it).
-        """
-        doc = self.doc
-        if doc is None:
-            return
-        self._hold_refresh = True
-        try:
-            doc.add_click(y, x, positive)
-        finally:
-            self._hold_refresh = False
-        requested = self._request_prediction()
-        self.refresh(overlay=not requested)
-
-    def brush_stroke(self, points: list, erase: bool) -> None:
-        if self.doc is not None:
-            self.doc.brush_stroke(points, self.canvas.brush_radius, erase, self.doc.selected_uid)
+        """A click on the shown document, as the canvas sends it (:class:`CanvasInput`): its event sends
+        the prediction request first, then draws the dots only; the overlay keeps the previous prediction
+        until the new one arrives (:class:`DocumentView`)."""
+        self.canvas_input.add_click(y, x, positive)
 
     def finish_object(self) -> None:
         if self.doc is None:
@@ -298,7 +301,7 @@ class MainWindow(QMainWindow):
         object); on a photo, choose its class."""
         if self.doc is None:
             return
-        self.doc.selected_uid = uid
+        self.doc.select(uid)
         edit = self.actions_by_name["edit_object"]
         if edit.isEnabled():
             edit.trigger()
@@ -314,7 +317,7 @@ class MainWindow(QMainWindow):
             self.inform("Mark done", f"{doc.path.name} has objects: delete them to mark it as having none.")
         else:
             doc.mark_no_objects(not doc.no_objects)
-        self.refresh()
+        self._show_document_state()  # the menu entry toggled itself: it shows the document's mark again
 
     def reset_clicks(self) -> None:
         """Esc: drop the current object's clicks and corrections; with none, clear the selection."""
@@ -322,51 +325,30 @@ class MainWindow(QMainWindow):
             return
         if self.doc.has_current():
             self.doc.reset_clicks()
-        elif self.doc.selected_uid is not None:
-            self.doc.selected_uid = None
-            self.doc.notify()
+        else:
+            self.doc.select(None)
 
     def undo(self) -> None:
-        if self.doc is not None and self.doc.undo():
-            self._request_prediction()
+        """Undo; clicks undone to a list not predicted yet are sent to the worker by their event."""
+        if self.doc is not None:
+            self.doc.undo()
 
     def redo(self) -> None:
-        if self.doc is not None and self.doc.redo():
-            self._request_prediction()
-
-    def _request_prediction(self) -> bool:
-        """Send a prediction request if the current clicks need one; True if one was sent."""
-        return self.mode.request_prediction()
+        if self.doc is not None:
+            self.doc.redo()
 
     # ------------------------------------------------------------ worker
-    def _on_prediction(self, result: PredictResult) -> None:
-        self.mode.on_prediction(result)
-
-    def apply_prediction(
-        self, result: PredictResult, store: Callable[[], bool], request_again: Callable[[], object]
-    ) -> None:
-        """Image and volume mode alike: show the latency, ``store()`` the map in the document (True if
-        it is now on screen), announce it, and ask again when this answered the newest request (e.g.
-        undo moved to click lists that were coalesced away)."""
+    def _show_latency(self, result: PredictResult) -> None:
+        """Every prediction's time in the status bar (its mode stores the map in the document)."""
         self.last_latency_ms = result.latency_ms
         self.latency_label.setText(f"{result.latency_ms:.0f} ms · {self.engine_text}")
-        try:
-            shown = store()
-        except ValueError as exc:
-            self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
-            self.refresh()
-            return
-        if shown:
-            self.prediction_shown.emit(result.request.request_id)
-        if result.request.request_id == self.worker.latest_request_id():
-            request_again()
 
     def _on_busy(self, busy: bool) -> None:
         self.busy_bar.setVisible(busy)
 
     def _on_worker_failed(self, what: str, message: str) -> None:
         if what == "predict":
-            self.refresh()  # add_click left the previous overlay up while waiting for this prediction
+            self.document_view.redraw()  # the previous overlay stayed up while waiting for this prediction
         if what != "engine":
             self.inform("Model", message, error=what == "image")
 
@@ -390,41 +372,38 @@ class MainWindow(QMainWindow):
             self.actions_by_name["device_cpu"].setChecked(True)
 
     # ------------------------------------------------------------ view
-    def on_document_changed(self, _doc: object = None) -> None:
-        """Listener of the open document: redraw (unless :meth:`add_click` redraws after its request)."""
-        if not self._hold_refresh:
-            self.refresh()
+    def show_document(self, doc: AnnotationDocument | None) -> None:
+        """A mode shows ``doc`` now: the canvas, the objects panel, the title, the actions, the threshold
+        slider and the autosave timer follow its events (and no longer those of the one shown before)."""
+        old, self.shown_doc = self.shown_doc, doc
+        if old is not None:
+            for emitter in (old.events.dirty, old.events.objects, old.events.view):
+                emitter.disconnect(self._show_document_state)
+            old.events.threshold.disconnect(self._show_threshold)
+        self.document_view.show(doc)
+        self.objects_panel.set_document(doc)
+        self.autosave_scheduler.follow(doc)
+        if doc is None:
+            return
+        for emitter in (doc.events.dirty, doc.events.objects, doc.events.view):
+            emitter.connect(self._show_document_state)
+        doc.events.threshold.connect(self._show_threshold)
+        self._show_threshold(ThresholdChanged(doc.threshold))  # its own (restored from its autosave)
+        self._show_document_state()
 
-    def refresh(self, overlay: bool = True) -> None:
-        """Redraw the canvas overlay (unless ``overlay`` is False), the click dots, panels and actions."""
+    def _show_document_state(self, _event: object = None) -> None:
+        """Title (a star while unsaved), Undo/Redo and the "no objects" mark of the shown document."""
         doc = self.doc
         if doc is None:
             return
-        current = doc.current_mask() if overlay else None  # one full-size pass for the whole redraw
-        if overlay and nothing_to_draw(doc, current):
-            self.canvas.set_overlay(None)
-            self.canvas.set_outlines(np.zeros((0, 4)))
-        elif overlay:
-            borders = [outline_segments(mask) for mask in outlined_masks(doc, current)]
-            in_screen_pixels = all(b is not None for b in borders)  # else (noisy masks) as pixels
-            opacity = self.view_panel.opacity.value() / 100
-            rgba = render_overlay(doc, opacity, outlines=not in_screen_pixels, current=current)
-            self.canvas.set_overlay(rgba)
-            self.canvas.set_outlines(np.concatenate(borders) if in_screen_pixels and borders
-                                     else np.zeros((0, 4)))  # fmt: skip
-        self.canvas.set_clicks(doc.clicks)
-        self.view_panel.show_threshold(doc.threshold)  # the document owns it (restored, or the slider's)
-        if doc.objects or doc.clicks:
-            self.canvas.set_hint(None)  # restored work: the user knows how to click
-        self.objects_panel.refresh()
-        self.actions_by_name["undo"].setEnabled(doc.history.can_undo())
-        self.actions_by_name["redo"].setEnabled(doc.history.can_redo())
+        self.actions_by_name["undo"].setEnabled(doc.can_undo())
+        self.actions_by_name["redo"].setEnabled(doc.can_redo())
         self.actions_by_name["no_objects"].setChecked(self.mode is self.images and doc.no_objects)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — isegformer")
-        if doc.dirty and not self.autosave_timer.isActive():
-            # at most AUTOSAVE_DELAY_MS after the first unsaved change, however busy the user keeps
-            # clicking (restarting the timer on every change would never let it fire)
-            self.autosave_timer.start()
+
+    def _show_threshold(self, event: ThresholdChanged) -> None:
+        """The slider shows the document's threshold (not sent back as a move of the user)."""
+        self.view_panel.show_threshold(event.threshold)
 
     def _on_threshold(self, value: int) -> None:
         """The user moved the threshold slider: the shown document (image or volume) takes it."""
@@ -547,17 +526,14 @@ class MainWindow(QMainWindow):
         self.mode.autosave()
 
     def save_now(self) -> bool:
-        """Save the shown document's autosave now; False (with a message) on failure.
-
-        Images are written before this returns; a volume's labels in the background.
-        """
+        """Save the shown document's autosave now, in the background (images and volumes alike)."""
         return self.mode.save()
 
     def export_dialog(self, all_images: bool = True) -> None:
         self.mode.export_dialog(all_images)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if not self.mode.close_check(self.close) or not confirm_close_training(self):
+        if not self.mode.close_check(self.close) or not self.training.confirm_close():
             event.ignore()
             return
         self.settings.opacity = self.view_panel.opacity.value() / 100

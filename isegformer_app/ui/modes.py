@@ -1,8 +1,11 @@
 """What an annotation mode (images or volumes) is given by the window, and what it provides.
 
 The window holds one :class:`Mode` per kind of data and shows one at a time (like napari's
-``layer_to_controls``): clicks, predictions, saving, export and the close check go to the
-shown mode; modes never reach into the window, only into the narrow :class:`WindowServices`.
+``layer_to_controls``): clicks, saving, export and the close check go to the shown mode, which
+gets its predictions from the worker itself (:class:`~isegformer_app.ui.prediction_link.PredictionLink`);
+modes never reach into the window, only into the narrow :class:`WindowServices`. The document a mode
+shows is an :class:`~isegformer_app.state.annotation.AnnotationDocument` (image or volume); the window
+subscribes its widgets to that document's events (``show_document``).
 """
 
 from __future__ import annotations
@@ -10,21 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow
 
 from isegformer_app.settings import Settings
+from isegformer_app.state.annotation import AnnotationDocument
 from isegformer_app.state.labels import DataKind
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui.canvas import CanvasView
 from isegformer_app.ui.panels import LabelsPanel, ObjectsPanel, ViewPanel
 from isegformer_app.ui.tasks import SidecarWriter
-from isegformer_app.ui.worker import InferenceWorker, PredictResult
-
-if TYPE_CHECKING:
-    from isegformer_app.state.document import Document
+from isegformer_app.ui.worker import InferenceWorker
 
 
 @dataclass
@@ -42,9 +43,7 @@ class WindowServices:
     writer: SidecarWriter  # background autosave writes, both modes
     inform: Callable[..., None]  # inform(title, text, error=False)
     show_busy: Callable[[bool], None]
-    show_prediction: Callable[[PredictResult, Callable[[], bool], Callable[[], object]], None]
-    document_changed: Callable[[object], None]  # the listener every shown document gets
-    refresh: Callable[..., None]  # redraw overlay, dots, panels, title
+    show_document: Callable[[AnnotationDocument | None], None]  # the widgets follow this document now
     activate: Callable[[Mode], None]  # make this mode the shown one (the other one is closed)
     remember_recent: Callable[[Path], None]
     start_dir: Callable[[], str]  # where file dialogs start
@@ -61,20 +60,18 @@ class Mode(Protocol):
     data_kind: DataKind  # "photos" / "volumes": which default label set a new project starts with
 
     @property
-    def doc(self) -> Document | None:
-        """The shown document (the volume document offers the current slice's session)."""
+    def doc(self) -> AnnotationDocument | None:
+        """The shown document (an image, or a volume shown slice by slice)."""
 
     def request_prediction(self) -> bool:
         """Send a prediction request if the current clicks need one; True if one was sent."""
-
-    def on_prediction(self, result: PredictResult) -> None:
-        """A prediction came back from the worker."""
 
     def autosave(self) -> None:
         """Timer: write the autosave in the background if something changed."""
 
     def save(self, then: Callable[[], object] | None = None) -> bool:
-        """Save now (``then()`` after success); False (with a message) if it failed."""
+        """Write the autosave in the background now (images and volumes alike: the GUI never waits on the
+        disk); ``then()`` after the write. False (with a message) if it could not start."""
 
     def export_dialog(self, all_images: bool = True) -> None:
         """Ask where to export, then export in the background."""

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from isegformer_app.state.document import Document
+from isegformer_app.state.annotation import AnnotationDocument
 from isegformer_app.state.labels import LabelClass, LabelList, relabel
 
 TITLE_ROOM = 160  # px beside a dialog title for the window decorations (icon, close/maximise buttons)
@@ -97,7 +97,7 @@ class ObjectsPanel(QGroupBox):
     def __init__(self, labels: LabelList, parent=None) -> None:
         super().__init__("Objects", parent)
         self.labels = labels
-        self.doc: Document | None = None
+        self.doc: AnnotationDocument | None = None
         self.list = QListWidget()
         self.list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.list.currentItemChanged.connect(self._on_select)
@@ -114,11 +114,19 @@ class ObjectsPanel(QGroupBox):
         layout.addLayout(grid)
         self._filling = False
 
-    def set_document(self, doc: Document | None) -> None:
+    def set_document(self, doc: AnnotationDocument | None) -> None:
+        """Show the objects of ``doc`` from now on: the list follows its object and selection events (a
+        prediction, which changes neither, leaves the list alone)."""
+        if self.doc is not None:
+            self.doc.events.objects.disconnect(self.refresh)
+            self.doc.events.selection.disconnect(self.refresh)
         self.doc = doc
+        if doc is not None:
+            doc.events.objects.connect(self.refresh)
+            doc.events.selection.connect(self.refresh)
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, _event: object = None) -> None:
         """Show the document's objects. The items are updated in place while the objects stay the same
         (a refill between the two clicks of a double-click would lose it)."""
         self._filling = True
@@ -158,8 +166,7 @@ class ObjectsPanel(QGroupBox):
     def _on_select(self, item: QListWidgetItem | None, _prev=None) -> None:
         if self._filling or self.doc is None:
             return
-        self.doc.selected_uid = item.data(Qt.ItemDataRole.UserRole) if item else None
-        self.doc.notify()
+        self.doc.select(item.data(Qt.ItemDataRole.UserRole) if item else None)
 
     def _on_check(self, item: QListWidgetItem) -> None:
         if self._filling or self.doc is None:

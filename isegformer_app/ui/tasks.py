@@ -1,4 +1,4 @@
-"""Long file work (loading volumes, exports, autosaves of volumes) in a background thread.
+"""Long file work (loading images and volumes, exports, autosaves) in a background thread.
 
 The GUI thread starts a :class:`BackgroundTask` and gets its progress and result through queued
 signals; it never waits for it. :func:`run_task` adds a window-modal progress dialog whose Cancel
@@ -16,7 +16,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
+from isegformer_app.state.annotation import AnnotationDocument
 from isegformer_app.state.sidecar_location import SidecarLocator
+from isegformer_app.state.snapshot import SaveOutcome
 from isegformer_app.volumes import LoadCancelled
 from isegformer_app.volumes.progress import ProgressCallback
 
@@ -29,7 +31,8 @@ class TaskCancelled(Exception):
 
 
 class BackgroundTask(QThread):
-    """Runs ``work`` once in its own thread; ``completed`` is delivered in the GUI thread."""
+    """Runs ``work`` once in its own thread; ``completed`` is delivered in the GUI thread. A child of its
+    ``parent`` (which keeps it, and whose :func:`finish_tasks` joins it) until it has been handled."""
 
     progressed = Signal(float, str)
     completed = Signal(object)  # the task itself, after ``result`` / ``error`` / ``cancelled`` are set
@@ -43,6 +46,9 @@ class BackgroundTask(QThread):
         self.exception: BaseException | None = None  # what ``error`` describes
         self.cancelled = False
         self.handled = False  # set in the GUI thread once the completion callbacks have run
+        self.progress_dialog: QProgressDialog | None = None  # shown by :func:`run_task` when asked for
+        self.job: _Write | None = None  # the autosave it writes, for :class:`SidecarWriter`
+        self.superseded = False  # a newer write of the same file took over (:meth:`SidecarWriter.take_over`)
         self.finished.connect(self._on_finished)
 
     def run(self) -> None:
@@ -126,8 +132,6 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
     object keeps ``result``, ``error`` and ``cancelled`` for whoever still holds it.
     """
     task = BackgroundTask(work, title, parent)
-    tasks = parent.__dict__.setdefault("_background_tasks", set())
-    tasks.add(task)
     progress = None
     if dialog:
         progress = TaskProgress(parent, title, task.cancel if cancellable else None, min_duration_ms)
@@ -137,7 +141,6 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
     def finish(done: BackgroundTask) -> None:
         if progress is not None:
             progress.close()
-        tasks.discard(done)
         try:
             on_done(done)
         finally:  # let go of everything: the callbacks' closures hold documents and snapshots
@@ -158,7 +161,7 @@ def run_task(parent: QWidget, title: str, work: Work, on_done: Callable[[Backgro
 def finish_tasks(parent: QWidget, cancel_titles: tuple[str, ...] = ("Open volume",)) -> None:
     """Before ``parent`` closes: cancel loads, let saves and exports run to the end, and join them, so
     nothing being written is lost and no thread outlives its window (Qt aborts on that)."""
-    for task in list(parent.__dict__.get("_background_tasks", ())):
+    for task in parent.findChildren(BackgroundTask):
         if task.title in cancel_titles:
             task.cancel()
         task.wait()
@@ -249,11 +252,33 @@ class SidecarWriter:
         self.waiting.pop(job.key, None)  # asked for before this one (from an ``on_saved``): older
         self._start(job)
 
+    def save(self, doc: AnnotationDocument, then: Callable[[], object] | None = None,
+             dialog: bool = False) -> None:  # fmt: skip
+        """Autosave ``doc`` (an image or a volume) in the background if it changed: a snapshot is taken now,
+        written off the GUI thread; then ``doc.saved(...)`` and ``then()`` run in the GUI thread."""
+        if not doc.dirty:
+            if then is not None:
+                then()
+            return
+        snapshot = doc.snapshot()
+        outcome: list[SaveOutcome] = []
+
+        def saved() -> None:
+            doc.saved(snapshot, outcome[-1])
+            if outcome[-1].notice:
+                self.inform("Autosave", outcome[-1].notice, False)
+            if then is not None:
+                then()
+
+        self.write(lambda path: outcome.append(snapshot.write(path)),
+                   lambda: snapshot.target(self.locator.folder_for(snapshot.source.parent)),
+                   snapshot.source, saved, dialog, snapshot.key)  # fmt: skip
+
     def _start(self, job: _Write) -> None:
         path = job.target()
         task = run_task(self.parent, "Autosave", lambda report, cancel: job.write(path), self._done,
                         dialog=job.dialog, cancellable=False)  # fmt: skip
-        task.job, task.superseded = job, False
+        task.job = job
         self.task = task
 
     def _done(self, task: BackgroundTask) -> None:

@@ -9,7 +9,7 @@ kills the process at once; the active model never changes until "Use the new mod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QProcess, QProcessEnvironment
 from PySide6.QtGui import QAction
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from isegformer_app.state.finetune_job import (
@@ -40,105 +41,122 @@ from isegformer_app.state.finetune_job import (
     training_command,
 )
 from isegformer_app.state.labels import LabelList
+from isegformer_app.state.project import Project
+from isegformer_app.ui.model_control import ModelControl
 from isegformer_app.ui.tasks import run_task
 from training.finetune_events import comparison_rows
-
-if TYPE_CHECKING:
-    from isegformer_app.ui.main_window import MainWindow
 
 TITLE = "Train on this project's annotations"
 
 
-def start_model(window: MainWindow) -> Path | None:
-    """The model a new run starts from: the project's fine-tuned one, else the active network (None:
-    the bundled network, e.g. while a classical engine is active)."""
-    own = project_model_path(window.project) if window.project is not None else None
-    if own is not None:
-        return own
-    kind, value = window.models.active
-    if kind == "checkpoint":
-        return Path(value)
-    return window.models.networks.get(value) if kind == "engine" else None
+class TrainingHost(Protocol):
+    """What a training run needs of the window: the open folder, the models, the labels, messages."""
+
+    models: ModelControl
+    labels: LabelList
+
+    @property
+    def project(self) -> Project | None: ...
+
+    def inform(self, title: str, text: str, error: bool = False) -> None: ...
 
 
-def start_training(window: MainWindow) -> None:
-    """Check and export the project's annotations in the background, then start the run's dialog."""
-    running = getattr(window, "training_dialog", None)
-    if running is not None and running.running:
-        running.show()
-        running.raise_()
-        return
-    project = window.project
-    if project is None:
-        window.inform(TITLE, "Open a folder of images first (training on volumes is not available yet).",
-                      error=True)  # fmt: skip
-        return
-    plan = project.export_plan(all_images=True)  # copies the open image's objects now
-    folder, name, weights = model_folder(project), project_name(project), start_model(window)
-    labels = LabelList.from_json(window.labels.to_json())
+class ProjectTraining:
+    """The Model menu's training entries of one window and the dialog of its run (one at a time)."""
 
-    def work(report, cancel) -> TrainingRequest:
-        return prepare_training(plan, folder, name, weights, labels, report, cancel)
+    def __init__(self, parent: QWidget, host: TrainingHost) -> None:
+        self.parent, self.host = parent, host
+        self.dialog: TrainingDialog | None = None
 
-    def prepared(task) -> None:
-        if task.cancelled:
+    def start_model(self) -> Path | None:
+        """The model a new run starts from: the project's fine-tuned one, else the active network (None:
+        the bundled network, e.g. while a classical engine is active)."""
+        host = self.host
+        own = project_model_path(host.project) if host.project is not None else None
+        if own is not None:
+            return own
+        kind, value = host.models.active
+        if kind == "checkpoint":
+            return Path(value)
+        return host.models.networks.get(value) if kind == "engine" else None
+
+    def start(self) -> None:
+        """Check and export the project's annotations in the background, then start the run's dialog."""
+        running = self.dialog
+        if running is not None and running.running:
+            running.show()
+            running.raise_()
             return
-        if task.error is not None:
-            kind = isinstance(task.exception, TrainingInputError)
-            window.inform(TITLE, task.error if kind else f"Could not prepare the training data: {task.error}",
-                          error=True)  # fmt: skip
+        host, project = self.host, self.host.project
+        if project is None:
+            host.inform(TITLE, "Open a folder of images first (training on volumes is not available yet).",
+                        error=True)  # fmt: skip
             return
-        window.training_dialog = TrainingDialog(window, task.result)
-        window.training_dialog.show()
+        plan = project.export_plan(all_images=True)  # copies the open image's objects now
+        folder, name, weights = model_folder(project), project_name(project), self.start_model()
+        labels = LabelList.from_json(host.labels.to_json())
 
-    run_task(window, "Preparing the training data", work, prepared)
+        def work(report, cancel) -> TrainingRequest:
+            return prepare_training(plan, folder, name, weights, labels, report, cancel)
 
+        def prepared(task) -> None:
+            if task.cancelled:
+                return
+            if task.error is not None:
+                kind = isinstance(task.exception, TrainingInputError)
+                why = task.error if kind else f"Could not prepare the training data: {task.error}"
+                host.inform(TITLE, why, error=True)
+                return
+            self.dialog = TrainingDialog(self.parent, host, task.result)
+            self.dialog.show()
 
-def use_project_model(window: MainWindow) -> None:
-    """Model > Use this project's fine-tuned model."""
-    path = project_model_path(window.project) if window.project is not None else None
-    if path is None:
-        window.inform(TITLE, "This project has no fine-tuned model yet.", error=True)
-        return
-    window.models.load_checkpoint(path)
+        run_task(self.parent, "Preparing the training data", work, prepared)
 
+    def use_project_model(self) -> None:
+        """Model > Use this project's fine-tuned model."""
+        project = self.host.project
+        path = project_model_path(project) if project is not None else None
+        if path is None:
+            self.host.inform(TITLE, "This project has no fine-tuned model yet.", error=True)
+            return
+        self.host.models.load_checkpoint(path)
 
-def add_training_actions(window: MainWindow, menu: QMenu, actions: dict[str, QAction]) -> None:
-    """The Model menu's entries: train on the project, use the project's fine-tuned model (enabled
-    whenever the open project has one)."""
-    train = QAction("&Train on this project's annotations…", window)
-    train.setStatusTip("Fine-tune the network on the finished objects of this folder (a background process)")
-    train.triggered.connect(lambda checked=False: start_training(window))
-    own = QAction("Use this project's &fine-tuned model", window)
-    own.triggered.connect(lambda checked=False: use_project_model(window))
-    menu.aboutToShow.connect(
-        lambda: own.setEnabled(window.project is not None and project_model_path(window.project) is not None)
-    )
-    for key, action in (("train_project", train), ("project_model", own)):
-        menu.addAction(action)
-        actions[key] = action
+    def add_actions(self, menu: QMenu, actions: dict[str, QAction]) -> None:
+        """The Model menu's entries: train on the project, use the project's fine-tuned model (enabled
+        whenever the open project has one)."""
+        train = QAction("&Train on this project's annotations…", self.parent)
+        train.setStatusTip("Fine-tune the network on the finished objects of this folder (a background "
+                           "process)")  # fmt: skip
+        train.triggered.connect(lambda checked=False: self.start())
+        own = QAction("Use this project's &fine-tuned model", self.parent)
+        own.triggered.connect(lambda checked=False: self.use_project_model())
+        menu.aboutToShow.connect(lambda: own.setEnabled(
+            self.host.project is not None and project_model_path(self.host.project) is not None))
+        for key, action in (("train_project", train), ("project_model", own)):
+            menu.addAction(action)
+            actions[key] = action
 
-
-def confirm_close(window: MainWindow) -> bool:
-    """The window is closing: while a run goes on, ask; True (after cancelling it) to close."""
-    dialog = getattr(window, "training_dialog", None)
-    if dialog is None or not dialog.running:
+    def confirm_close(self) -> bool:
+        """The window is closing: while a run goes on, ask; True (after cancelling it) to close."""
+        dialog = self.dialog
+        if dialog is None or not dialog.running:
+            return True
+        question = "A training run is still going on. Cancel it and quit?"
+        answer = QMessageBox.question(self.parent, TITLE, question)
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        dialog.cancel()
+        dialog.process.waitForFinished(3000)
         return True
-    answer = QMessageBox.question(window, TITLE, "A training run is still going on. Cancel it and quit?")
-    if answer != QMessageBox.StandardButton.Yes:
-        return False
-    dialog.cancel()
-    dialog.process.waitForFinished(3000)
-    return True
 
 
 class TrainingDialog(QDialog):
     """Progress (samples, loss, elapsed and remaining time), Cancel, then the before/after table and
     "Use the new model"."""
 
-    def __init__(self, window: MainWindow, request: TrainingRequest) -> None:
-        super().__init__(window)
-        self.window_, self.request = window, request
+    def __init__(self, parent: QWidget, host: TrainingHost, request: TrainingRequest) -> None:
+        super().__init__(parent)
+        self.host, self.request = host, request
         self.monitor = TrainingMonitor()
         self.cancelled = False
         self.running = True
@@ -166,7 +184,7 @@ class TrainingDialog(QDialog):
             layout.addWidget(widget)
         self.resize(520, 200)
 
-        command = training_command(request, "cuda" if window.models.device == "cuda" else "")
+        command = training_command(request, "cuda" if host.models.device == "cuda" else "")
         self.process = QProcess(self)
         environment = QProcessEnvironment()
         for key, value in child_environment().items():
@@ -230,11 +248,11 @@ class TrainingDialog(QDialog):
         self.status.setText(message)
         self.bar.setValue(1000 if succeeded else 0)
         self.cancel_button.setText("Close")
-        self.window_.inform(TITLE, message.splitlines()[0])
+        self.host.inform(TITLE, message.splitlines()[0])
 
     def use_new_model(self) -> None:
         if self.model_path is not None:
-            self.window_.models.load_checkpoint(self.model_path)
+            self.host.models.load_checkpoint(self.model_path)
         self.close()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)

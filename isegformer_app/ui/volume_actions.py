@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMainWindow, QMenu
 
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu
-
-if TYPE_CHECKING:
-    from isegformer_app.ui.main_window import MainWindow
+from isegformer_app.ui.qt_actions import new_action
+from isegformer_app.ui.volume_mode import VOLUME_ONLY, VolumeMode
 
 
-def _action(window: MainWindow, text: str, slot, shortcut_key: str = "") -> QAction:
-    act = QAction(text, window)
-    if shortcut_key:
-        act.setShortcut(QKeySequence(window.settings.shortcuts.get(shortcut_key, "")))
-    act.triggered.connect(lambda checked=False: slot())
-    window.addAction(act)  # shortcuts work with the menu closed
-    return act
+def add_volume_actions(window: QMainWindow, shortcuts: dict[str, str], ctl: VolumeMode, file_menu: QMenu,
+                       before: QAction) -> dict[str, QAction]:  # fmt: skip
+    """File-menu entries (inserted before ``before``) and the Volume menu of ``window`` for volume mode
+    ``ctl`` (keys bound as in ``shortcuts``); returns the actions by name."""
+    files = ctl.files
 
+    def _action(text: str, slot, shortcut_key: str = "") -> QAction:
+        return new_action(window, shortcuts, text, slot, shortcut_key)
 
-def add_volume_actions(window: MainWindow, file_menu: QMenu, before: QAction) -> dict[str, QAction]:
-    """File-menu entries (inserted before ``before``) and the Volume menu; returns the actions by name."""
-    ctl, files = window.volume, window.volume.files
     a = {
-        "open_volume": _action(window, "Open &volume (NIfTI)…", files.open_file_dialog, "open_volume"),
-        "open_dicom": _action(window, "Open &DICOM folder…", files.open_folder_dialog),
-        "import_labels": _action(window, "&Import labels (NIfTI)…", files.import_labels_dialog),
-        "export_nifti": _action(window, "Export label &map (NIfTI + tables)…", files.export_nifti_dialog),
-        "export_slices": _action(window, "Export volume &slices (PNG)…", files.export_slices_dialog),
+        "open_volume": _action("Open &volume (NIfTI)…", files.open_file_dialog, "open_volume"),
+        "open_dicom": _action("Open &DICOM folder…", files.open_folder_dialog),
+        "import_labels": _action("&Import labels (NIfTI)…", files.import_labels_dialog),
+        "export_nifti": _action("Export label &map (NIfTI + tables)…", files.export_nifti_dialog),
+        "export_slices": _action("Export volume &slices (PNG)…", files.export_slices_dialog),
     }
     for key in a:
         file_menu.insertAction(before, a[key])
@@ -51,13 +46,9 @@ def add_volume_actions(window: MainWindow, file_menu: QMenu, before: QAction) ->
         ("edit_object", "&Edit selected object", ctl.edit_selected),
     ]  # fmt: skip
     for key, text, slot in entries:
-        a[key] = _action(window, text, slot, key)
+        a[key] = _action(text, slot, key)
         menu.addAction(a[key])
     for key in VOLUME_ONLY:
         a[key].setEnabled(False)  # enabled while a volume is open (arrow keys pan images otherwise)
     return a
 
-
-VOLUME_ONLY = ("import_labels", "export_nifti", "export_slices", "axial", "coronal", "sagittal", "slice_up",
-               "slice_down", "slice_page_up", "slice_page_down", "propagate_next", "propagate_prev",
-               "propagate_range", "wl_mode", "edit_object")

@@ -1,14 +1,14 @@
-"""File work of volume mode, in background threads: open (with a series chooser), export, import, autosave.
+"""File work of volume mode, in background threads: open (with a series chooser), export, import (the
+autosave is the shared background writer's, as for images).
 
 Module-level names (``open_volume``, ``load_dicom_files``, ``scan_dicom_folder``, ``export_volume_labels``,
-``load_label_nifti``, ``write_snapshot``) are looked up at call time so tests can slow them down.
+``load_label_nifti``) are looked up at call time so tests can slow them down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
@@ -17,13 +17,12 @@ from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.state.volume_autosave import (
     read_volume_sidecar,
     restore_volume_document,
-    snapshot,
     volume_sidecar_path,
-    write_snapshot,
 )
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, nifti_stem
 from isegformer_app.ui.dialogs import ask_folder
+from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.tasks import BackgroundTask, run_task
 from isegformer_app.volumes import (
     AXES,
@@ -36,9 +35,6 @@ from isegformer_app.volumes import (
 )
 from isegformer_app.volumes.nifti_load import is_nifti
 from model.threshold import DEFAULT_THRESHOLD
-
-if TYPE_CHECKING:
-    from isegformer_app.ui.volume_mode import VolumeMode
 
 VOLUME_FILTER = "NIfTI volumes (*.nii *.nii.gz);;All files (*)"
 
@@ -77,12 +73,15 @@ def build_document(volume: Volume, path: Path, locator: SidecarLocator, notes: l
 
 
 class VolumeFiles:
-    """Open, autosave, export and import of volume mode; every disk access runs in a background task."""
+    """Open, export and import of volume mode; every disk access runs in a background task.
 
-    def __init__(self, mode: VolumeMode) -> None:
-        self.ctl = mode
-        self.services = mode.services
-        self.parent = mode.services.parent
+    ``current()`` is the volume document shown (None: none); ``install(doc, notes)`` shows a loaded one.
+    """
+
+    def __init__(self, services: WindowServices, current: Callable[[], VolumeDocument | None],
+                 install: Callable[[VolumeDocument, list[str]], None]) -> None:  # fmt: skip
+        self.services, self.current, self.install = services, current, install
+        self.parent = services.parent
         self.last_task: BackgroundTask | None = None
         self._pending_open: object | None = None  # the open waiting for the autosaves, if any
 
@@ -149,7 +148,7 @@ class VolumeFiles:
                 self.open(path, info.uid, info.files)
             return
         doc, notes = payload  # built in the background: only cheap work is left for this (GUI) thread
-        self.ctl.install(doc, list(doc.volume.warnings) + notes)
+        self.install(doc, list(doc.volume.warnings) + notes)
         s.remember_recent(path)
 
     def open_file_dialog(self) -> None:
@@ -163,42 +162,9 @@ class VolumeFiles:
         if path:
             self.open(path)
 
-    # -------------------------------------------------------------- autosave
-    def sidecar(self) -> Path:
-        """Where the shown volume's autosave is written."""
-        return self.sidecar_of(self.ctl.doc)
-
-    def sidecar_of(self, doc: VolumeDocument) -> Path:
-        return volume_sidecar_path(doc.path, doc.volume, self.services.sidecars.folder_for(doc.path.parent))
-
-    def save(self, then=None) -> bool:
-        """Autosave in the background (a copy is taken now); ``then()`` runs after a successful write."""
-        doc = self.ctl.doc
-        if doc is None or not doc.dirty:
-            if then is not None:
-                then()
-            return True
-        arrays, revision = snapshot(doc), doc.revision
-        written: list = []
-
-        def saved() -> None:
-            doc.saved_revision = max(doc.saved_revision, revision)
-            if written[-1]:
-                self.services.inform("Autosave", written[-1])
-            if doc is self.ctl.doc:
-                self.services.refresh()
-            if then is not None:
-                then()
-
-        self.services.writer.write(lambda path: written.append(write_snapshot(arrays, path, doc.on_disk)),
-                                   lambda: self.sidecar_of(doc),
-                                   doc.path, saved, dialog=then is not None,
-                                   key=volume_sidecar_path(doc.path, doc.volume))  # fmt: skip
-        return True
-
     # ---------------------------------------------------------------- export
     def export_nifti(self, path: str | Path) -> BackgroundTask | None:
-        doc = self.ctl.doc
+        doc = self.current()
         if doc is None:
             return None
         labels, volume = doc.export_labels(), doc.volume
@@ -215,15 +181,16 @@ class VolumeFiles:
         return self.last_task
 
     def export_nifti_dialog(self) -> None:
-        if self.ctl.doc is None:
+        doc = self.current()
+        if doc is None:
             return
-        default = str(Path(self.services.export_dir()) / f"{nifti_stem(self.ctl.doc.path)}_labels.nii.gz")
+        default = str(Path(self.services.export_dir()) / f"{nifti_stem(doc.path)}_labels.nii.gz")
         path, _ = QFileDialog.getSaveFileName(self.parent, "Export label map", default, VOLUME_FILTER)
         if path:
             self.export_nifti(path)
 
     def export_slices(self, root: str | Path, layout: str, axis: str = "axial") -> BackgroundTask | None:
-        doc = self.ctl.doc
+        doc = self.current()
         if doc is None:
             return None
         labels, volume, case = doc.export_labels(), doc.volume, nifti_stem(doc.path)
@@ -241,21 +208,21 @@ class VolumeFiles:
         return self.last_task
 
     def export_slices_dialog(self) -> None:
-        if self.ctl.doc is None:
+        if self.current() is None:
             return
         layout, ok = QInputDialog.getItem(self.parent, "Slice export", "Layout:", ["brats", "oai_zib"], 0,
                                           False)  # fmt: skip
         if not ok:
             return
         axis, ok = QInputDialog.getItem(self.parent, "Slice export", "View:", list(AXES),
-                                        AXES.index(self.ctl.doc.axis), False)  # fmt: skip
+                                        AXES.index(self.current().axis), False)  # fmt: skip
         root = ask_folder(self.parent, "Export slices to folder", self.services.export_dir()) if ok else ""
         if root:
             self.export_slices(root, layout, axis)
 
     # ---------------------------------------------------------------- import
     def import_labels(self, path: str | Path) -> BackgroundTask | None:
-        doc = self.ctl.doc
+        doc = self.current()
         if doc is None:
             return None
         path, volume = Path(path), doc.volume
@@ -264,7 +231,7 @@ class VolumeFiles:
             if task.error is not None:
                 self.services.inform("Import labels", f"Cannot use {path.name} as labels of this volume:\n"
                                    f"{task.error}", error=True)  # fmt: skip
-            elif not task.cancelled and self.ctl.doc is doc:
+            elif not task.cancelled and self.current() is doc:
                 doc.import_labels(task.result)
                 count = len(doc.object_list)
                 self.services.inform("Import labels", f"Imported {count} label(s) from {path.name} "
@@ -276,9 +243,10 @@ class VolumeFiles:
         return self.last_task
 
     def import_labels_dialog(self) -> None:
-        if self.ctl.doc is None:
+        doc = self.current()
+        if doc is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Import label map", str(self.ctl.doc.path.parent),
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Import label map", str(doc.path.parent),
                                               VOLUME_FILTER)  # fmt: skip
         if path:
             self.import_labels(path)

@@ -1,8 +1,8 @@
 """Volume mode of the window: slices on the canvas, window/level, predictions per slice, propagation.
 
-The :class:`~isegformer_app.state.volume_document.VolumeDocument` offers the image document's
-attributes for the current slice, so the window's clicks, brush, overlay, objects panel and undo work
-unchanged; this mode adds what is volume-specific. File work (open, export, import, autosave) lives in
+The :class:`~isegformer_app.state.volume_document.VolumeDocument` is an annotation document shown one
+slice at a time, so the window's clicks, brush, overlay, objects panel and undo work unchanged; this
+mode adds what is volume-specific. File work (open, export, import, autosave) lives in
 :mod:`isegformer_app.ui.volume_files`.
 """
 
@@ -24,15 +24,18 @@ from isegformer_app.state.volume_autosave import volume_stem
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.ui import dialogs
 from isegformer_app.ui.modes import WindowServices
+from isegformer_app.ui.prediction_link import PredictionLink
 from isegformer_app.ui.tasks import BackgroundTask, TaskProgress
-from isegformer_app.ui.volume_actions import VOLUME_ONLY
 from isegformer_app.ui.volume_files import VolumeFiles
 from isegformer_app.ui.volume_panel import VolumePanel
-from isegformer_app.ui.worker import PredictRequest, PredictResult
 from isegformer_app.volumes import AXES, WindowPreset, apply_window
 from isegformer_app.volumes.slicing import array_axis, view_to_voxel, voxel_to_view
 
 WL_SENSITIVITY = 1 / 200  # fraction of the current width per screen pixel dragged
+# the actions enabled while a volume is open (arrow keys pan images otherwise)
+VOLUME_ONLY = ("import_labels", "export_nifti", "export_slices", "axial", "coronal", "sagittal", "slice_up",
+               "slice_down", "slice_page_up", "slice_page_down", "propagate_next", "propagate_prev",
+               "propagate_range", "wl_mode", "edit_object")
 
 
 @dataclass
@@ -55,9 +58,8 @@ class VolumeMode(QObject):
         self.services = s = services
         window = services.parent
         self.doc: VolumeDocument | None = None
-        self.image_key = ""
+        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self)
         self.display_window: WindowPreset | None = None
-        self.pending: dict[int, tuple] = {}  # request id -> session key
         self.propagation: _Propagation | None = None  # the one running, if any
         self.panel = VolumePanel()
         self.panel.setVisible(False)
@@ -68,7 +70,7 @@ class VolumeMode(QObject):
         # beside the canvas, under the Files dock: below it the notes would take the side panels' height
         window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.notes_dock)
         self.notes_dock.setVisible(False)
-        self.files = VolumeFiles(self)
+        self.files = VolumeFiles(services, lambda: self.doc, self.install)
         self.panel.axis_chosen.connect(lambda axis: self.show_slice(axis=axis))
         self.panel.slice_chosen.connect(lambda index: self.show_slice(index=index))
         self.panel.preset_chosen.connect(self.use_preset)
@@ -87,6 +89,11 @@ class VolumeMode(QObject):
     def active(self) -> bool:
         return self.doc is not None
 
+    @property
+    def image_key(self) -> str:
+        """The key the worker knows the shown slice by."""
+        return self.predictions.image_key
+
     # --------------------------------------------------------------- document
     def install(self, doc: VolumeDocument, notes: list[str]) -> None:
         """Show ``doc`` (a freshly loaded volume) in the window; the volume or image left is autosaved."""
@@ -96,7 +103,6 @@ class VolumeMode(QObject):
         self.doc = doc
         s.project_opened()
         doc.new_object_label = (s.labels.current().name, s.labels.current().color)
-        doc.listeners.append(s.document_changed)
         presets = doc.volume.window_presets
         default = doc.volume.channel_windows[doc.volume.channel_names[0]]
         self.display_window = presets[0] if presets else default
@@ -104,7 +110,8 @@ class VolumeMode(QObject):
         meta = doc.volume.metadata
         self.panel.show_frames(int(meta.get("frame") or 0), int(meta.get("frames") or 1))
         self.panel.setVisible(True)
-        s.objects.set_document(doc)
+        self.predictions.attach(doc)  # first: a click's request goes out before anything is drawn
+        s.show_document(doc)
         self.notes.setPlainText("\n".join(notes))
         self.notes_dock.setVisible(bool(notes))  # shown once, non-modal; the user may close it
         self._enable_actions(True)
@@ -130,20 +137,18 @@ class VolumeMode(QObject):
 
     def deactivate(self) -> None:
         """Images (or another volume) are shown now: autosave this volume in the background, close it."""
-        if self.doc is not None:
-            self.files.save()
+        self.autosave()
         self.close_volume()
 
     def close_volume(self) -> None:
         """Let go of the volume (unsaved changes are dropped: :meth:`deactivate` saves first)."""
         self._enable_actions(False)
         if self.doc is not None:
-            self.doc.listeners.clear()
+            self.doc.events.disconnect_all()
         self.doc = None
-        self.pending.clear()
+        self.predictions.attach(None)
         self.panel.setVisible(False)
         self.notes_dock.setVisible(False)
-        self.image_key = ""
         self.point = None
         self.services.canvas.set_crosshair(None)
         self.services.canvas.pixel_aspect = 1.0
@@ -173,9 +178,9 @@ class VolumeMode(QObject):
         same_axis = axis == doc.axis
         s.canvas.set_image(self.display_image(axis, index), doc.volume.pixel_aspect(axis),
                            keep_view=same_axis and not fit)  # fmt: skip
-        self.image_key = f"volume:{id(doc)}:{axis}:{index}"
+        self.predictions.attach(doc, f"volume:{id(doc)}:{axis}:{index}")
         s.worker.set_image(self.image_key, doc.model_image(axis, index))
-        doc.set_view(axis, index)  # notifies: the window redraws overlay and panels
+        doc.set_view(axis, index)  # its ViewChanged redraws the overlay
         self.panel.show_view(axis, index, doc.slice_count)
         self.panel.slice_label.setText(doc.volume.slice_caption(axis, index))
         self.panel.show_window(self.display_window)
@@ -244,34 +249,21 @@ class VolumeMode(QObject):
     # ------------------------------------------------------------ predictions
     def request_prediction(self) -> bool:
         """Send a prediction request for the current slice session if it needs one; True if sent."""
-        session = self.doc.session() if self.doc is not None else None
-        if session is None or not session.needs_prediction():
-            return False
-        request = PredictRequest(self.image_key, list(session.clicks), session.prev_mask())
-        request_id = self.services.worker.request(request)
-        self.pending = {k: v for k, v in self.pending.items() if k > request_id - 64}
-        self.pending[request_id] = session.key
-        self.services.show_busy(True)
-        return True
-
-    def on_prediction(self, result: PredictResult) -> None:
-        key = self.pending.pop(result.request.request_id, None)
-        if key is None or self.doc is None:
-            return
-        doc = self.doc
-
-        def store() -> bool:
-            return doc.set_prediction(result.request.clicks, result.prob, key)
-
-        self.services.show_prediction(result, store, self.request_prediction)
+        return self.predictions.request()
 
     # ---------------------------------------------------------------- saving
     def autosave(self) -> None:
-        self.files.save()
+        """Write the volume's autosave in the background if it changed (a copy is taken now)."""
+        if self.doc is not None:
+            self.services.writer.save(self.doc)
 
     def save(self, then: Callable[[], object] | None = None) -> bool:
         """Autosave in the background (a copy of the labels is taken now); ``then()`` after the write."""
-        return self.files.save(then=then)
+        if self.doc is not None:
+            self.services.writer.save(self.doc, then, dialog=then is not None)
+        elif then is not None:
+            then()
+        return True
 
     def export_dialog(self, all_images: bool = True) -> None:
         self.files.export_nifti_dialog()
@@ -280,9 +272,9 @@ class VolumeMode(QObject):
         """Ask about unsaved labels; "save" writes in the background and closes the window afterwards."""
         if self.doc is None or not self.doc.dirty:
             return True
-        answer = dialogs.ask_unsaved(self.services.parent)
+        answer = dialogs.ask_unsaved(self.services.parent, self.doc)
         if answer == "save":
-            self.files.save(then=close_again)
+            self.save(then=close_again)  # closes once written
         return answer == "discard"
 
     # ------------------------------------------------------------ propagation

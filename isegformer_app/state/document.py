@@ -21,6 +21,7 @@ from isegformer_app.state.image_objects import AnnotatedObject
 from isegformer_app.state.imageio import LoadedImage
 from isegformer_app.state.labels import Color
 from model.clicks import Click
+from model.prediction import Prediction, PredictionState
 from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 
@@ -81,8 +82,8 @@ class Document(cmd.ObjectAttributeEdits):
         return self.current.brush
 
     @property
-    def prob_cache(self) -> cs.PrefixCache[np.ndarray]:
-        return self.current.prob_cache
+    def predictions(self) -> cs.PrefixCache[Prediction]:
+        return self.current.predictions
 
     def current_mask(self) -> np.ndarray:
         """HxW bool: thresholded probability with brush corrections applied."""
@@ -128,15 +129,15 @@ class Document(cmd.ObjectAttributeEdits):
     def needs_prediction(self) -> bool:
         return self.current.needs_prediction()
 
-    def prev_mask_for_request(self) -> np.ndarray:
-        """Probability of the longest already-predicted prefix of the clicks (zeros if none)."""
-        return self.current.prev_mask()
+    def prev_state_for_request(self) -> PredictionState | None:
+        """What predicting the clicks continues from (:meth:`ClickSession.prev_state`)."""
+        return self.current.prev_state()
 
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray) -> bool:
+    def set_prediction(self, clicks: Sequence[Click], prediction: Prediction) -> bool:
         """Store a finished prediction; returns True if it is for the current clicks (now shown)."""
-        if prob.shape != self.shape:
-            raise ValueError(f"prediction shape {prob.shape} != image {self.shape}")
-        if self.current.store(clicks, prob):
+        if prediction.prob.shape != self.shape:
+            raise ValueError(f"prediction shape {prediction.prob.shape} != image {self.shape}")
+        if self.current.store(clicks, prediction):
             self.notify()
             return True
         return False

@@ -30,6 +30,7 @@ from isegformer_app.state.history import History
 from isegformer_app.state.labels import Color, as_color, color_for_index
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
+from model.prediction import Prediction, PredictionState
 from model.threshold import DEFAULT_THRESHOLD, checked_threshold
 
 VolumeObject = vc.VolumeObject
@@ -190,17 +191,17 @@ class VolumeDocument(ObjectAttributeEdits):
         s = self.session()
         return s is not None and s.needs_prediction()
 
-    def prev_mask_for_request(self) -> np.ndarray:
+    def prev_state_for_request(self) -> PredictionState | None:
         s = self.session()
-        return s.prev_mask() if s is not None else np.zeros(self.shape, np.float32)
+        return s.prev_state() if s is not None else None
 
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray,
+    def set_prediction(self, clicks: Sequence[Click], prediction: Prediction,
                        key: vs.SessionKey | None = None) -> bool:  # fmt: skip
         """Store a prediction for session ``key`` (default: the current one); True if it is now shown."""
         s = self.sessions.get(key) if key is not None else self.session()
         if s is None:
             return False
-        if not s.store(list(clicks), prob):
+        if not s.store(list(clicks), prediction):
             return False
         self._sync(s)
         self.revision += 1
@@ -337,13 +338,13 @@ class VolumeDocument(ObjectAttributeEdits):
         if new_index != self.object_index(uid):
             self._execute_volume(vc.MoveObject(uid, new_index))
 
-    def apply_propagation(self, value: int, axis: str, index: int, clicks: list[Click], prob: np.ndarray,
-                          source_mask: np.ndarray) -> None:  # fmt: skip
+    def apply_propagation(self, value: int, axis: str, index: int, clicks: list[Click],
+                          prediction: Prediction, source_mask: np.ndarray) -> None:  # fmt: skip
         """Put a propagation result on slice ``index`` of object ``value`` (undoable on that slice)."""
         self.object(value)
         self.active = value
         s = self.session(value, axis, index, create=True)
-        self._execute_slice(s, cs.SetPropagated(clicks, prob, source_mask))
+        self._execute_slice(s, cs.SetPropagated(clicks, prediction, source_mask))
 
     # ------------------------------------------------------- labels in/out
     def label_infos(self) -> dict[int, LabelInfo]:

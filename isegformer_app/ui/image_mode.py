@@ -252,7 +252,7 @@ class ImageMode(QObject):
         if doc is None or not doc.needs_prediction():
             return False
         self.services.worker.request(PredictRequest(self.image_key, list(doc.clicks),
-                                                    doc.prev_mask_for_request()))  # fmt: skip
+                                                    doc.prev_state_for_request()))  # fmt: skip
         self.services.show_busy(True)
         return True
 
@@ -260,9 +260,10 @@ class ImageMode(QObject):
         doc = self.doc
         if result.request.image_key != self.image_key or doc is None:
             return
-        self.services.show_prediction(
-            result, lambda: doc.set_prediction(result.request.clicks, result.prob), self.request_prediction
-        )
+        def store() -> bool:
+            return doc.set_prediction(result.request.clicks, result.prediction)
+
+        self.services.show_prediction(result, store, self.request_prediction)
 
     # ---------------------------------------------------------------- saving
     def autosave(self) -> None:

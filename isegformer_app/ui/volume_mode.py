@@ -247,7 +247,7 @@ class VolumeMode(QObject):
         session = self.doc.session() if self.doc is not None else None
         if session is None or not session.needs_prediction():
             return False
-        request = PredictRequest(self.image_key, list(session.clicks), session.prev_mask())
+        request = PredictRequest(self.image_key, list(session.clicks), session.prev_state())
         request_id = self.services.worker.request(request)
         self.pending = {k: v for k, v in self.pending.items() if k > request_id - 64}
         self.pending[request_id] = session.key
@@ -261,7 +261,7 @@ class VolumeMode(QObject):
         doc = self.doc
 
         def store() -> bool:
-            return doc.set_prediction(result.request.clicks, result.prob, key)
+            return doc.set_prediction(result.request.clicks, result.prediction, key)
 
         self.services.show_prediction(result, store, self.request_prediction)
 

@@ -1,13 +1,13 @@
-"""The predictor: the one object the app and the evaluator hold per image.
+"""The network predictor: the one object the app and the evaluator hold per image.
 
-:class:`ClickPredictor` is the interface every engine implements (the network predictor below and
-the built-in engines that need no weights).
+It implements :class:`~model.prediction.ClickPredictor` (as the built-in engines that need no weights
+do): the image is cached by ``set_image``; the click state (previous probabilities, zoom box) goes in
+and out of every ``predict`` call as a :class:`~model.prediction.PredictionState`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -16,34 +16,9 @@ from torch import nn
 
 from model.clicks import Click, clicks_to_points
 from model.image import as_rgb_uint8
+from model.prediction import Box, Prediction, PredictionState
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
-from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, Transform, ZoomIn
-
-
-@runtime_checkable
-class ClickPredictor(Protocol):
-    """Clicks in, probability map out, for one image at a time.
-
-    ``set_image(image)``: HxWx3 uint8 RGB (grayscale HxW and RGBA are accepted and converted).
-    ``predict(clicks, prev_mask=None)``: all clicks so far (in order) -> HxW float32 probabilities
-    in [0, 1] at the image's full resolution; the predictor remembers its last prediction and
-    feeds it back as the previous mask unless ``prev_mask`` is given.
-    ``get_state()`` / ``set_state(state)``: save and restore everything ``predict`` depends on
-    (for undo). ``reset()`` forgets the clicks' effects (new object on the same image).
-    """
-
-    name: str
-
-    def set_image(self, image: np.ndarray) -> None: ...
-
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray: ...
-
-    def get_state(self) -> Any: ...
-
-    def set_state(self, state: Any) -> None: ...
-
-    def reset(self) -> None: ...
-
+from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, Transform, ZoomChoice, ZoomIn
 
 # --- the network predictor ---------------------------------------------------------------------------
 
@@ -72,22 +47,25 @@ def fast_autocast(device: str | torch.device) -> str | None:
 class Predictor:
     """Click-to-probability pipeline of the original ``BasePredictor`` around one network.
 
-    ``set_image`` once per image, then ``predict`` after every click with *all* clicks so far::
+    ``set_image`` once per image, then ``predict`` after every click with *all* clicks so far and the
+    state of the previous prediction (the caller holds it; the predictor keeps no click state)::
 
         predictor = Predictor(load_checkpoint(path))
         predictor.set_image(rgb)                                   # (H, W, 3) uint8
-        probs = predictor.predict([Click(y=120, x=80, is_positive=True, index=0)])  # (H, W) float32
+        first = predictor.predict([Click(y=120, x=80, is_positive=True, index=0)])
+        first.prob                                                 # (H, W) float32
+        second = predictor.predict([*first_clicks, next_click], first.state)
 
     Coordinates: ``Click.y``/``Click.x`` are pixel indices (row, column) of the full image given to
     ``set_image`` (fractions allowed); clicks outside ``[0, H) x [0, W)`` are dropped before anything else
     (the remaining ones keep their ``index``). ``Click.index`` is the click's order.
 
-    Per call: the network input is RGB in [0, 1] (+ the previous probability map as channel 3 when
-    ``model.with_prev_mask``; zeros before the first prediction), then ZoomIn (crop to the object
-    found so far), LimitLongestSide (``max_size``), zero padding of sides below ``min_input_size`` and
-    the horizontal-flip copy; the network's logits are averaged over the flip, passed through the sigmoid
-    and mapped back to full resolution (bilinear, align_corners=True). With no clicks the network
-    runs with padding-only points (as the original did) and its prediction is returned and remembered.
+    Per call: the network input is RGB in [0, 1] (+ the state's probability map as channel 3 when
+    ``model.with_prev_mask``; zeros without a state), then ZoomIn (crop to the object of the state's
+    map, keeping the state's box while it fits), LimitLongestSide (``max_size``), zero padding of sides
+    below ``min_input_size`` and the horizontal-flip copy; the network's logits are averaged over the
+    flip, passed through the sigmoid and mapped back to full resolution (bilinear, align_corners=True).
+    With no clicks the network runs with padding-only points (as the original did).
 
     ``model``: any ``nn.Module`` with ``forward(image (B, 3|4, H, W), points (B, 2N, 3)) -> {'instances':
     (B, 1, H, W) logits}`` and an optional ``with_prev_mask`` attribute (e.g.
@@ -101,7 +79,7 @@ class Predictor:
     Where it differs from the original (only in cases the original got wrong or crashed on): clicks
     outside the image are dropped; inputs with a side below ``min_input_size`` are zero-padded for the
     network and cropped back; an unzoomed call after an empty mask is not squeezed into a stale ZoomIn
-    box; LimitLongestSide resizes once; ``predict`` returns a fresh array (the caller may modify it).
+    box; LimitLongestSide resizes once.
     """
 
     def __init__(
@@ -139,12 +117,11 @@ class Predictor:
         self.limit = LimitLongestSide(max_size) if max_size is not None else None
         self.pad = PadToMinSize(min_input_size)
         self.flip = AddHorizontalFlip() if with_flip else None
-        # applied in this order before the network; undone in reverse after it
-        self._resizers: list[Transform] = [t for t in (self.zoom_in, self.limit) if t is not None]
+        # applied in this order after ZoomIn; undone in reverse (those on logits before the sigmoid)
+        self._resizers: list[Transform] = [t for t in (self.limit,) if t is not None]
         self._on_logits: list[Transform] = [t for t in (self.pad, self.flip) if t is not None]
 
         self._input: torch.Tensor | None = None  # (1, 3|4, H, W) float32 on device; channel 3 = prev mask
-        self._prev_prediction: torch.Tensor | None = None  # (1, 1, H, W)
 
     # -- image ---------------------------------------------------------------------------------------
 
@@ -155,7 +132,7 @@ class Predictor:
 
     @torch.inference_mode()
     def set_image(self, image: np.ndarray) -> None:
-        """Take a new image (:func:`model.image.as_rgb_uint8`); forgets all previous predictions."""
+        """Take a new image (:func:`model.image.as_rgb_uint8`)."""
         image = as_rgb_uint8(image)
         height, width = image.shape[:2]
         pixels = torch.from_numpy(image).to(self.device)
@@ -164,58 +141,60 @@ class Predictor:
         rgb = self._input[:, :3]
         rgb.copy_(pixels.permute(2, 0, 1).unsqueeze(0))
         rgb.div_(255)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the clicks' effects (new object on the same image)."""
-        for t in self._resizers + self._on_logits:
-            t.reset()
-        if self._input is not None:
-            self._prev_prediction = self._input.new_zeros((1, 1, *self._input.shape[2:]))
 
     # -- prediction ----------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
-        """All clicks so far (in order) -> (H, W) float32 probabilities at full resolution.
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
+        """All clicks so far (in order) and the state they continue from -> :class:`Prediction`:
+        (H, W) float32 probabilities at full resolution and the state for the next call.
 
-        ``prev_mask``: optional (H, W) bool or float array in [0, 1] used instead of the last prediction
-        as the network's previous-mask channel (ZoomIn still follows the last prediction).
+        ``state``: the ``state`` of the prediction of an earlier click list on this image (usually all
+        clicks but the last), :meth:`PredictionState.from_mask` of a mask drawn otherwise, or None
+        (a new object: no previous mask, no zoom box).
         """
-        if self._input is None or self._prev_prediction is None:
+        if self._input is None:
             raise RuntimeError("Predictor.predict called before set_image")
         height, width = self._input.shape[2:]
         inside = [c for c in clicks if 0 <= c.y < height and 0 <= c.x < width]
-        prev = self._prev_prediction if prev_mask is None else self._prev_mask_tensor(prev_mask)
+        prev, box = None, None
+        if state is not None:
+            state.check_shape((height, width))
+            prev = torch.from_numpy(state.prob).to(self.device).reshape(1, 1, height, width)
+            box = state.zoom_box
 
-        probs = self._run(inside, prev)
-        if self.zoom_in is not None and self.zoom_in.needs_recompute():
-            probs = self._run(inside, prev)
-        self._prev_prediction = probs
-        return probs[0, 0].to("cpu", copy=True).numpy()
+        probs, box_after = self._run(inside, prev, prev, box)
+        if self.zoom_in is not None and self.zoom_in.needs_recompute(probs, box_after):
+            probs, box_after = self._run(inside, prev, probs, box_after)
+        return Prediction.of(probs[0, 0].to("cpu", copy=True).numpy(), box_after)
 
     def mask(self, probs: np.ndarray) -> np.ndarray:
         """Binary mask of a probability map (:func:`model.threshold.probability_mask`)."""
         return probability_mask(probs, self.threshold)
 
-    def _prev_mask_tensor(self, prev_mask: np.ndarray) -> torch.Tensor:
-        assert self._input is not None
-        size = tuple(self._input.shape[2:])
-        prev_mask = np.asarray(prev_mask)
-        if prev_mask.shape != size:
-            raise ValueError(f"prev_mask must have the image's shape {size}, got {prev_mask.shape}")
-        prev_mask = prev_mask.astype(np.float32, copy=not prev_mask.flags.writeable)
-        return torch.from_numpy(prev_mask).to(self.device).view(1, 1, *size)
-
-    def _run(self, clicks: list[Click], prev: torch.Tensor) -> torch.Tensor:
-        """One pass: transforms, network, inverse transforms -> (1, 1, H, W) probabilities."""
+    def _run(
+        self, clicks: list[Click], prev: torch.Tensor | None, zoom_prev: torch.Tensor | None, box: Box | None
+    ) -> tuple[torch.Tensor, Box | None]:
+        """One pass: transforms, network, inverse transforms -> (1, 1, H, W) probabilities and the zoom
+        box in use after it. ``prev``: the previous-mask channel (None: zeros); ``zoom_prev``: the map
+        ZoomIn finds the object in; ``box``: ZoomIn's box in use."""
         assert self._input is not None
         image = self._input
+        size = (image.shape[2], image.shape[3])
         if self.with_prev_mask:
-            image[:, 3:4].copy_(prev)
+            if prev is None:
+                image[:, 3:4].zero_()
+            else:
+                image[:, 3:4].copy_(prev)
         clicks_lists = [clicks]
+        zoom = ZoomChoice(None, None)
+        if self.zoom_in is not None:
+            zoom = self.zoom_in.choose_box(zoom_prev, clicks, box, size)
+            image, clicks_lists = self.zoom_in.apply(image, clicks_lists, zoom.crop)
+        undos = []
         for t in self._resizers + self._on_logits:
-            image, clicks_lists = t.apply(image, clicks_lists)
+            image, clicks_lists, undo = t.apply(image, clicks_lists)
+            undos.append(undo)
         points = clicks_to_points(clicks_lists, device=self.device)
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
@@ -229,33 +208,12 @@ class Predictor:
         if logits.shape[2:] != image.shape[2:]:
             logits = F.interpolate(logits, size=image.shape[2:], mode="bilinear", align_corners=True)
 
-        for t in reversed(self._on_logits):
-            logits = t.inverse(logits)
+        n_resizers = len(self._resizers)
+        for t, undo in reversed(list(zip(self._on_logits, undos[n_resizers:], strict=True))):
+            logits = t.inverse(logits, undo)
         probs = torch.sigmoid(logits)
-        for t in reversed(self._resizers):
-            probs = t.inverse(probs)
-        return probs
-
-    # -- undo ----------------------------------------------------------------------------------------
-
-    def get_state(self) -> dict[str, Any]:
-        """Everything the next ``predict`` depends on (transform states, last prediction); cheap, no copies
-        (the predictor never changes a saved tensor in place)."""
-        return {
-            "image_size": self.image_size,
-            "transforms": [t.get_state() for t in self._resizers + self._on_logits],
-            "prev_prediction": self._prev_prediction,
-        }
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from ``get_state`` taken on the same image."""
-        if state.get("image_size") != self.image_size:
-            raise ValueError(
-                f"state is for an image of size {state.get('image_size')}, not {self.image_size}"
-            )
-        transforms = self._resizers + self._on_logits
-        if len(state["transforms"]) != len(transforms):
-            raise ValueError("state was saved by a predictor with other transforms")
-        for t, s in zip(transforms, state["transforms"], strict=True):
-            t.set_state(s)
-        self._prev_prediction = state["prev_prediction"]
+        for t, undo in reversed(list(zip(self._resizers, undos[:n_resizers], strict=True))):
+            probs = t.inverse(probs, undo)
+        if self.zoom_in is not None:
+            probs = self.zoom_in.inverse(probs, zoom.crop, size)
+        return probs, zoom.kept

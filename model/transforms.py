@@ -5,10 +5,12 @@ Each transform works on one network input and its clicks, and undoes itself on t
 * ``apply(image, clicks_lists) -> (image, clicks_lists)``: ``image`` (B, C, H, W) float32 on any device,
   ``clicks_lists`` one list of :class:`~model.clicks.Click` per batch item, coordinates in pixels
   ``(y, x)`` = (row, column) of ``image``;
-* ``inverse(maps) -> maps``: (B', 1, h, w) maps of the transformed input back to the input of ``apply``;
-* ``get_state()`` / ``set_state(state)`` / ``reset()``: what the next ``apply`` depends on (for undo).
+  plus ``undo``, what the inverse needs about this call (an input size, a box);
+* ``inverse(maps, undo) -> maps``: (B', 1, h, w) maps of the transformed input back to the input of ``apply``.
 
-States never alias tensors that are later changed in place, so a saved state stays valid.
+Transforms keep no state between calls. :class:`ZoomIn` is a policy plus a crop: the predictor asks it
+for the box of a call (:meth:`ZoomIn.choose_box`, from the previous prediction and the box in use, which
+the caller holds in a :class:`~model.prediction.PredictionState`), then crops and pastes back with it.
 The arithmetic (ROI boxes, click scaling, bilinear ``align_corners=True`` resizes) is that of the
 original RITM/iSegFormer inference transforms.
 """
@@ -16,6 +18,7 @@ original RITM/iSegFormer inference transforms.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,31 +28,18 @@ from model.clicks import Click
 
 Box = tuple[int, int, int, int]  # (rmin, rmax, cmin, cmax), inclusive, in pixels
 ClicksLists = list[list[Click]]
+Undo = Any  # what one transform's ``inverse`` needs to know about the ``apply`` call it undoes
 
 
 class Transform:
-    """Base class: the identity, with no state."""
+    """Base class: the identity. A transform holds only its settings: ``apply`` returns what
+    ``inverse`` needs to undo that call (``Undo``), so one transform serves any number of calls."""
 
-    image_changed: bool = False
+    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists, Undo]:
+        return image, clicks_lists, None
 
-    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
-        return image, clicks_lists
-
-    def transform(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
-        """The original's name for :meth:`apply`."""
-        return self.apply(image, clicks_lists)
-
-    def inverse(self, maps: torch.Tensor) -> torch.Tensor:
+    def inverse(self, maps: torch.Tensor, undo: Undo) -> torch.Tensor:
         return maps
-
-    def get_state(self) -> Any:
-        return None
-
-    def set_state(self, state: Any) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
 
 
 # --- boxes -------------------------------------------------------------------------------------------
@@ -155,7 +145,18 @@ def _check_single(image: torch.Tensor, clicks_lists: ClicksLists, name: str) -> 
 # --- transforms --------------------------------------------------------------------------------------
 
 
-class ZoomIn(Transform):
+@dataclass(frozen=True)
+class ZoomChoice:
+    """ZoomIn's decision for one call: ``crop`` the box this call crops to (None: not zoomed),
+    ``kept`` the box in use afterwards (the next call's ``box_in_use``), ``changed`` whether the box in
+    use was replaced (the original's ``image_changed``)."""
+
+    crop: Box | None
+    kept: Box | None
+    changed: bool = False
+
+
+class ZoomIn:
     """Crop the network input to the object found so far and resize it to ``target_size``.
 
     From click ``skip_clicks + 1`` on, the object box is the bounding box of the previous prediction
@@ -165,8 +166,11 @@ class ZoomIn(Transform):
     ``recompute_thresh_iou``. ``inverse`` resizes the crop's probabilities back and pastes them into a
     zero map of the full size (pixels outside the box get probability 0, as in the original).
 
+    Stateless: the previous prediction and the box in use come in (:meth:`choose_box`) and the box
+    to keep goes out (:class:`ZoomChoice`); the caller holds them between calls.
+
     Deliberate difference from the original: when a call is not zoomed (too few clicks, or an empty
-    previous mask) ``inverse`` is the identity even if an older box is stored; the original then
+    previous mask) ``inverse`` is the identity even if an older box is in use; the original then
     squeezed the full-image map into that stale box.
     """
 
@@ -185,83 +189,65 @@ class ZoomIn(Transform):
         self.min_crop_size = min_crop_size
         self.recompute_thresh_iou = recompute_thresh_iou
         self.prob_thresh = prob_thresh
-        self.reset()
 
-    @property
-    def object_roi(self) -> Box | None:
-        """The object box in use, (rmin, rmax, cmin, cmax) inclusive, or None."""
-        return self._object_roi
-
-    def reset(self) -> None:
-        self._object_roi: Box | None = None
-        self._prev_probs: torch.Tensor | None = None  # (1, 1, H, W), the last full-size output
-        self._input_size: tuple[int, int] | None = None
-        self._applied_roi: Box | None = None  # box used by the current apply/inverse pair
-        self.image_changed = False
-
-    def get_state(self) -> Any:
-        return self._input_size, self._object_roi, self._prev_probs, self.image_changed
-
-    def set_state(self, state: Any) -> None:
-        self._input_size, self._object_roi, self._prev_probs, self.image_changed = state
-        self._applied_roi = None
-
-    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
-        _check_single(image, clicks_lists, "ZoomIn")
-        self.image_changed = False
-        self._applied_roi = None
-        clicks = clicks_lists[0]
+    def choose_box(
+        self, prev_probs: torch.Tensor | None, clicks: Sequence[Click], box_in_use: Box | None,
+        size: tuple[int, int],
+    ) -> ZoomChoice:  # fmt: skip
+        """The box of a call with ``clicks`` on an image of ``size`` (H, W), given the previous
+        probabilities ``prev_probs`` (1, 1, H, W) (None: no prediction yet) and the box in use."""
         if len(clicks) <= self.skip_clicks:
-            return image, clicks_lists
-
-        height, width = image.shape[-2:]
-        self._input_size = (height, width)
+            return ZoomChoice(None, box_in_use)
+        height, width = size
         current = None
-        if self._prev_probs is not None:
+        if prev_probs is not None:
             current = object_roi(
-                self._prev_probs, clicks, self.prob_thresh, self.expansion_ratio, self.min_crop_size
+                prev_probs, clicks, self.prob_thresh, self.expansion_ratio, self.min_crop_size
             )
         if current is None:
             if self.skip_clicks >= 0:
-                return image, clicks_lists
+                return ZoomChoice(None, box_in_use)
             current = (0, height - 1, 0, width - 1)
-
         if (
-            self._object_roi is None
-            or not positive_clicks_inside(self._object_roi, clicks)
-            or box_iou(current, self._object_roi) < self.recompute_thresh_iou
+            box_in_use is None
+            or not positive_clicks_inside(box_in_use, clicks)
+            or box_iou(current, box_in_use) < self.recompute_thresh_iou
         ):
-            self._object_roi = current
-            self.image_changed = True
-        box = self._applied_roi = self._object_roi
-        crop = crop_and_resize(image, box, self.target_size)
-        return crop, [scale_clicks(clicks, box, crop.shape[-2:])]
+            return ZoomChoice(current, current, changed=True)
+        return ZoomChoice(box_in_use, box_in_use)
 
-    def inverse(self, maps: torch.Tensor) -> torch.Tensor:
-        box = self._applied_roi
+    def apply(
+        self, image: torch.Tensor, clicks_lists: ClicksLists, box: Box | None
+    ) -> tuple[torch.Tensor, ClicksLists]:
+        """Crop ``image`` (1, C, H, W) and its clicks to ``box`` (None: unchanged)."""
+        _check_single(image, clicks_lists, "ZoomIn")
         if box is None:
-            self._prev_probs = maps
+            return image, clicks_lists
+        crop = crop_and_resize(image, box, self.target_size)
+        return crop, [scale_clicks(clicks_lists[0], box, crop.shape[-2:])]
+
+    def inverse(self, maps: torch.Tensor, box: Box | None, size: tuple[int, int]) -> torch.Tensor:
+        """Maps of the crop of ``box`` back to a zero map of the image ``size`` (H, W)."""
+        if box is None:
             return maps
         rmin, rmax, cmin, cmax = box
         resized = _resize(maps, (rmax - rmin + 1, cmax - cmin + 1))
-        assert self._input_size is not None
-        if tuple(resized.shape[-2:]) == self._input_size:
-            full = resized
-        else:
-            full = resized.new_zeros((*resized.shape[:2], *self._input_size))
-            full[:, :, rmin : rmax + 1, cmin : cmax + 1] = resized
-        self._prev_probs = full
+        if tuple(resized.shape[-2:]) == tuple(size):
+            return resized
+        full = resized.new_zeros((*resized.shape[:2], *size))
+        full[:, :, rmin : rmax + 1, cmin : cmax + 1] = resized
         return full
 
-    def needs_recompute(self) -> bool:
-        """After an unzoomed prediction with ``skip_clicks <= 0``: True when the object it found is small
-        enough (box IoU with the whole image < 0.5) that the predictor should run again, zoomed."""
-        if self._prev_probs is None or self._object_roi is not None or self.skip_clicks > 0:
+    def needs_recompute(self, probs: torch.Tensor, box_in_use: Box | None) -> bool:
+        """After an unzoomed prediction ``probs`` (1, 1, H, W) with ``skip_clicks <= 0`` and no box in
+        use: True when the object it found is small enough (box IoU with the whole image < 0.5) that
+        the predictor should run again, zoomed."""
+        if box_in_use is not None or self.skip_clicks > 0:
             return False
-        box = object_roi(self._prev_probs, [], self.prob_thresh, self.expansion_ratio, self.min_crop_size)
+        box = object_roi(probs, [], self.prob_thresh, self.expansion_ratio, self.min_crop_size)
         if box is None:
             return False
-        height, width = self._prev_probs.shape[-2:]
+        height, width = probs.shape[-2:]
         return box_iou(box, (0, height - 1, 0, width - 1)) < 0.5
 
 
@@ -269,72 +255,57 @@ class LimitLongestSide(Transform):
     """Downscale inputs whose longer side exceeds ``max_size`` (bilinear, align_corners=True).
 
     Unlike the original (a ZoomIn subclass that kept its box after an input that needed no resizing and
-    then resized the next map twice), each call is independent: ``inverse`` undoes exactly the last
-    ``apply``.
+    then resized the next map twice), each call is independent: ``inverse`` undoes exactly its ``apply``
+    (``undo``: the input size, or None when nothing was resized).
     """
 
     def __init__(self, max_size: int = 800) -> None:
         self.max_size = max_size
-        self._input_size: tuple[int, int] | None = None
 
-    def reset(self) -> None:
-        self._input_size = None
-        self.image_changed = False
-
-    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
+    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists, Undo]:
         _check_single(image, clicks_lists, "LimitLongestSide")
         height, width = image.shape[-2:]
-        self._input_size = None
-        self.image_changed = max(height, width) > self.max_size
-        if not self.image_changed:
-            return image, clicks_lists
-        self._input_size = (height, width)
+        if max(height, width) <= self.max_size:
+            return image, clicks_lists, None
         box = (0, height - 1, 0, width - 1)
         small = crop_and_resize(image, box, self.max_size)
-        return small, [scale_clicks(clicks_lists[0], box, small.shape[-2:])]
+        return small, [scale_clicks(clicks_lists[0], box, small.shape[-2:])], (height, width)
 
-    def inverse(self, maps: torch.Tensor) -> torch.Tensor:
-        return maps if self._input_size is None else _resize(maps, self._input_size)
+    def inverse(self, maps: torch.Tensor, undo: Undo) -> torch.Tensor:
+        return maps if undo is None else _resize(maps, undo)
 
 
 class PadToMinSize(Transform):
     """Zero-pad the bottom/right of inputs with a side below ``min_size`` (networks with strided
-    attention need a few pixels per stage); ``inverse`` crops the padding off. Clicks are unchanged."""
+    attention need a few pixels per stage); ``inverse`` crops the padding off (``undo``: the input
+    size, or None when nothing was padded). Clicks are unchanged."""
 
     def __init__(self, min_size: int = 32) -> None:
         self.min_size = min_size
-        self._input_size: tuple[int, int] | None = None
 
-    def reset(self) -> None:
-        self._input_size = None
-
-    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
+    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists, Undo]:
         height, width = image.shape[-2:]
         pad_h, pad_w = max(0, self.min_size - height), max(0, self.min_size - width)
-        self.image_changed = bool(pad_h or pad_w)
-        self._input_size = (height, width) if self.image_changed else None
-        if not self.image_changed:
-            return image, clicks_lists
-        return F.pad(image, (0, pad_w, 0, pad_h)), clicks_lists
+        if not (pad_h or pad_w):
+            return image, clicks_lists, None
+        return F.pad(image, (0, pad_w, 0, pad_h)), clicks_lists, (height, width)
 
-    def inverse(self, maps: torch.Tensor) -> torch.Tensor:
-        if self._input_size is None:
-            return maps
-        return maps[:, :, : self._input_size[0], : self._input_size[1]]
+    def inverse(self, maps: torch.Tensor, undo: Undo) -> torch.Tensor:
+        return maps if undo is None else maps[:, :, : undo[0], : undo[1]]
 
 
 class AddHorizontalFlip(Transform):
     """Test-time augmentation: append the mirrored batch (clicks ``x' = W - 1 - x``); ``inverse``
     averages each map with the mirrored map of its flipped twin (on logits, before the sigmoid)."""
 
-    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists]:
+    def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists, Undo]:
         if image.ndim != 4:
             raise ValueError(f"AddHorizontalFlip takes (B, C, H, W) input, got {tuple(image.shape)}")
         width = image.shape[3]
         flipped = [[c.with_coords(c.y, width - c.x - 1) for c in clicks] for clicks in clicks_lists]
-        return torch.cat((image, image.flip(3)), dim=0), list(clicks_lists) + flipped
+        return torch.cat((image, image.flip(3)), dim=0), list(clicks_lists) + flipped, None
 
-    def inverse(self, maps: torch.Tensor) -> torch.Tensor:
+    def inverse(self, maps: torch.Tensor, undo: Undo = None) -> torch.Tensor:
         if maps.ndim != 4 or maps.shape[0] % 2:
             raise ValueError(f"AddHorizontalFlip.inverse needs an even batch, got {tuple(maps.shape)}")
         half = maps.shape[0] // 2

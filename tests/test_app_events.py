@@ -25,6 +25,7 @@ from isegformer_app.state.volume_document import SliceObject, VolumeDocument
 from isegformer_app.ui import main_window as main_window_module
 from isegformer_app.ui.panels import ObjectsPanel
 from isegformer_app.volumes import open_volume
+from model.prediction import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_a_photo_document_says_what_changed_and_a_prediction_is_no_change_of_obj
     doc.add_click(20, 30, True)
     assert kinds(seen) == ["ClicksChanged", "DirtyChanged"] and seen[-1].dirty
     seen.clear()
-    assert doc.set_prediction(doc.clicks, disk(doc.shape, 20, 30))
+    assert doc.set_prediction(doc.clicks, Prediction.of(disk(doc.shape, 20, 30)))
     assert kinds(seen) == ["PredictionChanged"]  # not an edit: the objects and the revision stay
     seen.clear()
     obj = doc.finish_object("cat", (255, 0, 0))
@@ -93,7 +94,7 @@ def test_a_volume_shows_typed_slice_objects_and_merges_its_two_histories_explici
     doc.add_click(10, 10, True)  # starts an object: a volume command, then the slice's click
     assert kinds(seen) == ["ObjectsChanged", "ClicksChanged", "DirtyChanged", "ClicksChanged", "DirtyChanged"]
     seen.clear()
-    assert doc.set_prediction(doc.clicks, disk(doc.shape, 10, 10), doc.prediction_key())
+    assert doc.set_prediction(doc.clicks, Prediction.of(disk(doc.shape, 10, 10)), doc.prediction_key())
     assert kinds(seen) == ["PredictionChanged", "DirtyChanged"]  # written into the label volume
     (obj,) = doc.objects
     assert type(obj) is SliceObject and not hasattr(SliceObject, "__getattr__")  # no proxy

@@ -16,6 +16,7 @@ from isegformer_app.state.export import export_items, item_from_document
 from isegformer_app.state.imageio import load_image, read_png
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
+from model.prediction import Prediction
 
 
 def rect(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -27,7 +28,7 @@ def rect(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarr
 def add_object(doc: Document, prob: np.ndarray, label: str, color=(10, 20, 30)) -> None:
     ys, xs = np.nonzero(prob)
     doc.add_click(int(ys.mean()), int(xs.mean()), True)
-    doc.set_prediction(list(doc.clicks), prob)
+    doc.set_prediction(list(doc.clicks), Prediction.of(prob))
     assert doc.finish_object(label, color) is not None
 
 

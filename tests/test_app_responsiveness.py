@@ -27,13 +27,14 @@ from isegformer_app.ui.overlay import CURRENT_COLOR, SOFT_ALPHA, render_overlay
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, inference_threads
 from isegformer_app.volumes import LabelVolume, open_volume
 from model.clicks import Click
+from model.prediction import Prediction
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 
 
-def disks(predict_s: float = 0.0, state_s: float = 0.0) -> DiskPredictor:
+def disks(predict_s: float = 0.0) -> DiskPredictor:
     """Disks of radius 10 at positive clicks, 0.3 in a ring of radius 20 around (soft edges to render)."""
-    return DiskPredictor(radius=10, delay=predict_s, state_delay=state_s, halo=20, negative=0.0)
+    return DiskPredictor(radius=10, delay=predict_s, halo=20, negative=0.0)
 
 
 def make_window(qtbot, tmp_path, predictor: DiskPredictor) -> MainWindow:
@@ -98,7 +99,7 @@ def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkey
     predictor = disks()
     window = make_window(qtbot, tmp_path, predictor)
     open_image(qtbot, window, tmp_path)
-    monkeypatch.setattr(predictor, "predict", lambda clicks, prev_mask=None: 1 / 0)
+    monkeypatch.setattr(predictor, "predict", lambda clicks, state=None: 1 / 0)
     renders: list[bool] = []
     real_set_overlay = window.canvas.set_overlay
 
@@ -113,19 +114,20 @@ def test_failed_prediction_redraws_the_overlay(qtbot, tmp_path, messages, monkey
     assert renders == [True]  # the overlay no longer waits for a prediction that will not come
 
 
-def test_result_model_ms_excludes_the_state_save(qtbot) -> None:
-    predictor = disks(predict_s=0.03, state_s=0.12)
+def test_worker_predicts_from_the_request_state_and_returns_the_new_one(qtbot) -> None:
+    predictor = disks(predict_s=0.03)
     worker = InferenceWorker(threads=1)
     worker.start()
     try:
         worker.load_engine(lambda: predictor, "disks")
         worker.set_image("k", np.zeros((40, 50, 3), np.uint8))
+        given = Prediction.of(np.zeros((40, 50), np.float32), (1, 2, 3, 4)).state
         with qtbot.waitSignal(worker.prediction_ready, timeout=5000) as blocker:
-            request_id = worker.request(PredictRequest("k", [Click(5, 5, True, 0)], None))
+            request_id = worker.request(PredictRequest("k", [Click(5, 5, True, 0)], given))
         result = blocker.args[0]
-        assert result.request.request_id == request_id
-        assert 30 <= result.model_ms < 110  # the predict() sleep, not the 120 ms get_state()
-        assert result.latency_ms >= 150 and result.latency_ms > result.model_ms + 100
+        assert result.request.request_id == request_id and predictor.states == [given]  # as sent
+        assert result.prediction.state.zoom_box == (5, 5, 5, 5) and result.prediction.prob[5, 5] > 0.5
+        assert 30 <= result.model_ms == result.latency_ms < 1000  # the predict() sleep
         assert 0 < result.predict_started <= time.perf_counter()
         assert worker.torch_threads == 1
     finally:
@@ -267,6 +269,21 @@ def test_volume_document_and_autosave_restore_are_built_off_the_gui_thread(qtbot
     doc = window.volume.doc
     assert [o.uid for o in doc.object_list] == [7] and (doc.labels.get_slice("axial", 3) == 7).all()
     assert not messages
+
+
+def test_after_the_window_shows_nothing_waits_on_an_import() -> None:
+    """The issue's scenario in a fresh interpreter, started as ``isegformer FOLDER`` starts (default
+    network): a folder of b_good.png, c_text.png (text) and d_good.png, D pressed as soon as the window
+    is painted, a click as soon as d_good.png is. The inference stack and Pillow's plugins are imported
+    before the window shows (a splash screen meanwhile), so D answers in time and the event loop never
+    stalls on them (imported by the worker after the window showed, they stalled it 380-575 ms)."""
+    from isegformer_app.benchmarks.gui import measure_startup
+
+    timing = measure_startup(timeout_s=240)
+    assert timing.imported_after_shown == []
+    assert timing.d_ms < 300  # D answers within 300 ms at any time after the window shows
+    assert timing.stall_ms < 250  # generous (34-66 ms measured, 2 busy cores)
+    assert timing.prediction_ms < 60_000 and timing.model_ready_ms < timing.prediction_ms
 
 
 def test_the_inference_stack_and_image_plugins_are_imported_at_start_up_not_on_navigation() -> None:

@@ -11,6 +11,7 @@ from isegformer_app.state.autosave import restore_document, save_document, sidec
 from isegformer_app.state.document import Document
 from isegformer_app.state.imageio import ImageLoadError, LoadedImage, load_image
 from isegformer_app.state.project import Project
+from model.prediction import Prediction
 
 
 def disk(shape: tuple[int, int], cy: int, cx: int, r: int) -> np.ndarray:
@@ -26,9 +27,10 @@ def make_doc(h: int = 40, w: int = 60, path=None) -> Document:
 def click_and_predict(doc: Document, y: int, x: int, positive: bool = True, r: int = 6) -> None:
     doc.add_click(y, x, positive)
     assert doc.needs_prediction()
-    prob = doc.prev_mask_for_request().copy()
+    state = doc.prev_state_for_request()
+    prob = state.prob.copy() if state is not None else np.zeros(doc.shape, np.float32)
     prob = np.maximum(prob, disk(doc.shape, y, x, r)) if positive else prob * (1 - disk(doc.shape, y, x, r))
-    assert doc.set_prediction(list(doc.clicks), prob)
+    assert doc.set_prediction(list(doc.clicks), Prediction.of(prob.astype(np.float32)))
 
 
 def test_clicks_undo_redo_restore_probabilities() -> None:
@@ -55,9 +57,9 @@ def test_stale_prediction_is_cached_but_not_shown() -> None:
     doc.add_click(5, 5, True)
     first = list(doc.clicks)
     doc.add_click(20, 20, True)
-    assert not doc.set_prediction(first, disk(doc.shape, 5, 5, 3))
+    assert not doc.set_prediction(first, Prediction.of(disk(doc.shape, 5, 5, 3)))
     assert doc.prob is None
-    assert np.array_equal(doc.prev_mask_for_request(), disk(doc.shape, 5, 5, 3))
+    assert np.array_equal(doc.prev_state_for_request().prob, disk(doc.shape, 5, 5, 3))
 
 
 def test_finish_brush_delete_z_order_undo_chain() -> None:
@@ -145,7 +147,7 @@ def test_autosave_round_trip_with_click_history(tmp_path) -> None:
     assert [c.coords for c in again.objects[0].clicks] == [(20.0, 20.0)]
     # annotation goes on: the next click's previous mask is the restored probability
     again.add_click(30, 30, True)
-    assert np.array_equal(again.prev_mask_for_request(), doc.prob)
+    assert np.array_equal(again.prev_state_for_request().prob, doc.prob)
 
 
 def test_project_switch_autosaves_and_restores(tmp_path) -> None:
@@ -298,10 +300,10 @@ def test_settings_round_trip_and_broken_file(tmp_path, monkeypatch) -> None:
 
 def test_probability_cache_is_bounded_by_memory() -> None:
     doc = make_doc(40, 60)  # one probability map = 40*60*4 = 9600 bytes
-    doc.prob_cache.max_bytes = 3 * 9600
+    doc.predictions.max_bytes = 3 * 9600  # a prediction holds its map once (its state shares it)
     for i in range(5):
         click_and_predict(doc, 5 + 5 * i, 10)
-    assert len(doc.prob_cache) == 3 and doc.current_mask()[25, 10]
+    assert len(doc.predictions) == 3 and doc.current_mask()[25, 10]
     doc.undo(), doc.undo()
     assert not doc.needs_prediction()  # 3 clicks: still cached
     doc.undo()
@@ -406,7 +408,7 @@ def test_malformed_autosave_meta_is_one_clear_error_and_leaves_the_document_as_i
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(path)
     doc = Document(load_image(path))
     doc.add_click(5, 5, True)
-    doc.set_prediction(list(doc.clicks), np.full(doc.shape, 0.9, np.float32))
+    doc.set_prediction(list(doc.clicks), Prediction.of(np.full(doc.shape, 0.9, np.float32)))
     doc.finish_object("cat", (1, 2, 3))
     side = sidecar_path(path)
     save_document(doc, side)

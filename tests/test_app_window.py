@@ -253,23 +253,28 @@ def test_object_panel_huge_image_notice_and_zoom(qtbot, tmp_path, messages) -> N
     window.close()
 
 
-def test_worker_restores_predictor_state_for_new_objects_and_undo(qtbot, tmp_path, images, messages) -> None:
-    predictor = DiskPredictor()
+def test_requests_carry_the_cached_state_of_the_longest_prefix(qtbot, tmp_path, images, messages) -> None:
+    """The worker keeps no predictor state: each request carries the state of the longest predicted
+    prefix from the session's cache (none for a new object), and the result's state is stored there."""
+    predictor = DiskPredictor()  # its zoom box is the last click: shows which state a request carried
     window = make_window(qtbot, tmp_path, predictor)
     open_and_wait(window, images / "a.png")
     for n, (y, x) in enumerate(((30, 30), (30, 40), (30, 50)), start=1):
         click(qtbot, window, y, x)
         qtbot.waitUntil(predicted(window, n), timeout=5000)
-    assert predictor.events == [("reset",)]  # first click of the object only
+    assert predictor.states[0] is None  # first click of the object: no state
+    assert [s.zoom_box for s in predictor.states[1:]] == [(30, 30, 30, 30), (30, 30, 40, 40)]
+    assert predictor.states[2].prob is window.doc.predictions.values()[1].prob  # from the cache, no copy
     window.undo()
     window.undo()
     click(qtbot, window, 80, 80)  # continues from the state after the first click, not the third
     qtbot.waitUntil(predicted(window, 2), timeout=5000)
-    assert predictor.events[-1] == ("set_state", ((30.0, 30.0),))
+    assert predictor.states[-1].zoom_box == (30, 30, 30, 30) and len(predictor.calls) == 4
     qtbot.keyClick(window.canvas, Qt.Key.Key_Space)
-    click(qtbot, window, 100, 100)  # a new object starts from a reset predictor
+    click(qtbot, window, 100, 100)  # a new object starts from no state
     qtbot.waitUntil(predicted(window, 1), timeout=5000)
-    assert predictor.events[-1] == ("reset",) and predictor.state == ((100.0, 100.0),)
+    assert predictor.states[-1] is None
+    assert not hasattr(window.worker, "_states")
     window.close()
 
 
@@ -365,21 +370,21 @@ def test_bundled_sample_autosaves_outside_the_installation(qtbot, tmp_path, mess
     window.close()
 
 
-def test_worker_undo_states_are_bounded_by_bytes(qtbot, tmp_path, images, messages, monkeypatch) -> None:
-    from isegformer_app.ui.worker import InferenceWorker, state_nbytes
+def test_the_one_prediction_cache_is_bounded_by_bytes(qtbot, tmp_path, images, messages, monkeypatch) -> None:
+    """Probabilities and predictor states live in one cache per session (a state shares its map with
+    the probability), bounded in bytes; the worker holds none."""
+    from isegformer_app.state import click_session
 
-    class BigStatePredictor(DiskPredictor):
-        def get_state(self):
-            return {"clicks": self.state, "prev": np.zeros((1024, 1024), np.float32)}  # 4 MiB each
-
-    monkeypatch.setattr(InferenceWorker, "MAX_STATE_BYTES", 10 * 2**20)
-    window = make_window(qtbot, tmp_path, BigStatePredictor())
+    monkeypatch.setattr(click_session, "SESSION_CACHE_BYTES", 3 * 4 * 120 * 160)  # 3 maps of the image
+    window = make_window(qtbot, tmp_path, DiskPredictor())
     open_and_wait(window, images / "a.png")
     for n in range(1, 9):
         click(qtbot, window, 20 + 5 * n, 30)
         qtbot.waitUntil(predicted(window, n), timeout=5000)
-    held = sum(map(state_nbytes, window.worker._states.values()))
-    assert len(window.worker._states) == 2 and held <= 10 * 2**20  # 8 states unbounded: 32 MiB
+    cache = window.doc.current.predictions
+    held = sum(p.nbytes for p in cache.values())
+    assert all(p.state.prob is p.prob for p in cache.values())
+    assert len(cache) == 3 and held == 3 * 4 * 120 * 160  # 8 unbounded; a state beside each: 6
     window.close()
 
 

@@ -18,6 +18,7 @@ from isegformer_app.state.volume_autosave import read_volume_sidecar, save_volum
 from isegformer_app.state.volume_document import VolumeDocument
 from isegformer_app.volumes import open_volume
 from model.clicks import Click
+from model.prediction import Prediction
 from model.threshold import DEFAULT_THRESHOLD
 
 RADIUS = 5
@@ -46,7 +47,7 @@ def click(doc, predictor: DiskPredictor, y: int, x: int, positive: bool = True) 
     doc.add_click(y, x, positive)
     if doc.needs_prediction():
         predictor.set_image(model_image(doc))
-        doc.set_prediction(list(doc.clicks), predictor.predict(doc.clicks, doc.prev_mask_for_request()))
+        doc.set_prediction(list(doc.clicks), predictor.predict(doc.clicks, doc.prev_state_for_request()))
 
 
 def test_clicks_undo_redo_and_reset_behave_the_same(doc) -> None:
@@ -71,7 +72,7 @@ def test_a_pixel_at_exactly_the_threshold_is_background_in_both(doc) -> None:
     prob = np.zeros(doc.shape, np.float32)
     prob[:, :30] = DEFAULT_THRESHOLD
     prob[:, 30:] = np.nextafter(np.float32(DEFAULT_THRESHOLD), np.float32(1))
-    assert doc.set_prediction(list(doc.clicks), prob)
+    assert doc.set_prediction(list(doc.clicks), Prediction.of(prob))
     mask = doc.current_mask()
     assert not mask[:, :30].any() and mask[:, 30:].all()
 
@@ -87,13 +88,15 @@ def test_brush_correction_and_its_undo_are_the_same(doc) -> None:
     assert not doc.current_mask()[20, 45] and doc.current_mask()[20, 20]
 
 
-def test_the_previous_mask_is_the_longest_predicted_prefix(doc) -> None:
+def test_the_previous_state_is_the_longest_predicted_prefix(doc) -> None:
     predictor = DiskPredictor(radius=RADIUS)
+    assert doc.prev_state_for_request() is None
     click(doc, predictor, 10, 10)
-    first = doc.prob.copy()
+    first = doc.prob
     doc.add_click(30, 30, True)
     doc.add_click(30, 50, False)  # two clicks waiting for their predictions (coalesced)
-    np.testing.assert_array_equal(doc.prev_mask_for_request(), first)
+    state = doc.prev_state_for_request()  # the first click's probability and zoom box, one cache
+    assert state.prob is first and state.zoom_box == (10, 10, 10, 10)
 
 
 def test_prefix_cache_bounds_and_lookup() -> None:
@@ -112,14 +115,16 @@ def test_prefix_cache_bounds_and_lookup() -> None:
 def test_session_snapshot_restores_everything() -> None:
     s = ClickSession((8, 8))
     s.clicks.append(Click(2.0, 2.0, True, 0))
-    s.store(s.clicks, np.full((8, 8), 0.9, np.float32))
+    s.store(s.clicks, Prediction.of(np.full((8, 8), 0.9, np.float32), (1, 2, 3, 4)))
     s.brush[0, 0] = -1
     snap = s.snapshot()
     s.clear()
-    assert not s.has_content() and s.prob is None and len(s.prob_cache) == 0
+    assert not s.has_content() and s.prob is None and len(s.predictions) == 0
     s.restore(snap)
     assert len(s.clicks) == 1 and not s.needs_prediction() and s.brush[0, 0] == -1
     assert s.mask(0.5).sum() == 63
+    s.clicks.append(Click(5.0, 5.0, True, 1))
+    assert s.prev_state().zoom_box == (1, 2, 3, 4)  # the state came back with the probability
 
 
 def test_both_autosaves_round_trip_the_session_and_refuse_newer_files(doc, tmp_path: Path) -> None:
@@ -236,3 +241,53 @@ def test_folder_status_of_a_torn_or_inflating_autosave_is_unreadable(tmp_path: P
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("brush.npy", bytes(8 * 2**20))
     assert sidecar_status(torn) == "autosave unreadable" and sidecar_status(bomb) == "autosave unreadable"
+
+
+def test_the_session_cache_continues_a_network_exactly_as_the_noc_evaluation(doc) -> None:
+    """The bundled network through the session's one cache (each request carries the cached state of
+    the longest predicted prefix, each result is stored) gives the NoC evaluation's maps and IoUs click
+    for click; after an undo and another prediction in between, the state round-tripped through the
+    cache continues exactly as the uninterrupted run."""
+    from model.checkpoint import load_checkpoint
+    from model.evaluation.noc import evaluate_sample, mask_iou
+    from model.predictor import Predictor
+    from resources import bundled_model
+
+    predictor = Predictor(load_checkpoint(bundled_model()), device="cpu")
+    gt = np.zeros(doc.shape, np.int32)
+    gt[8:30, 12:50] = 1
+    image = model_image(doc).copy()  # the predictor gets this image; the document only holds clicks
+    image[gt == 1] = (200, 60, 40)
+    reference = evaluate_sample(predictor, image, gt, max_clicks=5, target_iou=1.01)
+    assert len(reference.clicks) == 5
+    predictor.set_image(image)
+    chain = []  # the evaluation's path written out: each click from the previous click's state
+    for k in range(len(reference.clicks)):
+        chain.append(predictor.predict(reference.clicks[: k + 1], chain[-1].state if chain else None))
+    assert chain[-1].state.zoom_box is not None  # ZoomIn took part
+
+    for k, c in enumerate(reference.clicks):  # the user makes the same clicks in the document
+        doc.add_click(c.y, c.x, c.is_positive)
+        assert doc.needs_prediction()
+        doc.set_prediction(list(doc.clicks), predictor.predict(doc.clicks, doc.prev_state_for_request()))
+        np.testing.assert_array_equal(doc.prob, chain[k].prob)
+        assert mask_iou(gt, doc.current_mask()) == pytest.approx(float(reference.ious[k]), abs=1e-7)
+
+    assert doc.undo() and doc.undo() and not doc.needs_prediction()  # from the cache, no prediction
+    np.testing.assert_array_equal(doc.prob, chain[2].prob)
+    doc.add_click(35, 5, False)  # a wrong click, predicted from the cached state of click 3
+    wrong = predictor.predict(doc.clicks, doc.prev_state_for_request())
+    expected_wrong = predictor.predict(list(doc.clicks), chain[2].state)
+    np.testing.assert_array_equal(wrong.prob, expected_wrong.prob)
+    doc.undo()
+    session = doc.session() if isinstance(doc, VolumeDocument) else doc.current
+    cached = session.predictions.get(click_key(doc.clicks)).state  # click 3's state, back from the cache
+    assert np.array_equal(cached.prob, chain[2].prob) and cached.zoom_box == chain[2].state.zoom_box
+    for k in (3, 4):
+        redone = predictor.predict(reference.clicks[: k + 1], cached)
+        np.testing.assert_array_equal(redone.prob, chain[k].prob)
+        assert redone.state.zoom_box == chain[k].state.zoom_box
+        cached = redone.state
+    doc.add_click(reference.clicks[3].y, reference.clicks[3].x, reference.clicks[3].is_positive)
+    assert not doc.needs_prediction()  # returning to the earlier click list is instant from the cache
+    np.testing.assert_array_equal(doc.prob, chain[3].prob)

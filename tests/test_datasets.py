@@ -253,6 +253,7 @@ def test_reads_what_the_app_exports(tmp_path: Path, voc) -> None:
     from isegformer_app.state.export import export_items, item_from_document
     from isegformer_app.state.imageio import load_image
     from isegformer_app.state.labels import LabelList
+    from model.prediction import Prediction
 
     image, instances = voc
     write_rgb(tmp_path / "src" / "photo.png", image)
@@ -261,7 +262,7 @@ def test_reads_what_the_app_exports(tmp_path: Path, voc) -> None:
         mask = instances == object_id
         ys, xs = np.nonzero(mask)
         document.add_click(int(ys[0]), int(xs[0]), True)
-        document.set_prediction(list(document.clicks), mask.astype(np.float32))
+        document.set_prediction(list(document.clicks), Prediction.of(mask.astype(np.float32)))
         assert document.finish_object("object", (200, 0, 0)) is not None
     assert export_items([item_from_document(document)], tmp_path / "out", LabelList()) == 1
 

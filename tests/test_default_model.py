@@ -59,7 +59,7 @@ def test_channels_last_predictor_gives_the_same_probabilities() -> None:
     for channels_last in (False, True):
         predictor = Predictor(model, "cpu", channels_last=channels_last)
         predictor.set_image(image)
-        probs[channels_last] = predictor.predict(clicks)
+        probs[channels_last] = predictor.predict(clicks).prob
     assert np.abs(probs[True] - probs[False]).max() < 1e-4
     cached_before = {"precision": None, "threads": 1, "forward_ms": 5.0}  # a cache entry of older versions
     assert RuntimeChoice.from_dict(cached_before).channels_last is False

@@ -10,7 +10,7 @@ from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
 from model.evaluation.clicker import Clicker, error_distance_map
 from model.image import as_rgb_uint8
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor, PredictionState
 
 # Single-click IoU on the VOC photo's largest object (the dining table, 52 238 px), measured with
 # the simulated user's first click: grabcut 0.44, geodesic 0.57, geo_grabcut 0.56. The bound
@@ -50,7 +50,7 @@ def test_first_click_segments_the_object(name: str, voc: tuple[np.ndarray, np.nd
     image, gt = voc
     engine = build_engine(name)
     engine.set_image(image)
-    probs = engine.predict([first_click(gt)])
+    probs = engine.predict([first_click(gt)]).prob
     assert probs.shape == gt.shape and probs.dtype == np.float32
     assert probs.min() >= 0.0 and probs.max() <= 1.0
     assert iou(probs > 0.49, gt) > FIRST_CLICK_MIN_IOU
@@ -63,14 +63,15 @@ def test_negative_click_removes_area(name: str, voc: tuple[np.ndarray, np.ndarra
     engine.set_image(image)
     clicker = Clicker(gt.astype(np.int32))
     clicks = [clicker.make_next_click(np.zeros_like(gt))]
-    before = engine.predict(clicks) > 0.49
+    first = engine.predict(clicks)
+    before = first.prob > 0.49
     # Click in the middle of the largest spill-over.
     false_positive = before & ~gt
     assert false_positive.any()
     distance = error_distance_map(false_positive)
     y, x = np.unravel_index(int(distance.argmax()), distance.shape)
     negative = Click(float(y), float(x), False, 1)
-    after = engine.predict([*clicks, negative]) > 0.49
+    after = engine.predict([*clicks, negative], first.state).prob > 0.49
     assert after.sum() < before.sum()
     assert not after[int(negative.y), int(negative.x)]
     assert (after & ~gt).sum() < false_positive.sum()
@@ -85,25 +86,27 @@ def test_deterministic_and_undo(name: str, voc: tuple[np.ndarray, np.ndarray]) -
         engine.set_image(image)
         clicker = Clicker(gt.astype(np.int32))
         pred = np.zeros_like(gt)
-        maps, states = [], [engine.get_state()]
+        predictions = []
         for _ in range(3):
             clicker.make_next_click(pred)
-            probs = engine.predict(list(clicker.clicks))
-            maps.append(probs)
-            states.append(engine.get_state())
-            pred = probs > 0.49
-        runs.append(maps)
+            state = predictions[-1].state if predictions else None
+            predictions.append(engine.predict(list(clicker.clicks), state))
+            pred = predictions[-1].prob > 0.49
+        runs.append(predictions)
     for first, second in zip(*runs, strict=True):
-        np.testing.assert_array_equal(first, second)
-    # Undo the third click and redo it: same map.
-    engine.set_state(states[2])
-    np.testing.assert_array_equal(engine.predict(list(clicker.clicks)), maps[2])
-    # reset() forgets the previous mask: the first click alone gives the first map again, and so
-    # does an all-zero previous mask (what the app sends with a first click).
-    engine.reset()
-    np.testing.assert_array_equal(engine.predict(list(clicker.clicks)[:1]), maps[0])
-    zeros = np.zeros(gt.shape, np.float32)
-    np.testing.assert_array_equal(engine.predict(list(clicker.clicks)[:1], prev_mask=zeros), maps[0])
+        np.testing.assert_array_equal(first.prob, second.prob)
+        assert first.state.zoom_box == second.state.zoom_box
+    # Undo the third click and redo it from the kept state: same map, even after another object.
+    engine.predict([first_click(~gt)])
+    clicks = list(clicker.clicks)
+    redone = engine.predict(clicks, predictions[1].state)
+    np.testing.assert_array_equal(redone.prob, predictions[2].prob)
+    assert redone.state.zoom_box == predictions[2].state.zoom_box
+    # No state: a new object, the first click alone gives the first map again, and so does an
+    # all-zero previous mask (an empty object drawn otherwise).
+    np.testing.assert_array_equal(engine.predict(clicks[:1]).prob, predictions[0].prob)
+    zeros = PredictionState.from_mask(np.zeros(gt.shape, bool))
+    np.testing.assert_array_equal(engine.predict(clicks[:1], zeros).prob, predictions[0].prob)
 
 
 @pytest.mark.parametrize("name", ENGINE_NAMES)
@@ -111,8 +114,8 @@ def test_without_positive_click_nothing_is_selected(name: str, voc: tuple[np.nda
     image, _ = voc
     engine = build_engine(name)
     engine.set_image(image)
-    assert engine.predict([]).max() == 0.0
-    assert engine.predict([Click(100, 100, False, 0)]).max() == 0.0
+    assert engine.predict([]).prob.max() == 0.0
+    assert engine.predict([Click(100, 100, False, 0)]).prob.max() == 0.0
 
 
 @pytest.mark.parametrize("name", ENGINE_NAMES)
@@ -123,7 +126,7 @@ def test_negative_click_first_then_positive(name: str, voc: tuple[np.ndarray, np
     positive = first_click(gt)
     ys, xs = np.nonzero(~gt)
     negative = Click(float(ys[0]), float(xs[0]), False, 0)
-    probs = engine.predict([negative, Click(positive.y, positive.x, True, 1)])
+    probs = engine.predict([negative, Click(positive.y, positive.x, True, 1)]).prob
     assert probs[int(positive.y), int(positive.x)] > 0.5
     assert probs[int(negative.y), int(negative.x)] < 0.5
 
@@ -150,12 +153,14 @@ def test_odd_images_and_clicks_do_not_crash(name: str, image: np.ndarray) -> Non
         Click(height // 2, width // 2, True, 3),
         Click(height - 1, width - 1, False, 4),
     ]
+    state = None
     for count in range(1, len(clicks) + 1):
-        probs = engine.predict(clicks[:count])
+        prediction = engine.predict(clicks[:count], state)
+        probs, state = prediction.prob, prediction.state
         assert probs.shape == (height, width) and probs.dtype == np.float32
         assert np.all((probs >= 0) & (probs <= 1))
-    outside_only = engine.predict(clicks[:3])
-    assert outside_only.max() == 0.0
+    outside_only = engine.predict(clicks[:3], state)
+    assert outside_only.prob.max() == 0.0
 
 
 def test_image_conversion() -> None:
@@ -176,8 +181,8 @@ def test_bad_input_messages() -> None:
     with pytest.raises(ValueError, match="image"):
         engine.set_image(np.zeros((4, 4, 2), np.uint8))
     engine.set_image(np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(ValueError, match="prev_mask"):
-        engine.predict([Click(2, 2, True, 0)], prev_mask=np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        engine.predict([Click(2, 2, True, 0)], PredictionState.from_mask(np.zeros((4, 4), bool)))
 
 
 @pytest.mark.parametrize("name", ENGINE_NAMES)
@@ -195,7 +200,7 @@ def test_negative_clicks_never_erase_the_positive_click(name: str) -> None:
     engine.set_image(image)
     positive = Click(170.0, 230.0, True, 0)
     clicks = [positive]
-    probs = engine.predict(clicks, np.zeros(image.shape[:2], np.float32))  # what the app sends first
+    prediction = engine.predict(clicks)
     yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
 
     def disk(click: Click, radius: int = 3) -> np.ndarray:
@@ -203,12 +208,12 @@ def test_negative_clicks_never_erase_the_positive_click(name: str) -> None:
 
     for index, (y, x) in enumerate([(250, 210), (80, 195), (110, 110)], start=1):
         clicks.append(Click(float(y), float(x), False, index))
-        probs = engine.predict(clicks, probs)
-        mask = probs > 0.49
+        prediction = engine.predict(clicks, prediction.state)
+        mask = prediction.prob > 0.49
         assert mask[disk(positive)].all(), f"{name}: negative click {index} erased the positive click"
         for negative in clicks[1:]:
             assert not mask[int(negative.y), int(negative.x)], f"{name}: a negative click's pixel is in"
-    assert mask[disk(positive)].all() and 0.99 <= probs[170, 230] <= 1.0
+    assert mask[disk(positive)].all() and 0.99 <= prediction.prob[170, 230] <= 1.0
 
 
 def test_click_disks_of_both_signs_side_by_side() -> None:

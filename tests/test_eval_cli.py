@@ -16,6 +16,7 @@ from _noc_oracle import oracle_prediction
 from model.clicks import Click
 from model.evaluation.clicker import Clicker
 from model.evaluation.noc import compute_noc
+from model.prediction import Prediction, PredictionState
 from training.datasets import open_dataset
 from training.evaluate import EvalSettings, checkpoint_factory, main, run_evaluation
 
@@ -48,18 +49,9 @@ class InstanceOracle:
         self.instances = self.instances_by_image[image.tobytes()]
         self.rows, self.cols = np.mgrid[: image.shape[0], : image.shape[1]]
 
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         gt = self.instances == self.instances[int(clicks[0].y), int(clicks[0].x)]
-        return oracle_prediction(gt, self.rows, self.cols, clicks)
-
-    def get_state(self) -> None:
-        return None
-
-    def set_state(self, state: None) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
+        return Prediction.of(oracle_prediction(gt, self.rows, self.cols, clicks))
 
 
 def check_outputs(output: Path, report: dict, datasets: list[str], max_clicks: int) -> None:

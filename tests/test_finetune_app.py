@@ -28,6 +28,7 @@ from isegformer_app.state.finetune_job import (
 from isegformer_app.state.imageio import load_image
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
+from model.prediction import Prediction
 from training.data.pack import initial_checkpoint
 from training.finetune_events import FinetuneEvent
 
@@ -46,7 +47,7 @@ def annotated_project(root: Path, objects_per_image: tuple[int, ...]) -> Project
             prob = np.zeros(doc.shape, np.float32)
             cv2.circle(prob, (15 + 20 * k, 20 + 10 * i % 40), 7, 1.0, -1)
             doc.add_click(20 + 10 * i % 40, 15 + 20 * k, True)
-            doc.set_prediction(list(doc.clicks), prob)
+            doc.set_prediction(list(doc.clicks), Prediction.of(prob))
             assert doc.finish_object("cell", (200, 0, 0)) is not None
         project.doc, project.index = doc, i
         project.save()

@@ -12,7 +12,7 @@ from _noc_oracle import oracle_prediction
 from model.clicks import Click
 from model.evaluation.clicker import Clicker
 from model.evaluation.noc import compute_noc, evaluate_sample, mask_iou
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor, Prediction, PredictionState
 
 
 class DiskOracle:
@@ -29,18 +29,9 @@ class DiskOracle:
     def set_image(self, image: np.ndarray) -> None:
         self.rows, self.cols = np.mgrid[: image.shape[0], : image.shape[1]]
 
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         self.calls += 1
-        return oracle_prediction(self.gt, self.rows, self.cols, clicks)
-
-    def get_state(self) -> None:
-        return None
-
-    def set_state(self, state: None) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
+        return Prediction.of(oracle_prediction(self.gt, self.rows, self.cols, clicks))
 
 
 class FixedPredictor:
@@ -51,22 +42,17 @@ class FixedPredictor:
     def __init__(self, maps: Sequence[np.ndarray]) -> None:
         self.maps = list(maps)
         self.seen_clicks: list[list[Click]] = []
+        self.seen_states: list[PredictionState | None] = []
+        self.given: list[Prediction] = []
 
     def set_image(self, image: np.ndarray) -> None:
         pass
 
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         self.seen_clicks.append(list(clicks))
-        return self.maps[min(len(self.seen_clicks), len(self.maps)) - 1]
-
-    def get_state(self) -> None:
-        return None
-
-    def set_state(self, state: None) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
+        self.seen_states.append(state)
+        self.given.append(Prediction.of(self.maps[min(len(self.seen_clicks), len(self.maps)) - 1]))
+        return self.given[-1]
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +142,8 @@ def test_loop_stops_at_target_and_runs_to_max_clicks_otherwise() -> None:
     result = evaluate_sample(predictor, image, gt, max_clicks=20, target_iou=0.9, threshold=0.49)
     np.testing.assert_allclose(result.ious, [0.5, 0.5, 1.0])
     assert [len(c) for c in predictor.seen_clicks] == [1, 2, 3]  # all clicks so far, every time
+    # each click continues from the state of the one before (the caller holds it), the first from none
+    assert predictor.seen_states == [None, predictor.given[0].state, predictor.given[1].state]
     assert result.clicks[0].is_positive and result.clicks[1].is_positive
 
     stuck = FixedPredictor([half])
@@ -197,12 +185,12 @@ def test_volume_propagation_places_its_extra_clicks_with_the_noc_clicker() -> No
     source = np.zeros((40, 40), bool)
     source[8:32, 5:35] = True  # 24 x 30: a radius-4 disk per click covers little of it
     predictor = DiskPredictor(radius=4)
-    clicks, prob = propagate_mask(predictor, np.zeros((40, 40, 3), np.uint8), source, 0.49, max_clicks=4)
+    clicks, _ = propagate_mask(predictor, np.zeros((40, 40, 3), np.uint8), source, 0.49, max_clicks=4)
     assert len(clicks) == 4 and all(c.is_positive for c in clicks)
     replay = Clicker(source.astype(np.int32))
     replay.add_click(clicks[0])
     for n in range(1, 4):
         pred = DiskPredictor(radius=4)
         pred.set_image(np.zeros((40, 40, 3), np.uint8))
-        expected = replay.make_next_click(pred.predict(clicks[:n]) > 0.49)
+        expected = replay.make_next_click(pred.predict(clicks[:n]).prob > 0.49)
         assert (clicks[n].y, clicks[n].x, clicks[n].index) == (expected.y, expected.x, n)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from model.clicks import Click, clicks_from_array
-from model.predictor import ClickPredictor, Predictor
+from model.prediction import ClickPredictor, Prediction, PredictionState
+from model.predictor import Predictor
 from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, ZoomIn
 
 
@@ -67,8 +68,16 @@ def toy_predictor(**kwargs) -> Predictor:
     return Predictor(ToyNet(), device="cpu", **kwargs)
 
 
+def run_predictions(predictor: Predictor, clicks: list[Click]) -> list[Prediction]:
+    """Predict ``clicks[:1]``, ``clicks[:2]``, ... each from the previous call's state (a user clicking)."""
+    out: list[Prediction] = []
+    for k in range(len(clicks)):
+        out.append(predictor.predict(clicks[: k + 1], out[-1].state if out else None))
+    return out
+
+
 def run_clicks(predictor: Predictor, clicks: list[Click]) -> list[np.ndarray]:
-    return [predictor.predict(clicks[: k + 1]) for k in range(len(clicks))]
+    return [prediction.prob for prediction in run_predictions(predictor, clicks)]
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -83,9 +92,9 @@ def test_toynet_reproduces_reference_boxes_and_maps(toy_reference: dict[str, np.
     assert isinstance(predictor, ClickPredictor)
     predictor.set_image(toy_reference["image"])
     clicks = clicks_from_array(toy_reference["clicks"])
-    for k in range(len(clicks)):
-        probs = predictor.predict(clicks[: k + 1])
-        roi = predictor.zoom_in.object_roi
+    for k, prediction in enumerate(run_predictions(predictor, clicks)):
+        probs, roi = prediction.prob, prediction.state.zoom_box
+        assert prediction.state.prob is probs  # the state holds the map itself, not a copy
         assert (roi or (-1, -1, -1, -1)) == tuple(toy_reference["rois"][k]), f"click {k + 1}"
         assert probs.dtype == np.float32 and probs.shape == toy_reference["image"].shape[:2]
         err = np.abs(probs - toy_reference["probs"][k]).max()
@@ -108,71 +117,74 @@ def test_six_channel_segformer_reproduces_reference(
 
 
 def test_undo_then_redo_reproduces_identical_maps(toy_reference: dict[str, np.ndarray]) -> None:
+    """The caller holds the state: predicting a click list from a kept state (after an undo, or after
+    other objects were predicted meanwhile) gives exactly the map of the first time."""
     predictor = toy_predictor()
     predictor.set_image(toy_reference["image"])
     clicks = clicks_from_array(toy_reference["clicks"])
-    states, maps = [predictor.get_state()], []
-    for k in range(len(clicks)):
-        maps.append(predictor.predict(clicks[: k + 1]))
-        states.append(predictor.get_state())
+    predictions = run_predictions(predictor, clicks)
+    states: list[PredictionState | None] = [None] + [p.state for p in predictions]
+    assert states[2].zoom_box is not None and states[5].zoom_box != states[4].zoom_box  # zoomed, box moved
 
+    # another object in between: the predictor has nothing of the first object left to lose
+    run_predictions(predictor, [Click(10, 10, True, 0), Click(300, 400, True, 1), Click(20, 30, False, 2)])
     # undo back to after click 3 (box set at click 2), then redo clicks 4.. (box changes at click 5)
-    predictor.set_state(states[3])
+    state = states[3]
     for k in range(3, len(clicks)):
-        assert np.array_equal(predictor.predict(clicks[: k + 1]), maps[k]), f"redo of click {k + 1}"
+        redone = predictor.predict(clicks[: k + 1], state)
+        assert np.array_equal(redone.prob, predictions[k].prob), f"redo of click {k + 1}"
+        assert redone.state.zoom_box == predictions[k].state.zoom_box
+        state = redone.state
     # undo everything: the state before the first click
-    predictor.set_state(states[0])
-    assert predictor.zoom_in.object_roi is None
-    assert np.array_equal(predictor.predict(clicks[:1]), maps[0])
+    assert np.array_equal(predictor.predict(clicks[:1], states[0]).prob, predictions[0].prob)
     # a wrong click after an undo, then undo it and go on as before
-    predictor.set_state(states[2])
-    wrong = predictor.predict([*clicks[:2], Click(10, 10, True, 2)])
-    assert not np.allclose(wrong, maps[2])
-    predictor.set_state(states[2])
-    assert np.array_equal(predictor.predict(clicks[:3]), maps[2])
+    wrong = predictor.predict([*clicks[:2], Click(10, 10, True, 2)], states[2])
+    assert not np.allclose(wrong.prob, predictions[2].prob)
+    assert np.array_equal(predictor.predict(clicks[:3], states[2]).prob, predictions[2].prob)
+    # states given out are never changed by later calls
+    assert all(np.array_equal(s.prob, p.prob) for s, p in zip(states[1:], predictions, strict=True))
 
 
-def test_reset_and_new_image_start_over(toy_reference: dict[str, np.ndarray]) -> None:
+def test_new_object_and_new_image_start_over(toy_reference: dict[str, np.ndarray]) -> None:
     predictor = toy_predictor()
     image = toy_reference["image"]
     predictor.set_image(image)
     clicks = clicks_from_array(toy_reference["clicks"])
-    first = run_clicks(predictor, clicks[:3])
-    predictor.reset()
-    assert predictor.zoom_in.object_roi is None
-    assert np.array_equal(predictor.predict(clicks[:1]), first[0])
-    predictor.set_image(image[:, ::-1])  # a new image forgets the old clicks' effects
+    first = run_predictions(predictor, clicks[:3])
+    again = predictor.predict(clicks[:1])  # no state: a new object
+    assert np.array_equal(again.prob, first[0].prob) and again.state.zoom_box is None
+    predictor.set_image(image[:, ::-1])
     predictor.set_image(image)
-    assert np.array_equal(predictor.predict(clicks[:1]), first[0])
+    assert np.array_equal(predictor.predict(clicks[:1]).prob, first[0].prob)
 
-    state = predictor.get_state()
-    predictor.set_image(image[:100])
-    with pytest.raises(ValueError, match="size"):
-        predictor.set_state(state)
+    predictor.set_image(image[:100])  # a state of another image is refused
+    with pytest.raises(ValueError, match="shape"):
+        predictor.predict(clicks[:1], first[2].state)
 
 
 def test_zero_clicks_run_the_network_on_padding_points(toy_reference: dict[str, np.ndarray]) -> None:
     image = toy_reference["image"]
     predictor = toy_predictor()
     predictor.set_image(image)
-    probs = predictor.predict([])
-    np.testing.assert_allclose(probs, toy_background_probs(image), atol=1e-6)
-    # the prediction is fed back: a second call sees prev = the first map
+    first = predictor.predict([])
+    np.testing.assert_allclose(first.prob, toy_background_probs(image), atol=1e-6)
+    # the state is fed back: a second call sees prev = the first map
     rgb = image.astype(np.float32) / 255
-    again = 1 / (1 + np.exp(-(-4 + 6 * probs + 2 * (rgb[..., 0] - rgb[..., 2]))))
-    np.testing.assert_allclose(predictor.predict([]), again, atol=1e-5)
+    again = 1 / (1 + np.exp(-(-4 + 6 * first.prob + 2 * (rgb[..., 0] - rgb[..., 2]))))
+    np.testing.assert_allclose(predictor.predict([], first.state).prob, again, atol=1e-5)
+    # ... and only the state: without it, the first map again
+    np.testing.assert_array_equal(predictor.predict([]).prob, first.prob)
 
 
-def test_prev_mask_argument_replaces_the_fed_back_prediction(toy_reference: dict[str, np.ndarray]) -> None:
+def test_a_mask_drawn_otherwise_is_the_previous_mask(toy_reference: dict[str, np.ndarray]) -> None:
     image = toy_reference["image"]
     predictor = toy_predictor()
     predictor.set_image(image)
     ones = np.ones(image.shape[:2], dtype=bool)
-    np.testing.assert_allclose(
-        predictor.predict([], prev_mask=ones), toy_background_probs(image, 1.0), atol=1e-6
-    )
-    with pytest.raises(ValueError, match="prev_mask"):
-        predictor.predict([], prev_mask=ones[:10])
+    given = predictor.predict([], PredictionState.from_mask(ones))
+    np.testing.assert_allclose(given.prob, toy_background_probs(image, 1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        predictor.predict([], PredictionState.from_mask(ones[:10]))
 
 
 def test_clicks_outside_the_image_are_ignored(toy_reference: dict[str, np.ndarray]) -> None:
@@ -192,13 +204,14 @@ def test_clicks_outside_the_image_are_ignored(toy_reference: dict[str, np.ndarra
 
     predictor = toy_predictor()
     predictor.set_image(image)
-    assert np.array_equal(predictor.predict([inside[0], *outside]), expected[0])
-    assert np.array_equal(predictor.predict([inside[0], *outside, inside[1]]), expected[1])
-    assert predictor.zoom_in.object_roi == reference.zoom_in.object_roi
+    first = predictor.predict([inside[0], *outside])
+    second = predictor.predict([inside[0], *outside, inside[1]], first.state)
+    assert np.array_equal(first.prob, expected[0]) and np.array_equal(second.prob, expected[1])
+    assert second.state.zoom_box == run_predictions(reference, inside)[1].state.zoom_box
 
     only_outside = toy_predictor()
     only_outside.set_image(image)
-    np.testing.assert_allclose(only_outside.predict(outside), toy_background_probs(image), atol=1e-6)
+    np.testing.assert_allclose(only_outside.predict(outside).prob, toy_background_probs(image), atol=1e-6)
 
 
 def test_only_negative_clicks(toy_reference: dict[str, np.ndarray]) -> None:
@@ -206,21 +219,22 @@ def test_only_negative_clicks(toy_reference: dict[str, np.ndarray]) -> None:
     predictor = toy_predictor()
     predictor.set_image(image)
     clicks = [Click(100, 100, False, 0), Click(200, 300, False, 1), Click(300, 50, False, 2)]
-    maps = run_clicks(predictor, clicks)
     background = toy_background_probs(image)
-    for probs, click in zip(maps, clicks, strict=True):
+    for prediction, click in zip(run_predictions(predictor, clicks), clicks, strict=True):
+        probs = prediction.prob
         assert np.isfinite(probs).all()
         assert probs[int(click.y), int(click.x)] < 0.5 * background[int(click.y), int(click.x)]
-    assert predictor.zoom_in.object_roi is None  # nothing above 0.5: no box to zoom into
+        assert prediction.state.zoom_box is None  # nothing above 0.5: no box to zoom into
 
 
 def test_zoom_in_with_skip_zero_recomputes_a_small_first_object(toy_reference: dict[str, np.ndarray]) -> None:
     image = toy_reference["image"]
     predictor = toy_predictor(zoom_in=ZoomIn(skip_clicks=0))
     predictor.set_image(image)
-    probs = predictor.predict([Click(190, 160, True, 0)])
+    prediction = predictor.predict([Click(190, 160, True, 0)])
+    probs = prediction.prob
     # first pass unzoomed; its object (~95 px, box IoU with the image < 0.5) -> a zoomed second pass
-    roi = predictor.zoom_in.object_roi
+    roi = prediction.state.zoom_box
     assert roi is not None and roi[1] - roi[0] < 300
     rmin, rmax, cmin, cmax = roi
     outside = np.ones(probs.shape, dtype=bool)
@@ -237,7 +251,8 @@ def test_without_zoom_or_flip_matches_the_plain_network(toy_reference: dict[str,
         (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, torch.zeros(1, 1, *image.shape[:2])), 1
     )
     logits = ToyNet()(x, torch.tensor([[[190.0, 160.0, 0.0], [-1, -1, -1]]]))["instances"]
-    np.testing.assert_allclose(predictor.predict([click]), torch.sigmoid(logits)[0, 0].numpy(), atol=1e-6)
+    expected = torch.sigmoid(logits)[0, 0].numpy()
+    np.testing.assert_allclose(predictor.predict([click]).prob, expected, atol=1e-6)
 
 
 def test_max_size_limits_the_network_input(toy_reference: dict[str, np.ndarray]) -> None:
@@ -250,11 +265,11 @@ def test_max_size_limits_the_network_input(toy_reference: dict[str, np.ndarray])
 
     predictor = Predictor(Recording(), device="cpu", zoom_in=None, max_size=250)
     predictor.set_image(toy_reference["image"])
-    probs = predictor.predict([Click(190, 160, True, 0)])
+    probs = predictor.predict([Click(190, 160, True, 0)]).prob
     assert seen == [(2, 4, 188, 250)] and probs.shape == (375, 500)
     full = toy_predictor(zoom_in=None)
     full.set_image(toy_reference["image"])
-    assert iou(probs > 0.49, full.predict([Click(190, 160, True, 0)]) > 0.49) > 0.97
+    assert iou(probs > 0.49, full.predict([Click(190, 160, True, 0)]).prob > 0.49) > 0.97
 
 
 # --- input checking ----------------------------------------------------------------------------------
@@ -372,7 +387,8 @@ def test_tiny_images_with_the_segformer(six_channel_model: nn.Module) -> None:
     predictor = Predictor(six_channel_model, device="cpu")
     for shape in [(1, 1), (2, 300), (300, 5)]:
         predictor.set_image(np.full((*shape, 3), 128, np.uint8))
-        probs = predictor.predict([Click(0, 0, True, 0), Click(shape[0] - 1, shape[1] - 1, False, 1)])
+        clicks = [Click(0, 0, True, 0), Click(shape[0] - 1, shape[1] - 1, False, 1)]
+        probs = predictor.predict(clicks).prob
         assert probs.shape == shape and np.isfinite(probs).all()
 
 
@@ -383,68 +399,72 @@ def test_zoom_in_box_click_scaling_and_paste_back() -> None:
     zoom = ZoomIn()
     probs = torch.zeros(1, 1, 375, 500)
     probs[0, 0, 100:151, 200:261] = 0.9
-    zoom.set_state(((375, 500), None, probs, False))
     clicks = [Click(120, 230, True, 0), Click(10, 10, False, 1)]
-    image = torch.rand(1, 4, 375, 500)
-    crop, (tclicks,) = zoom.apply(image, [clicks])
+    choice = zoom.choose_box(probs, clicks, None, (375, 500))
     # bbox 100..150 x 200..260, x1.4 -> at least 200 px: centre 125 +-100, 230 +-100
-    assert zoom.object_roi == (25, 225, 130, 330) and zoom.image_changed
+    assert choice.crop == choice.kept == (25, 225, 130, 330) and choice.changed
+    image = torch.rand(1, 4, 375, 500)
+    crop, (tclicks,) = zoom.apply(image, [clicks], choice.crop)
     assert tuple(crop.shape) == (1, 4, 400, 400)
     assert tclicks[0].coords == pytest.approx((400 * 95 / 201, 400 * 100 / 201))
     assert tclicks[1].coords == pytest.approx((400 * -15 / 201, 400 * -120 / 201))
     torch.testing.assert_close(crop[:, :, 0, 0], image[:, :, 25, 130])
     torch.testing.assert_close(crop[:, :, -1, -1], image[:, :, 225, 330])
 
-    back = zoom.inverse(torch.full((1, 1, 400, 400), 0.7))
+    back = zoom.inverse(torch.full((1, 1, 400, 400), 0.7), choice.crop, (375, 500))
     assert tuple(back.shape) == (1, 1, 375, 500)
     assert torch.allclose(back[0, 0, 25:226, 130:331], torch.tensor(0.7))
     assert back.sum().item() == pytest.approx(0.7 * 201 * 201, rel=1e-5)
 
     # same box kept while positive clicks stay inside and the new box overlaps well
-    zoom.apply(image, [[*clicks, Click(130, 240, True, 2)]])
-    assert zoom.object_roi == (25, 225, 130, 330) and not zoom.image_changed
+    kept = zoom.choose_box(probs, [*clicks, Click(130, 240, True, 2)], choice.kept, (375, 500))
+    assert kept.crop == kept.kept == (25, 225, 130, 330) and not kept.changed
     # a positive click on the box's last row counts as outside (as in the original): new box, rows
     # 100..225 -> centre 162.5 +- 100 -> 62.5..262.5, rounded half to even
-    zoom.set_state(((375, 500), (25, 225, 130, 330), probs, False))
-    zoom.apply(image, [[*clicks, Click(225, 200, True, 2)]])
-    assert zoom.object_roi == (62, 262, 130, 330) and zoom.image_changed
+    moved = zoom.choose_box(probs, [*clicks, Click(225, 200, True, 2)], choice.kept, (375, 500))
+    assert moved.kept == (62, 262, 130, 330) and moved.changed
     # a positive click outside the box makes a new one
-    zoom.apply(image, [[*clicks, Click(300, 450, True, 2)]])
-    assert zoom.object_roi != (25, 225, 130, 330) and zoom.image_changed
+    far = zoom.choose_box(probs, [*clicks, Click(300, 450, True, 2)], choice.kept, (375, 500))
+    assert far.kept != (25, 225, 130, 330) and far.changed
+    # too few clicks: no crop, the box in use is kept for later
+    assert zoom.choose_box(probs, clicks[:1], choice.kept, (375, 500)) == type(choice)(None, choice.kept)
 
 
 def test_zoom_in_unzoomed_call_is_not_squeezed_into_a_stale_box() -> None:
     zoom = ZoomIn()
-    zoom.set_state(((375, 500), (25, 225, 130, 330), torch.zeros(1, 1, 375, 500), False))
+    clicks = [Click(120, 230, True, 0), Click(10, 10, False, 1)]
+    choice = zoom.choose_box(torch.zeros(1, 1, 375, 500), clicks, (25, 225, 130, 330), (375, 500))
+    assert choice.crop is None and choice.kept == (25, 225, 130, 330)  # empty previous mask: no zoom
     image = torch.rand(1, 4, 375, 500)
-    out, _ = zoom.apply(image, [[Click(120, 230, True, 0), Click(10, 10, False, 1)]])
-    assert out is image  # empty previous mask: no zoom
+    out, _ = zoom.apply(image, [clicks], choice.crop)
+    assert out is image
     maps = torch.rand(1, 1, 375, 500)
-    assert zoom.inverse(maps) is maps
+    assert zoom.inverse(maps, choice.crop, (375, 500)) is maps
 
 
 def test_flip_limit_and_pad_transforms() -> None:
     image = torch.rand(1, 4, 30, 50)
     flip = AddHorizontalFlip()
-    doubled, lists = flip.apply(image, [[Click(3, 7, True, 0)]])
+    doubled, lists, undo = flip.apply(image, [[Click(3, 7, True, 0)]])
     assert doubled.shape[0] == 2 and torch.equal(doubled[1], image[0].flip(2))
     assert lists[1][0].coords == (3, 50 - 7 - 1)
     logits = torch.stack((torch.full((1, 30, 50), 2.0), torch.zeros(1, 30, 50)))
-    assert torch.allclose(flip.inverse(logits), torch.ones(1, 1, 30, 50))
+    assert torch.allclose(flip.inverse(logits, undo), torch.ones(1, 1, 30, 50))
 
     limit = LimitLongestSide(max_size=25)
-    small, (clicks,) = limit.apply(image, [[Click(15, 20, True, 0)]])
+    small, (clicks,), undo = limit.apply(image, [[Click(15, 20, True, 0)]])
     assert tuple(small.shape[2:]) == (15, 25) and clicks[0].coords == pytest.approx((7.5, 10.0))
-    assert tuple(limit.inverse(torch.rand(1, 1, 15, 25)).shape[2:]) == (30, 50)
-    same, _ = limit.apply(torch.rand(1, 4, 20, 25), [[]])
+    assert tuple(limit.inverse(torch.rand(1, 1, 15, 25), undo).shape[2:]) == (30, 50)
+    same, _, same_undo = limit.apply(torch.rand(1, 4, 20, 25), [[]])
     assert tuple(same.shape[2:]) == (20, 25)
     maps = torch.rand(1, 1, 20, 25)
-    assert limit.inverse(maps) is maps
+    assert limit.inverse(maps, same_undo) is maps
+    assert tuple(limit.inverse(torch.rand(1, 1, 15, 25), undo).shape[2:]) == (30, 50)  # each call its own
 
     pad = PadToMinSize(32)
-    padded, _ = pad.apply(image, [[]])
+    padded, _, undo = pad.apply(image, [[]])
     assert tuple(padded.shape[2:]) == (32, 50) and padded[:, :, 30:].abs().sum() == 0
-    assert torch.equal(pad.inverse(padded[:, :1]), image[:, :1])
+    assert torch.equal(pad.inverse(padded[:, :1], undo), image[:, :1])
 
 
 # --- reduced precision ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from isegformer_app.state.imageio import read_png
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
 from isegformer_app.state.sidecar_codec import write_sidecar
+from model.prediction import Prediction
 
 
 def _photo(path, h: int, w: int, value: int = 90) -> None:
@@ -27,7 +28,7 @@ def _annotate(doc: Document, y0: int, y1: int, x0: int, x1: int, label: str = "o
     prob = np.zeros(doc.shape, np.float32)
     prob[y0:y1, x0:x1] = 1.0
     doc.add_click((y0 + y1) // 2, (x0 + x1) // 2, True)
-    doc.set_prediction(list(doc.clicks), prob)
+    doc.set_prediction(list(doc.clicks), Prediction.of(prob))
     assert doc.finish_object(label, (200, 10, 10)) is not None
 
 
@@ -111,6 +112,7 @@ def test_export_skips_an_image_that_is_gone_or_unreadable(tmp_path) -> None:
 _HUGE_CONFIGS = """
 import resource, sys, time
 import torch
+from model.prediction import Prediction
 from model.build import build_model
 from model.checkpoint import (CheckpointError, _OriginalPickleModule, _RestrictedPickleModule,
                               load_checkpoint, save_checkpoint)

@@ -36,8 +36,8 @@ def click(doc: VolumeDocument, predictor: DiskPredictor, y: int, x: int, positiv
     doc.add_click(y, x, positive)
     if doc.needs_prediction():
         predictor.set_image(doc.model_image())
-        prob = predictor.predict(doc.clicks, prev_mask=doc.prev_mask_for_request())
-        assert doc.set_prediction(list(doc.clicks), prob)
+        prediction = predictor.predict(doc.clicks, doc.prev_state_for_request())
+        assert doc.set_prediction(list(doc.clicks), prediction)
 
 
 def disk(shape, cy, cx, r=RADIUS) -> np.ndarray:
@@ -100,8 +100,8 @@ def test_annotate_export_nifti_keeps_geometry_and_voxels(source, tmp_path, dicom
     again.activate(1)  # correction of an imported object: its pixels are the previous mask of the first click
     again.set_view("axial", 3)
     again.add_click(30, 20, True)
-    assert again.prev_mask_for_request().sum() == (expected[3] == 1).sum() > 20
-    assert np.array_equal(again.prev_mask_for_request() > 0.5, expected[3] == 1)
+    assert again.prev_state_for_request().prob.sum() == (expected[3] == 1).sum() > 20
+    assert np.array_equal(again.prev_state_for_request().prob > 0.5, expected[3] == 1)
     again.undo(), again.undo()
     assert not again.labels.data.any() and again.object_list == []
 

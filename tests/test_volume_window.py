@@ -18,6 +18,7 @@ from isegformer_app.benchmarks.dicom_write import SeriesOptions, write_dicom_ser
 from isegformer_app.settings import Settings
 from isegformer_app.ui import volume_files
 from isegformer_app.ui.main_window import MainWindow
+from model.prediction import Prediction
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4
@@ -229,9 +230,9 @@ def test_dicom_series_chooser_and_autosave_reopen(qtbot, tmp_path, messages, mon
 
 
 class SlowPredictor(DiskPredictor):
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+    def predict(self, clicks, state=None) -> Prediction:
         time.sleep(0.08)
-        return super().predict(clicks, prev_mask)
+        return super().predict(clicks, state)
 
 
 def test_propagate_range_cancel_and_volume_warnings(qtbot, tmp_path, messages) -> None:
@@ -332,7 +333,7 @@ def test_a_malformed_volume_autosave_leaves_the_document_as_it_was(tmp_path) -> 
     volume = open_volume(nifti)
     doc = VolumeDocument(volume, nifti)
     doc.add_click(4, 4, True)
-    doc.set_prediction(list(doc.clicks), np.full(doc.shape, 0.9, np.float32))
+    doc.set_prediction(list(doc.clicks), Prediction.of(np.full(doc.shape, 0.9, np.float32)))
     path = tmp_path / "side.npz"
     save_volume_document(doc, path)
     contents = read_volume_sidecar(path)

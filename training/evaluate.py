@@ -35,7 +35,7 @@ from model.evaluation.noc import (
     evaluate_sample,
     threshold_key,
 )
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD
 from training.datasets import DatasetError, EvalDataset, canonical_name, default_path, open_dataset
 

@@ -438,7 +438,7 @@ def self_check(model: InteractiveModel, pack: DataPack, device: torch.device, bu
         for precision in precisions:
             predictor = Predictor(model, device, autocast=precision)
             predictor.set_image(item.image)
-            masks[precision] = predictor.mask(predictor.predict(click))
+            masks[precision] = predictor.mask(predictor.predict(click).prob)
         for precision in precisions[1:]:
             iou = mask_iou(masks[None].astype(np.int32), masks[precision])
             agreement[precision].append(1.0 if math.isnan(iou) else iou)
@@ -485,12 +485,12 @@ def self_check(model: InteractiveModel, pack: DataPack, device: torch.device, bu
                 predictor = Predictor(network, device, autocast=precision)
                 predictor.set_image(image)
                 times = []
-                clicks = [first]
+                clicks, state = [first], None
                 for i in range(12):
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     tick = time.perf_counter()
-                    predictor.predict(clicks)
+                    state = predictor.predict(clicks, state).state
                     times.append(time.perf_counter() - tick)
                     clicks.append(Click(first.y + 3 * (i % 3), first.x - 3 * (i % 4), i % 2 == 0, i + 1))
                 latency.setdefault(arch, {})[f"{side}_{precision or 'fp32'}_ms"] = round(

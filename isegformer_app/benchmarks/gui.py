@@ -2,13 +2,20 @@
 
     QT_QPA_PLATFORM=offscreen python -m isegformer_app.benchmarks.gui [--engine NAME | --checkpoint FILE]
         [--clicks 20] [--warmup 1] [--device cpu|cuda] [--torch-threads N] [--volume-repeats 3]
+        [--image-repeats 3] [--startup-repeats 3]
+
+Start-up (``--startup-repeats``, each run a fresh interpreter, since imports are per process): the app
+started as ``isegformer FOLDER`` starts it (default model) on a folder of b_good.png, c_text.png (text,
+not an image) and d_good.png; D is pressed as soon as the window is painted and a click made as soon as
+d_good.png is: D → d_good.png painted, window painted → first prediction painted, the longest event-loop
+stall in between, and which modules of the inference stack were not yet imported when the window painted.
 
 Per click (mouse press + release on the canvas viewport at a point of an object of the sample
 image) it measures, through the app's hooks (the worker's ``prediction_ready`` results with their
 ``model_ms``, the window's ``prediction_shown`` signal) and event filters installed at run time:
 
 * model latency: the predictor's own ``predict()`` time (``PredictResult.model_ms``, measured in the
-  worker around ``predict()`` alone, without the predictor state save/restore);
+  worker around ``predict()``, which is all a request does there);
 * click → overlay painted: from the mouse press (the app acts on the press) and from the mouse
   release to the end of the first viewport paint after the window put the prediction into the
   canvas scene (a ``QEvent.Paint`` seen by an event filter on the viewport; no repaint is forced),
@@ -54,6 +61,7 @@ IDLE_BETWEEN_CLICKS_MS = 60
 OVERHEAD_TARGET_MS = 30.0  # click -> overlay <= model latency + this
 STALL_TARGET_MS = 50.0
 VOLUME_TARGET_S = 3.0
+STARTUP_D_TARGET_MS = 300.0  # D answers within this at any time after the window shows
 
 # Click plan on resources/samples/sample.jpg (500×375): per object, (y, x, positive) in image pixels.
 OBJECT_CLICKS: tuple[tuple[tuple[int, int, bool], ...], ...] = (
@@ -399,6 +407,124 @@ def measure_volume_open(window: MainWindow, folder: Path, timeout_s: float = 120
         viewport.removeEventFilter(paint)
 
 
+@dataclass
+class StartupTiming:
+    """The issue's start-up scenario in a fresh interpreter (imports are per process): the app as
+    ``isegformer FOLDER`` starts it (default model), D pressed as soon as the window is painted."""
+
+    shown_s: float  # QApplication created -> window painted (the window is built and shown first)
+    d_ms: float  # D pressed (at once after the paint) -> d_good.png painted (skipping c_text.png)
+    prediction_ms: float  # window painted -> first prediction painted (click as soon as d_good.png is shown)
+    stall_ms: float  # longest GUI event-loop gap from the window's paint to the first prediction painted
+    model_ready_ms: float  # window painted -> the worker announced the default model ready
+    imported_after_shown: list[str]  # modules of the inference stack not yet imported when the window painted
+
+
+STARTUP_IMAGES = ("b_good.png", "c_text.png", "d_good.png")
+STARTUP_WATCHED = ("torch", "timm", "model.build", "model.checkpoint", "model.predictor", "model.engines",
+                   "PIL.TiffImagePlugin")  # fmt: skip
+
+
+def write_startup_folder(folder: Path) -> Path:
+    """The issue's folder: two 400×300 photos with a red disk, and a text file named like a PNG."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:300, :400]
+    rgb = np.full((300, 400, 3), 120, np.uint8)
+    rgb[(yy - 150) ** 2 + (xx - 200) ** 2 <= 60**2] = (220, 40, 30)
+    for name in STARTUP_IMAGES[::2]:
+        Image.fromarray(rgb).save(folder / name)
+    (folder / STARTUP_IMAGES[1]).write_text("not an image\n" * 10)
+    return folder
+
+
+class _FirstPaint(QObject):
+    """Notes the end of the first paint of ``widget`` for which ``ready()`` holds."""
+
+    def __init__(self, widget, ready: Callable[[], bool]) -> None:
+        super().__init__()
+        self.ready, self.painted_at = ready, None
+        self._seen = False
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if not self._seen and event.type() == QEvent.Type.Paint and self.ready():
+            self._seen = True
+            QTimer.singleShot(0, self._painted)
+        return False
+
+    def _painted(self) -> None:
+        self.painted_at = time.perf_counter()
+
+
+def startup_child(work_dir: Path, timeout_s: float = 300.0) -> StartupTiming:
+    """Run the start-up scenario in this (fresh) interpreter: what ``isegformer FOLDER`` does
+    (``isegformer_app.main``: window built, shown, folder opened), then D at once, then a click on
+    d_good.png as soon as it is painted."""
+    started = time.perf_counter()
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    _report_messages_instead_of_dialogs()
+    from isegformer_app.main import build_window
+
+    folder = write_startup_folder(work_dir / "images")
+    probe = TickProbe()
+    window = build_window(app, config_dir=work_dir / "config", sidecar_dir=work_dir / "autosave")
+    ready: list[float] = []
+    window.worker.engine_ready.connect(lambda *_: ready.append(time.perf_counter()))
+    missing: list[str] = []
+
+    def note_missing_imports() -> bool:
+        missing.extend(name for name in STARTUP_WATCHED if name not in sys.modules)
+        return True
+
+    shown = _FirstPaint(window, note_missing_imports)
+    on_d = _FirstPaint(window.canvas.viewport(),
+                       lambda: window.doc is not None and window.doc.path.name == STARTUP_IMAGES[2])
+    window.show()
+    window.open_path(folder)
+    probe.start()
+    wait_until(lambda: shown.painted_at is not None, timeout_s, "the window's first paint")
+    pressed = time.perf_counter()
+    QTest.keyClick(window, Qt.Key.Key_D)
+    wait_until(lambda: on_d.painted_at is not None, timeout_s, "d_good.png to be painted")
+    paint = OverlayPaintProbe(window)
+    paint.expect(window.worker.latest_request_id() + 1, lambda: None)
+    pos = window.canvas.image_to_view(150, 200)
+    QTest.mouseClick(window.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     pos)  # fmt: skip
+    wait_until(lambda: paint.painted_at is not None, timeout_s, "the first prediction to be painted")
+    wait_ms(IDLE_BETWEEN_CLICKS_MS)
+    probe.stop()
+    timing = StartupTiming(
+        shown_s=shown.painted_at - started, d_ms=(on_d.painted_at - pressed) * 1000,
+        prediction_ms=(paint.painted_at - shown.painted_at) * 1000,
+        stall_ms=probe.max_gap_ms(shown.painted_at, paint.painted_at),
+        model_ready_ms=(ready[0] - shown.painted_at) * 1000 if ready else float("nan"),
+        imported_after_shown=missing,
+    )  # fmt: skip
+    paint.close()
+    close_window(window)
+    return timing
+
+
+def measure_startup(timeout_s: float = 300.0) -> StartupTiming:
+    """:func:`startup_child` in a fresh interpreter (``--startup-child``), offscreen."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryDirectory(prefix="isegformer-startup-") as folder:
+        command = [sys.executable, "-m", "isegformer_app.benchmarks.gui", "--startup-child", folder]
+        run = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
+    if run.returncode != 0:
+        raise RuntimeError(f"the start-up run failed:\n{run.stderr[-3000:]}")
+    return StartupTiming(**json.loads(run.stdout.strip().splitlines()[-1]))
+
+
 def open_window(image: Path, work_dir: Path, engine: str | None = None, checkpoint: Path | None = None,
                 device: str = "cpu", engines: dict | None = None, timeout_s: float = 300.0,
                 torch_threads: int = 0) -> tuple[MainWindow, PredictionLog]:  # fmt: skip
@@ -440,9 +566,11 @@ def _stats(values: Sequence[float]) -> tuple[float, float, float]:
 
 def format_table(timings: Sequence[ClickTiming], volume_s: Sequence[float], header: str, source: str,
                  window_opens: Sequence[VolumeOpenTiming] = (),
-                 image_opens: Sequence[ImageOpenTiming] = ()) -> str:  # fmt: skip
-    """Markdown tables: median / p90 / max of each per-click number with the targets, then the volume opens
-    (``volume_s``: ``load_dicom`` seconds; ``window_opens``: through the window)."""
+                 image_opens: Sequence[ImageOpenTiming] = (),
+                 startups: Sequence[StartupTiming] = ()) -> str:  # fmt: skip
+    """Markdown tables: median / p90 / max of each per-click number with the targets, then the start-up
+    runs, the photo and the volume opens (``volume_s``: ``load_dicom`` seconds; ``window_opens``: through
+    the window)."""
     lines = [
         header,
         f"# model: {source}; {len(timings)} clicks; stall probe: {PROBE_INTERVAL_MS} ms timer; "
@@ -469,6 +597,22 @@ def format_table(timings: Sequence[ClickTiming], volume_s: Sequence[float], head
         median, slow, worst = _stats(values)
         verdict = "" if limit is None else ("yes" if worst <= limit else "no")
         lines.append(f"| {name} | {median:.1f} | {slow:.1f} | {worst:.1f} | {target} | {verdict} |")
+    if startups:
+        lines += ["", "| start-up, fresh process, default model (folder b_good, c_text, d_good) | runs "
+                  "| worst | target | worst meets target |", "|---|---|---:|---|---|"]  # fmt: skip
+        for name, values, limit in (
+            ("QApplication → window painted (ms)", [1000 * t.shown_s for t in startups], None),
+            ("D at once after the paint → d_good.png painted (ms)", [t.d_ms for t in startups],
+             STARTUP_D_TARGET_MS),
+            ("window painted → model ready (ms)", [t.model_ready_ms for t in startups], None),
+            ("window painted → first prediction painted (ms)", [t.prediction_ms for t in startups], None),
+            ("longest event-loop stall, painted → first prediction (ms)", [t.stall_ms for t in startups],
+             STALL_TARGET_MS),
+        ):  # fmt: skip
+            runs = ", ".join(f"{v:.0f}" for v in values)
+            target = "" if limit is None else f"≤ {limit:.0f} ms"
+            verdict = "" if limit is None else ("yes" if max(values) <= limit else "no")
+            lines.append(f"| {name} | {runs} | {max(values):.0f} | {target} | {verdict} |")
     if image_opens:
         lines += ["", "| 4096×4096 JPEG | runs | best | target | best meets target |",
                   "|---|---|---:|---|---|"]  # fmt: skip
@@ -529,12 +673,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch intra-op threads of the inference worker (0: the app's automatic choice)")
     parser.add_argument("--volume-repeats", type=int, default=3, help="DICOM open repeats (0: skip)")
     parser.add_argument("--image-repeats", type=int, default=3, help="4096² photo open repeats (0: skip)")
+    parser.add_argument("--startup-repeats", type=int, default=3,
+                        help="start-up runs, each a fresh interpreter with the default model (0: skip)")
+    parser.add_argument("--startup-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.startup_child is not None:  # before anything imports torch: imports are what it measures
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(startup_child(args.startup_child))))
+        return 0
     if args.clicks < 1 or args.warmup < 0:
         parser.error("--clicks must be >= 1 and --warmup >= 0")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"no checkpoint file {args.checkpoint}")
 
+    startups = [measure_startup() for _ in range(args.startup_repeats)]
     import torch
 
     from model.benchmarks.latency import machine_header
@@ -576,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device if args.checkpoint is not None else "cpu")
     name = f"checkpoint {args.checkpoint.name} on {device}" if args.checkpoint else f"engine {engine}"
     header = f"{machine_header(device)}; inference worker torch threads {worker_threads}"
-    print(format_table(timings, volume_s, header, name, window_opens, image_opens))
+    print(format_table(timings, volume_s, header, name, window_opens, image_opens, startups))
     return 0
 
 

@@ -7,9 +7,10 @@
   after a few seconds it is killed with SIGKILL. The autosave it left is read back: the work lost is the
   time from the newest click it holds to the kill, an upper bound by up to one click interval (the
   autosave fires at most 1.5 s after the first unsaved change, however steadily the user clicks).
-* Long session: ``--clicks`` clicks on one object of a 4096×4096 image with a click predictor whose undo
-  state is a full-size float32 map (64 MiB each, like a network predictor's previous mask); the resident
-  memory after it and the worker's bounded undo states, against the unbounded growth of keeping every state,
+* Long session: ``--clicks`` clicks on one object of a 4096×4096 image with a click predictor whose
+  prediction (probability and state) is a full-size float32 map (64 MiB each, like a network's); the resident
+  memory after it and the session's bounded cache of predictions, against the unbounded growth of keeping
+  every one,
   and the GUI-thread redraw (``MainWindow.refresh``) of that 4096² image with its current object.
 """
 
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from model.prediction import Prediction
 
 CLICK_INTERVAL_S = 0.15
 
@@ -85,29 +88,20 @@ def measure_kill(seconds: float) -> dict:
 
 
 class _BigStatePredictor:
-    """Disks at positive clicks; ``get_state`` is a full-size float32 map (a network's previous mask)."""
+    """Squares at the last 8 clicks; full-size float32 maps (64 MiB at 4096², like a network's
+    probability and the state the next click continues from)."""
 
     name = "big-state"
 
     def set_image(self, image: np.ndarray) -> None:
         self.shape = image.shape[:2]
 
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+    def predict(self, clicks, state=None) -> Prediction:
         prob = np.zeros(self.shape, np.float32)
         for c in clicks[-8:]:
             y, x = int(c.y), int(c.x)
             prob[max(0, y - 40):y + 40, max(0, x - 40):x + 40] = 0.9 if c.is_positive else 0.0
-        self.last = prob
-        return prob
-
-    def get_state(self):
-        return self.last.copy()
-
-    def set_state(self, state) -> None:
-        self.last = state
-
-    def reset(self) -> None:
-        self.last = np.zeros(self.shape, np.float32)
+        return Prediction.of(prob)
 
 
 def _rss_mib() -> float:
@@ -145,10 +139,10 @@ def measure_long_session(clicks: int) -> dict:
             started = time.perf_counter()
             window.document_view.redraw()
             redraws.append((time.perf_counter() - started) * 1000)
-        states = window.worker._states
-        held = sum(np.asarray(s).nbytes for s in states.values()) / 2**20
+        cache = window.doc.current.predictions  # the app's one cache of predictions and their states
+        held = sum(p.nbytes for p in cache.values()) / 2**20
         result = {"clicks": clicks, "RSS growth (MiB)": round(after - before), "growth along the way": growth,
-                  "worker undo states": f"{len(states)} kept, {held:.0f} MiB",
+                  "cached predictions": f"{len(cache)} kept, {held:.0f} MiB",
                   "redraw (ms, median of 7)": round(sorted(redraws)[3], 1),
                   "unbounded (every state kept)": f"{clicks * 64} MiB"}  # fmt: skip
         window.doc.saved_revision = window.doc.revision

@@ -95,6 +95,7 @@ def merge_write(folder: Path) -> tuple[float, float]:
     from isegformer_app.state.autosave import save_document
     from isegformer_app.state.document import Document
     from isegformer_app.state.imageio import load_image
+    from model.prediction import Prediction
 
     Image.fromarray(np.zeros((4096, 4096, 3), np.uint8)).save(folder / "big.png")
     image = load_image(folder / "big.png")
@@ -105,7 +106,7 @@ def merge_write(folder: Path) -> tuple[float, float]:
             prob = np.zeros(doc.shape, np.float32)
             prob[offset + 300 * i: offset + 300 * i + 200, 100:3000] = 1.0
             doc.add_click(offset + 300 * i + 100, 200, True)
-            doc.set_prediction(list(doc.clicks), prob)
+            doc.set_prediction(list(doc.clicks), Prediction.of(prob))
             doc.finish_object("object", (200, 0, 0))
         return doc
 

@@ -24,6 +24,7 @@ from isegformer_app.state.events import DirtyChanged, DocumentEvents, SelectionC
 from isegformer_app.state.labels import Color, as_color
 from isegformer_app.state.snapshot import SaveOutcome, Snapshot
 from model.clicks import Click
+from model.prediction import Prediction, PredictionState
 from model.threshold import checked_threshold
 
 
@@ -96,18 +97,18 @@ class AnnotationDocument(ABC):
         s = self.session()
         return s is not None and s.needs_prediction()
 
-    def prev_mask_for_request(self) -> np.ndarray:
-        """Probability of the longest already-predicted prefix of the clicks (else the session's previous
-        mask, else zeros)."""
+    def prev_state_for_request(self) -> PredictionState | None:
+        """What predicting the shown clicks continues from: the state of their longest predicted prefix
+        (:meth:`ClickSession.prev_state`); None for a new object."""
         s = self.session()
-        return s.prev_mask() if s is not None else np.zeros(self.shape, np.float32)
+        return s.prev_state() if s is not None else None
 
     @abstractmethod
     def prediction_key(self) -> object:
         """What a prediction requested now is for (given back to :meth:`set_prediction`)."""
 
     @abstractmethod
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray, key: object = None) -> bool:
+    def set_prediction(self, clicks: Sequence[Click], prediction: Prediction, key: object = None) -> bool:
         """Store a finished prediction (for ``key`` of :meth:`prediction_key`); True if it is now shown."""
 
     # ------------------------------------------------------------ history

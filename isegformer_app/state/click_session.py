@@ -1,9 +1,10 @@
 """The click session of one object on one 2-D plane (Qt-free), shared by images and volume slices.
 
-A :class:`ClickSession` holds what the user did to the object being edited: the clicks, the predicted
-probability for each click list (a :class:`PrefixCache`), brush corrections and the previous mask
-of the first prediction. Its commands (:class:`AddClick`, :class:`ResetClicks`,
-:class:`BrushCorrection`, :class:`SetPropagated`) are defined here once. An image
+A :class:`ClickSession` holds what the user did to the object being edited: the clicks, the prediction
+of each click list (a :class:`PrefixCache` of :class:`~model.prediction.Prediction`: the probability
+and the predictor state the next click continues from, the app's one cache of either), brush
+corrections and the previous mask of the first prediction. Its commands (:class:`AddClick`,
+:class:`ResetClicks`, :class:`BrushCorrection`, :class:`SetPropagated`) are defined here once. An image
 :class:`~isegformer_app.state.document.Document` has one session for its current object; a
 :class:`~isegformer_app.state.volume_document.VolumeDocument` has one per (object, axis, slice).
 """
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from model.clicks import Click
+from model.prediction import Prediction, PredictionState
 from model.threshold import probability_mask
 
 ClickKey = tuple[tuple[float, float, bool], ...]
@@ -47,8 +49,8 @@ def stroke_mask(shape: tuple[int, int], points: Sequence[tuple[float, float]], r
 class PrefixCache(Generic[T]):
     """Values keyed by click lists, least recently stored dropped first, bounded by count and bytes.
 
-    Used for predicted probabilities (a session) and for predictor states (the inference worker):
-    :meth:`longest_prefix` finds what an undone, redone or extended click list can continue from.
+    A session's predictions: :meth:`longest_prefix` finds what an undone, redone or extended click list
+    can continue from.
     """
 
     def __init__(self, max_items: int, max_bytes: int | None = None,
@@ -102,7 +104,7 @@ SESSION_CACHE_ITEMS = 64  # predicted click lists kept per session (undo/redo wi
 SESSION_CACHE_BYTES = 512 * 2**20  # ... and at most this much memory (large images keep fewer)
 
 
-def new_prob_cache(max_items: int = SESSION_CACHE_ITEMS) -> PrefixCache[np.ndarray]:
+def new_prediction_cache(max_items: int = SESSION_CACHE_ITEMS) -> PrefixCache[Prediction]:
     return PrefixCache(max_items, SESSION_CACHE_BYTES)
 
 
@@ -112,13 +114,14 @@ class ClickSession:
 
     ``brush`` is HxW int8: +1 painted, -1 erased, 0 = the model decides. ``init_prev`` is the previous
     mask handed to the first prediction (a propagation source or the object's pixels already there).
+    ``predictions`` holds the prediction of each predicted click list; ``prob`` is the current clicks'.
     """
 
     shape: tuple[int, int]
     clicks: list[Click] = field(default_factory=list)
     prob: np.ndarray | None = None
     brush: np.ndarray | None = None
-    prob_cache: PrefixCache[np.ndarray] = field(default_factory=new_prob_cache)
+    predictions: PrefixCache[Prediction] = field(default_factory=new_prediction_cache)
     init_prev: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -131,28 +134,30 @@ class ClickSession:
 
     def restore_prob(self) -> None:
         """Set ``prob`` from the cache for the current clicks (None when not predicted yet)."""
-        self.prob = self.prob_cache.get(click_key(self.clicks)) if self.clicks else None
+        found = self.predictions.get(click_key(self.clicks)) if self.clicks else None
+        self.prob = found.prob if found is not None else None
 
     def needs_prediction(self) -> bool:
-        return bool(self.clicks) and click_key(self.clicks) not in self.prob_cache
+        return bool(self.clicks) and click_key(self.clicks) not in self.predictions
 
-    def prev_mask(self) -> np.ndarray:
-        """Probability of the longest predicted prefix of the clicks, else ``init_prev``, else zeros."""
-        found = self.prob_cache.longest_prefix(click_key(self.clicks))
+    def prev_state(self) -> PredictionState | None:
+        """What a prediction of the current clicks continues from: the state of the longest predicted
+        prefix of the clicks, else ``init_prev`` (no zoom box), else None (a new object)."""
+        found = self.predictions.longest_prefix(click_key(self.clicks))
         if found is not None:
-            return found[1]
+            return found[1].state
         if self.init_prev is not None:
-            return self.init_prev
-        return np.zeros(self.shape, np.float32)
+            return PredictionState(np.asarray(self.init_prev, np.float32))
+        return None
 
-    def store(self, clicks: Sequence[Click], prob: np.ndarray) -> bool:
+    def store(self, clicks: Sequence[Click], prediction: Prediction) -> bool:
         """Cache a finished prediction; True if it is for the current clicks (``prob`` updated)."""
-        if prob.shape != self.shape:
-            raise ValueError(f"prediction shape {prob.shape} != plane {self.shape}")
+        if prediction.prob.shape != self.shape:
+            raise ValueError(f"prediction shape {prediction.prob.shape} != plane {self.shape}")
         key = click_key(clicks)
-        self.prob_cache.put(key, prob.astype(np.float32, copy=False))
+        self.predictions.put(key, prediction)
         if key == click_key(self.clicks):
-            self.prob = self.prob_cache.get(key)
+            self.prob = prediction.prob
             return True
         return False
 
@@ -170,28 +175,29 @@ class ClickSession:
         return (mask | (self.brush > 0)) & ~(self.brush < 0)
 
     def snapshot(self) -> SessionSnapshot:
-        return SessionSnapshot(list(self.clicks), self.prob, self.brush.copy(), self.prob_cache.copy(),
+        return SessionSnapshot(list(self.clicks), self.prob, self.brush.copy(), self.predictions.copy(),
                                self.init_prev)  # fmt: skip
 
     def restore(self, snap: SessionSnapshot) -> None:
         self.clicks, self.prob, self.brush = list(snap.clicks), snap.prob, snap.brush.copy()
-        self.prob_cache, self.init_prev = snap.cache.copy(), snap.init_prev
+        self.predictions, self.init_prev = snap.cache.copy(), snap.init_prev
 
     def clear(self) -> None:
         """No clicks, prediction, corrections or previous mask."""
         self.clicks, self.prob, self.init_prev = [], None, None
         self.brush = np.zeros(self.shape, np.int8)
-        self.prob_cache = new_prob_cache(self.prob_cache.max_items)
+        self.predictions = new_prediction_cache(self.predictions.max_items)
 
     def load(self, clicks: list[Click], brush: np.ndarray, prob: np.ndarray | None,
              init_prev: np.ndarray | None = None) -> None:  # fmt: skip
-        """Put a saved state back (an autosave): the probability is cached for ``clicks``."""
+        """Put a saved state back (an autosave): the probability is cached for ``clicks`` (the next
+        click continues from it without a zoom box: the predictor chooses a new one)."""
         if brush.shape != self.shape:
             raise ValueError(f"brush {brush.shape} != plane {self.shape}")
         self.clear()
         self.clicks, self.brush, self.init_prev = list(clicks), brush.astype(np.int8), init_prev
         if clicks and prob is not None:
-            self.store(clicks, prob)
+            self.store(clicks, Prediction.of(np.asarray(prob, np.float32)))
 
 
 @dataclass
@@ -199,7 +205,7 @@ class SessionSnapshot:
     clicks: list[Click]
     prob: np.ndarray | None
     brush: np.ndarray
-    cache: PrefixCache[np.ndarray]
+    cache: PrefixCache[Prediction]
     init_prev: np.ndarray | None
 
 
@@ -254,18 +260,18 @@ class BrushCorrection:
 
 
 class SetPropagated:
-    """Replace the session by a propagation result: automatic clicks and their probability."""
+    """Replace the session by a propagation result: automatic clicks and their prediction."""
 
     text = "Propagate"
 
-    def __init__(self, clicks: list[Click], prob: np.ndarray, source_mask: np.ndarray) -> None:
-        self.clicks, self.prob, self.source = list(clicks), prob.astype(np.float32), source_mask
+    def __init__(self, clicks: list[Click], prediction: Prediction, source_mask: np.ndarray) -> None:
+        self.clicks, self.prediction, self.source = list(clicks), prediction, source_mask
 
     def do(self, s: ClickSession) -> None:
         self.before = s.snapshot()
         s.clear()
         s.clicks = list(self.clicks)
-        s.store(self.clicks, self.prob)
+        s.store(self.clicks, self.prediction)
         s.init_prev = self.source.astype(np.float32)
 
     def undo(self, s: ClickSession) -> None:

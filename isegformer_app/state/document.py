@@ -25,6 +25,7 @@ from isegformer_app.state.labels import Color
 from isegformer_app.state.sidecar_codec import clicks_to_json, session_arrays
 from isegformer_app.state.snapshot import SaveOutcome, Snapshot
 from model.clicks import Click
+from model.prediction import Prediction
 from model.threshold import DEFAULT_THRESHOLD
 
 
@@ -61,8 +62,8 @@ class Document(AnnotationDocument):
         return self.current.brush
 
     @property
-    def prob_cache(self) -> cs.PrefixCache[np.ndarray]:
-        return self.current.prob_cache
+    def predictions(self) -> cs.PrefixCache[Prediction]:
+        return self.current.predictions
 
     def current_mask(self) -> np.ndarray:
         """HxW bool: thresholded probability with brush corrections applied."""
@@ -103,11 +104,11 @@ class Document(AnnotationDocument):
     def prediction_key(self) -> None:
         return None  # one plane, one session: a prediction is for the current object
 
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray, key: object = None) -> bool:
+    def set_prediction(self, clicks: Sequence[Click], prediction: Prediction, key: object = None) -> bool:
         """Store a finished prediction; returns True if it is for the current clicks (now shown)."""
-        if prob.shape != self.shape:
-            raise ValueError(f"prediction shape {prob.shape} != image {self.shape}")
-        if self.current.store(clicks, prob):
+        if prediction.prob.shape != self.shape:
+            raise ValueError(f"prediction shape {prediction.prob.shape} != image {self.shape}")
+        if self.current.store(clicks, prediction):
             self.events.prediction.emit(PredictionChanged())
             return True
         return False

@@ -5,7 +5,7 @@ For slice ``t`` next to a slice whose mask is ``M`` (HxW bool):
 * the first click is positive, at the pixel of ``M`` farthest from its border (distance-transform
   maximum), so it lies well inside the object, which moves little between neighbouring slices;
 * models with a previous-mask input (6-channel iSegFormer/RITM, ``predictor.with_prev_mask``) get
-  ``M`` as the previous mask with that one click: ``predict([click], prev_mask=M)``;
+  ``M`` as the previous mask with that one click: ``predict([click], PredictionState.from_mask(M))``;
 * other predictors get up to ``max_clicks - 1`` more clicks from the NoC protocol's simulated user
   (:class:`model.evaluation.clicker.Clicker`) with ``M`` as a stand-in ground truth: after each pass,
   a click deepest inside the larger error region (positive in a missed part of ``M``, negative in a
@@ -29,6 +29,7 @@ from isegformer_app.volumes.progress import ProgressCallback
 from model.clicks import Click
 from model.evaluation.clicker import Clicker
 from model.evaluation.noc import mask_iou
+from model.prediction import Prediction, PredictionState
 from model.threshold import probability_mask
 
 DEFAULT_MAX_CLICKS = 3
@@ -37,11 +38,11 @@ GOOD_IOU = 0.85
 
 @dataclass
 class PropagatedSlice:
-    """``prob`` HxW float32 of slice ``index``; ``source_mask`` HxW bool it was propagated from."""
+    """``prediction`` of slice ``index`` for ``clicks``; ``source_mask`` HxW bool it was propagated from."""
 
     index: int
     clicks: list[Click]
-    prob: np.ndarray
+    prediction: Prediction
     source_mask: np.ndarray
 
 
@@ -56,30 +57,28 @@ def interior_point(mask: np.ndarray) -> tuple[int, int] | None:
 
 
 def propagate_mask(predictor, image: np.ndarray, source_mask: np.ndarray, threshold: float,
-                   max_clicks: int = DEFAULT_MAX_CLICKS) -> tuple[list[Click], np.ndarray] | None:
-    """Clicks and probability (HxW float32) for ``image`` from the neighbour's mask; None if it is empty.
+                   max_clicks: int = DEFAULT_MAX_CLICKS) -> tuple[list[Click], Prediction] | None:
+    """Clicks and their prediction for ``image`` from the neighbour's mask; None if it is empty.
 
-    Calls ``predictor.set_image(image)`` and ``reset()``: the caller restores its own image afterwards.
+    Calls ``predictor.set_image(image)``: the caller restores its own image afterwards.
     """
     point = interior_point(source_mask)
     if point is None:
         return None
     predictor.set_image(image)
-    predictor.reset()
     clicks = [Click(float(point[0]), float(point[1]), True, 0)]
     if getattr(predictor, "with_prev_mask", False):
-        prob = predictor.predict(clicks, prev_mask=source_mask.astype(np.float32))
-        return clicks, np.asarray(prob, np.float32)
-    prob = np.asarray(predictor.predict(clicks), np.float32)
+        return clicks, predictor.predict(clicks, PredictionState.from_mask(source_mask))
+    prediction = predictor.predict(clicks)
     user = Clicker(source_mask.astype(np.int8))
     user.add_click(clicks[0])
     while len(clicks) < max_clicks:
-        pred = probability_mask(prob, threshold)
+        pred = probability_mask(prediction.prob, threshold)
         if mask_iou(user.object_mask.astype(np.int8), pred) >= GOOD_IOU:
             break
         clicks.append(user.make_next_click(pred))
-        prob = np.asarray(predictor.predict(clicks), np.float32)
-    return clicks, prob
+        prediction = predictor.predict(clicks, prediction.state)
+    return clicks, prediction
 
 
 def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarray, targets: Iterable[int],
@@ -101,10 +100,10 @@ def propagate_range(predictor, volume: Volume, axis: str, source_mask: np.ndarra
         result = propagate_mask(predictor, volume.slice_image(axis, index), mask, threshold)
         if result is None:
             break
-        clicks, prob = result
-        on_result(PropagatedSlice(index, clicks, prob, mask))
+        clicks, prediction = result
+        on_result(PropagatedSlice(index, clicks, prediction, mask))
         done += 1
-        mask = probability_mask(prob, threshold)
+        mask = probability_mask(prediction.prob, threshold)
         if not mask.any():
             break
     if progress is not None:
@@ -138,7 +137,7 @@ class PropagationPlan:
                                self.threshold, on_result, progress, cancel)  # fmt: skip
 
     def apply(self, result: PropagatedSlice) -> None:
-        self.doc.apply_propagation(self.value, self.axis, result.index, result.clicks, result.prob,
+        self.doc.apply_propagation(self.value, self.axis, result.index, result.clicks, result.prediction,
                                    result.source_mask)  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from isegformer_app.state.sidecar_codec import clicks_to_json, session_arrays
 from isegformer_app.state.volume_sidecar import FORMAT_VERSION, SUFFIX, VolumeSnapshot, volume_stem
 from isegformer_app.volumes import AXES, LabelInfo, LabelVolume, Volume, slicing
 from model.clicks import Click
+from model.prediction import Prediction
 from model.threshold import DEFAULT_THRESHOLD
 
 VolumeObject = vc.VolumeObject
@@ -153,12 +154,12 @@ class VolumeDocument(AnnotationDocument):
         s = self.session()
         return s.key if s is not None else None
 
-    def set_prediction(self, clicks: Sequence[Click], prob: np.ndarray, key: object = None) -> bool:
+    def set_prediction(self, clicks: Sequence[Click], prediction: Prediction, key: object = None) -> bool:
         """Store a prediction for session ``key`` (default: the current one); True if it is now shown."""
         s = self.sessions.get(key) if key is not None else self.session()
         if s is None:
             return False
-        if not s.store(list(clicks), prob):
+        if not s.store(list(clicks), prediction):
             return False
         self._sync(s)
         self._new_revision([PredictionChanged()])
@@ -284,13 +285,13 @@ class VolumeDocument(AnnotationDocument):
     def delete_object(self, uid: int) -> None:
         self.execute(vc.DeleteObject(uid))
 
-    def apply_propagation(self, value: int, axis: str, index: int, clicks: list[Click], prob: np.ndarray,
-                          source_mask: np.ndarray) -> None:  # fmt: skip
+    def apply_propagation(self, value: int, axis: str, index: int, clicks: list[Click],
+                          prediction: Prediction, source_mask: np.ndarray) -> None:  # fmt: skip
         """Put a propagation result on slice ``index`` of object ``value`` (undoable on that slice)."""
         self.object(value)
         self.active = value
         s = self.session(value, axis, index, create=True)
-        self._execute_slice(s, cs.SetPropagated(clicks, prob, source_mask))
+        self._execute_slice(s, cs.SetPropagated(clicks, prediction, source_mask))
 
     # ------------------------------------------------------- autosave
     def snapshot(self) -> VolumeSnapshot:

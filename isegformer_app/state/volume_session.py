@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isegformer_app.state.click_session import ClickSession, new_prob_cache
+from isegformer_app.state.click_session import ClickSession, new_prediction_cache
 from isegformer_app.state.history import History
 from model.clicks import Click
 
@@ -28,8 +28,8 @@ class SliceSession(ClickSession):
     def __init__(self, value: int, axis: str, index: int, base: np.ndarray, written: np.ndarray,
                  clicks: list[Click] | None = None, brush: np.ndarray | None = None,
                  init_prev: np.ndarray | None = None) -> None:  # fmt: skip
-        super().__init__(shape=base.shape[:2], clicks=list(clicks or []), brush=brush,
-                         prob_cache=new_prob_cache(CACHE_PER_SESSION), init_prev=init_prev)  # fmt: skip
+        super().__init__(shape=base.shape[:2], clicks=list(clicks or []), brush=brush, init_prev=init_prev,
+                         predictions=new_prediction_cache(CACHE_PER_SESSION))  # fmt: skip
         self.value, self.axis, self.index = int(value), axis, int(index)
         self.base, self.written = base, written
         self.history: History[ClickSession] = History()

@@ -22,22 +22,26 @@ INFERENCE_STACK = ("timm", "model.build", "model.checkpoint", "model.predictor",
                    "model.engines")  # fmt: skip
 
 
-def preload_inference_stack() -> None:
-    """Import :data:`INFERENCE_STACK` and Pillow's image plugins (in the worker thread, at start-up).
+def preload_inference_stack(between: Callable[[], object] | None = None) -> None:
+    """Import Pillow's image plugins and :data:`INFERENCE_STACK` (``isegformer_app.main``: on the GUI
+    thread before the window shows; the worker does it again at its start, a no-op then, for windows
+    built otherwise). ``between()`` runs after each module (a splash screen's events).
 
     Later, neither a model load nor an image load imports them: Pillow imports its plugins on the first
     file it cannot identify, and an image load task doing that while the worker imports timm waited on
     the interpreter with it. A module that cannot be imported is left to the engine that needs it, which
     reports the error when it is built.
     """
+    from PIL import Image
+
+    Image.init()
     for name in INFERENCE_STACK:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
-    from PIL import Image
-
-    Image.init()
+        if between is not None:
+            between()
 
 
 def builtin_engines() -> tuple[EngineFactories, str]:

@@ -55,7 +55,7 @@ class PredictionLink(QObject):
         if doc is None or not doc.needs_prediction():
             return False
         request_id = self.worker.request(PredictRequest(self.image_key, list(doc.clicks),
-                                                        doc.prev_mask_for_request()))  # fmt: skip
+                                                        doc.prev_state_for_request()))  # fmt: skip
         self.pending = {k: v for k, v in self.pending.items() if k > request_id - KEEP_PENDING}
         self.pending[request_id] = doc.prediction_key()
         self.show_busy(True)
@@ -67,7 +67,7 @@ class PredictionLink(QObject):
             return  # another mode's, or for a document closed since
         key = self.pending.pop(request_id)
         try:
-            shown = self.doc.set_prediction(result.request.clicks, result.prob, key)
+            shown = self.doc.set_prediction(result.request.clicks, result.prediction, key)
         except ValueError as exc:
             self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
             return

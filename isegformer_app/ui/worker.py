@@ -3,6 +3,8 @@
 Control jobs (load an engine/checkpoint, set the image) run in the order posted. Prediction
 requests are *coalesced*: only the latest one waits, a newer request replaces an older waiting one,
 so a burst of clicks during a slow prediction costs one more prediction, not one per click.
+The worker keeps no click state: a request carries the :class:`~model.prediction.PredictionState`
+it continues from (the session's cache holds them) and its result carries the new one back.
 """
 
 from __future__ import annotations
@@ -18,31 +20,36 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from isegformer_app.state.click_session import ClickKey, PrefixCache, click_key
 from model.clicks import Click
+from model.prediction import Prediction, PredictionState
 
 
 @dataclass
 class PredictRequest:
-    """``image_key`` identifies the image the clicks belong to; ``prev_mask`` HxW float32."""
+    """``image_key`` identifies the image the clicks belong to; ``state`` is what the prediction
+    continues from (:meth:`~isegformer_app.state.click_session.ClickSession.prev_state`; None: a new
+    object)."""
 
     image_key: str
     clicks: list[Click]
-    prev_mask: np.ndarray | None
+    state: PredictionState | None
     request_id: int = 0
 
 
 @dataclass
 class PredictResult:
-    """``latency_ms``: the whole request in the worker (predictor state restore + predict + state save);
-    ``model_ms``: the ``predict()`` call alone, started at ``predict_started`` (``time.perf_counter()`` s)."""
+    """``latency_ms``: the request in the worker, which is the ``predict()`` call alone (also
+    ``model_ms``), started at ``predict_started`` (``time.perf_counter()`` s)."""
 
     request: PredictRequest
-    prob: np.ndarray  # HxW float32
+    prediction: Prediction  # the probability and the state the next click continues from
     latency_ms: float
     engine: str = ""
-    model_ms: float = 0.0
     predict_started: float = 0.0
+
+    @property
+    def model_ms(self) -> float:
+        return self.latency_ms
 
 
 SPARE_CORE_UP_TO = 2  # automatic thread choice: leave one core to the GUI on machines up to this size
@@ -67,19 +74,6 @@ class _Job:
     payload: object
     label: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def state_nbytes(state: object) -> int:
-    """Bytes of the arrays/tensors held by a predictor state (nested dicts, lists, tuples)."""
-    if isinstance(state, np.ndarray):
-        return int(state.nbytes)
-    if hasattr(state, "element_size") and hasattr(state, "nelement"):  # torch.Tensor, without importing torch
-        return int(state.element_size() * state.nelement())
-    if isinstance(state, dict):
-        return sum(state_nbytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(state_nbytes(v) for v in state)
-    return 0
 
 
 class InferenceWorker(QThread):
@@ -109,9 +103,6 @@ class InferenceWorker(QThread):
         self.predictor = None
         self.image_key: str | None = None
         self.coalesced = 0  # requests replaced before they ran (for tests / diagnostics)
-        # predictor state after each predicted click list of the current image (undo, coalescing)
-        self._states: PrefixCache[object] = self._new_state_cache()
-        self._last_key: ClickKey | None = None
 
     # ------------------------------------------------------------ GUI side
     def load_engine(self, factory: Callable[[], object], label: str, device: str = "cpu") -> None:
@@ -229,8 +220,6 @@ class InferenceWorker(QThread):
 
     def _safe_set_image(self, image: np.ndarray) -> bool:
         """Give the predictor ``image``; False (and ``failed`` emitted) if it refused it."""
-        self._states = self._new_state_cache()
-        self._last_key = None
         try:
             self.predictor.set_image(image)
         except Exception as exc:
@@ -245,40 +234,12 @@ class InferenceWorker(QThread):
         if req.image_key != self.image_key:
             return  # the image changed since the click: drop it
         start = time.perf_counter()
-        key = click_key(req.clicks)
         try:
-            self._restore_prefix_state(key)
-            predict_started = time.perf_counter()
-            prob = self.predictor.predict(req.clicks, prev_mask=req.prev_mask)
-            model_ms = (time.perf_counter() - predict_started) * 1000.0
-            self._remember_state(key)
+            prediction = self.predictor.predict(req.clicks, req.state)
         except Exception as exc:
             traceback.print_exc()
             self.failed.emit("predict", f"Prediction failed: {exc}")
             return
         latency = (time.perf_counter() - start) * 1000.0
         name = getattr(self.predictor, "name", "")
-        result = PredictResult(req, np.asarray(prob, np.float32), latency, name, model_ms, predict_started)
-        self.prediction_ready.emit(result)
-
-    MAX_STATES = 32
-    MAX_STATE_BYTES = 512 * 2**20  # undo states of a 4096² image are ~64 MB each: bound the memory too
-
-    def _new_state_cache(self) -> PrefixCache[object]:
-        return PrefixCache(self.MAX_STATES, self.MAX_STATE_BYTES, state_nbytes)
-
-    def _restore_prefix_state(self, key: ClickKey) -> None:
-        """Put the predictor in the state it had after the longest predicted prefix of ``key``.
-
-        A new object (no predicted prefix) starts from ``reset()``; an undone or coalesced click
-        list continues from the state of the clicks it shares with an earlier prediction.
-        """
-        found = self._states.longest_prefix(key)
-        if found is None:
-            self.predictor.reset()
-        elif self._last_key != found[0]:
-            self.predictor.set_state(found[1])
-
-    def _remember_state(self, key: ClickKey) -> None:
-        self._last_key = key
-        self._states.put(key, self.predictor.get_state())  # oldest go first; the latest stays
+        self.prediction_ready.emit(PredictResult(req, prediction, latency, name, start))

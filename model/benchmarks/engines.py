@@ -34,7 +34,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -43,7 +42,7 @@ from scipy import ndimage
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
 from model.evaluation.noc import compute_noc, evaluate_sample
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor, Prediction, PredictionState
 
 
 @dataclass(frozen=True)
@@ -67,21 +66,12 @@ class TimedPredictor:
     def set_image(self, image: np.ndarray) -> None:
         self.inner.set_image(image)
 
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         start, start_cpu = time.perf_counter(), time.process_time()
-        probs = self.inner.predict(clicks, prev_mask)
+        prediction = self.inner.predict(clicks, state)
         self.predict_seconds.append(time.perf_counter() - start)
         self.predict_cpu_seconds.append(time.process_time() - start_cpu)
-        return probs
-
-    def get_state(self) -> Any:
-        return self.inner.get_state()
-
-    def set_state(self, state: Any) -> None:
-        self.inner.set_state(state)
-
-    def reset(self) -> None:
-        self.inner.reset()
+        return prediction
 
 
 def window_to_rgb(slice_2d: np.ndarray) -> np.ndarray:

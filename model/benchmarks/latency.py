@@ -90,6 +90,20 @@ def time_calls(fn: Callable[[int], object], warmup: int, repeats: int, device: t
     return times
 
 
+def chained_calls(predictor: Predictor, clicks: list[Click]) -> Callable[[int], object]:
+    """``fn(i)``: predict ``clicks[: i + 1]`` continuing from the previous call's state (as the app does
+    after each click; call it with i = 0, 1, 2, ...)."""
+    state = None
+
+    def call(i: int) -> object:
+        nonlocal state
+        prediction = predictor.predict(clicks[: i + 1], state)
+        state = prediction.state
+        return prediction
+
+    return call
+
+
 def p90(values: list[float]) -> float:
     return float(np.percentile(values, 90))
 
@@ -106,9 +120,7 @@ def bench_zoo(models: list[str], sizes: list[tuple[int, int]], args: argparse.Na
             rng = np.random.default_rng(1)
             predictor.set_image(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
             clicks = random_clicks(height, width, args.warmup + args.clicks)
-            times = time_calls(
-                lambda i, p=predictor, c=clicks: p.predict(c[: i + 1]), args.warmup, args.clicks, device
-            )
+            times = time_calls(chained_calls(predictor, clicks), args.warmup, args.clicks, device)
             median, slow = statistics.median(times), p90(times)
             print(f"| {name} | {params:.1f} | {width}×{height} | {median:.0f} | {slow:.0f} |", flush=True)
         del model
@@ -179,11 +191,11 @@ def predictor_overhead(model, device, size: int, autocast: str | None, args: arg
 
     model.forward = timed_forward
     try:
-        clicks = random_clicks(size, size, args.warmup + args.clicks, seed=4)
+        call = chained_calls(predictor, random_clicks(size, size, args.warmup + args.clicks, seed=4))
         for i in range(args.warmup):
-            predictor.predict(clicks[: i + 1])
+            call(i)
         spent["net"] = 0.0
-        total = sum(time_calls(lambda i: predictor.predict(clicks[: i + 1]), 0, args.clicks, device)) / 1000
+        total = sum(time_calls(lambda i: call(args.warmup + i), 0, args.clicks, device)) / 1000
     finally:
         del model.forward
     return max(0.0, 1 - spent["net"] / total)
@@ -216,11 +228,7 @@ def bench_default(args: argparse.Namespace, device: torch.device) -> None:
             torch.set_num_threads(threads)
             predictor = Predictor(model, device=device, autocast=precision, channels_last=channels_last)
             predictor.set_image(image)
-
-            def one_click(i: int, p: Predictor = predictor) -> object:
-                return p.predict(clicks[: i + 1])
-
-            times = time_calls(one_click, args.warmup, args.clicks, device)
+            times = time_calls(chained_calls(predictor, clicks), args.warmup, args.clicks, device)
             label, layout = precision or "fp32", "channels-last" if channels_last else "NCHW"
             print(f"| {label} | {threads} | {layout} | {statistics.median(times):.0f} | {p90(times):.0f} |",
                   flush=True)  # fmt: skip

@@ -15,7 +15,7 @@ from model.engines.base import ClickEngine
 from model.engines.geo_grabcut import GeoGrabCutEngine
 from model.engines.geodesic import GeodesicEngine
 from model.engines.grabcut import GrabCutEngine
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor
 
 _FACTORIES: dict[str, Callable[[], ClickEngine]] = {
     GrabCutEngine.name: GrabCutEngine,

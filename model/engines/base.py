@@ -2,8 +2,9 @@
 
 :class:`ClickEngine` does what every engine needs: it converts the image to HxWx3 uint8, picks the
 view to work on (the whole image shrunk to a working size at the first click, then a zoomed box
-around the object), maps clicks into it (dropping clicks outside the image), remembers the last
-probability map and zoom box (undo state) and pastes the view's map back into the full image.
+around the object), maps clicks into it (dropping clicks outside the image) and pastes the view's map
+back into the full image. The previous probability map and zoom box come in and go out of each call
+as a :class:`~model.prediction.PredictionState` (the caller holds them).
 Every map it returns honours the clicks (:func:`honour_clicks`): a small disk around each positive
 click is in the mask and each negative click's pixel out of it, whatever the engine computed.
 A subclass only implements :meth:`ClickEngine._prepare` (per view) and :meth:`ClickEngine._segment`
@@ -21,6 +22,7 @@ import numpy as np
 
 from model.clicks import Click
 from model.image import as_rgb_uint8
+from model.prediction import Box, Prediction, PredictionState
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ClickEngine:
     averaging). From the second click on, the engine zooms in: it works on a box around the previous
     mask and the positive clicks, grown by ``zoom_expansion`` of its size on each side (at least
     ``zoom_min_size`` of the image's longest side), enlarged up to ``max_upscale`` times; the box is
-    kept while it still holds the object (it is part of the undo state). ``monotone``: 'negative' =
+    kept while it still holds the object (it is the state's ``zoom_box``). ``monotone``: 'negative' =
     a negative click only removes area, 'both' = also a positive click only adds, 'none'.
     ``click_disk``: (fraction of the image's longest side, at least this many pixels), the radius of
     the disk around each positive click that is forced into the mask (see :func:`honour_clicks`;
@@ -84,9 +86,7 @@ class ClickEngine:
         self.monotone = monotone
         self._image: np.ndarray | None = None
         self._global: View | None = None
-        self._zoomed: View | None = None
-        self._last: np.ndarray | None = None
-        self._rect: tuple[int, int, int, int] | None = None
+        self._zoomed: View | None = None  # the last zoomed view: a cache keyed by its box, not state
 
     @property
     def _full_shape(self) -> tuple[int, int] | None:
@@ -94,70 +94,50 @@ class ClickEngine:
 
     # -- ClickPredictor protocol ---------------------------------------------------------------
     def set_image(self, image: np.ndarray) -> None:
-        """Take a new image (HxW / HxWx3 / HxWx4); forgets the previous prediction."""
+        """Take a new image (HxW / HxWx3 / HxWx4)."""
         self._image = as_rgb_uint8(image)
         height, width = self._image.shape[:2]
         self._global = self._make_view((0, height, 0, width), upscale=1.0)
         self._zoomed = None
-        self.reset()
 
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
-        """All clicks so far -> HxW float32 probabilities in [0, 1] at full image size."""
+    def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
+        """All clicks so far and the state they continue from -> HxW float32 probabilities in [0, 1] at
+        full image size, with the state for the next call (see :class:`~model.prediction.ClickPredictor`)."""
         if self._image is None or self._global is None:
             raise RuntimeError("predict() called before set_image()")
         full_shape = self._image.shape[:2]
-        if prev_mask is None:
-            prev_mask = self._last
-        elif np.shape(prev_mask) != full_shape:
-            raise ValueError(f"prev_mask has shape {np.shape(prev_mask)}, image is {full_shape}")
+        prev_mask, rect = None, None
+        if state is not None:
+            state.check_shape(full_shape)
+            prev_mask, rect = state.prob, state.zoom_box
         inside = [c for c in clicks if _inside(c, full_shape)]
         probs = np.zeros(full_shape, np.float32)
         if any(c.is_positive for c in inside):
-            view = self._choose_view(inside, prev_mask)
+            view = self._choose_view(inside, prev_mask, rect)
+            rect = view.rect if view is not self._global else None
             y0, y1, x0, x1 = view.rect
             work_clicks = _to_view_clicks(inside, view)
             prev_view = None
             if prev_mask is not None:
-                prev_view = _resize(np.asarray(prev_mask, np.float32)[y0:y1, x0:x1], view.image.shape[:2])
+                prev_view = _resize(prev_mask[y0:y1, x0:x1], view.image.shape[:2])
             if work_clicks.positive.any():
                 probs_view = self._segment(view, work_clicks, prev_view)
                 probs[y0:y1, x0:x1] = np.clip(_resize(probs_view, (y1 - y0, x1 - x0)), 0.0, 1.0)
             probs = self._monotone(probs, inside[-1], prev_mask)
         fraction, least = self.click_disk
         honour_clicks(probs, inside, max(least, fraction * max(full_shape)))
-        self._last = probs
-        return probs.copy()
+        return Prediction.of(probs, rect)
 
     def _monotone(self, probs: np.ndarray, latest: Click, prev_mask: np.ndarray | None) -> np.ndarray:
         """A latest negative click never adds area (``monotone`` 'negative' or 'both'), a latest positive
         one never removes any ('both'), relative to the previous map."""
         if prev_mask is None or self.monotone == "none":
             return probs
-        prev = np.asarray(prev_mask, np.float32)
         if not latest.is_positive:
-            return np.minimum(probs, prev)
+            return np.minimum(probs, prev_mask)
         if self.monotone == "both":
-            return np.maximum(probs, prev)
+            return np.maximum(probs, prev_mask)
         return probs
-
-    def get_state(self) -> Any:
-        """Everything ``predict`` depends on besides the clicks: (last probability map or None, zoom box)."""
-        return (None if self._last is None else self._last.copy(), self._rect)
-
-    def set_state(self, state: Any) -> None:
-        """Restore a state returned by :meth:`get_state`."""
-        last, rect = state
-        if last is not None:
-            last = np.array(last, dtype=np.float32)
-            if self._full_shape is not None and last.shape != self._full_shape:
-                raise ValueError(f"state map has shape {last.shape}, image is {self._full_shape}")
-        self._last = last
-        self._rect = None if rect is None else tuple(int(v) for v in rect)
-
-    def reset(self) -> None:
-        """Forget the previous prediction and zoom box (start a new object on the same image)."""
-        self._last = None
-        self._rect = None
 
     # -- to implement --------------------------------------------------------------------------
     def _prepare(self, work_image: np.ndarray) -> Any:
@@ -181,16 +161,15 @@ class ClickEngine:
         crop = np.ascontiguousarray(crop)
         return View(rect, crop, self._prepare(crop))
 
-    def _choose_view(self, clicks: Sequence[Click], prev_mask: np.ndarray | None) -> View:
-        """The global view at the first click, else the zoom box around the previous mask and clicks."""
+    def _choose_view(self, clicks: Sequence[Click], prev_mask: np.ndarray | None, rect: Box | None) -> View:
+        """The global view at the first click, else the zoom box around the previous mask and clicks
+        (``rect``, the box in use, is kept while it still holds them)."""
         assert self._image is not None and self._global is not None
         if not self.zoom or prev_mask is None:
-            self._rect = None
             return self._global
         height, width = self._image.shape[:2]
-        region = np.asarray(prev_mask) > 0.5
-        if not region.any():  # an empty previous mask (the app sends zeros at the first click)
-            self._rect = None
+        region = prev_mask > 0.5
+        if not region.any():  # an empty previous mask
             return self._global
         ys, xs = np.nonzero(region)
         pos_y = [int(c.y) for c in clicks if c.is_positive]
@@ -198,16 +177,12 @@ class ClickEngine:
         ys = np.concatenate([ys, pos_y]).astype(int)
         xs = np.concatenate([xs, pos_x]).astype(int)
         needed = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
-        if self._rect is not None and _contains(self._rect, _expanded_box(needed, 0.05, 0, (height, width))):
-            rect = self._rect
-        else:
+        if rect is None or not _contains(rect, _expanded_box(needed, 0.05, 0, (height, width))):
             rect = _expanded_box(
                 needed, self.zoom_expansion, self.zoom_min_size * max(height, width), (height, width)
             )
         if (rect[1] - rect[0]) * (rect[3] - rect[2]) > 0.6 * height * width:
-            self._rect = None
             return self._global
-        self._rect = rect
         if self._zoomed is None or self._zoomed.rect != rect:
             self._zoomed = self._make_view(rect, self.max_upscale)
         return self._zoomed

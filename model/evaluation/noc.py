@@ -18,7 +18,7 @@ import torch
 
 from model.clicks import Click
 from model.evaluation.clicker import IGNORE_LABEL, Clicker
-from model.predictor import ClickPredictor
+from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
 
 DEFAULT_IOU_THRESHOLDS = (0.80, 0.85, 0.90)
@@ -70,11 +70,12 @@ def evaluate_sample(
     start = time.perf_counter()
     with torch.no_grad():
         predictor.set_image(image)
-        predictor.reset()
+        state = None  # each click continues from the previous click's prediction
         for click_number in range(1, max_clicks + 1):
             clicker.make_next_click(pred_mask)
-            probs = predictor.predict(list(clicker.clicks))
-            pred_mask = probability_mask(probs, threshold)
+            prediction = predictor.predict(list(clicker.clicks), state)
+            state = prediction.state
+            pred_mask = probability_mask(prediction.prob, threshold)
             iou = mask_iou(gt_mask, pred_mask)
             ious.append(iou)
             if iou >= target_iou and click_number >= min_clicks:

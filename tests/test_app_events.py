@@ -247,3 +247,16 @@ def test_a_volume_slice_change_redraws_without_touching_the_objects_panel(
     window.volume.step_slice(+1)  # nothing on this slice: only the volume's new object can be undone
     assert window.objects_panel.list.item(0) is item and window.doc.clicks == []
     assert window.actions_by_name["undo"].isEnabled()  # the merged history, followed through ViewChanged
+
+
+def test_one_clicks_path_has_no_turn_between_window_and_mode(tmp_path, qapp):
+    """The click-path benchmark (which drives the real window) runs, and a click no longer turns back into
+    the window or a mode: at most the canvas is re-entered while its mouse handler is on the stack."""
+    from isegformer_app.benchmarks.click_path import follow_one_click
+
+    path = follow_one_click(tmp_path)
+    assert "isegformer_app/ui/canvas_input.py" in path.files
+    assert "isegformer_app/state/image_sidecar.py" in path.files  # the autosave was written
+    callees = {turn.split(" -> ")[1].split(":")[0] for turn in path.back_turns}
+    assert not callees & {"isegformer_app/ui/main_window.py", "isegformer_app/ui/image_mode.py"}
+    assert all(turn.split(" -> ")[1].startswith("isegformer_app/ui/canvas.py") for turn in path.ui_turns())

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.prediction import Prediction, PredictionState
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IMAGE = ROOT / "resources" / "samples" / "sample.jpg"
 PACKAGES = ("isegformer_app", "model")
@@ -47,21 +49,13 @@ class DiskEngine:
     def set_image(self, image: np.ndarray) -> None:
         self.shape = image.shape[:2]
 
-    def predict(self, clicks, prev_mask=None) -> np.ndarray:
+    def predict(self, clicks, state: PredictionState | None = None) -> Prediction:
+        del state  # the disks depend on the clicks alone
         yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
         prob = np.zeros(self.shape, np.float32)
         for c in clicks:
             prob[(yy - c.y) ** 2 + (xx - c.x) ** 2 <= 400] = 0.9 if c.is_positive else 0.05
-        return prob
-
-    def get_state(self) -> tuple:
-        return ()
-
-    def set_state(self, state) -> None:
-        pass
-
-    def reset(self) -> None:
-        pass
+        return Prediction.of(prob)
 
 
 def _project_file(filename: str) -> str | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.build import build_model
 from model.checkpoint import load_checkpoint, read_checkpoint
 from model.transforms import ZoomIn
 from training.config import load_config, resolve_config
@@ -18,7 +19,7 @@ from training.data.instances import InstancesSource
 from training.data.pack import initial_checkpoint
 from training.data.zoom_crop import ZoomCropSource, zoom_scale
 from training.datasets.export import ExportDataset, held_out_split
-from training.finetune import FinetuneError, finetune, freeze_encoder
+from training.finetune import FinetuneError, finetune, freeze_encoder, frozen_encoder_names
 from training.finetune_events import FinetuneEvent
 from training.train import main
 
@@ -93,24 +94,68 @@ def test_zoom_crops_show_an_object_at_the_predictor_scale(tmp_path):
     assert expected > 1.8 * side  # the point: small objects are seen enlarged, as the predictor shows them
 
 
+def test_zoom_crops_of_a_huge_image_keep_windows_not_the_image(tmp_path):
+    """A 6000x4500 image with a 1000-px object and a 13-px one: each is cut once into a window sized by
+    what its crops can show (the big one stored shrunk), and crops show both at the ZoomIn scale."""
+    mask = np.zeros((4500, 6000), np.uint16)
+    cv2.rectangle(mask, (500, 400), (1499, 999), 1, -1)  # 1000 x 600
+    cv2.circle(mask, (5000, 4000), 6, 2, -1)  # 13 x 13
+    image = np.where(mask[:, :, None] > 0, 200, 40).astype(np.uint8).repeat(3, axis=2)
+    (tmp_path / "export" / "images").mkdir(parents=True)
+    (tmp_path / "export" / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "export" / "images" / "huge.png"), image)
+    cv2.imwrite(str(tmp_path / "export" / "masks" / "huge.png"), mask)
+    crops = ZoomCropSource(InstancesSource(ExportDataset(tmp_path / "export")), (512, 512), shift=0.0)
+    assert len(crops) == 2 and crops.windows[0].factor < 0.5 and crops.windows[1].factor == 1.0
+    stored = sum(w.image.nbytes + w.mask.nbytes for w in crops.windows)
+    assert stored < image.nbytes / 20
+    for index, side in enumerate((1000, 13)):
+        expected = side * zoom_scale(side, ZoomIn())
+        for seed in range(3):
+            crop = crops.load(index, np.random.default_rng(seed))
+            cols = np.nonzero(crop.object_mask(1) == 1)[1]
+            assert crop.image.shape == (512, 512, 3) and len(crop.objects) == 1
+            assert 0.75 * expected <= np.ptp(cols) + 1 <= 1.3 * expected
+            assert abs(0.5 * (cols.min() + cols.max()) - 255.5) < 3  # centred: no shift asked for
+
+
 def test_sixteen_bit_exports_are_stretched_like_the_app(tmp_path):
     root = write_export(tmp_path / "export", images=1, sixteen_bit=True)
     image = ExportDataset(root)[0].image
     assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
 
 
-def test_frozen_encoder_trains_click_input_and_head_and_keeps_norm_statistics(base_weights):
+def test_frozen_encoder_trains_click_input_deepest_stage_and_head_and_keeps_norm_statistics(base_weights):
     model = load_checkpoint(base_weights)
-    trainable = freeze_encoder(model)
+    head_only = freeze_encoder(model, trainable_stages=0)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "network.encoder.conv_stem.weight" in names and "network.head.classifier.weight" in names
     assert not any(n.startswith("network.encoder.blocks.") for n in names)
-    assert trainable < sum(p.numel() for p in model.parameters()) / 5
+    assert head_only < sum(p.numel() for p in model.parameters()) / 5
+    model = load_checkpoint(base_weights)
+    with_last_stage = freeze_encoder(model, trainable_stages=1)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n.split(".")[3] for n in names if n.startswith("network.encoder.blocks.")} == {"5", "6"}
+    assert with_last_stage > 3 * head_only
     model.train()
-    block_norm = model.network.encoder.blocks[3][0].bn1
-    before = block_norm.running_mean.clone()
-    model(torch.rand(2, 4, 64, 64), torch.full((2, 2, 3), -1.0))
-    assert torch.equal(before, block_norm.running_mean) and not block_norm.training
+    for norm in (model.network.encoder.blocks[3][0].bn1, model.network.encoder.blocks[6][0].bn1):
+        before = norm.running_mean.clone()
+        model(torch.rand(2, 4, 64, 64), torch.full((2, 2, 3), -1.0))
+        assert torch.equal(before, norm.running_mean) and not norm.training
+
+
+@pytest.mark.parametrize("arch", ["segformer_b0", "hrnet18s_ocr48", "swin_tiny", "hrformer_small"])
+def test_every_family_names_its_encoder_stages_for_fine_tuning(arch):
+    model = build_model(arch)
+    everything = {n for n, _ in model.named_parameters()}
+    all_stages = frozen_encoder_names(model, 0)
+    but_last = frozen_encoder_names(model, 1)
+    head = {n for n in everything if ".head." in n or n.startswith("maps_transform")}
+    assert not all_stages & head and but_last < all_stages  # the head always trains, the deepest stage too
+    prefixes = tuple(f"network.{prefix}" for prefix in model.network.input_prefixes)
+    input_layer = {n for n in everything if prefixes and n.startswith(prefixes)}
+    assert not input_layer & all_stages
+    assert everything == all_stages | head | input_layer  # a stage's, the input's or the head's
 
 
 def test_finetune_trains_within_budget_and_measures_the_held_out_images(tmp_path, base_weights):
@@ -130,6 +175,32 @@ def test_finetune_trains_within_budget_and_measures_the_held_out_images(tmp_path
     assert kinds[-1] == "done" and "step" in kinds
     step = next(e for e in events if e.kind == "step")
     assert step.samples == 2 and step.loss > 0 and 0 <= step.remaining_s <= 3.0
+
+
+def test_a_project_of_mixed_sizes_depths_and_channels_trains(tmp_path, base_weights):
+    """Grey 8-bit, 16-bit, colour JPEG and a 5000-px-wide image in one export: all read, cut and train."""
+    root = tmp_path / "export"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(5)
+    shapes = {"grey": (90, 120), "deep": (200, 150), "colour": (128, 128), "wide": (600, 5000)}
+    for name, (height, width) in shapes.items():
+        mask = np.zeros((height, width), np.uint8)
+        for d in range(2):
+            centre = (int(rng.integers(20, width - 20)), int(rng.integers(20, height - 20)))
+            cv2.circle(mask, centre, 10, d + 1, -1)
+        grey = np.where(mask > 0, 180, 30).astype(np.uint8)
+        if name == "grey":
+            cv2.imwrite(str(root / "images" / f"{name}.png"), grey)
+        elif name == "deep":
+            cv2.imwrite(str(root / "images" / f"{name}.png"), grey.astype(np.uint16) * 250)
+        else:
+            suffix = ".jpg" if name == "colour" else ".png"
+            cv2.imwrite(str(root / "images" / f"{name}{suffix}"), cv2.merge([grey, grey // 2, grey]))
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
+    result = finetune(quick_config(root, base_weights), tmp_path / "out")
+    assert len(result["images"]["train"]) == 3 and result["objects"]["train"] == 6 and result["steps"] > 0
+    assert result["before"]["objects"] == result["after"]["objects"] == 2
 
 
 def test_cli_writes_checkpoint_and_table_and_progress_lines(tmp_path, base_weights, capsys):

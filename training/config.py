@@ -108,12 +108,14 @@ class ValidationConfig:
 class FinetuneConfig:
     """``enabled``: the configuration is a fine-tuning job (:mod:`training.finetune`) on the user's own
     annotations: ``val_fraction`` of the images (at least one) held out by a stable hash of their names,
-    a ``max_minutes`` wall budget, the encoder frozen except its click input unless ``unfreeze_all``."""
+    a ``max_minutes`` wall budget, the encoder frozen except its click input and its deepest
+    ``trainable_stages`` (the network's ``encoder_stages``) unless ``unfreeze_all``."""
 
     enabled: bool = False
     val_fraction: float = 0.2
     max_minutes: float = 5.0
     unfreeze_all: bool = False
+    trainable_stages: int = 1  # the encoder's deepest stages trained with the head (0: head only)
     min_objects: int = 4  # fewer finished objects than this: nothing starts
     eval_max_objects: int = 100
     eval_with_flip: bool = True  # the held-out NoC as the app predicts (ZoomIn + flip)

@@ -6,9 +6,10 @@ app's Model > Train on this project's annotations.
 Data: an app export folder (``images/`` + ``masks/`` instance PNGs). About ``val_fraction`` of the images
 (at least one) are held out, chosen by a hash of their file names, so the split is the same on every run
 and an image never moves between the sides while the set stays the same. Training starts from ``BASE``
-(default: the bundled network), the encoder frozen except its click input unless ``unfreeze_all``,
-on crops at the predictor's ZoomIn scale (:class:`training.data.zoom_crop.ZoomCropSource`), for a wall
-budget; CUDA with AMP when present. Before and after: NoC@85/90 and mIoU@1/3/5 on the held-out objects
+(default: the bundled network), the encoder frozen except its click input and its deepest
+``trainable_stages`` unless ``unfreeze_all``, on crops at the predictor's ZoomIn scale
+(:class:`training.data.zoom_crop.ZoomCropSource`: every object cut out once, so images of any size
+train), for a wall budget; CUDA with AMP when present. Before and after: NoC@85/90 and mIoU@1/3/5 on the held-out objects
 with the app's predictor (ZoomIn + flip). Writes ``DIR/checkpoints/last_checkpoint.pth`` (float16, the
 model card in its metadata), ``DIR/finetune.json`` and ``DIR/finetune.md``.
 """
@@ -41,16 +42,6 @@ from training.datasets.export import ExportDataset, held_out_split
 from training.finetune_events import CARD_FILE, RESULT_FILE, FinetuneEvent, comparison_rows
 from training.trainer import LAST_CHECKPOINT, Trainer, evaluate_noc
 
-# Parameters that take the click maps (and the first normalisation): trained even with a frozen encoder.
-CLICK_INPUT_PREFIXES = (
-    "network.encoder.conv_stem.",
-    "network.encoder.bn1.",
-    "network.encoder.patch_embed1.",
-    "maps_transform.",
-    "rgb_conv.",
-)
-FROZEN_PREFIXES = ("network.encoder.", "network.backbone.")
-
 Report = Callable[[FinetuneEvent], None]
 
 
@@ -58,22 +49,32 @@ class FinetuneError(ValueError):
     """The data or the base model cannot be fine-tuned on (too few objects, one image, no base model)."""
 
 
-def freeze_encoder(model: InteractiveModel) -> int:
-    """Freeze the encoder/backbone except the click input (:data:`CLICK_INPUT_PREFIXES`); its norm layers
-    keep their statistics (evaluation mode even while training). Returns the trainable parameter count."""
-    frozen_modules = []
-    for name, module in model.named_modules():
-        prefix = name + "."
-        if prefix.startswith(FROZEN_PREFIXES) and not prefix.startswith(CLICK_INPUT_PREFIXES):
-            if isinstance(module, nn.modules.batchnorm._NormBase):
-                frozen_modules.append(module)
+def frozen_encoder_names(model: InteractiveModel, trainable_stages: int) -> set[str]:
+    """Names of the encoder parameters fine-tuning keeps fixed: every stage of the network's
+    ``encoder_stages`` but the last ``trainable_stages``, less its ``input_prefixes`` (the layer the click
+    maps enter, which has to learn the user's clicks on their images)."""
+    network = model.network
+    stages = network.encoder_stages
+    fixed = tuple(f"network.{p}" for stage in stages[: max(len(stages) - trainable_stages, 0)] for p in stage)
+    keep = tuple(f"network.{prefix}" for prefix in network.input_prefixes)
+    names = (name for name, _ in model.named_parameters())
+    return {name for name in names if name.startswith(fixed) and not (keep and name.startswith(keep))}
+
+
+def freeze_encoder(model: InteractiveModel, trainable_stages: int = 0) -> int:
+    """Freeze the encoder but its click input and its last ``trainable_stages`` stages
+    (:func:`frozen_encoder_names`). Every batch norm keeps its statistics (evaluation mode even while
+    training; its scale and shift still learn where trainable): batches of a few crops would estimate
+    them worse than the base model's. Returns the trainable parameter count."""
+    fixed = frozen_encoder_names(model, trainable_stages)
     for name, param in model.named_parameters():
-        param.requires_grad = not name.startswith(FROZEN_PREFIXES) or name.startswith(CLICK_INPUT_PREFIXES)
+        param.requires_grad = name not in fixed
+    frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     plain_train = model.train
 
     def train(mode: bool = True) -> nn.Module:
         plain_train(mode)
-        for module in frozen_modules:
+        for module in frozen_norms:
             module.eval()
         return model
 
@@ -157,8 +158,9 @@ def finetune(
     before = measure("base")
     trainable = sum(p.numel() for p in model.parameters())
     if not options.unfreeze_all:
-        trainable = freeze_encoder(model)
+        trainable = freeze_encoder(model, options.trainable_stages)
     crop = tuple(config.data.crop_size)
+    emit(FinetuneEvent("phase", f"cutting out the objects of {len(train_idx)} training images"))
     train_source = ZoomCropSource(SourceSubset(source, train_idx), crop, min_object_area=min_area)
     trainer = Trainer(model, config, build_train_set(config, train_source), output, None, device,
                       show_progress=False)  # fmt: skip

@@ -34,6 +34,15 @@ class EfficientNetSegformerNetwork(nn.Module):
     """(B, C_in, H, W) -> ((B, 1, H/4, W/4) logits, None)."""
 
     backbone_prefixes = ("encoder.",)  # the ImageNet encoder trains at backbone_lr_mult
+    # the encoder's stages by the resolution they feed the head (1/4 ... 1/32), and its first layer,
+    # where the click maps enter with the image (fine-tuning keeps that layer trainable)
+    encoder_stages = (
+        ("encoder.conv_stem.", "encoder.bn1.", "encoder.blocks.0.", "encoder.blocks.1."),
+        ("encoder.blocks.2.",),
+        ("encoder.blocks.3.", "encoder.blocks.4."),
+        ("encoder.blocks.5.", "encoder.blocks.6."),
+    )
+    input_prefixes = ("encoder.conv_stem.", "encoder.bn1.")
 
     def __init__(self, encoder: nn.Module, head: SegFormerHead, backbone_lr_mult: float = 0.1) -> None:
         super().__init__()

@@ -62,6 +62,14 @@ class HRFormerOCR(nn.Module):
     """
 
     backbone_prefixes = ("",)  # the original trains every layer of the network at backbone_lr_mult
+    # the encoder's stages by resolution, first to last, and the layer the click maps enter (fine-tuning)
+    encoder_stages = (
+        ("backbone.conv1.", "backbone.bn1.", "backbone.conv2.", "backbone.bn2.", "backbone.layer1."),
+        ("backbone.transition1.", "backbone.stage2."),
+        ("backbone.transition2.", "backbone.stage3."),
+        ("backbone.transition3.", "backbone.stage4."),
+    )
+    input_prefixes: tuple[str, ...] = ()  # the click maps join after the stem (the model's maps_transform)
 
     def __init__(
         self,

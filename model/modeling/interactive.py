@@ -105,10 +105,15 @@ class SegmentationNetwork(Protocol):
     ``backbone_prefixes``: parameter-name prefixes (relative to the network; ``""`` = all of it) that
     train at ``backbone_lr_mult`` times the learning rate, as the original model of the family did;
     ``backbone_lr_mult`` is that factor as the network was built or loaded (the original format saves it).
+    ``encoder_stages``: the pretrained encoder's parameter-name prefixes, one tuple per stage from the
+    input to the deepest; ``input_prefixes``: the encoder layer the click maps enter with the image (empty
+    when they join through the model's own fusion layers). Fine-tuning freezes stages by these.
     """
 
     backbone_prefixes: tuple[str, ...]
     backbone_lr_mult: float
+    encoder_stages: tuple[tuple[str, ...], ...]
+    input_prefixes: tuple[str, ...]
 
     def __call__(
         self, x: torch.Tensor, coord_features: torch.Tensor | None

@@ -67,6 +67,9 @@ class SegFormerNetwork(nn.Module):
     """MiT encoder + all-MLP head: (B, C_in, H, W) -> ((B, num_classes, H/4, W/4) logits, None)."""
 
     backbone_prefixes = ("encoder.",)  # iSegFormer trains the MiT encoder at backbone_lr_mult
+    # the MiT stages (1/4 ... 1/32) and the patch embedding where the click maps enter with the image
+    encoder_stages = tuple((f"encoder.stages.{i}.",) for i in range(4))
+    input_prefixes = ("encoder.stages.0.patch_embed.",)
 
     def __init__(
         self, encoder: MixVisionTransformer, head: SegFormerHead, backbone_lr_mult: float = 0.1

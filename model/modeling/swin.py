@@ -61,6 +61,16 @@ class SwinSegmentationNetwork(nn.Module):
     """
 
     backbone_prefixes = ("backbone.",)
+    # the Swin stages (1/4 ... 1/32) with their output norms; the click maps are patch-embedded and summed
+    encoder_stages = tuple(
+        (
+            *(("backbone.patch_embed.",) if i == 0 else ()),
+            f"backbone.layers.{i}.",
+            f"backbone.output_norms.{i}.",
+        )
+        for i in range(4)
+    )
+    input_prefixes = ("backbone.patch_embed.",)
 
     def __init__(self, backbone: SwinBackbone, head: SegFormerHead, backbone_lr_mult: float = 1.0) -> None:
         super().__init__()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,11 +20,10 @@ from isegformer_app.state.finetune_job import (
     TrainingInputError,
     TrainingMonitor,
     discard_run,
+    image_folder_source,
     install_model,
-    model_folder,
+    installed_model,
     prepare_training,
-    project_model_path,
-    project_name,
     training_command,
 )
 from isegformer_app.state.imageio import load_image
@@ -56,9 +57,16 @@ def annotated_project(root: Path, objects_per_image: tuple[int, ...]) -> Project
 
 
 def prepare(project: Project, weights=None):
-    return prepare_training(
-        project.export_plan(), model_folder(project), project_name(project), weights, LabelList()
-    )
+    source = image_folder_source(project)
+    return prepare_training(source.copy_objects(), source, weights, LabelList())
+
+
+def model_folder(project: Project) -> Path:
+    return image_folder_source(project).folder
+
+
+def project_model_path(project: Project) -> Path | None:
+    return installed_model(model_folder(project))
 
 
 QUICK_CONFIG = """
@@ -99,8 +107,8 @@ def test_too_few_finished_objects_names_the_number_and_starts_nothing(tmp_path):
     assert not model_folder(project).exists() or not any(model_folder(project).iterdir())
     one_image = annotated_project(tmp_path / "one", (3, 0, 0))
     with pytest.raises(TrainingInputError, match="in one image"):
-        prepare_training(one_image.export_plan(), model_folder(one_image), "one", None, LabelList(),
-                         min_objects=3)  # fmt: skip
+        source = image_folder_source(one_image)
+        prepare_training(source.copy_objects(), source, None, LabelList(), min_objects=3)
 
 
 def test_prepare_exports_finished_objects_into_a_run_folder_beside_the_autosaves(tmp_path):
@@ -154,6 +162,63 @@ def test_install_model_makes_it_the_projects_model_and_a_failed_copy_keeps_the_o
     with pytest.raises(OSError):
         install_model(second)  # nothing written: the run produced no model
     assert path.read_bytes() == b"new model"
+
+
+def finished_run(request, model: bytes, card: str):
+    """The files a finished run leaves in its output folder."""
+    (request.run_dir / "checkpoints").mkdir(parents=True)
+    (request.run_dir / "checkpoints" / "last_checkpoint.pth").write_bytes(model)
+    (request.run_dir / "finetune.json").write_text(json.dumps({"card": card}))
+    (request.run_dir / "finetune.md").write_text(f"# {card}")
+    return request
+
+
+def full_disk_at(monkeypatch, request, name: str) -> list[str]:
+    """``os.replace`` fails with ENOSPC when the run's ``name`` (model.pth, finetune.json, finetune.md) is
+    moved into the model folder; returns the names the model folder receives, in order."""
+    run = request.run_dir
+    incoming = {"model.pth": run / "checkpoints" / "last_checkpoint.pth",
+                "finetune.json": run / "finetune.json", "finetune.md": run / "finetune.md"}  # fmt: skip
+    real_replace, received = os.replace, []
+
+    def replace(src, dst) -> None:
+        if Path(src) == incoming.get(name):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+        if Path(dst).parent == request.model_dir:
+            received.append(Path(dst).name)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return received
+
+
+@pytest.mark.parametrize("failing", ["finetune.json", "finetune.md", "model.pth"])
+def test_a_full_disk_while_installing_keeps_the_earlier_model_and_its_card(tmp_path, monkeypatch, failing):
+    project = annotated_project(tmp_path / "cells", (2, 2))
+    folder = model_folder(project)
+    first = finished_run(prepare(project), b"first model", "first")
+    install_model(first)
+    second = finished_run(prepare(project), b"second model", "second")
+    full_disk_at(monkeypatch, second, failing)
+    with pytest.raises(OSError, match="No space left"):
+        install_model(second)
+    assert project_model_path(project).read_bytes() == b"first model"
+    assert json.loads((folder / "finetune.json").read_text()) == {"card": "first"}
+    assert (folder / "finetune.md").read_text() == "# first"
+
+
+def test_the_model_moves_in_after_its_card_and_a_failed_first_install_leaves_none(tmp_path, monkeypatch):
+    project = annotated_project(tmp_path / "cells", (2, 2))
+    request = finished_run(prepare(project), b"model", "ok")
+    received = full_disk_at(monkeypatch, request, "")
+    install_model(request)
+    assert received == ["finetune.json", "finetune.md", "model.pth"]  # a model.pth always has its card
+    project = annotated_project(tmp_path / "other", (2, 2))
+    request = finished_run(prepare(project), b"model", "first")
+    full_disk_at(monkeypatch, request, "model.pth")
+    with pytest.raises(OSError):
+        install_model(request)
+    assert [p.name for p in model_folder(project).iterdir()] == [request.run_dir.parent.name]  # no card
 
 
 @pytest.fixture
@@ -251,3 +316,22 @@ def test_closing_the_window_during_a_run_asks_then_cancels_it(qtbot, window, tmp
         and not dialog.running
         and dialog.process.state() == dialog.process.ProcessState.NotRunning
     )
+
+
+def test_train_on_an_open_folder_goes_through_the_same_start(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtCore import QProcess
+
+    started = []
+    monkeypatch.setattr(QProcess, "start", lambda process, *command: started.append(command))
+    window.actions_by_name["train_project"].trigger()  # nothing open: one message, nothing starts
+    assert window.training.dialog is None
+    assert window.message_label.text() == "Open a folder of images or a volume first."
+    project = annotated_project(tmp_path / "cells", (2, 1, 1))
+    window.open_path(str(tmp_path / "cells"))
+    qtbot.waitUntil(lambda: window.project is not None and window.doc is not None, timeout=10_000)
+    window.actions_by_name["train_project"].trigger()
+    qtbot.waitUntil(lambda: window.training.dialog is not None, timeout=10_000)
+    request = window.training.dialog.request
+    assert request.model_dir == model_folder(project)
+    assert (request.objects, request.images, request.unit) == (4, 3, "image")
+    assert "4 finished objects in 3 images" in window.training.dialog.summary.text() and len(started) == 1

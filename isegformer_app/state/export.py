@@ -2,7 +2,7 @@
 
 Layout under ``OUT``::
 
-    images/<name>             copy of the image file
+    images/<name>             copy of the image file (of a volume slice: its PNG as the model sees it)
     masks/<stem>.png          instance ids (0 = background; uint8, uint16 when > 255 instances)
     classes/<stem>.png        class ids as a palette PNG (colours of the label list); 16-bit grey
                               when there are more than 255 classes
@@ -61,6 +61,8 @@ class ExportItem:
     objects: list[ExportObject]
     exif_rotated: bool = False
     no_objects: bool = False  # checked by the user: a negative image, exported without objects
+    make_image: Callable[[], np.ndarray] | None = None  # pixels written as ``image_path.name`` (a volume
+    # slice, HxWx3 uint8 or HxW uint8/uint16) instead of a copy of the file ``image_path``
 
     @property
     def exportable(self) -> bool:
@@ -362,7 +364,8 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
         labels.ensure(obj.label)
     if len(labels) > 65535:
         raise ValueError("more than 65535 classes cannot be written as a class PNG")
-    atomic_write(out / "images" / item.image_path.name, item.image_path.read_bytes())
+    image = png_bytes(item.make_image()) if item.make_image is not None else item.image_path.read_bytes()
+    atomic_write(out / "images" / item.image_path.name, image)
     dtype = np.uint8 if len(item.objects) <= 255 else np.uint16
     instances = np.zeros((h, w), dtype)
     classes = np.zeros((h, w), np.uint8 if len(labels) <= 255 else np.uint16)
@@ -400,7 +403,8 @@ def _export_one(item: ExportItem, image_id: int, out: Path, labels: LabelList, c
 def copy_item(item: ExportItem) -> ExportItem:
     """An item whose masks no later edit of the document can change."""
     objects = [ExportObject(o.label, o.color, o.mask.copy()) for o in item.objects]
-    return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated, item.no_objects)
+    return ExportItem(item.image_path, item.full_size, objects, item.exif_rotated, item.no_objects,
+                      item.make_image)  # fmt: skip
 
 
 SkipReason = Literal["unreadable", "autosave unreadable", "autosave of another image", "not annotated",

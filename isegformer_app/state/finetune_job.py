@@ -1,11 +1,13 @@
 """Training on the open project's annotations (Model > Train on this project's annotations…), Qt-free.
 
-The window runs :func:`prepare_training` off the GUI thread (it exports the finished objects to a run
-folder beside the project's autosaves), then starts :func:`training_command` as a separate process and
-feeds its output to a :class:`TrainingMonitor`; at the end :func:`install_model` copies the new model and
-its card to :func:`project_model_path`, which the Model menu offers whenever the project is open and
-which the next run starts from. The process is the same ``isegformer-train finetune`` job as the
-command line's (:mod:`training.finetune`).
+The open project — a folder of images (:func:`image_folder_source`) or a volume (:func:`volume_source`)
+— is a :class:`TrainingSource`: its model folder, its name and a copy of its finished objects. The window
+runs :func:`prepare_training` off the GUI thread (it exports those objects, one image or annotated slice
+each, to a run folder in the model folder), then starts :func:`training_command` as a separate process
+and feeds its output to a :class:`TrainingMonitor`; at the end :func:`install_model` moves the new model
+and its card into the model folder, which the Model menu offers whenever the project is open and which
+the next run starts from. The process is the same ``isegformer-train finetune`` job as the command
+line's (:mod:`training.finetune`).
 """
 
 from __future__ import annotations
@@ -16,18 +18,27 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from isegformer_app.state.export import ExportPlan, export_items
+import numpy as np
+
+from isegformer_app.state.export import ExportItem, ExportObject, SkippedImage, export_items
 from isegformer_app.state.labels import LabelList
 from isegformer_app.state.project import Project
+from isegformer_app.state.volume_document import VolumeDocument, VolumeObject
+from isegformer_app.state.volume_sidecar import volume_stem
+from isegformer_app.volumes import Volume
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
+from isegformer_app.volumes.slice_export import safe_name
 from training.config import FinetuneConfig
 from training.finetune_events import CARD_FILE, RESULT_FILE, FinetuneEvent
 
 MODEL_FOLDER = "finetuned"
+VOLUME_MODELS_FOLDER = "finetuned-volumes"
 MODEL_FILE = "model.pth"
 RUN_PREFIX = "run-"
 
@@ -36,15 +47,100 @@ class TrainingInputError(ValueError):
     """The project cannot be trained on (too few finished objects); nothing was started."""
 
 
-def model_folder(project: Project) -> Path:
-    """The project's folder of fine-tuned models, beside its autosaves."""
-    return project.sidecar_for(project.paths[0]).parent / MODEL_FOLDER
+def model_folder(autosave_folder: Path, volume: str = "") -> Path:
+    """Where a project's fine-tuned models go, beside its autosaves (``autosave_folder``): ``finetuned/``
+    for a folder of images, ``finetuned-volumes/<volume>/`` for a volume (``volume``: its
+    :func:`volume_stem` without the frame, so the frames of a 4-D file share one)."""
+    return autosave_folder / VOLUME_MODELS_FOLDER / volume if volume else autosave_folder / MODEL_FOLDER
 
 
-def project_model_path(project: Project) -> Path | None:
-    """The project's fine-tuned model, or None when it has none yet."""
-    path = model_folder(project) / MODEL_FILE
+def installed_model(folder: Path) -> Path | None:
+    """The fine-tuned model in a model folder, or None when it has none yet."""
+    path = folder / MODEL_FILE
     return path if path.is_file() else None
+
+
+class ItemPlan(Protocol):
+    """The finished objects of a project, copied on the GUI thread; ``collect()`` may run off it."""
+
+    def collect(self) -> tuple[list[ExportItem], list[SkippedImage]]: ...
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """The open project as training data: ``folder`` (its :func:`model_folder`), ``name`` (in model
+    cards) and ``copy_objects()`` (on the GUI thread: its finished objects as they are now)."""
+
+    folder: Path
+    name: str
+    copy_objects: Callable[[], ItemPlan]
+    kind: str = "project"  # in messages: "project" (a folder of images) or "volume"
+    unit: str = "image"  # what one exported picture is: an "image" or a "slice"
+    counted: str = ""  # how objects are counted, when not one per finished object
+
+    @property
+    def model_path(self) -> Path | None:
+        """The project's own fine-tuned model (offered in the Model menu, the start of the next run)."""
+        return installed_model(self.folder)
+
+
+def project_name(project: Project) -> str:
+    """The name of a project in model cards: its folder, or its one image."""
+    return project.paths[0].parent.name if len(project.paths) > 1 else project.paths[0].name
+
+
+def image_folder_source(project: Project) -> TrainingSource:
+    """An open folder of images: the finished objects of every image (the open one from memory)."""
+    return TrainingSource(model_folder(project.sidecar_for(project.paths[0]).parent), project_name(project),
+                          lambda: project.export_plan(all_images=True))  # fmt: skip
+
+
+@dataclass
+class VolumeSlicePlan:
+    """The finished objects of a volume on the slices they were annotated on, in those slices' planes.
+
+    ``label_slices``: (axis, index) -> the label slice (a copy); ``objects``: per slice, the objects
+    annotated there. :meth:`collect` makes one item per slice: its image is ``Volume.slice_image`` — the
+    predictor's input (the volume's default window, 0..255 RGB) on the voxel grid the predictor gets; the
+    canvas only stretches it by the voxel spacing — and its masks are those objects' pixels."""
+
+    volume: Volume
+    stem: str
+    label_slices: dict[tuple[str, int], np.ndarray]
+    objects: dict[tuple[str, int], list[VolumeObject]]
+
+    @classmethod
+    def of(cls, doc: VolumeDocument) -> VolumeSlicePlan:
+        """Copy the finished objects' annotated slices of ``doc`` (on the GUI thread). The active object
+        is not finished; objects without annotated slices (imported from a label file, or finished before
+        slices were recorded) are left out."""
+        finished = [o for o in doc.object_list if o.uid != doc.active and o.uid in doc.finished_slices]
+        objects: dict[tuple[str, int], list[VolumeObject]] = {}
+        for o in finished:
+            copy = replace(o)  # renaming it later changes nothing here
+            for ref in doc.finished_slices[o.uid]:
+                objects.setdefault(ref, []).append(copy)
+        label_slices = {ref: doc.label_slice(*ref) for ref in objects}
+        return cls(doc.volume, safe_name(volume_stem(doc.path, doc.volume)), label_slices, objects)
+
+    def collect(self) -> tuple[list[ExportItem], list[SkippedImage]]:
+        items = []
+        for (axis, index), label_slice in sorted(self.label_slices.items()):
+            masks = [(o, label_slice == o.uid) for o in self.objects[axis, index]]
+            objects = [ExportObject(o.label, o.color, mask) for o, mask in masks if mask.any()]
+            if objects:
+                name = Path(f"{self.stem}_{axis}_{index:04d}.png")
+                image = partial(self.volume.slice_image, axis, index)
+                items.append(ExportItem(name, label_slice.shape, objects, make_image=image))
+        return items, []
+
+
+def volume_source(doc: VolumeDocument, autosave_folder: Path) -> TrainingSource:
+    """An open volume (its autosave lives in ``autosave_folder``): the finished objects on the slices they
+    were annotated on (:class:`VolumeSlicePlan`)."""
+    stem = volume_stem(doc.path, doc.volume, with_frame=False)
+    return TrainingSource(model_folder(autosave_folder, stem), doc.path.name, lambda: VolumeSlicePlan.of(doc),
+                          "volume", "slice", " on annotated slices (one per object and slice)")  # fmt: skip
 
 
 @dataclass
@@ -57,47 +153,34 @@ class TrainingRequest:
     weights: Path | None  # None: the bundled network
     project: str
     objects: int
-    images: int
+    images: int  # exported pictures: images, or slices of a volume
     max_minutes: float = FinetuneConfig.max_minutes
     unfreeze_all: bool = False
     config: str = "finetune"  # the shipped configuration, or a TOML file of one's own
-
-
-def project_name(project: Project) -> str:
-    """The name of a project in model cards: its folder, or its one image."""
-    return project.paths[0].parent.name if len(project.paths) > 1 else project.paths[0].name
+    unit: str = "image"  # what one exported picture is: an "image" or a "slice"
 
 
 def prepare_training(
-    plan: ExportPlan,
-    folder: Path,
-    name: str,
+    plan: ItemPlan,
+    source: TrainingSource,
     weights: Path | None,
     labels: LabelList,
     report: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
     min_objects: int = FinetuneConfig.min_objects,
 ) -> TrainingRequest:
-    """Export the finished objects of a project (``plan``: :meth:`Project.export_plan`, made on the GUI
-    thread) into a new run folder under ``folder`` (:func:`model_folder`); safe off the GUI thread.
+    """Export the finished objects of a project (``plan``: ``source.copy_objects()``, made on the GUI
+    thread) into a new run folder under ``source.folder``; safe off the GUI thread.
 
     ``weights``: the model to start from (None = the bundled network); the caller passes the project's
     own fine-tuned model when it has one, so a second run continues from it. Raises
     :class:`TrainingInputError` with the numbers when there are fewer than ``min_objects`` finished
-    objects or fewer than two images with objects (one is held out)."""
+    objects or fewer than two images (slices) with objects (one is held out)."""
     items, _skipped = plan.collect()
     items = [item for item in items if item.objects]
     objects = sum(len(item.objects) for item in items)
-    if objects < min_objects:
-        raise TrainingInputError(
-            f"This project has {objects} finished object{'s' if objects != 1 else ''}; training needs "
-            f"at least {min_objects}. Finish more objects, then try again."
-        )
-    if len(items) < 2:
-        raise TrainingInputError(
-            f"All {objects} finished objects are in one image; training needs objects in at least 2 "
-            "images (one is held out to measure the result)."
-        )
+    _check_enough(objects, len(items), source, min_objects)
+    folder = source.folder
     folder.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX + time.strftime("%Y%m%d-%H%M%S-"), dir=folder))
     try:
@@ -105,7 +188,22 @@ def prepare_training(
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return TrainingRequest(run_dir / "data", run_dir / "output", folder, weights, name, objects, len(items))
+    return TrainingRequest(run_dir / "data", run_dir / "output", folder, weights, source.name, objects,
+                           len(items), unit=source.unit)  # fmt: skip
+
+
+def _check_enough(objects: int, pictures: int, source: TrainingSource, min_objects: int) -> None:
+    """Refuse (:class:`TrainingInputError`) too few objects, or objects in fewer than 2 images or slices."""
+    if objects < min_objects:
+        raise TrainingInputError(
+            f"This {source.kind} has {objects} finished object{'s' if objects != 1 else ''}{source.counted}; "
+            f"training needs at least {min_objects}. Finish more objects, then try again."
+        )
+    if pictures < 2:
+        raise TrainingInputError(
+            f"All {objects} finished objects are in one {source.unit}; training needs objects in at least 2 "
+            f"{source.unit}s (one is held out to measure the result)."
+        )
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -208,14 +306,30 @@ class TrainingMonitor:
 
 def install_model(request: TrainingRequest) -> Path:
     """Move the run's model and its card into the project's model folder (the run folder lies inside it,
-    so each is one atomic rename, no copy); returns the model's path. OSError leaves the earlier model.
-    The run folder is left for :func:`discard_run` (off the GUI thread: it holds the exported images)."""
+    so each is a rename, no copy); returns the model's path. The model goes last, so a new ``model.pth``
+    never appears before its card; when a rename fails (OSError, e.g. a full disk) the earlier card is put
+    back and the error raised: the earlier model stays, with its own card. The run folder is left for
+    :func:`discard_run` (off the GUI thread: it holds the exported images)."""
     folder = request.model_dir
     checkpoint = request.run_dir / "checkpoints" / "last_checkpoint.pth"
     sources = {RESULT_FILE: request.run_dir / RESULT_FILE, CARD_FILE: request.run_dir / CARD_FILE}
     sources[MODEL_FILE] = checkpoint  # last: the model appears once its card is in place
-    for name, source in sources.items():
-        os.replace(source, folder / name)
+    earlier = request.run_dir / "earlier"  # the earlier card, until the new model is in place
+    earlier.mkdir(exist_ok=True)
+    installed: list[Path] = []
+    try:
+        for name, source in sources.items():
+            target = folder / name
+            if name != MODEL_FILE and target.exists():
+                os.replace(target, earlier / name)
+            os.replace(source, target)
+            installed.append(target)
+    except OSError:
+        for target in installed:
+            target.unlink(missing_ok=True)
+        for kept in earlier.iterdir():
+            os.replace(kept, folder / kept.name)
+        raise
     return folder / MODEL_FILE
 
 

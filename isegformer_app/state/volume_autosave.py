@@ -96,6 +96,11 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
                 raise ValueError(f"slice session {i} does not match the volume")
             load_session(s, clicks_from_json(row["clicks"]), contents, prefix=f"s{i}_")
             sessions[s.key] = s
+        finished_slices = {int(row["uid"]): {_slice_ref(doc.volume, ref) for ref in row["slices"]}
+                           for row in meta.get("finished_slices", [])}  # fmt: skip
+        unknown = set(finished_slices) - {o.uid for o in objects}
+        if unknown:
+            raise ValueError(f"finished slices of object {min(unknown)}, which is not an object")
         axis, index = meta.get("view", [doc.axis, doc.index])
         slicing.view_shape(doc.volume.shape, axis)  # ValueError for an unknown axis
         index = int(min(max(int(index), 0), doc.volume.slice_count(axis) - 1))
@@ -106,7 +111,17 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
     doc.active = None if active is None else int(active)
     doc.sessions.clear()
     doc.sessions.update(sessions)
+    doc.finished_slices = finished_slices
     doc.axis, doc.index = axis, index
     doc.volume_history.clear()
     doc.saved_revision = doc.revision
     doc.on_disk = SidecarVersion(contents.get("stamp"))
+
+
+def _slice_ref(volume: Volume, ref: list) -> tuple[str, int]:
+    """``[axis, index]`` of an autosave as a slice of ``volume``; ValueError when it is not one."""
+    axis, index = ref
+    axis, index = str(axis), int(index)
+    if not 0 <= index < volume.slice_count(axis):  # ValueError for an unknown axis
+        raise ValueError(f"{axis} slice {index} is outside the volume")
+    return axis, index

@@ -18,6 +18,9 @@ from isegformer_app.state.labels import Color
 from isegformer_app.state.volume_session import SessionKey, SliceSession
 from isegformer_app.volumes import LabelVolume
 
+SliceRef = tuple[str, int]  # (view axis, slice index)
+FinishedSlices = dict[int, set[SliceRef]]  # object uid -> the slices it was annotated on
+
 
 @dataclass
 class VolumeObject:
@@ -35,6 +38,7 @@ class VolumeTarget(shared.HasObjects, Protocol):
     labels: LabelVolume
     object_list: list[VolumeObject]
     sessions: dict[SessionKey, SliceSession]
+    finished_slices: FinishedSlices
     active: int | None
     next_value: int
 
@@ -75,7 +79,8 @@ class NewObject:
 
 
 class FinishObject:
-    """End the active object: its slice sessions (clicks, caches) are put away; label/colour are set."""
+    """End the active object: its slice sessions (clicks, caches) are put away; label/colour are set. The
+    slices where it had clicks or brush strokes join its ``finished_slices`` (the training data)."""
 
     text = "Finish object"
     changes = (ObjectsChanged, ClicksChanged)
@@ -91,13 +96,26 @@ class FinishObject:
         self.sessions = {k: s for k, s in doc.sessions.items() if k[0] == self.uid}
         for key in self.sessions:
             del doc.sessions[key]
+        self.old_slices = doc.finished_slices.get(self.uid)
+        worked = {(axis, index) for (_, axis, index), s in self.sessions.items() if s.has_content()}
+        if worked or self.old_slices is not None:
+            doc.finished_slices[self.uid] = (self.old_slices or set()) | worked
         doc.active = None
 
     def undo(self, doc: VolumeTarget) -> None:
         obj = doc.object(self.uid)
         obj.label, obj.color = self.old
         doc.sessions.update(self.sessions)
+        _put_slices(doc, self.uid, self.old_slices)
         doc.active = self.uid
+
+
+def _put_slices(doc: VolumeTarget, uid: int, slices: set[SliceRef] | None) -> None:
+    """Set (None: remove) the finished slices of object ``uid``."""
+    if slices is None:
+        doc.finished_slices.pop(uid, None)
+    else:
+        doc.finished_slices[uid] = slices
 
 
 class DeleteObject(shared.DeleteObject):
@@ -108,6 +126,7 @@ class DeleteObject(shared.DeleteObject):
     def do(self, doc: VolumeTarget) -> None:
         super().do(doc)
         self.voxels = _take_voxels(doc, self.uid)
+        self.slices = doc.finished_slices.pop(self.uid, None)
         self.was_active = doc.active == self.uid
         if self.was_active:
             doc.active = None
@@ -115,22 +134,26 @@ class DeleteObject(shared.DeleteObject):
     def undo(self, doc: VolumeTarget) -> None:
         super().undo(doc)
         doc.labels.data.reshape(-1)[self.voxels] = self.uid
+        _put_slices(doc, self.uid, self.slices)
         if self.was_active:
             doc.active = self.uid
 
 
 class ReplaceLabels:
-    """Replace the whole label volume and object list (label map import); the old ones come back on undo."""
+    """Replace the whole label volume and object list (label map import); the old ones come back on undo.
+    Imported objects have no finished slices (nobody annotated them here)."""
 
     text = "Import labels"
     changes = (ObjectsChanged, ClicksChanged)
 
     def __init__(self, data: np.ndarray, objects: list[VolumeObject]) -> None:
-        self.state = (data, objects, {}, None, None)
+        self.state = (data, objects, {}, {}, None, None)
 
     def _swap(self, doc: VolumeTarget) -> None:
-        current = (doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid)
-        doc.labels.data, doc.object_list, doc.sessions, doc.active, doc.selected_uid = self.state
+        current = (doc.labels.data, doc.object_list, doc.sessions, doc.finished_slices, doc.active,
+                   doc.selected_uid)  # fmt: skip
+        (doc.labels.data, doc.object_list, doc.sessions, doc.finished_slices, doc.active,
+         doc.selected_uid) = self.state  # fmt: skip
         self.state = current
         doc.next_value = max([doc.next_value, *(o.uid + 1 for o in doc.object_list)])
 

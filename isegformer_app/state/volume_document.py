@@ -6,6 +6,7 @@ The *active* object is annotated slice by slice: each (object, view axis, slice)
 undo history, written live into the label volume, so going back to a slice is instant and undo
 works per slice. Volume-level changes (new/finish/delete/rename/import) have their own history;
 :meth:`VolumeDocument.undo` takes the most recent of the current slice's and the volume's commands.
+A finished object remembers the slices it was annotated on (``finished_slices``): the training data.
 
 As an :class:`~isegformer_app.state.annotation.AnnotationDocument` it shows the *current slice*: its
 ``objects`` are :class:`SliceObject` (an object with its mask on that slice), its ``session()`` the active
@@ -70,6 +71,7 @@ class VolumeDocument(AnnotationDocument):
         # a new (empty) label volume has no objects: no need to scan its voxels
         self.object_list: list[VolumeObject] = objects_from_labels(labels) if labels is not None else []
         self.sessions: dict[vs.SessionKey, vs.SliceSession] = {}
+        self.finished_slices: vc.FinishedSlices = {}  # where each finished object was annotated
         self.active: int | None = None
         self.axis = "axial"
         self.index = volume.slice_count("axial") // 2
@@ -311,6 +313,8 @@ class VolumeDocument(AnnotationDocument):
                         for o in self.object_list],
             "sessions": [{"value": s.value, "axis": s.axis, "index": s.index,
                           "clicks": clicks_to_json(s.clicks)} for s in sessions],
+            "finished_slices": [{"uid": o.uid, "slices": sorted(map(list, self.finished_slices[o.uid]))}
+                                for o in self.object_list if o.uid in self.finished_slices],
         }  # fmt: skip
         arrays = {"labels": self.labels.data.copy()}
         for i, s in enumerate(sessions):

@@ -1,7 +1,8 @@
 """The volume autosave file: ``<name>[-<series>][-frame<n>].isegformer-volume.npz``, one compressed
 ``.npz`` written atomically by a :class:`VolumeSnapshot`.
 
-``meta`` (JSON: shape, affine, objects, active object, view, threshold, each slice session's clicks),
+``meta`` (JSON: shape, affine, objects, active object, view, threshold, each slice session's clicks, the
+slices each finished object was annotated on — absent in autosaves of earlier versions),
 ``labels`` ``(z, y, x)`` and per session ``s<i>_base``, ``s<i>_written``, ``s<i>_brush`` and, when
 predicted, ``s<i>_prob`` / ``s<i>_init``.
 """

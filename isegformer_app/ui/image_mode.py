@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from isegformer_app.state.document import Document
 from isegformer_app.state.export import ExportSummary, describe_skipped, export_target_kind, exported_stems
+from isegformer_app.state.finetune_job import TrainingSource, image_folder_source
 from isegformer_app.state.image_status import document_status
 from isegformer_app.state.imageio import DEFAULT_MAX_SIDE, ImageLoadError
 from isegformer_app.state.labels import DataKind, LabelClass, LabelList
@@ -230,6 +231,10 @@ class ImageMode(QObject):
         if self.project is None:
             return None
         return project_labels_path(self.services.sidecars.folder_for(self.project.paths[0].parent))
+
+    def training_source(self) -> TrainingSource | None:
+        """The open folder's finished objects, in every image."""
+        return image_folder_source(self.project) if self.project is not None else None
 
     def on_hover(self, row: float, col: float) -> None:
         """Readout: the pixel under the cursor (full-resolution coordinates) and its colour."""

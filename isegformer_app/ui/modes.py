@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from isegformer_app.settings import Settings
 from isegformer_app.state.annotation import AnnotationDocument
+from isegformer_app.state.finetune_job import TrainingSource
 from isegformer_app.state.labels import DataKind
 from isegformer_app.state.sidecar_location import SidecarLocator
 from isegformer_app.ui.canvas import CanvasView
@@ -81,6 +82,10 @@ class Mode(Protocol):
 
     def labels_file(self) -> Path | None:
         """Where the shown project's (folder's, volume's) label list is kept; None when none is open."""
+
+    def training_source(self) -> TrainingSource | None:
+        """The shown project (folder of images, volume) as training data (Model > Train on this project's
+        annotations); None when none is open."""
 
     def on_hover(self, row: float, col: float) -> None:
         """The cursor is over image pixel (row, col) of the canvas; (-1, -1) when off the image."""

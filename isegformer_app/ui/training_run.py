@@ -31,18 +31,16 @@ from isegformer_app.state.finetune_job import (
     TrainingInputError,
     TrainingMonitor,
     TrainingRequest,
+    TrainingSource,
     child_environment,
     discard_run,
     install_model,
-    model_folder,
     prepare_training,
-    project_model_path,
-    project_name,
     training_command,
 )
 from isegformer_app.state.labels import LabelList
-from isegformer_app.state.project import Project
 from isegformer_app.ui.model_control import ModelControl
+from isegformer_app.ui.modes import Mode
 from isegformer_app.ui.tasks import run_task
 from training.finetune_events import comparison_rows
 
@@ -50,13 +48,12 @@ TITLE = "Train on this project's annotations"
 
 
 class TrainingHost(Protocol):
-    """What a training run needs of the window: the open folder, the models, the labels, messages."""
+    """What a training run needs of the window: the shown mode (its open folder of images or volume), the
+    models, the labels, messages."""
 
     models: ModelControl
     labels: LabelList
-
-    @property
-    def project(self) -> Project | None: ...
+    mode: Mode
 
     def inform(self, title: str, text: str, error: bool = False) -> None: ...
 
@@ -68,11 +65,20 @@ class ProjectTraining:
         self.parent, self.host = parent, host
         self.dialog: TrainingDialog | None = None
 
-    def start_model(self) -> Path | None:
+    def source(self) -> TrainingSource | None:
+        """The open project (folder of images or volume) as training data; None when none is open."""
+        return self.host.mode.training_source()
+
+    def own_model(self) -> Path | None:
+        """The open project's own fine-tuned model (None: none yet, or nothing open)."""
+        source = self.source()
+        return source.model_path if source is not None else None
+
+    def start_model(self, source: TrainingSource) -> Path | None:
         """The model a new run starts from: the project's fine-tuned one, else the active network (None:
         the bundled network, e.g. while a classical engine is active)."""
         host = self.host
-        own = project_model_path(host.project) if host.project is not None else None
+        own = source.model_path
         if own is not None:
             return own
         kind, value = host.models.active
@@ -87,17 +93,16 @@ class ProjectTraining:
             running.show()
             running.raise_()
             return
-        host, project = self.host, self.host.project
-        if project is None:
-            host.inform(TITLE, "Open a folder of images first (training on volumes is not available yet).",
-                        error=True)  # fmt: skip
+        host, source = self.host, self.source()
+        if source is None:
+            host.inform(TITLE, "Open a folder of images or a volume first.", error=True)
             return
-        plan = project.export_plan(all_images=True)  # copies the open image's objects now
-        folder, name, weights = model_folder(project), project_name(project), self.start_model()
+        plan = source.copy_objects()  # the open document's objects as they are now
+        weights = self.start_model(source)
         labels = LabelList.from_json(host.labels.to_json())
 
         def work(report, cancel) -> TrainingRequest:
-            return prepare_training(plan, folder, name, weights, labels, report, cancel)
+            return prepare_training(plan, source, weights, labels, report, cancel)
 
         def prepared(task) -> None:
             if task.cancelled:
@@ -114,8 +119,7 @@ class ProjectTraining:
 
     def use_project_model(self) -> None:
         """Model > Use this project's fine-tuned model."""
-        project = self.host.project
-        path = project_model_path(project) if project is not None else None
+        path = self.own_model()
         if path is None:
             self.host.inform(TITLE, "This project has no fine-tuned model yet.", error=True)
             return
@@ -125,13 +129,12 @@ class ProjectTraining:
         """The Model menu's entries: train on the project, use the project's fine-tuned model (enabled
         whenever the open project has one)."""
         train = QAction("&Train on this project's annotations…", self.parent)
-        train.setStatusTip("Fine-tune the network on the finished objects of this folder (a background "
-                           "process)")  # fmt: skip
+        train.setStatusTip("Fine-tune the network on the finished objects of this folder or volume (a "
+                           "background process)")  # fmt: skip
         train.triggered.connect(lambda checked=False: self.start())
         own = QAction("Use this project's &fine-tuned model", self.parent)
         own.triggered.connect(lambda checked=False: self.use_project_model())
-        menu.aboutToShow.connect(lambda: own.setEnabled(
-            self.host.project is not None and project_model_path(self.host.project) is not None))
+        menu.aboutToShow.connect(lambda: own.setEnabled(self.own_model() is not None))
         for key, action in (("train_project", train), ("project_model", own)):
             menu.addAction(action)
             actions[key] = action
@@ -163,8 +166,8 @@ class TrainingDialog(QDialog):
         self.model_path: Path | None = None
         self.setWindowTitle(TITLE)
         start = request.weights.name if request.weights else "the bundled network"
-        self.summary = QLabel(f"{request.objects} finished objects in {request.images} images; starting "
-                              f"from {start}; at most {request.max_minutes:g} minutes.")  # fmt: skip
+        self.summary = QLabel(f"{request.objects} finished objects in {request.images} {request.unit}s; "
+                              f"starting from {start}; at most {request.max_minutes:g} minutes.")  # fmt: skip
         self.status = QLabel("starting the training process…")
         self.status.setObjectName("training_status")
         self.bar = QProgressBar()

@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QInputDialog, QPlainTextEdit
 
+from isegformer_app.state.finetune_job import TrainingSource, volume_source
 from isegformer_app.state.labels import DataKind
 from isegformer_app.state.project_labels import project_labels_path
 from isegformer_app.state.propagation import PropagatedSlice, PropagationPlan, plan_propagation
@@ -194,6 +195,14 @@ class VolumeMode(QObject):
             return None
         stem = volume_stem(doc.path, doc.volume, with_frame=False)
         return project_labels_path(self.services.sidecars.folder_for(doc.path.parent), stem)
+
+    def training_source(self) -> TrainingSource | None:
+        """This volume's finished objects on the slices they were annotated on; its models beside its
+        autosave."""
+        doc = self.doc
+        if doc is None:
+            return None
+        return volume_source(doc, self.services.sidecars.folder_for(doc.path.parent))
 
     # ---------------------------------------------------------------- cursor
     def on_hover(self, row: float, col: float) -> None:

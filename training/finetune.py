@@ -9,7 +9,8 @@ and an image never moves between the sides while the set stays the same. Trainin
 (default: the bundled network), the encoder frozen except its click input and its deepest
 ``trainable_stages`` unless ``unfreeze_all``, on crops at the predictor's ZoomIn scale
 (:class:`training.data.zoom_crop.ZoomCropSource`: every object cut out once, so images of any size
-train), for a wall budget; CUDA with AMP when present. Before and after: NoC@85/90 and mIoU@1/3/5 on the held-out objects
+train), for a wall budget; CUDA with AMP when present. Before and after: NoC@85/90 and mIoU@1/3/5 on the
+held-out objects
 with the app's predictor (ZoomIn + flip). Writes ``DIR/checkpoints/last_checkpoint.pth`` (float16, the
 model card in its metadata), ``DIR/finetune.json`` and ``DIR/finetune.md``.
 """

@@ -320,6 +320,7 @@ def test_closing_the_window_during_a_run_asks_then_cancels_it(qtbot, window, tmp
 
 def test_train_on_an_open_folder_goes_through_the_same_start(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtCore import QProcess
+    from PySide6.QtWidgets import QMessageBox
 
     started = []
     monkeypatch.setattr(QProcess, "start", lambda process, *command: started.append(command))
@@ -335,3 +336,5 @@ def test_train_on_an_open_folder_goes_through_the_same_start(qtbot, window, tmp_
     assert request.model_dir == model_folder(project)
     assert (request.objects, request.images, request.unit) == (4, 3, "image")
     assert "4 finished objects in 3 images" in window.training.dialog.summary.text() and len(started) == 1
+    # the run never ends (its process was not started): closing the window asks, and the answer cancels it
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)

@@ -134,16 +134,19 @@ def finetune(
             f"{len(names)} annotated image: fine-tuning needs at least 2 (one is held out to measure it)"
         )
     train_idx, held_idx = held_out_split(names, options.val_fraction)
+    oversized = oversized_images(Path(config.data.root))  # headers only: before anything is decoded
+    if oversized:
+        raise FinetuneError(f"{len(oversized)} image(s) are too large to read: {', '.join(oversized[:3])}")
     min_area = config.data.min_object_area
-    total = count_objects(source, range(len(source)), min_area)
+    emit(FinetuneEvent("phase", f"cutting out the objects of {len(train_idx)} training images"))
+    crop = tuple(config.data.crop_size)
+    train_source = ZoomCropSource(SourceSubset(source, train_idx), crop, min_object_area=min_area)
+    total = len(train_source) + count_objects(source, held_idx, min_area)
     if total < options.min_objects:
         raise FinetuneError(
             f"{total} finished object{'s' if total != 1 else ''}: fine-tuning needs at least "
             f"{options.min_objects}"
         )
-    oversized = oversized_images(Path(config.data.root))
-    if oversized:
-        raise FinetuneError(f"{len(oversized)} image(s) are too large to read: {', '.join(oversized[:3])}")
     weights = base_weights(config)
     require_output_folder(output)
     emit(FinetuneEvent("phase", f"loading {weights.name}"))
@@ -160,9 +163,6 @@ def finetune(
     trainable = sum(p.numel() for p in model.parameters())
     if not options.unfreeze_all:
         trainable = freeze_encoder(model, options.trainable_stages)
-    crop = tuple(config.data.crop_size)
-    emit(FinetuneEvent("phase", f"cutting out the objects of {len(train_idx)} training images"))
-    train_source = ZoomCropSource(SourceSubset(source, train_idx), crop, min_object_area=min_area)
     trainer = Trainer(model, config, build_train_set(config, train_source), output, None, device,
                       show_progress=False)  # fmt: skip
     budget = options.max_minutes * 60.0
@@ -183,7 +183,7 @@ def finetune(
         "project": project,
         "data": str(config.data.root),
         "images": {"train": [names[i] for i in train_idx], "held_out": [names[i] for i in held_idx]},
-        "objects": {"train": count_objects(source, train_idx, min_area), "held_out": int(before["objects"])},
+        "objects": {"train": len(train_source), "held_out": int(before["objects"])},
         "minutes": round(minutes, 2),
         "steps": trainer.global_step,
         "samples": trainer.global_step * trainer.batch_size,

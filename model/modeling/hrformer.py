@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from model.modeling.hrformer_backbone import HRT_BASE, HRT_SMALL, HRTBackbone, HRTConfig, HRTStage
-from model.modeling.hrnet_ocr import ocr_key_pairs
+from model.modeling.hrnet_ocr import HRNET_ENCODER_STAGES, ocr_key_pairs
 from model.modeling.interactive import ClickEncoding, ClickFusion, InteractiveModel
 from model.modeling.ocr import OCRHead
 from model.modeling.original_format import (
@@ -63,12 +63,7 @@ class HRFormerOCR(nn.Module):
 
     backbone_prefixes = ("",)  # the original trains every layer of the network at backbone_lr_mult
     # the encoder's stages by resolution, first to last, and the layer the click maps enter (fine-tuning)
-    encoder_stages = (
-        ("backbone.conv1.", "backbone.bn1.", "backbone.conv2.", "backbone.bn2.", "backbone.layer1."),
-        ("backbone.transition1.", "backbone.stage2."),
-        ("backbone.transition2.", "backbone.stage3."),
-        ("backbone.transition3.", "backbone.stage4."),
-    )
+    encoder_stages = HRNET_ENCODER_STAGES
     input_prefixes: tuple[str, ...] = ()  # the click maps join after the stem (the model's maps_transform)
 
     def __init__(

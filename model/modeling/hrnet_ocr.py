@@ -27,6 +27,16 @@ ORIGINAL_CLASS = "isegm.model.is_hrnet_model.HRNetModel"
 _BATCH_NORMS = ("torch.nn.modules.batchnorm.BatchNorm2d", "torch.nn.modules.batchnorm.SyncBatchNorm")
 
 
+# The stages of an HRNet-layout backbone (HRNet, HRFormer) by resolution, first to last: the stem with
+# layer1, then each transition with the stage it feeds (fine-tuning freezes by these).
+HRNET_ENCODER_STAGES = (
+    ("backbone.conv1.", "backbone.bn1.", "backbone.conv2.", "backbone.bn2.", "backbone.layer1."),
+    ("backbone.transition1.", "backbone.stage2."),
+    ("backbone.transition2.", "backbone.stage3."),
+    ("backbone.transition3.", "backbone.stage4."),
+)
+
+
 class HRNetOCR(nn.Module):
     """HRNet backbone + OCR head: ``forward(rgb (B,3,H,W), click_features (B,64,H/2,W/2) | None)``
     -> (logits, aux_logits), each (B, 1, ceil(H/4), ceil(W/4)) float32.
@@ -37,12 +47,7 @@ class HRNetOCR(nn.Module):
 
     backbone_prefixes = ("backbone.", "head.aux_head.", "head.classifier.")
     # the encoder's stages by resolution, first to last, and the layer the click maps enter (fine-tuning)
-    encoder_stages = (
-        ("backbone.conv1.", "backbone.bn1.", "backbone.conv2.", "backbone.bn2.", "backbone.layer1."),
-        ("backbone.transition1.", "backbone.stage2."),
-        ("backbone.transition2.", "backbone.stage3."),
-        ("backbone.transition3.", "backbone.stage4."),
-    )
+    encoder_stages = HRNET_ENCODER_STAGES
     input_prefixes: tuple[str, ...] = ()  # the click maps join after the stem (the model's maps_transform)
 
     def __init__(

@@ -46,6 +46,17 @@ def object_boxes(layer: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
     }
 
 
+def window_mask(sample: TrainSample, object_id: int, window: tuple[slice, slice]) -> np.ndarray:
+    """(h, w) uint8, 1 on object ``object_id`` (not on ignored regions) inside ``window`` of the sample:
+    :meth:`TrainSample.object_mask` on the window's pixels only, not the whole image's."""
+    info = sample.objects[object_id]
+    layers = sample.layers[window]
+    mask = layers[:, :, info.layer] == info.value
+    for layer, value in sample.ignore:
+        mask &= layers[:, :, layer] != value
+    return mask.astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class ObjectWindow:
     """One object with the part of its image that any of its crops can show, stored at ``factor`` times
@@ -106,7 +117,7 @@ class ZoomCropSource:
             y0, y1 = max(int(cy - margin), 0), min(int(np.ceil(cy + margin)) + 1, height)
             x0, x1 = max(int(cx - margin), 0), min(int(np.ceil(cx + margin)) + 1, width)
             image = sample.image[y0:y1, x0:x1]
-            mask = (sample.object_mask(object_id)[y0:y1, x0:x1] == 1).astype(np.uint8)
+            mask = window_mask(sample, object_id, (slice(y0, y1), slice(x0, x1)))
             factor = min(1.0, scale * high)
             if factor < 1.0:
                 size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))

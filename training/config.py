@@ -91,6 +91,9 @@ class TrainConfig:
     # NHWC tensors: convolutions run through oneDNN's channels-last kernels on CPUs (measured 2-3x faster
     # steps for EfficientNet-Lite0, see training/benchmarks/train_step.py), and tensor cores on GPUs
     channels_last: bool = False
+    # depth-wise convolutions in float32 where the CPU trains under bf16 autocast (its bf16 depth-wise
+    # backward is slow; see training/depthwise_precision.py)
+    float32_depthwise: bool = True
 
 
 @dataclass

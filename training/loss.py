@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.morphology import dilate, erode
+
 
 class NormalizedFocalLoss(nn.Module):
     """Normalized focal loss (NFL, RITM's ``NormalizedFocalLossSigmoid``).
@@ -69,10 +71,7 @@ def boundary_weight(label: torch.Tensor, width: int, weight: float) -> torch.Ten
     """(B, 1, H, W) pixel weights: ``weight`` within ``width`` pixels of the object's boundary (on either
     side), 1 elsewhere; ``label`` (B, 1, H, W) with 1 = object (ignored pixels count as background)."""
     inside = (label > 0.5).to(torch.float32)
-    size = 2 * width + 1
-    grown = F.max_pool2d(inside, size, 1, width)
-    shrunk = -F.max_pool2d(-inside, size, 1, width)
-    return 1.0 + (weight - 1.0) * (grown - shrunk)
+    return 1.0 + (weight - 1.0) * (dilate(inside, width) - erode(inside, width))
 
 
 class SigmoidBinaryCrossEntropy(nn.Module):

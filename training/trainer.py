@@ -43,6 +43,7 @@ from model.predictor import cpu_has_native_bf16
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from training.config import Config
 from training.data.dataset import InteractiveDataset, SampleSource, evaluation_objects
+from training.depthwise_precision import train_depthwise_in_float32
 from training.loss import InteractiveLoss
 from training.step_timer import StepTimer
 
@@ -169,6 +170,8 @@ class Trainer:
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         self.use_amp = config.train.amp and (self.device.type == "cuda" or cpu_has_native_bf16())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.device.type == "cuda")
+        if self.use_amp and self.device.type == "cpu" and config.train.float32_depthwise:
+            train_depthwise_in_float32(self.model)
         per_process, remainder = divmod(config.train.batch_size, group.world_size)
         if per_process < 1 or remainder:
             raise ValueError(

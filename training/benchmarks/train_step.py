@@ -1,12 +1,17 @@
-"""Where a CPU training step of the default network goes, and samples/s, for the straightforward layout
-(NCHW) against channels-last in the same run.
+"""Where a CPU training step of the default network goes, and samples/s: the straightforward way (NCHW,
+everything in bf16 autocast) against channels-last, and channels-last with the depth-wise convolutions in
+float32 (the default, :mod:`training.depthwise_precision`), in the same run.
 
     python -m training.benchmarks.train_step --data-root ~/.cache/isegformer/assets [--steps 6]
+    python -m training.benchmarks.train_step --pack ~/.cache/isegformer/pack.zip [--steps 6]
 
-The shipped composite configuration (``efficientnet_lite0_composite``) with its batch and crop size;
-scenes are made in this process (``workers = 0``) so that their time is measured; every step is timed
-(:class:`training.step_timer.StepTimer`); the first step of each variant is a warm-up and not counted.
-Both variants start from the same weights and see the same batches.
+``--data-root``: ``isegformer-train``'s composite configuration (``efficientnet_lite0_composite``) with
+its batch and crop size; scenes are made in this process (``workers = 0``) so that their time is
+measured. ``--pack``: the GPU job's step (:mod:`training.gpu_job`, its torch scene maker) on the CPU,
+batch 16 at 320², starting from the pack's network. Every step is timed
+(:class:`training.step_timer.StepTimer`); the first step of each variant is a warm-up and not counted,
+and one whole warm-up run fills the decoding caches first. All variants start from the same weights and
+see the same batches.
 """
 
 from __future__ import annotations
@@ -20,17 +25,24 @@ from collections.abc import Sequence
 import torch
 
 from training.config import load_config
+from training.data.gpu_scenes import SceneConfig, SceneMaker
+from training.data.pack import read_pack
+from training.gpu_job import Job, JobConfig, bank_from_pack, load_start
 from training.train import build_from_config, build_sources, build_train_set, resolve_config
 from training.trainer import Trainer
 
 
-def measure(config_name: str, data_root: str, channels_last: bool, steps: int, seed: int = 0) -> dict:
+def measure(
+    config_name: str, data_root: str, channels_last: bool, float32_depthwise: bool, steps: int, seed: int = 0
+) -> dict:
     """Seconds per part and samples/s over ``steps`` steps after one warm-up step."""
     config = load_config(resolve_config(config_name))
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, root=data_root, workers=0),
-        train=dataclasses.replace(config.train, channels_last=channels_last, seed=seed),
+        train=dataclasses.replace(
+            config.train, channels_last=channels_last, float32_depthwise=float32_depthwise, seed=seed
+        ),
     )
     torch.manual_seed(seed)
     model = build_from_config(config)
@@ -58,9 +70,41 @@ def measure(config_name: str, data_root: str, channels_last: bool, steps: int, s
     }
 
 
+def measure_job(
+    pack_path: str,
+    channels_last: bool,
+    float32_depthwise: bool,
+    steps: int,
+    batch_size: int = 16,
+    size: int = 320,
+) -> dict:
+    """The GPU job's step on the CPU: seconds per part and samples/s over ``steps`` steps after one
+    warm-up step."""
+    pack = read_pack(pack_path)
+    model, _ = load_start(pack, None)
+    device = torch.device("cpu")
+    maker = SceneMaker(bank_from_pack(pack, device), SceneConfig(size=size))
+    config = dataclasses.replace(JobConfig(seed=0), batch_size=batch_size)
+    torch.manual_seed(0)
+    job = Job(model, maker, config, device, channels_last=channels_last, float32_depthwise=float32_depthwise)
+    job.train_step(0.0)
+    job.timer.every = 1
+    job.timer.totals = dict.fromkeys(job.timer.totals, 0.0)
+    started = time.perf_counter()
+    for step in range(steps):
+        job.train_step(step / steps)
+    elapsed = time.perf_counter() - started
+    return {
+        "per_step": {k: v / steps for k, v in job.timer.seconds().items()},
+        "samples_per_second": steps * batch_size / elapsed,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", required=True, help="asset folder of training.data.offline_assets")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-root", help="asset folder of training.data.offline_assets")
+    source.add_argument("--pack", help="data pack of training.data.pack: measure the GPU job's step")
     parser.add_argument("--config", default="efficientnet_lite0_composite")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -68,24 +112,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = (("NCHW (straightforward)", False), ("channels-last", True))
+    variants = (
+        ("NCHW, all bf16 (straightforward)", False, False),
+        ("channels-last, all bf16", True, False),
+        ("channels-last, fp32 depth-wise (default)", True, True),
+    )
+
+    def run(channels_last: bool, float32_depthwise: bool) -> dict:
+        if args.pack:
+            return measure_job(args.pack, channels_last, float32_depthwise, args.steps)
+        return measure(args.config, args.data_root, channels_last, float32_depthwise, args.steps)
+
+    run(True, True)  # warm-up, not reported: caches fill
     rows = []
-    for repeat in range(args.repeats):  # interleaved, so that load on the machine hits both alike
-        for name, channels_last in variants:
-            rows.append(
-                (f"{name}, run {repeat + 1}", measure(args.config, args.data_root, channels_last, args.steps))
-            )
+    for repeat in range(args.repeats):  # interleaved, so that load on the machine hits all alike
+        for name, channels_last, float32_depthwise in variants:
+            rows.append((name, repeat + 1, run(channels_last, float32_depthwise)))
     parts = ["scenes", "click_forward", "click_rule", "forward", "backward"]
-    print(f"{args.config}, {args.steps} steps per run, {torch.get_num_threads()} threads, ms per step:")
-    print("| layout | " + " | ".join(parts) + " | samples/s |")
-    print("|---|" + "---:|" * (len(parts) + 1))
-    for name, result in rows:
+    what = "GPU job on the CPU, batch 16 at 320²" if args.pack else args.config
+    print(f"{what}, {args.steps} steps per run, {torch.get_num_threads()} threads, ms per step:")
+    print("| variant | run | " + " | ".join(parts) + " | samples/s |")
+    print("|---|---:|" + "---:|" * (len(parts) + 1))
+    for name, repeat, result in rows:
         cells = " | ".join(f"{1000 * result['per_step'][p]:.0f}" for p in parts)
-        print(f"| {name} | {cells} | {result['samples_per_second']:.1f} |")
-    rates = {
-        flag: [r["samples_per_second"] for (n, r) in rows if n.startswith(name)] for name, flag in variants
-    }
-    print(f"speed-up (mean samples/s): {sum(rates[True]) / sum(rates[False]):.2f}x")
+        print(f"| {name} | {repeat} | {cells} | {result['samples_per_second']:.1f} |")
+    rates = {name: sum(r["samples_per_second"] for n, _, r in rows if n == name) for name, *_ in variants}
+    baseline = rates[variants[0][0]]
+    for name, *_ in variants[1:]:
+        print(f"{name} against the straightforward way (mean samples/s): {rates[name] / baseline:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Training scenes and simulated clicks made in batches with torch ops, on the GPU or the CPU.
 
-The CPU composites of :mod:`training.data.composite` cost about 40 ms per scene on one core, which caps a
-GPU at a few hundred samples/s. Here a whole batch is made at once on the training device from a
+The CPU composites of :mod:`training.data.composite` cost about 10 ms per 320² scene on one core, which
+caps a GPU at a few hundred samples/s (on the CPU they are the faster ones: ``training.benchmarks.scenes``).
+Here a whole batch is made at once on the training device from a
 :class:`SceneBank` (the data pack's images as uint8 tensors on that device):
 
 * photo scenes: a background crop (affine warp with ``grid_sample``), then 1..``max_objects`` cut-outs,
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from model.threshold import DEFAULT_THRESHOLD
+from training.morphology import dilate
 
 # MR tissue classes in SceneBank.mr_tissue
 TISSUE_OUTSIDE, TISSUE_OTHER, TISSUE_GREY, TISSUE_WHITE = 0, 1, 2, 3
@@ -500,7 +502,7 @@ def initial_points(
     positives = _sample_pixels(depth**2, max_positive, gen)
     n_pos = torch.clamp(1 + _geometric(count, gamma, dev, gen), max=max_positive)
 
-    band = F.max_pool2d(inside.float(), 31, 1, 15) > 0.5
+    band = dilate(inside.float(), 15) > 0.5
     negative_weights = (band & ~inside).float() * 3 + others.float() * 2 + (~inside).float() * 0.1
     negatives = _sample_pixels(negative_weights * (~inside), max_negative, gen)
     n_neg = torch.clamp(_geometric(count, gamma, dev, gen), max=max_negative)

@@ -57,6 +57,24 @@ def test_clicking_an_unreadable_file_says_why_and_the_dock_keeps_showing_the_can
     window.close()
 
 
+def test_a_folder_scan_that_ends_late_never_overrides_a_status_seen_since(qtbot) -> None:
+    """The sidecar scan starts when the folder is listed; an image found unreadable (or left with clicks)
+    before the scan ends keeps that mark (the race the test above met under load)."""
+    from isegformer_app.ui.file_list import FileListPanel
+
+    panel = FileListPanel()
+    qtbot.addWidget(panel)
+    panel.set_paths([Path("a.png"), Path("b.png"), Path("c.png")])
+    panel.set_status(1, "unreadable")
+    for index, status in enumerate(["new", "new", "done"]):  # the scan's late result
+        panel.fill_status(index, status)
+    assert panel.statuses == ["new", "unreadable", "done"]
+    assert panel.text(1).startswith("✕") and panel.text(2).startswith("●")
+    panel.set_paths([Path("a.png"), Path("b.png")])  # a new listing: its scan fills every row again
+    panel.fill_status(1, "in progress")
+    assert panel.statuses == ["new", "in progress"]
+
+
 # 4 ------------------------------------------------------------------ export reasons, negative images
 def test_export_names_each_skipped_image_with_its_true_reason_and_exports_images_marked_empty(
     qtbot, tmp_path, folder

@@ -36,11 +36,13 @@ class FileListPanel(QWidget):
         layout.addWidget(self.list)
         self.statuses: list[ImageStatus] = []
         self.names: list[str] = []
+        self._known: set[int] = set()  # rows whose status was seen after the listing (not a scan's)
 
     def set_paths(self, paths: list[Path]) -> None:
         self.list.clear()
         self.names = [p.name for p in paths]
         self.statuses = ["new"] * len(paths)
+        self._known = set()
         for i, name in enumerate(self.names):
             item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, i)
@@ -48,7 +50,19 @@ class FileListPanel(QWidget):
             self._paint(i)
 
     def set_status(self, index: int, status: ImageStatus) -> None:
-        if 0 <= index < len(self.statuses) and self.statuses[index] != status:
+        """A status seen now (opened, left, found unreadable): a later folder scan never overrides it."""
+        if 0 <= index < len(self.statuses):
+            self._known.add(index)
+            self._set(index, status)
+
+    def fill_status(self, index: int, status: ImageStatus) -> None:
+        """A status read by the background folder scan, which started when the folder was listed: it
+        fills only rows with nothing newer (an image found unreadable meanwhile stays marked so)."""
+        if 0 <= index < len(self.statuses) and index not in self._known:
+            self._set(index, status)
+
+    def _set(self, index: int, status: ImageStatus) -> None:
+        if self.statuses[index] != status:
             self.statuses[index] = status
             self._paint(index)
 

@@ -199,8 +199,8 @@ class ImageMode(QObject):
         def done(task: BackgroundTask) -> None:
             if task.error is None and project is self.project:
                 for i, status in enumerate(task.result):
-                    if status is not None and i != project.index:
-                        self.files.set_status(i, status)
+                    if status is not None:
+                        self.files.fill_status(i, status)
 
         run_task(self.services.parent, "Read folder", work, done, dialog=False)
 

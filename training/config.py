@@ -88,8 +88,8 @@ class TrainConfig:
     checkpoint_interval: int = 5  # epochs between numbered checkpoints (last_checkpoint.pth: every epoch)
     resume_every_steps: int = 0  # also write resume.pt every N steps (0 = at epoch ends only)
     log_every_steps: int = 1
-    # NHWC tensors: convolutions run through oneDNN's channels-last kernels on CPUs (measured 2-3x faster
-    # steps for EfficientNet-Lite0, see training/benchmarks/train_step.py), and tensor cores on GPUs
+    # NHWC tensors: convolutions run through oneDNN's channels-last kernels on CPUs (EfficientNet-Lite0's
+    # whole steps 1.2-1.3x faster, training/benchmarks/train_step.py), and tensor cores on GPUs
     channels_last: bool = False
     # depth-wise convolutions in float32 where the CPU trains under bf16 autocast (its bf16 depth-wise
     # backward is slow; see training/depthwise_precision.py)

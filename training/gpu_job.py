@@ -201,8 +201,8 @@ class Job:
         self.config, self.device, self.maker = config, device, maker
         self.model = model.to(device)
         self.cuda = device.type == "cuda"
-        # channels-last on both: tensor cores on the GPU; oneDNN's NHWC kernels on the CPU (measured
-        # 6.8-7.6 against 4.5-5.2 samples/s at 320², batch 16, 2 cores)
+        # channels-last on both: tensor cores on the GPU; oneDNN's NHWC kernels on the CPU (7.7-9.0
+        # against 5.5-5.6 samples/s at 320², batch 16, 2 cores: training.benchmarks.train_step --pack)
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

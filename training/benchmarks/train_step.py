@@ -26,7 +26,7 @@ import torch
 
 from training.config import load_config
 from training.data.gpu_scenes import SceneConfig, SceneMaker
-from training.data.pack import read_pack
+from training.data.pack import DataPack, read_pack
 from training.gpu_job import Job, JobConfig, bank_from_pack, load_start
 from training.train import build_from_config, build_sources, build_train_set, resolve_config
 from training.trainer import Trainer
@@ -71,7 +71,7 @@ def measure(
 
 
 def measure_job(
-    pack_path: str,
+    pack: DataPack,
     channels_last: bool,
     float32_depthwise: bool,
     steps: int,
@@ -80,7 +80,6 @@ def measure_job(
 ) -> dict:
     """The GPU job's step on the CPU: seconds per part and samples/s over ``steps`` steps after one
     warm-up step."""
-    pack = read_pack(pack_path)
     model, _ = load_start(pack, None)
     device = torch.device("cpu")
     maker = SceneMaker(bank_from_pack(pack, device), SceneConfig(size=size))
@@ -118,9 +117,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("channels-last, fp32 depth-wise (default)", True, True),
     )
 
+    pack = read_pack(args.pack) if args.pack else None  # read once for every run
+
     def run(channels_last: bool, float32_depthwise: bool) -> dict:
-        if args.pack:
-            return measure_job(args.pack, channels_last, float32_depthwise, args.steps)
+        if pack is not None:
+            return measure_job(pack, channels_last, float32_depthwise, args.steps)
         return measure(args.config, args.data_root, channels_last, float32_depthwise, args.steps)
 
     run(True, True)  # warm-up, not reported: caches fill

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from model.threshold import DEFAULT_THRESHOLD
-from training.morphology import dilate
+from training.morphology import dilate, erode
 
 # MR tissue classes in SceneBank.mr_tissue
 TISSUE_OUTSIDE, TISSUE_OTHER, TISSUE_GREY, TISSUE_WHITE = 0, 1, 2, 3
@@ -167,7 +167,7 @@ def approximate_distance(mask: torch.Tensor, reach: int = 24, scale: int = 2) ->
     total = torch.zeros_like(small)
     current = F.pad(small, (1, 1, 1, 1))
     for _ in range(max(1, reach // scale)):
-        current = -F.max_pool2d(-current, 3, 1, 1)
+        current = erode(current, 1)
         current[:, :, 0, :] = current[:, :, -1, :] = 0
         current[:, :, :, 0] = current[:, :, :, -1] = 0
         total = total + current[:, :, 1:-1, 1:-1]

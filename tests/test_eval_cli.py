@@ -251,3 +251,29 @@ def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tm
     err = capsys.readouterr().err
     assert "nothing was run" in err and "mask size (40, 64) differs" in err and "second:" in err
     assert not out.exists()
+
+
+def test_offline_eval_sets_read_back_as_the_benchmark_objects(tmp_path: Path) -> None:
+    """``offline_assets --eval-out`` writes ``voc`` and ``mr_real`` (no asset cache needed) so that
+    ``isegformer-eval``'s Export reader gives back exactly the engine benchmark's objects."""
+    from model.evaluation.samples import mr_samples, voc_samples
+    from training.data.offline_assets import write_eval_sets
+
+    write_eval_sets(tmp_path / "no_assets", tmp_path / "eval")
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["mr_real", "voc"]
+
+    real_mr = {s.name: s for s in mr_samples()}
+    read = list(open_dataset("Export", tmp_path / "eval" / "mr_real"))
+    assert sorted(s.name for s in read) == sorted(real_mr) and len(read) == 7
+    for sample in read:
+        expected = real_mr[sample.name]
+        assert sample.object_ids == [1]
+        np.testing.assert_array_equal(sample.image, expected.image)
+        np.testing.assert_array_equal(sample.instances == 1, expected.mask)
+
+    (voc,) = open_dataset("Export", tmp_path / "eval" / "voc")
+    objects = voc_samples()
+    np.testing.assert_array_equal(voc.image, objects[0].image)
+    assert voc.object_ids == list(range(1, len(objects) + 1))
+    for object_id, sample in enumerate(objects, 1):
+        np.testing.assert_array_equal(voc.instances == object_id, sample.mask)

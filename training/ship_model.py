@@ -26,7 +26,7 @@ from resources import CLASSICAL_ENGINE, MODALITIES
 
 # modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC
 # photo; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other scanners and
-# body parts (pydicom-data, nibabel; the masks of model.benchmarks.engines.mr_samples)
+# body parts (pydicom-data, nibabel: model.evaluation.samples; all three written by offline_assets --eval-out)
 MODALITY_SETS = dict(zip(MODALITIES, (("voc",), ("mni", "mr_real")), strict=True))
 
 

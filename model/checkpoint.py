@@ -207,8 +207,11 @@ class OriginalCheckpoint:
 
 
 def _config_params(config: dict[str, Any], path: str) -> dict[str, Any]:
+    entries = config.get("params", {})
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"{path}: the config's 'params' is not a mapping ({type(entries).__name__})")
     params = {}
-    for name, entry in config.get("params", {}).items():
+    for name, entry in entries.items():
         if not isinstance(entry, dict) or "value" not in entry:
             raise CheckpointError(f"{path}: parameter {name!r} of the config is not in the original format")
         params[name] = entry["value"]
@@ -243,7 +246,7 @@ def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     if isinstance(raw, list):
         raise CheckpointError(f"{path}: holds a list of models (click-count ensembles are not supported)")
     if not isinstance(raw, dict) or "state_dict" not in raw or "config" not in raw:
-        keys = sorted(raw)[:8] if isinstance(raw, dict) else type(raw).__name__
+        keys = sorted(map(str, raw))[:8] if isinstance(raw, dict) else type(raw).__name__
         raise CheckpointError(
             f"{path}: not an interactive-segmentation checkpoint: expected keys 'state_dict' and 'config' "
             f"(RITM/iSegFormer format), found {keys}"
@@ -252,14 +255,18 @@ def read_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     if not isinstance(config, dict) or not isinstance(config.get("class"), str):
         raise CheckpointError(f"{path}: 'config' has no model class name")
     state_dict = raw["state_dict"]
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors")
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of names to tensors")
+    metadata = raw.get(META_KEY)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: '{META_KEY}' is not a mapping (found {type(metadata).__name__})")
     return OriginalCheckpoint(
         path=path,
         class_name=config["class"],
         params=_config_params(config, path),
         state_dict=dict(state_dict),
-        metadata=dict(raw.get(META_KEY) or {}),
+        metadata=dict(metadata or {}),
     )
 
 

@@ -137,9 +137,12 @@ def read_sidecar(path: Path) -> SidecarContents:
     meta, arrays = read_sidecar_file(path, FORMAT_VERSION)
     try:
         h, w = (int(v) for v in meta["working_size"])
-        masks = np.unpackbits(arrays.pop("masks"), axis=-1, count=w).astype(bool)
+        packed = arrays.pop("masks")
+        # checked before unpacking: ``w`` sizes the unpacked array (a hostile 10**12 would allocate terabytes)
+        consistent = packed.ndim == 3 and packed.shape[1:] == (h, (w + 7) // 8)
+        masks = np.unpackbits(packed, axis=-1, count=w).astype(bool) if consistent else packed
         brush = arrays["brush"]
-        consistent = masks.shape == (len(meta["objects"]), h, w) and brush.shape == (h, w)
+        consistent = consistent and masks.shape == (len(meta["objects"]), h, w) and brush.shape == (h, w)
     except (ValueError, KeyError, TypeError) as exc:
         raise SidecarError(f"Autosave file {path.name} is unreadable ({exc}).") from exc
     if not consistent:

@@ -121,7 +121,10 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
                           f"{MAX_OPEN_PIXELS / 1e6:.0f} this app opens")  # fmt: skip
                 message = f"Cannot open {path.name}: {reason}. Tile or downscale it first."
                 raise ImageLoadError(message, reason)
-            frames = int(getattr(img, "n_frames", 1) or 1)
+            try:
+                frames = int(getattr(img, "n_frames", 1) or 1)
+            except TypeError as exc:  # PIL: a later page of a multi-page TIFF is damaged (no dimensions)
+                raise ValueError(f"a page after the first is damaged ({exc})") from exc
             if frames > 1:
                 notices.append(f"{img.format} with {frames} frames/pages: only the first is annotated")
             orientation = img.getexif().get(0x0112, 1)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +70,10 @@ def check_declared_size(path: Path) -> None:
         raise ValueError(f"{declared / 2**30:.1f} GiB of arrays declared")
 
 
-# what reading a hostile or torn file can raise, besides SidecarError itself
+# what reading a hostile or torn file can raise, besides SidecarError itself (RuntimeError: zipfile's
+# "encrypted" and NotImplementedError "unsupported compression method / zip version")
 READ_ERRORS = (OSError, ValueError, KeyError, TypeError, OverflowError, EOFError, zipfile.BadZipFile,
-               MemoryError)  # fmt: skip
+               MemoryError, zlib.error, lzma.LZMAError, RuntimeError)  # fmt: skip
 
 
 def encode_sidecar(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:

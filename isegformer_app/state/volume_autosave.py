@@ -34,6 +34,7 @@ from isegformer_app.state.volume_sidecar import (  # noqa: F401  (the file forma
     write_snapshot,
 )
 from isegformer_app.volumes import Volume, slicing
+from isegformer_app.volumes.labels import MAX_LABEL
 from model.threshold import checked_threshold
 
 
@@ -82,6 +83,8 @@ def restore_volume_document(doc: VolumeDocument, contents: dict) -> None:
         objects = [VolumeObject(int(o["uid"]), str(o["label"]), as_color(o["color"]),
                                 bool(o["visible"])) for o in meta["objects"]]  # fmt: skip
         next_value = max([int(meta["next_value"]), *(o.uid + 1 for o in objects)])
+        if next_value > MAX_LABEL + 1 or any(not 0 < o.uid <= MAX_LABEL for o in objects):
+            raise ValueError(f"label values must be in 1..{MAX_LABEL}")  # else the next new object fails
         threshold = checked_threshold(meta.get("threshold", doc.threshold))
         active = meta.get("active")
         if active is not None and int(active) not in {o.uid for o in objects}:

@@ -152,12 +152,11 @@ def frame_pixels(dataset: Dataset) -> np.ndarray:
     """
     pixels = dataset.pixel_array
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    count = int(dataset.get("NumberOfFrames", 1) or 1)
     if str(dataset.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, dataset)
         samples = 3
     if samples > 1:
-        if count == 1:
+        if pixels.ndim == 3:  # one frame, whatever NumberOfFrames says (0 or empty gives several)
             pixels = pixels[None]
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return pixels[..., :3].astype(np.float32) @ weights

@@ -29,6 +29,10 @@ from .slice_grid import POSITION_TOLERANCE_MM, SliceGrid, fill_missing_positions
 from .volume import Volume
 from .windowing import WindowPreset, modality_presets
 
+# a tilt-corrected grid may cover at most this many times a slice's area (30 degrees of tilt over a
+# long series stay under about 2.7)
+MAX_TILT_GRID_FACTOR = 4
+
 DEFAULT_ORIENTATION = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
@@ -78,6 +82,8 @@ def _read_files(paths: list[Path], monitor: LoadMonitor, warnings: list[str]) ->
         try:
             dataset = pydicom.dcmread(path, force=True)
             _ensure_transfer_syntax(dataset)
+            for _element in dataset:  # values convert on first access: a damaged one fails here, not later
+                pass
         except Exception as exc:
             warnings.append(f"skipped {path.name}: unreadable DICOM ({type(exc).__name__}: {exc})")
             continue
@@ -85,16 +91,16 @@ def _read_files(paths: list[Path], monitor: LoadMonitor, warnings: list[str]) ->
         if reason is not None:
             warnings.append(f"skipped {path.name}: {reason}")
             continue
-        try:
-            file_frames = frames_of(dataset, path)
-        except Exception as exc:  # malformed geometry/rescale values
-            warnings.append(f"skipped {path.name}: malformed header ({type(exc).__name__}: {exc})")
-            continue
-        try:
+        try:  # the pixels first: they refuse a NumberOfFrames the file cannot hold (1e9 frames to describe)
             stored = frame_pixels(dataset)
         except Exception as exc:  # truncated pixel data, unsupported compression, missing pixel data
             warnings.append(f"skipped {path.name}: cannot read its pixel data ({type(exc).__name__}: {exc})"
                             + _codec_hint(dataset))
+            continue
+        try:
+            file_frames = frames_of(dataset, path)
+        except Exception as exc:  # malformed geometry/rescale values
+            warnings.append(f"skipped {path.name}: malformed header ({type(exc).__name__}: {exc})")
             continue
         if len(file_frames) != stored.shape[0]:
             warnings.append(f"skipped {path.name}: NumberOfFrames={len(file_frames)} but {stored.shape[0]} "
@@ -149,6 +155,11 @@ def load_dicom_files(files: Sequence[Path | str], progress: ProgressCallback | N
     affine_lps = affine_from_dicom(origin, row_cosine, column_cosine, column_spacing, row_spacing, step_lps)
     # Rounded to float32 so the affine written to NIfTI (float32 fields) reads back identical.
     affine_ras = lps_to_ras(affine_lps).astype(np.float32).astype(np.float64)
+    if not np.all(np.isfinite(affine_ras)) or np.linalg.det(affine_ras[:3, :3]) == 0:
+        raise VolumeError("invalid geometry: PixelSpacing, the slice spacing, ImageOrientationPatient or "
+                          "ImagePositionPatient give a singular or non-finite voxel grid "
+                          f"(pixel spacing {row_spacing:g} x {column_spacing:g} mm, slice step "
+                          f"{np.round(step_lps, 6).tolist()} mm)")  # fmt: skip
     source_shape = (stack.shape[2], stack.shape[1], stack.shape[0])
     source = SourceGeometry(kind="dicom", path=paths[0].parent, shape=source_shape, affine=affine_ras,
                             to_display=display_transform(affine_ras))
@@ -196,8 +207,8 @@ def _ensure_transfer_syntax(dataset: pydicom.Dataset) -> None:
 
 def _codec_hint(dataset: pydicom.Dataset) -> str:
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or not syntax.is_compressed:
-        return ""
+    if not isinstance(syntax, uid.UID) or not syntax.is_transfer_syntax or not syntax.is_compressed:
+        return ""  # none, or not a transfer syntax at all (a damaged header)
     return (f" [compressed transfer syntax {syntax.name}: unless the file is damaged, decoding it needs "
             "an extra pydicom plugin such as pylibjpeg (+ pylibjpeg-libjpeg / pylibjpeg-openjpeg) "
             "or python-gdcm]")
@@ -288,10 +299,18 @@ def _build_stack(grid: SliceGrid, frames: list[DicomFrame], pixels: list[np.ndar
     x0 = y0 = 0
     if grid.resample_in_plane:  # grow the grid to hold every frame's footprint
         shifts = np.array([shift(k, i) for k, source in enumerate(grid.sources) for i, _ in source])
+        if not np.all(np.isfinite(shifts)):
+            raise VolumeError("the slices are shifted in-plane against each other beyond any gantry tilt: "
+                              "they are not one stack (choose the files of one stack)")
         (low_x, low_y), (high_x, high_y) = shifts.min(axis=0), shifts.max(axis=0)
         x0, y0 = min(0, int(np.floor(-high_x + 1e-6))), min(0, int(np.floor(-high_y + 1e-6)))
         x1, y1 = int(np.ceil(columns - 1 - low_x - 1e-6)), int(np.ceil(rows - 1 - low_y - 1e-6))
+        frame_columns, frame_rows = columns, rows
         columns, rows = max(columns - 1, x1) - x0 + 1, max(rows - 1, y1) - y0 + 1
+        if columns * rows > MAX_TILT_GRID_FACTOR * frame_columns * frame_rows:  # else a grid of any size
+            raise VolumeError(f"the slices are shifted in-plane against each other far beyond a gantry tilt "
+                              f"(the corrected grid would be {columns}x{rows} pixels for {frame_columns}x"
+                              f"{frame_rows} slices): they are not one stack (choose the files of one stack)")
     stack = np.full((grid.n_slices, rows, columns), background, dtype=np.float32)
     for k, source in enumerate(grid.sources):
         if not source:

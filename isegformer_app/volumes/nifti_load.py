@@ -53,13 +53,15 @@ def _check_declared_size(image: nib.Nifti1Image, path: Path) -> None:
     """Refuse, before reading, a header that declares more voxels than we load, or (uncompressed) more
     bytes than the file holds."""
     shape = tuple(int(s) for s in image.shape)
+    if any(size <= 0 for size in shape):
+        raise VolumeError(f"{path.name} declares an image of shape {shape}: an axis without voxels")
     voxels = int(np.prod(shape[:3], dtype=np.int64)) if shape else 0
     if voxels > MAX_VOXELS:
         size = " x ".join(str(s) for s in shape[:3])
         raise VolumeError(f"{path.name} declares {size} voxels ({voxels * 4 / 2**30:.0f} GiB as float32); "
                           f"volumes above {MAX_VOXELS:,} voxels are not supported")  # fmt: skip
     if not str(path).lower().endswith(".gz"):
-        offset = int(image.header.get_data_offset())
+        offset = int(image.dataobj.offset)  # what is read (the header copy may have reset a bad vox_offset)
         needed = offset + int(np.prod(shape, dtype=np.int64)) * image.get_data_dtype().itemsize
         if path.stat().st_size < needed:
             raise VolumeError(f"{path.name} is truncated: its header declares {needed:,} bytes of image, "
@@ -112,7 +114,8 @@ def _spatial_data(image: nib.Nifti1Image, name: str, frame: int | None, warnings
         if not 0 <= chosen < frames:
             raise VolumeError(f"{name}: frame {chosen} is out of range 0..{frames - 1}")
         index = (slice(None),) * 3 + (chosen,) + (0,) * len(extra)
-    return _read_voxels(lambda: np.asarray(proxy[index], dtype=np.float32), name)
+    # np.array: a float32 frame comes back as a read-only view of the file's bytes (NaN replaced in place)
+    return _read_voxels(lambda: np.array(proxy[index], dtype=np.float32), name)
 
 
 def _geometry(image: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> SourceGeometry:

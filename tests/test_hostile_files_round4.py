@@ -253,3 +253,28 @@ def test_malformed_checkpoint_structure_is_a_checkpoint_error(tmp_path, payload,
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=message):  # were TypeError / AttributeError / RuntimeError
         read_checkpoint(path)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "resources" / "models" / "isegformer_lite0.pth"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("norm_radius", float("nan"), "norm_radius must be a finite number above 0"),
+    ("norm_radius", -5.0, "norm_radius must be a finite number above 0"),
+    ("norm_radius", "five", "norm_radius is not a number"),
+    ("norm_mean_std", [[0.5, 0.5, 0.5], [0.2, 0.0, 0.2]], "standard deviation of norm_mean_std"),
+    ("norm_mean_std", [[0.5, 0.5], [0.2, 0.2]], "two rows of three finite numbers"),
+    ("norm_mean_std", 7, "not two rows of three numbers"),
+], ids=["radius-nan", "radius-negative", "radius-text", "std-zero", "two-channels", "not-rows"])
+def test_click_encoding_parameters_that_would_ignore_clicks_are_refused(
+    tmp_path, name, value, message
+) -> None:
+    from model.checkpoint import load_checkpoint
+
+    payload = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert payload["config"]["params"][name]["value"] is not None
+    payload["config"]["params"][name]["value"] = value
+    path = tmp_path / "model.pth"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message):  # NaN / -5 loaded into a model blind to clicks
+        load_checkpoint(path)

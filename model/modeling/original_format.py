@@ -8,6 +8,7 @@ import this module, never the other way round.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -117,17 +118,42 @@ def encoding_from_params(params: dict[str, Any], path: str = "") -> ClickEncodin
         raise CheckpointError(f"{path}: the 'conv_extend' click fusion is not supported")
     else:
         fusion = ClickFusion.MAPS_TRANSFORM
-    mean, std = params.get("norm_mean_std", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    mean, std = _mean_std(params.get("norm_mean_std", ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))), path)
     return ClickEncoding(
         fusion=fusion,
         with_prev_mask=bool(params.get("with_prev_mask", False)),
         binary_prev_mask=bool(params.get("binary_prev_mask", False)),
-        radius=float(params.get("norm_radius", 260)),
+        radius=_positive_number(params.get("norm_radius", 260), "norm_radius", path),
         use_disks=bool(params.get("use_disks", False)),
         use_leaky_relu=bool(params.get("use_leaky_relu", False)),
         with_aux_output=bool(params.get("with_aux_output", False)),
-        norm_mean_std=(tuple(mean), tuple(std)),
+        norm_mean_std=(mean, std),
     )
+
+
+def _positive_number(value: Any, name: str, path: str) -> float:
+    """``value`` as a finite float above 0; CheckpointError otherwise (a NaN or negative click radius
+    would load into a model that silently ignores every click)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {name} is not a number ({value!r})") from exc
+    if not math.isfinite(number) or number <= 0:
+        raise CheckpointError(f"{path}: {name} must be a finite number above 0, not {number}")
+    return number
+
+
+def _mean_std(value: Any, path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The three channel means and (positive) standard deviations of ``norm_mean_std``."""
+    try:
+        mean, std = (tuple(float(v) for v in row) for row in value)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: norm_mean_std is not two rows of three numbers ({value!r})") from exc
+    if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean):
+        raise CheckpointError(f"{path}: norm_mean_std is not two rows of three finite numbers ({value!r})")
+    for v in std:
+        _positive_number(v, "a standard deviation of norm_mean_std", path)
+    return mean, std
 
 
 def encoding_to_params(enc: ClickEncoding) -> dict[str, Any]:

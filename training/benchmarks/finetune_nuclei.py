@@ -1,6 +1,7 @@
 """Benchmark: does fine-tuning on a user's annotations help on data nobody here made?
 
     python -m training.benchmarks.finetune_nuclei --weights BASE.pth [--max-minutes 5] [--out DIR]
+    python -m training.benchmarks.finetune_nuclei --out DIR --write-only   # DIR/export for isegformer-eval
 
 The user is simulated: the fluorescence nuclei image of the 2018 Data Science Bowl (Caicedo et al., Nature
 Methods 2019) with its ground-truth instance mask, as shipped in the ``stardist`` wheel on PyPI (fetched
@@ -78,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--eval-objects", type=int, default=16, help="held-out objects measured")
     parser.add_argument("--no-flip", action="store_true", help="measure without the flip (twice as fast)")
+    parser.add_argument("--write-only", action="store_true", help="write OUT/export (all tiles) and stop")
     args = parser.parse_args(argv)
     out = Path(args.out)
     objects = write_tiles(*nuclei_image(Path(args.cache)), out / "export")
+    if args.write_only:
+        print(f"{objects} nuclei in {GRID[0] * GRID[1]} tiles -> {out / 'export'}")
+        return 0
     config = load_config(resolve_config("finetune"))
     config = dataclasses.replace(
         config,

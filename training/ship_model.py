@@ -1,6 +1,6 @@
 """Ship a trained default network: its fp16 weights and, beside them, the measured default per modality.
 
-    SETS=voc:Export=EVAL/voc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
+    SETS=voc:Export=EVAL/voc,arc:Export=EVAL/arc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
     isegformer-eval --checkpoint W --datasets $SETS --output net
     isegformer-eval --engine geo_grabcut --datasets $SETS --output geo
     isegformer-eval --checkpoint resources/models/isegformer_lite0.pth --datasets $SETS --output shipped

@@ -88,8 +88,6 @@ def import_volume_labels(path: Path | str, volume: Volume) -> ImportedLabels:
         table = read_itksnap_labels(table_path)
     except (OSError, VolumeError) as error:
         return ImportedLabels(labels, table_error=f"{table_path.name} could not be read ({error}).")
-    for value in labels.present_values():
-        if value in table:
-            labels.labels[value] = table[value]
+    for value in labels.labels.keys() & table.keys():  # the values present, named when the map was read
+        labels.labels[value] = table[value]
     return ImportedLabels(labels, table_path)
-

@@ -91,8 +91,9 @@ def read_itksnap_labels(path: Path | str) -> dict[int, LabelInfo]:
     :data:`MAX_LABEL` are skipped; colours are clamped to 0..255 and opacities to 0..1 (hand-edited
     tables must not break palettes). ``VolumeError`` for a file too large to be a table."""
     path = Path(path)
-    if path.stat().st_size > MAX_TABLE_BYTES:
-        raise VolumeError(f"{path.name} is {path.stat().st_size >> 20} MiB: not a label description file")
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise VolumeError(f"{path.name} is {size >> 20} MiB: not a label description file")
     table: dict[int, LabelInfo] = {}
     for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         match = _ITKSNAP_ROW.match(line)

@@ -251,6 +251,33 @@ def test_initial_points_fall_on_the_right_side():
     assert int((negatives[..., 0] >= 0).sum()) > 0
 
 
+def _click_counts(points: torch.Tensor, num_points: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    valid = points[..., 0] >= 0
+    return valid[:, :num_points].sum(1), valid[:, num_points:].sum(1)
+
+
+def test_single_click_share_starts_scenes_from_one_positive_click():
+    target = _square_target(400)
+    others = torch.zeros_like(target, dtype=torch.bool)
+    others[:, :, 35:45, 2:12] = True
+
+    def single_scenes(share: float) -> int:
+        points = initial_points(
+            target, others, 12, torch.Generator().manual_seed(3), single_click_share=share
+        )
+        positives, negatives = _click_counts(points)
+        return int(((positives == 1) & (negatives == 0)).sum())
+
+    # without the option, 1 positive (p 0.3) and no negative (p 0.51): about 15 % of 400 scenes
+    plain, share_half, share_all = single_scenes(0.0), single_scenes(0.5), single_scenes(1.0)
+    assert 30 <= plain <= 95
+    assert 200 <= share_half <= 300  # 0.5 + 0.5 x 0.15 of them
+    assert share_all == 400
+    points = initial_points(target, others, 12, torch.Generator().manual_seed(4), single_click_share=1.0)
+    y, x = points[:, 0, 0].long(), points[:, 0, 1].long()
+    assert bool((target[0, 0, y, x] == 1).all())  # the one click is a positive inside the target
+
+
 def test_correction_clicks_answer_the_larger_error():
     target = _square_target(3)
     points = torch.full((3, 24, 3), -1.0)
@@ -310,6 +337,8 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--boundary-weight", "0.5"], "--boundary-weight must be at least 1"),
         (["--minutes", "1", "--size", "8"], "--size must be at least 32"),
         (["--minutes", "1", "--lr", "-1"], "--lr must be above 0"),
+        (["--minutes", "1", "--single-click-share", "1.5"], "--single-click-share must be between 0 and 1"),
+        (["--minutes", "1", "--single-click-share", "nan"], "--single-click-share must be between 0 and 1"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
         (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),
     ],

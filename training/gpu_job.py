@@ -74,6 +74,7 @@ class JobConfig:
     grad_clip_norm: float = 2.0
     boundary_weight: float = 1.0  # > 1: the NFL weights a band around the target's edge (FocalClick's WFNL)
     boundary_width: float = 0.015  # that band's half-width, a share of the scene side
+    single_click_share: float = 0.0  # scenes that start from one positive click alone (initial_points)
     save_every_seconds: float = 150.0
     eval_max_clicks: int = 20
     eval_max_objects: int = 200  # per evaluation set
@@ -262,7 +263,9 @@ class Job:
         self.timer.start(self.steps)
         batch = self.maker.batch(cfg.batch_size, gen)
         self.timer.lap("scenes")
-        points = initial_points(batch.targets, batch.others, cfg.num_points, gen)
+        points = initial_points(
+            batch.targets, batch.others, cfg.num_points, gen, single_click_share=cfg.single_click_share
+        )
         prev = torch.zeros_like(batch.targets)
         self.timer.lap("click_rule")
         corrections = int(torch.randint(cfg.max_correction_clicks + 1, (1,)).item())
@@ -544,6 +547,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=JobConfig.boundary_weight,
         help="weight of the loss in a band around each target's edge (1 = plain NFL; FocalClick uses 2)",
     )
+    parser.add_argument(
+        "--single-click-share",
+        type=float,
+        default=JobConfig.single_click_share,
+        help="share of scenes that start from one positive click alone, as a user does (0..1)",
+    )
     parser.add_argument("--eval-clicks", type=int, default=JobConfig.eval_max_clicks)
     parser.add_argument("--eval-objects", type=int, default=JobConfig.eval_max_objects)
     parser.add_argument("--no-self-check", action="store_true", help="skip the CUDA self-check")
@@ -565,6 +574,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--lr must be above 0"
     if not args.boundary_weight >= 1:
         return "--boundary-weight must be at least 1"
+    if not 0 <= args.single_click_share <= 1:
+        return "--single-click-share must be between 0 and 1"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:
@@ -593,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_max_clicks=args.eval_clicks,
         eval_max_objects=args.eval_objects,
         boundary_weight=args.boundary_weight,
+        single_click_share=args.single_click_share,
     )
     if args.batch_size not in (None, "auto"):
         config = dataclasses.replace(config, batch_size=int(args.batch_size))

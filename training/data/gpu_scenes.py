@@ -487,12 +487,15 @@ def initial_points(
     max_positive: int = 8,
     max_negative: int = 8,
     gamma: float = 0.7,
+    single_click_share: float = 0.0,
 ) -> torch.Tensor:
     """The clicks a scene starts with, (B, 2 * num_points, 3) in :mod:`model.clicks`' layout.
 
     1 + Geometric(1 - gamma) positives (at most ``max_positive``) inside the target, drawn in proportion
     to distance², and Geometric negatives (at most ``max_negative``, none in 30 % of scenes) drawn from a
-    band around the target, from other objects and from anywhere on the background.
+    band around the target, from other objects and from anywhere on the background. A
+    ``single_click_share`` of the scenes starts from one positive click and nothing else, as a user does
+    (SAM trains every mask from one prompt); 0 leaves the random stream as it was without the option.
     """
     if max(max_positive, max_negative) + 3 > num_points:
         raise ValueError("num_points must leave room for the correction clicks")
@@ -507,6 +510,10 @@ def initial_points(
     negatives = _sample_pixels(negative_weights * (~inside), max_negative, gen)
     n_neg = torch.clamp(_geometric(count, gamma, dev, gen), max=max_negative)
     n_neg = torch.where(_chance(count, 0.3, dev, gen), torch.zeros_like(n_neg), n_neg)
+    if single_click_share > 0:
+        single = _chance(count, single_click_share, dev, gen)
+        n_pos = torch.where(single, torch.ones_like(n_pos), n_pos)
+        n_neg = torch.where(single, torch.zeros_like(n_neg), n_neg)
 
     points = torch.full((count, 2 * num_points, 3), -1.0, device=dev)
     order = torch.arange(max(max_positive, max_negative), device=dev).view(1, -1)

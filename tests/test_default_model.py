@@ -14,6 +14,7 @@ from isegformer_app.settings import Settings
 from isegformer_app.ui.main_window import MainWindow
 from model.build import build_model
 from model.checkpoint import save_checkpoint
+from model.predictor import INTERACTIVE_MAX_SIZE
 from model.runtime_tuning import RuntimeChoice, candidate_settings, measure_runtime
 
 
@@ -89,6 +90,9 @@ def test_app_defaults_to_the_bundled_network(qtbot, tmp_path, bundled, messages)
     assert len(settings.runtime_choices) == 1  # measured once, cached for this model and machine
     choice = RuntimeChoice.from_dict(next(iter(settings.runtime_choices.values())))
     assert window.worker.predictor.autocast == choice.precision
+    # a camera photo reaches the network at most INTERACTIVE_MAX_SIZE on its longer side (the limit's
+    # effect on the network input is test_predictor's test_max_size_limits_the_network_input)
+    assert window.worker.predictor.limit.max_size == INTERACTIVE_MAX_SIZE == 800
     window.models.use_engine("geo_grabcut")
     qtbot.waitUntil(lambda: window.models.active == ("engine", "geo_grabcut"), timeout=10000)
     window.close()

@@ -151,6 +151,8 @@ def test_checkpoint_predictors_follow_the_original_eval_mode(reference_dir) -> N
     assert davis.flip is not None and davis.model is grabcut.model  # loaded once
     plain = checkpoint_factory(checkpoint, "cpu", zoom_in=False, flip=False)("DAVIS")
     assert plain.zoom_in is None and plain.flip is None
+    assert davis.limit is None  # full size, as the original protocol
+    assert checkpoint_factory(checkpoint, "cpu", True, True, max_size=800)("GrabCut").limit.max_size == 800
 
 
 def test_cli_with_builtin_engine(tmp_path: Path) -> None:
@@ -187,6 +189,9 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys) -> None:
     assert main(["--checkpoint", str(tmp_path / "x.pth"), "--device", "gpu7", "--datasets", "Export",
                  "--data-root", str(tmp_path)]) == 2  # fmt: skip
     assert "invalid --device 'gpu7'" in capsys.readouterr().err
+    assert main(["--engine", "geo_grabcut", "--max-size", "8", "--datasets", "Export", "--data-root",
+                 str(tmp_path)]) == 2  # fmt: skip
+    assert "--max-size must be at least 32" in capsys.readouterr().err
 
 
 def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
@@ -208,7 +213,8 @@ def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
     monkeypatch.setattr(resources, "MODEL_DEFAULTS", defaults)
     assert main([*args, "--output", str(tmp_path / "net")]) == 0
     assert "the photo default, checkpoint" in capsys.readouterr().err
-    assert json.loads((tmp_path / "net" / "results.json").read_text())["checkpoint"].endswith("tiny_5ch.pth")
+    report = json.loads((tmp_path / "net" / "results.json").read_text())
+    assert report["checkpoint"].endswith("tiny_5ch.pth") and report["max_size"] is None
 
     monkeypatch.setattr(resources, "DEFAULT_MODEL", tmp_path / "not_installed.pth")
     assert main([*args, "--output", str(tmp_path / "engine")]) == 0

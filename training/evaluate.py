@@ -317,6 +317,8 @@ def check_dataset(dataset: EvalDataset) -> DatasetCheck:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
+    from model.predictor import INTERACTIVE_MAX_SIZE
+
     parser = argparse.ArgumentParser(
         prog="isegformer-eval",
         description="Number-of-clicks (NoC) evaluation with the RITM/iSegFormer click simulator.",
@@ -336,13 +338,24 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, default=Path("datasets"), help="datasets folder")
     parser.add_argument("--iou", type=float, default=0.90, help="target IoU: stop clicking once reached")
     parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object at most")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help="probability threshold of the mask (pixels above it are the object)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="probability threshold of the mask (pixels above it are the object)",
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--output", type=Path, default=Path("eval_results"), help="output folder")
     parser.add_argument("--no-zoom-in", action="store_true", help="disable ZoomIn (on by default, as RITM)")
     parser.add_argument(
         "--no-flip", action="store_true", help="no horizontal-flip averaging (the original always flips)"
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        help="limit the network's input to this many pixels on its longer side (default: full size, as "
+        f"the original protocol; the app uses {INTERACTIVE_MAX_SIZE}; networks only)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -369,9 +382,12 @@ def engine_factory(name: str) -> PredictorFactory:
     return lambda dataset_name: build_engine(name)
 
 
-def checkpoint_factory(checkpoint: Path, device: str, zoom_in: bool, flip: bool) -> PredictorFactory:
+def checkpoint_factory(
+    checkpoint: Path, device: str, zoom_in: bool, flip: bool, max_size: int | None = None
+) -> PredictorFactory:
     """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
-    with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode)."""
+    with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode) and the
+    network's input limited to ``max_size`` on its longer side (None: full size, as the original)."""
     from model.checkpoint import load_checkpoint
     from model.predictor import Predictor
     from model.transforms import ZoomIn
@@ -382,7 +398,7 @@ def checkpoint_factory(checkpoint: Path, device: str, zoom_in: bool, flip: bool)
         zoom = None
         if zoom_in:
             zoom = ZoomIn(target_size=ZOOM_IN_TARGET_SIZE.get(dataset_name, DEFAULT_ZOOM_IN_TARGET_SIZE))
-        return Predictor(network, device=device, zoom_in=zoom, with_flip=flip)
+        return Predictor(network, device=device, zoom_in=zoom, with_flip=flip, max_size=max_size)
 
     return make
 
@@ -410,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     if args.max_clicks < 1 or not 0.0 < args.iou <= 1.0:
         print("isegformer-eval: --max-clicks must be >= 1 and --iou in (0, 1]", file=sys.stderr)
+        return 2
+    if args.max_size is not None and args.max_size < 32:
+        print("isegformer-eval: --max-size must be at least 32 pixels", file=sys.stderr)
         return 2
     settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
     if not args.engine and args.checkpoint is None:
@@ -447,13 +466,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
             try:
                 make_predictor = checkpoint_factory(
-                    args.checkpoint, device, not args.no_zoom_in, not args.no_flip
+                    args.checkpoint, device, not args.no_zoom_in, not args.no_flip, args.max_size
                 )
             except CheckpointError as error:
                 raise ValueError(f"cannot load {args.checkpoint}: {error}") from error
             label = args.checkpoint.stem
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
-            run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip})
+            run_info.update(
+                {"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": args.max_size}
+            )
         require_output_folder(args.output)  # before the run, not after hours of it
     except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"isegformer-eval: {error}", file=sys.stderr)

@@ -77,7 +77,8 @@ def checkpoint_factory(
     name: str = "",
     threads: int = 0,
 ) -> Callable[[], object]:
-    """Builds the network predictor (in the worker thread, where it will run).
+    """Builds the network predictor (in the worker thread, where it will run); the network sees the
+    image with its longer side at most :data:`model.predictor.INTERACTIVE_MAX_SIZE`.
 
     ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
     precision, torch thread count and tensor layout that a short measurement found fastest on this machine
@@ -90,7 +91,7 @@ def checkpoint_factory(
         import torch
 
         from model.checkpoint import CheckpointError, load_checkpoint
-        from model.predictor import Predictor, fast_autocast
+        from model.predictor import INTERACTIVE_MAX_SIZE, Predictor, fast_autocast
 
         try:
             model = load_checkpoint(path, device=device)
@@ -108,7 +109,12 @@ def checkpoint_factory(
             torch.set_num_threads(choice.threads)
             autocast, channels_last = choice.precision, choice.channels_last
         return Predictor(
-            model, device=device, name=name or path.name, autocast=autocast, channels_last=channels_last
+            model,
+            device=device,
+            name=name or path.name,
+            autocast=autocast,
+            channels_last=channels_last,
+            max_size=INTERACTIVE_MAX_SIZE,
         )
 
     return build

@@ -7,6 +7,9 @@ installing (``dpkg -x``, zip):
 
 * Debian ``tuxpaint-stamps-default`` (GPL-2): RGBA stamp photos -> objects (the photographic ones:
   many colours; drawings and symbols are left out);
+* Debian ``scratch`` (media CC-BY-SA-3.0): the costumes that are photographs of people, animals,
+  vehicles and things (:data:`SCRATCH_PHOTO_COSTUMES`) -> objects, decoded to RGBA PNGs in
+  ``<cache>/converted``;
 * Debian ``gnome-backgrounds``, ``mate-backgrounds``, ``plasma-workspace-wallpapers``, ``ukui-wallpapers``,
   ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image) and ``opencv-doc`` (BSD / per-file: the
   example photos of ``examples/data``) -> backgrounds, photos only (:func:`is_background_photo`);
@@ -30,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.atomic_io import atomic_write_bytes
 from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
 from model.untrusted import ImageTooLarge, imread_checked
 from training.data.composite import ASSETS_FILE, mni_slices
@@ -42,12 +46,37 @@ DEBIAN_PACKAGES = (
     "plasma-workspace-wallpapers",
     "ukui-wallpapers",
     "lomiri-wallpapers",
+    "scratch",
 )
 PIP_PACKAGES = ("nilearn",)
 STAMP_ROOT = "usr/share/tuxpaint/stamps"
 STAMP_SKIP = ("symbols", "seasonal", "space")  # mostly drawings / text
 MIN_STAMP_COLOURS = 3000  # distinct colours on the opaque part: photos, not drawings
 MIN_STAMP_SIDE = 64
+SCRATCH_COSTUMES = "usr/share/scratch/Media/Costumes"
+# Scratch's costumes that are photographs of real things, picked by eye from all 269 on a contact sheet
+# (people in many poses, which the Tux Paint stamps lack, animals, vehicles, objects); drawings and
+# renders are left out. No colour count tells them apart: a GIF has at most 256 colours, and 37 drawings
+# with gradients have as many as the photos. Things/tennisball is left out too: a Tux Paint stamp.
+SCRATCH_PHOTO_COSTUMES = (
+    *(f"Animals/{n}" for n in ("bird-flying", "buffalo1", "cow1", "elephant", "grasshopper2", "insect1-a",
+                               "insect1-b", "insect2", "squirrel1")),
+    *(f"People/{n}" for n in (
+        "amon1", "anjuli-1", "anjuli-2", "anjuli-3", "anjuli-4", "anjuli-5", "anna-1", "anna-2", "anna-3",
+        "boy2", "breakdancer1", "breakdancer2", "breakdancer3", "calvrett", "calvrett-jumping",
+        "calvrett-thinking", "cassy-chillin", "cassy-dancing-1", "cassy-dancing-2", "cassy-dancing-3",
+        "cassy-dancing-4", "cassy-jumping-1", "cassy-jumping-2", "cassy-phone-1", "cassy-sitting-1",
+        "cassy-standing-1", "dan1", "dan2", "dan3", "dan4", "dan6", "ed", "football-run", "football-stand",
+        "jay", "jodi1", "jodi2", "mako-laughing", "mako-screaming", "mako-stop", "marissa",
+        "marissa-crouching", "marissa-sitting", "nathan", "nina1", "paul1", "referee1", "referee2", "sam",
+        "thai-dancer", "thai-dancer2")),
+    *(f"Things/{n}" for n in ("cheesy-puffs", "fire-hydrant", "flower-vase", "fortune_cookie",
+                              "fruit_platter", "hair1", "hair2", "lamp", "manhole", "marble-building",
+                              "palmtree", "trampoline", "umbrella")),
+    *(f"Transportation/{n}" for n in ("airplane", "bike", "bus", "car-blue", "car-bug", "sail-boat",
+                                      "street-cleaner-mit", "yacht")),
+)  # fmt: skip
+CONVERTED = "converted"  # under the cache: objects decoded from formats not every OpenCV reads
 # background folders (glob patterns under the extract folder); a KDE wallpaper folder holds one picture
 # at many resolutions, of which only the largest is taken
 BACKGROUND_GLOBS = (
@@ -122,6 +151,32 @@ def is_photographic_stamp(path: Path) -> bool:
     return len(np.unique(packed)) >= MIN_STAMP_COLOURS
 
 
+def scratch_photo_objects(cache: Path, extract: Path) -> list[Path]:
+    """The photographic Scratch costumes (:data:`SCRATCH_PHOTO_COSTUMES`) as RGBA PNGs under
+    ``<cache>/converted/scratch``: Pillow decodes their GIF palettes and on/off transparency (OpenCV
+    reads GIF only from 4.11 on). Costumes the package does not hold are left out."""
+    from PIL import Image
+
+    out = cache / CONVERTED / "scratch"
+    out.mkdir(parents=True, exist_ok=True)
+    converted = []
+    for name in SCRATCH_PHOTO_COSTUMES:
+        found = sorted((extract / SCRATCH_COSTUMES).glob(f"{name}.*"))
+        sources = [p for p in found if p.suffix.lower() in (".gif", ".png")]
+        if not sources:
+            continue
+        target = out / f"{name.replace('/', '_')}.png"
+        if not target.exists():
+            with Image.open(sources[0]) as image:
+                rgba = np.asarray(image.convert("RGBA"))
+            ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+            if not ok:
+                continue
+            atomic_write_bytes(target, encoded.tobytes())
+        converted.append(target)
+    return converted
+
+
 def photo_statistics(image: np.ndarray) -> tuple[int, float, float]:
     """(distinct colours at 5 bits, flat share, black-or-white share) of a BGR image at 256 px wide."""
     small = cv2.resize(image, (256, max(1, round(256 * image.shape[0] / image.shape[1]))), cv2.INTER_AREA)
@@ -159,7 +214,7 @@ def build_index(cache: Path, extract: Path) -> dict:
         if p.relative_to(extract / STAMP_ROOT).parts[0] not in STAMP_SKIP
         and not p.name.endswith(("_mirror.png", "_flip.png"))
     )
-    objects = [p for p in stamps if is_photographic_stamp(p)]
+    objects = [p for p in stamps if is_photographic_stamp(p)] + scratch_photo_objects(cache, extract)
     backgrounds = [p for p in background_candidates(extract) if is_background_photo(p)]
     index = {
         "objects": [str(p.relative_to(cache)) for p in objects],
@@ -167,6 +222,7 @@ def build_index(cache: Path, extract: Path) -> dict:
         "mni": {k: str((extract / "mni" / v).relative_to(cache)) for k, v in MNI_FILES.items()},
         "licences": {
             "tuxpaint-stamps-default": "GPL-2.0 (Tux Paint stamps)",
+            "scratch": "CC-BY-SA-3.0 (Scratch 1.4 media, (c) 2011 MIT; Debian copyright file)",
             "gnome-backgrounds": "CC-BY-SA-3.0 / CC-BY-SA-2.0 / CC0 per image (Debian copyright file)",
             "mate-backgrounds": "GPL-2+ / CC-BY-SA-4.0 per image (Debian copyright file)",
             "plasma-workspace-wallpapers": "GPL-2+ (Debian copyright file)",

@@ -60,6 +60,14 @@ def test_cli_writes_a_loadable_fp16_average_that_logs_what_it_mixed(tmp_path, ca
     assert "samples seen 150" in capsys.readouterr().out
 
 
+def test_a_training_log_that_is_not_a_list_is_replaced_by_the_average_entry(tmp_path):
+    base_path, tuned_path, out = tmp_path / "base.pth", tmp_path / "tuned.pth", tmp_path / "mixed.pth"
+    save_checkpoint(_tiny(0), base_path)
+    save_checkpoint(_tiny(1), tuned_path, {"samples_seen": 5, "training_log": 7})
+    assert average_weights.main([str(base_path), str(tuned_path), "--out", str(out)]) == 0
+    assert [e["kind"] for e in load_checkpoint(out).metadata["training_log"]] == ["weight_average"]
+
+
 def test_cli_gives_one_message_for_a_missing_file(tmp_path, capsys):
     code = average_weights.main(
         [str(tmp_path / "a.pth"), str(tmp_path / "b.pth"), "--out", str(tmp_path / "c")]

@@ -71,7 +71,8 @@ def average_files(base_path: str | Path, tuned_path: str | Path, weight: float, 
         "weight_of_tuned": weight,
         "date": time.strftime("%Y-%m-%d"),
     }
-    metadata["training_log"] = [*list(metadata.get("training_log", []) or []), entry]
+    log = metadata.get("training_log")
+    metadata["training_log"] = [*(log if isinstance(log, list) else []), entry]
     save_checkpoint(mixed, out, metadata, half=True)
     return metadata
 

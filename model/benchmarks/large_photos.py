@@ -13,7 +13,6 @@ whole image; ZoomIn crops the later ones) and mIoU after click 1 and after the l
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from model.benchmarks.engines import TimedPredictor
 from model.evaluation.noc import evaluate_sample
 from model.evaluation.samples import Sample, arc_samples, voc_samples
 from model.predictor import INTERACTIVE_MAX_SIZE, Predictor
@@ -40,9 +40,9 @@ def measure(predictor: Predictor, samples: Sequence[Sample], scale: float, click
     first_seconds, ious = [], []
     for sample in samples:
         image, mask = enlarged(sample, scale)
-        timed = _FirstCallTimer(predictor)
+        timed = TimedPredictor(predictor)
         result = evaluate_sample(timed, image, mask, max_clicks=clicks, target_iou=1.01)
-        first_seconds.append(timed.first_seconds)
+        first_seconds.append(timed.predict_seconds[0])
         ious.append(result.ious)
     table = np.array(ious)
     return {
@@ -50,26 +50,6 @@ def measure(predictor: Predictor, samples: Sequence[Sample], scale: float, click
         "miou_first": float(table[:, 0].mean()),
         "miou_last": float(table[:, -1].mean()),
     }
-
-
-class _FirstCallTimer:
-    """Passes calls through to a predictor and times its first ``predict``."""
-
-    def __init__(self, inner: Predictor) -> None:
-        self.inner, self.first_seconds = inner, float("nan")
-        self.name = inner.name
-        self._calls = 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.inner.set_image(image)
-
-    def predict(self, clicks, state=None):
-        started = time.perf_counter()
-        prediction = self.inner.predict(clicks, state)
-        if self._calls == 0:
-            self.first_seconds = time.perf_counter() - started
-        self._calls += 1
-        return prediction
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from model.checkpoint import load_checkpoint, read_checkpoint
 from training import gpu_job
 from training.data.gpu_scenes import (
     SceneBank,
+    SceneBatch,
     SceneConfig,
     SceneMaker,
     add_correction_clicks,
@@ -23,6 +24,7 @@ from training.data.gpu_scenes import (
     gaussian_blur,
     initial_points,
     jpeg_compress,
+    perturbed_previous_masks,
 )
 from training.data.pack import (
     DataPack,
@@ -292,6 +294,68 @@ def test_correction_clicks_answer_the_larger_error():
     torch.testing.assert_close(out[2], points[2])  # no error: no click
 
 
+def _scene_with_neighbour(batch: int, side: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
+    target = torch.zeros(batch, 1, side, side)
+    target[:, :, 40:120, 50:100] = 1
+    others = torch.zeros_like(target, dtype=torch.bool)
+    others[:, :, 40:120, 100:130] = True  # an object touching the target's right side
+    return target, others
+
+
+def test_perturbed_previous_masks_are_the_target_with_a_real_predictions_errors():
+    target, others = _scene_with_neighbour(64)
+    prev = perturbed_previous_masks(target, others, torch.Generator().manual_seed(5))
+    assert prev.shape == target.shape and float(prev.min()) >= 0 and float(prev.max()) <= 1
+    again = perturbed_previous_masks(target, others, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(prev, again)
+    mask, truth = prev > 0.5, target > 0.5
+    iou = (mask & truth).flatten(1).sum(1) / (mask | truth).flatten(1).sum(1)
+    assert float(iou.min()) > 0.3 and 0.6 < float(iou.mean()) < 0.95  # close to the target, not it
+    assert int((iou < 0.98).sum()) >= 56
+    grown = (mask & ~truth).flatten(1).sum(1) > 50
+    shrunk = (~mask & truth).flatten(1).sum(1) > 50
+    assert int(grown.sum()) >= 16 and int(shrunk.sum()) >= 16  # both kinds of error occur
+    assert int(((mask & others).flatten(1).sum(1) > 200).sum()) >= 8  # the neighbour joins some masks
+    far = torch.ones_like(truth)
+    far[:, :, 20:140, 25:150] = False  # beyond the largest edge shift and the neighbour band
+    assert not bool((mask & far).any())
+    edge = prev[truth & (mask)].min(), prev[~truth & ~mask].max()
+    assert float(edge[0]) > 0.5 and float(edge[1]) < 0.5
+
+
+def test_perturbed_share_replaces_the_networks_previous_mask_and_adds_its_correction_click(tiny_pack):
+    pack, _ = tiny_pack
+    model, _ = gpu_job.load_start(pack, None)
+    maker = SceneMaker(_bank(pack), SceneConfig(size=64))
+    target = torch.zeros(8, 1, 64, 64)
+    target[:, :, 16:40, 20:40] = 1
+    others = torch.zeros_like(target, dtype=torch.bool)
+    batch = SceneBatch(torch.rand(8, 3, 64, 64), target, others, torch.ones(8, dtype=torch.bool))
+    initial = initial_points(target, batch.others, 12, torch.Generator().manual_seed(0))
+    network_prev = torch.zeros_like(target)
+    network_points = add_correction_clicks(network_prev, target, initial, 1, torch.Generator().manual_seed(1))
+    for share, replaced in ((0.0, 0), (1.0, 8)):
+        job = gpu_job.Job(model, maker, gpu_job.JobConfig(batch_size=8, perturbed_prev_share=share),
+                          torch.device("cpu"))  # fmt: skip
+        prev, points = job._perturb_previous(batch, initial, network_prev, network_points)
+        assert int((prev.flatten(1) > 0.5).any(1).sum()) == replaced
+        if share == 0:
+            assert torch.equal(points, network_points)
+        else:  # the initial clicks plus one correction click at the perturbed mask's larger error
+            added = (points[..., 0] >= 0).sum(1) - (initial[..., 0] >= 0).sum(1)
+            has_error = ((prev > 0.5) != (target > 0.5)).flatten(1).sum(1) > 20
+            assert torch.equal(added, has_error.long())
+    torch.manual_seed(3)  # the first step draws 2 correction clicks (the global generator)
+    config = gpu_job.JobConfig(batch_size=4, perturbed_prev_share=0.5)
+    job = gpu_job.Job(model, maker, config, torch.device("cpu"))
+    before = [p.detach().clone() for p in job.model.parameters()]
+    for _ in range(4):
+        job.train_step(0.5)
+    after = list(job.model.parameters())
+    assert all(bool(torch.isfinite(p).all()) for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
 # -------------------------------------------------------------------------------------------------- job
 
 
@@ -339,6 +403,7 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--lr", "-1"], "--lr must be above 0"),
         (["--minutes", "1", "--single-click-share", "1.5"], "--single-click-share must be between 0 and 1"),
         (["--minutes", "1", "--single-click-share", "nan"], "--single-click-share must be between 0 and 1"),
+        (["--minutes", "1", "--perturbed-prev-share", "2"], "--perturbed-prev-share must be between 0"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
         (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),
     ],

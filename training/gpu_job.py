@@ -46,10 +46,12 @@ from model.clicks import Click
 from model.modeling.interactive import InteractiveModel
 from training.data.gpu_scenes import (
     SceneBank,
+    SceneBatch,
     SceneConfig,
     SceneMaker,
     add_correction_clicks,
     initial_points,
+    perturbed_previous_masks,
 )
 from training.data.pack import DataPack, PackError, read_pack
 from training.depthwise_precision import train_depthwise_in_float32
@@ -75,6 +77,7 @@ class JobConfig:
     boundary_weight: float = 1.0  # > 1: the NFL weights a band around the target's edge (FocalClick's WFNL)
     boundary_width: float = 0.015  # that band's half-width, a share of the scene side
     single_click_share: float = 0.0  # scenes that start from one positive click alone (initial_points)
+    perturbed_prev_share: float = 0.0  # in iterative steps: scenes whose previous mask is a perturbed target
     save_every_seconds: float = 150.0
     eval_max_clicks: int = 20
     eval_max_objects: int = 200  # per evaluation set
@@ -257,6 +260,22 @@ class Job:
         net_input = torch.cat((images, prev), dim=1)
         return net_input.contiguous(memory_format=torch.channels_last) if self.channels_last else net_input
 
+    def _perturb_previous(
+        self, batch: SceneBatch, initial: torch.Tensor, prev: torch.Tensor, points: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A ``perturbed_prev_share`` of the scenes: the previous mask becomes a perturbed target
+        (:func:`perturbed_previous_masks`) and the clicks the initial ones plus one correction click at
+        its larger error, as the evaluation's next click on a mask it did not make."""
+        gen = self.generator
+        count = batch.targets.shape[0]
+        chosen = torch.rand(count, device=prev.device, generator=gen) < self.config.perturbed_prev_share
+        perturbed = perturbed_previous_masks(batch.targets, batch.others, gen)
+        answered = add_correction_clicks(perturbed, batch.targets, initial, 1, gen)
+        return (
+            torch.where(chosen.view(-1, 1, 1, 1), perturbed, prev),
+            torch.where(chosen.view(-1, 1, 1), answered, points),
+        )
+
     def train_step(self, progress: float) -> float:
         """One step (scenes, simulated clicks, forward, backward, update); returns the loss."""
         cfg, gen = self.config, self.generator
@@ -270,6 +289,7 @@ class Job:
         self.timer.lap("click_rule")
         corrections = int(torch.randint(cfg.max_correction_clicks + 1, (1,)).item())
         if corrections:
+            initial = points
             self.model.eval()
             with torch.no_grad(), self._autocast():
                 for click in range(1, corrections + 1):
@@ -279,6 +299,9 @@ class Job:
                     points = add_correction_clicks(prev, batch.targets, points, click, gen)
                     self.timer.lap("click_rule")
             self.model.train()
+            if cfg.perturbed_prev_share > 0:
+                prev, points = self._perturb_previous(batch, initial, prev, points)
+                self.timer.lap("click_rule")
         factor = lr_factor(self.steps, progress, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -553,6 +576,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=JobConfig.single_click_share,
         help="share of scenes that start from one positive click alone, as a user does (0..1)",
     )
+    parser.add_argument(
+        "--perturbed-prev-share",
+        type=float,
+        default=JobConfig.perturbed_prev_share,
+        help="in iterative-training steps, the share of scenes whose previous mask is the target with "
+        "made-up errors instead of the network's own prediction (0..1)",
+    )
     parser.add_argument("--eval-clicks", type=int, default=JobConfig.eval_max_clicks)
     parser.add_argument("--eval-objects", type=int, default=JobConfig.eval_max_objects)
     parser.add_argument("--no-self-check", action="store_true", help="skip the CUDA self-check")
@@ -576,6 +606,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--boundary-weight must be at least 1"
     if not 0 <= args.single_click_share <= 1:
         return "--single-click-share must be between 0 and 1"
+    if not 0 <= args.perturbed_prev_share <= 1:
+        return "--perturbed-prev-share must be between 0 and 1"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:
@@ -605,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_max_objects=args.eval_objects,
         boundary_weight=args.boundary_weight,
         single_click_share=args.single_click_share,
+        perturbed_prev_share=args.perturbed_prev_share,
     )
     if args.batch_size not in (None, "auto"):
         config = dataclasses.replace(config, batch_size=int(args.batch_size))

@@ -533,6 +533,43 @@ def _geometric(count: int, gamma: float, device: torch.device, gen: torch.Genera
     return torch.floor(torch.log(u) / math.log(gamma)).long()
 
 
+def perturbed_previous_masks(
+    targets: torch.Tensor, others: torch.Tensor, gen: torch.Generator, max_shift: float = 0.04
+) -> torch.Tensor:
+    """(B, 1, S, S) previous-mask probabilities that are the target with the errors of a real earlier
+    prediction, whatever the network would itself predict at this scale: edges moved in or out by up to
+    ``max_shift`` x S (a blurred target thresholded at 0.2..0.8, which also loses thin parts), in 40 % a
+    neighbouring object's nearby part added (the people behind a clicked person), in 50 % smooth blobs of
+    false object near the target, in 50 % holes inside it; soft edges like a sigmoid output.
+
+    Trained with them (``gpu_job --perturbed-prev-share``), the network learns to keep what a good
+    previous mask already has and change it where the clicks say: the predictor's ZoomIn shows the
+    second click a crop at up to twice the scale of the first, where a network that re-segments from
+    the image alone may lose the object its first click found.
+    """
+    count, _, height, width = targets.shape
+    dev = targets.device
+    side = max(height, width)
+    truth = targets > 0.5
+    top = max(1.0, max_shift * side / 2)  # the blur runs at half resolution (a smooth map anyway)
+    sigma = _uniform(count, 0.5, top, dev, gen)
+    level = _uniform(count, 0.2, 0.8, dev, gen).view(-1, 1, 1, 1)
+    half = gaussian_blur(F.avg_pool2d(targets.float(), 2, ceil_mode=True), sigma, max_sigma=top)
+    mask = F.interpolate(half, size=(height, width), mode="bilinear", align_corners=False) > level
+
+    reach = max(2, round(0.06 * side))
+    near = dilate(truth.float(), reach) > 0.5
+    neighbour = others & near & _chance(count, 0.4, dev, gen).view(-1, 1, 1, 1)
+    field = F.interpolate(torch.rand((count, 1, 6, 6), device=dev, generator=gen), size=(height, width),
+                          mode="bicubic", align_corners=False)  # fmt: skip
+    blobs = field > _uniform(count, 0.65, 0.9, dev, gen).view(-1, 1, 1, 1)
+    spill = blobs & near & ~truth & _chance(count, 0.5, dev, gen).view(-1, 1, 1, 1)
+    holes = blobs & truth & _chance(count, 0.5, dev, gen).view(-1, 1, 1, 1)
+    mask = (mask | neighbour | spill) & ~holes
+    soft = gaussian_blur(mask.float(), torch.full((count,), 1.5, device=dev), max_sigma=1.5)
+    return (0.02 + 0.96 * soft).clamp(0, 1)
+
+
 def add_correction_clicks(
     probs: torch.Tensor,
     targets: torch.Tensor,

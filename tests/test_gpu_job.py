@@ -319,8 +319,10 @@ def test_perturbed_previous_masks_are_the_target_with_a_real_predictions_errors(
     far = torch.ones_like(truth)
     far[:, :, 20:140, 25:150] = False  # beyond the largest edge shift and the neighbour band
     assert not bool((mask & far).any())
-    edge = prev[truth & (mask)].min(), prev[~truth & ~mask].max()
-    assert float(edge[0]) > 0.5 and float(edge[1]) < 0.5
+    assert float(prev[far].max()) <= 0.1
+    inside = torch.stack([prev[i][truth[i] & mask[i]].median() for i in range(64)])
+    assert 0.5 < float(inside.min()) and float(inside.max()) <= 0.95  # as unsure as a network's map
+    assert float(inside.max() - inside.min()) > 0.25
 
 
 def test_perturbed_share_replaces_the_networks_previous_mask_and_adds_its_correction_click(tiny_pack):

@@ -540,7 +540,8 @@ def perturbed_previous_masks(
     prediction, whatever the network would itself predict at this scale: edges moved in or out by up to
     ``max_shift`` x S (a blurred target thresholded at 0.2..0.8, which also loses thin parts), in 40 % a
     neighbouring object's nearby part added (the people behind a clicked person), in 50 % smooth blobs of
-    false object near the target, in 50 % holes inside it; soft edges like a sigmoid output.
+    false object near the target, in 50 % holes inside it; blurred edges and a random confidence, like
+    the sigmoid output of a network that is not sure yet.
 
     Trained with them (``gpu_job --perturbed-prev-share``), the network learns to keep what a good
     previous mask already has and change it where the clicks say: the predictor's ZoomIn shows the
@@ -566,8 +567,12 @@ def perturbed_previous_masks(
     spill = blobs & near & ~truth & _chance(count, 0.5, dev, gen).view(-1, 1, 1, 1)
     holes = blobs & truth & _chance(count, 0.5, dev, gen).view(-1, 1, 1, 1)
     mask = (mask | neighbour | spill) & ~holes
-    soft = gaussian_blur(mask.float(), torch.full((count,), 1.5, device=dev), max_sigma=1.5)
-    return (0.02 + 0.96 * soft).clamp(0, 1)
+    soft = gaussian_blur(mask.float(), _uniform(count, 1.0, 4.0, dev, gen), max_sigma=4.0)
+    # as unsure as the network's own maps: inside 0.55..0.95 (the shipped network's first masks have a
+    # median of 0.59 inside), outside 0..0.1
+    high = _uniform(count, 0.55, 0.95, dev, gen).view(-1, 1, 1, 1)
+    low = _uniform(count, 0.0, 0.1, dev, gen).view(-1, 1, 1, 1)
+    return (low + (high - low) * soft).clamp(0, 1)
 
 
 def add_correction_clicks(

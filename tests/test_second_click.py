@@ -195,3 +195,13 @@ def test_script_first_click_matches_the_noc_protocol(tmp_path: Path, capsys: pyt
     np.testing.assert_allclose([o["first_iou"] for o in objects], first_ious, atol=1e-6)
     assert all(o["clicks"][0][:2] == c["clicks"][0][:2] for o, c in
                zip(objects, report["datasets"]["toy"]["objects"], strict=True))  # fmt: skip
+
+
+def test_script_bad_input_is_one_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--checkpoint", str(tmp_path / "missing.pth"), "--no-bundled-photo"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["--engine", "geodesic", "--datasets", f"x:Export={tmp_path / 'none'}"]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    assert main(["--checkpoint", str(tmp_path / "bad.pth"), "--no-bundled-photo"]) == 2
+    assert capsys.readouterr().err.startswith("second_clicks: ")

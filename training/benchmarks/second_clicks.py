@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image
 
 from model.atomic_io import atomic_write_text
+from model.checkpoint import CheckpointError
 from model.clicks import Click
 from model.evaluation.second_click import SecondClickResult, evaluate_second_clicks
 from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
-from training.datasets import open_dataset
+from training.datasets import DatasetError, open_dataset
 from training.evaluate import checkpoint_factory, engine_factory, parse_dataset_specs
 
 LOST = 0.05  # an agreeing second click that lowers IoU by more than this lost (part of) the object
@@ -140,26 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-bundled-photo", action="store_true", help="skip the bundled photo's sequences")
     parser.add_argument("--json", type=Path, help="also write every object's clicks and IoUs here")
     args = parser.parse_args(argv)
+    predictors: dict[str, ClickPredictor] = {}
     try:
         models = parse_models(args.checkpoint, args.engine)
         specs = parse_dataset_specs(args.datasets, args.data_root) if args.datasets else []
-    except ValueError as error:
+        datasets = [(spec.label, open_dataset(spec.name, spec.path)) for spec in specs]
+        for label, kind, what in models:
+            if kind == "checkpoint" and not Path(what).is_file():
+                raise FileNotFoundError(f"checkpoint not found: {what}")
+            make = (
+                checkpoint_factory(Path(what), args.device, True, True)
+                if kind == "checkpoint"
+                else engine_factory(what)
+            )
+            predictors[label] = make("")
+    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as error:
         print(f"second_clicks: {error}", file=sys.stderr)
         return 2
-    predictors: dict[str, ClickPredictor] = {}
-    for label, kind, what in models:
-        make = (
-            checkpoint_factory(Path(what), args.device, True, True)
-            if kind == "checkpoint"
-            else engine_factory(what)
-        )
-        predictors[label] = make("")
 
     rows: list[tuple[str, str, SecondClickSummary]] = []
     record: dict = {"threshold": args.threshold, "sets": {}, "bundled_photo": {}}
     pooled: dict[str, list[SecondClickResult]] = {label: [] for label in predictors}
-    for spec in specs:
-        dataset = open_dataset(spec.name, spec.path)
+    for data_label, dataset in datasets:
         per_model: dict[str, list[SecondClickResult]] = {label: [] for label in predictors}
         for sample in dataset:
             for object_id in sample.object_ids:
@@ -169,14 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         evaluate_second_clicks(predictor, sample.image, gt_mask, args.threshold)
                     )
         for label, results in per_model.items():
-            rows.append((spec.label, label, SecondClickSummary.of(results)))
+            rows.append((data_label, label, SecondClickSummary.of(results)))
             pooled[label] += results
-            record["sets"].setdefault(spec.label, {})[label] = [
+            record["sets"].setdefault(data_label, {})[label] = [
                 {"first_iou": r.first_iou, "positive_iou": r.positive_iou, "negative_iou": r.negative_iou,
                  "clicks": [[c.y, c.x, c.is_positive] for c in (r.first, r.positive, r.negative) if c]}
                 for r in results
             ]  # fmt: skip
-    if len(specs) > 1:
+    if len(datasets) > 1:
         rows += [("all sets", label, SecondClickSummary.of(results)) for label, results in pooled.items()]
     if rows:
         print(table(rows))

@@ -205,3 +205,21 @@ def test_script_bad_input_is_one_message(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     assert main(["--checkpoint", str(tmp_path / "bad.pth"), "--no-bundled-photo"]) == 2
     assert capsys.readouterr().err.startswith("second_clicks: ")
+    assert main(["--engine", "geodesic", "--threshold", "1.5", "--no-bundled-photo"]) == 2
+    assert "--threshold must lie in (0, 1)" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    assert main(["--engine", "geodesic", "--json", str(tmp_path / "a_file" / "out.json")]) == 2
+    assert "--json's folder" in capsys.readouterr().err
+
+
+def test_script_sample_unreadable_during_the_run_is_one_message(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                ) -> None:  # fmt: skip
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "images" / "a.png").write_bytes(b"not a png")
+    ids = np.zeros((32, 32), dtype=np.uint8)
+    ids[8:20, 8:20] = 1
+    assert cv2.imwrite(str(root / "masks" / "a.png"), ids)
+    assert main(["--engine", "geodesic", "--datasets", f"x:Export={root}", "--no-bundled-photo"]) == 2
+    assert capsys.readouterr().err.startswith("second_clicks: ")

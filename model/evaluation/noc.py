@@ -44,6 +44,14 @@ def mask_iou(gt_mask: np.ndarray, pred_mask: np.ndarray, ignore_label: int = IGN
     return intersection / union if union else float("nan")
 
 
+def check_object(image: np.ndarray, gt_mask: np.ndarray) -> None:
+    """ValueError unless ``gt_mask`` (HxW int) matches ``image`` (HxWx3) and holds an object pixel (1)."""
+    if gt_mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {gt_mask.shape} does not match image shape {image.shape[:2]}")
+    if not np.any(gt_mask == 1):
+        raise ValueError("the ground-truth mask has no object pixel (value 1)")
+
+
 def evaluate_sample(
     predictor: ClickPredictor,
     image: np.ndarray,
@@ -59,11 +67,7 @@ def evaluate_sample(
     Stops after the first click whose IoU is ``>= target_iou`` (once ``min_clicks`` are made) or
     after ``max_clicks`` clicks.
     """
-    if gt_mask.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {gt_mask.shape} does not match image shape {image.shape[:2]}")
-    if not np.any(gt_mask == 1):
-        raise ValueError("the ground-truth mask has no object pixel (value 1)")
-
+    check_object(image, gt_mask)
     clicker = Clicker(gt_mask)
     pred_mask = np.zeros(gt_mask.shape, dtype=bool)
     ious: list[float] = []

@@ -26,7 +26,7 @@ import numpy as np
 
 from model.clicks import Click
 from model.evaluation.clicker import IGNORE_LABEL, Clicker, error_distance_map
-from model.evaluation.noc import mask_iou
+from model.evaluation.noc import check_object, mask_iou
 from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
 
@@ -88,10 +88,7 @@ def evaluate_second_clicks(
     predictor: ClickPredictor, image: np.ndarray, gt_mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
 ) -> SecondClickResult:
     """The first click of the protocol, then each agreeing second click on its own (module docstring)."""
-    if gt_mask.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {gt_mask.shape} does not match image shape {image.shape[:2]}")
-    if not np.any(gt_mask == 1):
-        raise ValueError("the ground-truth mask has no object pixel (value 1)")
+    check_object(image, gt_mask)
     predictor.set_image(image)
     first = Clicker(gt_mask).next_click(np.zeros(gt_mask.shape, dtype=bool))
     first_prediction = predictor.predict([first])

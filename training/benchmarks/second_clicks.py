@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.atomic_io import atomic_write_text
+from model.atomic_io import atomic_write_text, require_output_folder
 from model.checkpoint import CheckpointError
 from model.clicks import Click
 from model.evaluation.second_click import SecondClickResult, evaluate_second_clicks
 from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
-from training.datasets import DatasetError, open_dataset
+from training.datasets import DatasetError, EvalDataset, open_dataset
 from training.evaluate import checkpoint_factory, engine_factory, parse_dataset_specs
 
 LOST = 0.05  # an agreeing second click that lowers IoU by more than this lost (part of) the object
@@ -58,11 +58,8 @@ class SecondClickSummary:
 
     @classmethod
     def of(cls, results: Sequence[SecondClickResult]) -> SecondClickSummary:
-        def changes(kind: str) -> np.ndarray:
-            return np.array([getattr(r, f"{kind}_iou") - r.first_iou for r in results
-                             if getattr(r, f"{kind}_iou") is not None], dtype=np.float64)  # fmt: skip
-
-        positive, negative = changes("positive"), changes("negative")
+        positive = _changes([(r.first_iou, r.positive_iou) for r in results])
+        negative = _changes([(r.first_iou, r.negative_iou) for r in results])
         return cls(
             objects=len(results),
             miou_first=float(np.mean([r.first_iou for r in results])) if results else float("nan"),
@@ -74,6 +71,10 @@ class SecondClickSummary:
             negative_lost=int(np.count_nonzero(negative < -LOST)),
         )
 
+
+def _changes(pairs: Sequence[tuple[float, float | None]]) -> np.ndarray:
+    """IoU after a second click minus IoU after the first, for the objects that have that click."""
+    return np.array([after - first for first, after in pairs if after is not None], dtype=np.float64)
 
 def click_sequence_pixels(
     predictor: ClickPredictor,
@@ -128,6 +129,19 @@ def table(rows: Sequence[tuple[str, str, SecondClickSummary]]) -> str:
     return "\n".join(lines)
 
 
+def measure(
+    dataset: EvalDataset, predictors: dict[str, ClickPredictor], threshold: float
+) -> dict[str, list[SecondClickResult]]:
+    """Every object of ``dataset`` with every predictor -> results per predictor label."""
+    per_model: dict[str, list[SecondClickResult]] = {label: [] for label in predictors}
+    for sample in dataset:
+        for object_id in sample.object_ids:
+            gt_mask = sample.gt_mask(object_id)
+            for label, predictor in predictors.items():
+                per_model[label].append(evaluate_second_clicks(predictor, sample.image, gt_mask, threshold))
+    return per_model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -143,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     predictors: dict[str, ClickPredictor] = {}
     try:
+        if not 0.0 < args.threshold < 1.0:
+            raise ValueError(f"--threshold must lie in (0, 1), got {args.threshold}")
+        if args.json is not None:
+            require_output_folder(args.json.parent, "--json's folder")
         models = parse_models(args.checkpoint, args.engine)
         specs = parse_dataset_specs(args.datasets, args.data_root) if args.datasets else []
         datasets = [(spec.label, open_dataset(spec.name, spec.path)) for spec in specs]
@@ -159,24 +177,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"second_clicks: {error}", file=sys.stderr)
         return 2
 
-    rows: list[tuple[str, str, SecondClickSummary]] = []
     record: dict = {"threshold": args.threshold, "sets": {}, "bundled_photo": {}}
+    try:
+        per_set = {label: measure(dataset, predictors, args.threshold) for label, dataset in datasets}
+    except DatasetError as error:  # a sample that cannot be read, found during the run
+        print(f"second_clicks: {error}", file=sys.stderr)
+        return 2
+    rows: list[tuple[str, str, SecondClickSummary]] = []
     pooled: dict[str, list[SecondClickResult]] = {label: [] for label in predictors}
-    for data_label, dataset in datasets:
-        per_model: dict[str, list[SecondClickResult]] = {label: [] for label in predictors}
-        for sample in dataset:
-            for object_id in sample.object_ids:
-                gt_mask = sample.gt_mask(object_id)
-                for label, predictor in predictors.items():
-                    per_model[label].append(
-                        evaluate_second_clicks(predictor, sample.image, gt_mask, args.threshold)
-                    )
+    for data_label, per_model in per_set.items():
         for label, results in per_model.items():
             rows.append((data_label, label, SecondClickSummary.of(results)))
             pooled[label] += results
             record["sets"].setdefault(data_label, {})[label] = [
                 {"first_iou": r.first_iou, "positive_iou": r.positive_iou, "negative_iou": r.negative_iou,
-                 "clicks": [[c.y, c.x, c.is_positive] for c in (r.first, r.positive, r.negative) if c]}
+                 "clicks": [[c.y, c.x, c.is_positive] for c in (r.first, r.positive, r.negative)
+                            if c is not None]}
                 for r in results
             ]  # fmt: skip
     if len(datasets) > 1:

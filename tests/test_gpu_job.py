@@ -389,6 +389,37 @@ def test_gpu_job_runs_on_the_cpu_and_jobs_add_up(tiny_pack, tmp_path):
     assert [segment["kind"] for segment in meta["training_log"]] == ["gpu_job", "gpu_job"]
 
 
+def test_scene_recipe_flags_reach_the_scenes_and_job_json(tiny_pack, tmp_path):
+    pack, path = tiny_pack
+    args = gpu_job.parse_args(
+        ["--pack", path, "--minutes", "1", "--out", "x", "--object-scale", "0.05", "0.12",
+         "--min-target-fraction", "0.0005"]
+    )  # fmt: skip
+    config = gpu_job.scene_config(args)
+    assert config.object_scale == (0.05, 0.12) and config.min_target_fraction == 0.0005
+    assert gpu_job.scene_config(gpu_job.parse_args(["--pack", path, "--minutes", "1", "--out", "x"])) == (
+        SceneConfig()
+    )
+
+    def mean_target_share(object_scale: tuple[float, float], min_fraction: float) -> float:
+        config = SceneConfig(
+            size=96, mr_fraction=0.0, object_scale=object_scale, min_target_fraction=min_fraction
+        )
+        batch = SceneMaker(_bank(pack), config).batch(32, torch.Generator().manual_seed(5))
+        shares = batch.targets.flatten(1).mean(1)[batch.valid]
+        assert bool((shares >= min_fraction).all()) and int(batch.valid.sum()) >= 16
+        return float(shares.mean())
+
+    small, default = mean_target_share((0.05, 0.12), 0.0005), mean_target_share((0.12, 1.1), 0.003)
+    assert small < 0.02 < default  # a disk spanning 5-12 % of the side covers well under 2 % of the scene
+    assert small < 0.003  # targets below the default floor are kept, not dropped as invalid
+
+    out = tmp_path / "small"
+    common = ["--pack", path, "--device", "cpu", "--batch-size", "2", "--size", "64", "--eval-objects", "0"]
+    assert gpu_job.main([*common, "--minutes", "0.2", "--out", str(out), "--object-scale", "0.2", "0.3"]) == 0
+    assert json.loads((out / gpu_job.JOB_FILE).read_text())["scenes"]["object_scale"] == [0.2, 0.3]
+
+
 def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
     assert gpu_job.main(["--pack", str(tmp_path / "none.zip"), "--minutes", "1", "--out", str(tmp_path)]) == 2
     assert "not a readable data pack" in capsys.readouterr().err
@@ -406,6 +437,9 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--single-click-share", "1.5"], "--single-click-share must be between 0 and 1"),
         (["--minutes", "1", "--single-click-share", "nan"], "--single-click-share must be between 0 and 1"),
         (["--minutes", "1", "--perturbed-prev-share", "2"], "--perturbed-prev-share must be between 0"),
+        (["--minutes", "1", "--object-scale", "0.5", "0.2"], "--object-scale needs 0 < LOW <= HIGH"),
+        (["--minutes", "1", "--object-scale", "0", "0.2"], "--object-scale needs 0 < LOW <= HIGH"),
+        (["--minutes", "1", "--min-target-fraction", "1"], "--min-target-fraction must be at least 0"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
         (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),
     ],

@@ -583,12 +583,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="in iterative-training steps, the share of scenes whose previous mask is the target with "
         "made-up errors instead of the network's own prediction (0..1)",
     )
+    parser.add_argument(
+        "--object-scale",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=SceneConfig.object_scale,
+        help="a pasted object's longest side as a share of the scene side, drawn log-uniform "
+        f"(default {SceneConfig.object_scale[0]} {SceneConfig.object_scale[1]})",
+    )
+    parser.add_argument(
+        "--min-target-fraction",
+        type=float,
+        default=SceneConfig.min_target_fraction,
+        help="the smallest target a scene may ask for, as a share of the scene's pixels "
+        f"(default {SceneConfig.min_target_fraction})",
+    )
     parser.add_argument("--eval-clicks", type=int, default=JobConfig.eval_max_clicks)
     parser.add_argument("--eval-objects", type=int, default=JobConfig.eval_max_objects)
     parser.add_argument("--no-self-check", action="store_true", help="skip the CUDA self-check")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (time measured)")
     parser.add_argument("--seed", type=int, default=JobConfig.seed)
     return parser.parse_args(argv)
+
+
+def scene_config(args: argparse.Namespace) -> SceneConfig:
+    """The scene recipe the command line asks for."""
+    return SceneConfig(
+        size=args.size,
+        object_scale=(args.object_scale[0], args.object_scale[1]),
+        min_target_fraction=args.min_target_fraction,
+    )
 
 
 def argument_problem(args: argparse.Namespace) -> str | None:
@@ -608,6 +633,11 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--single-click-share must be between 0 and 1"
     if not 0 <= args.perturbed_prev_share <= 1:
         return "--perturbed-prev-share must be between 0 and 1"
+    low, high = args.object_scale
+    if not 0 < low <= high <= 4:
+        return "--object-scale needs 0 < LOW <= HIGH <= 4"
+    if not 0 <= args.min_target_fraction < 1:
+        return "--min-target-fraction must be at least 0 and below 1"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:
@@ -683,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         # after the self-check: the predictor's ever-changing ZoomIn shapes would each be benchmarked
         torch.backends.cudnn.benchmark = True
     bank = bank_from_pack(pack, device)
-    maker = SceneMaker(bank, SceneConfig(size=args.size))
+    maker = SceneMaker(bank, scene_config(args))
+    record["scenes"] = dataclasses.asdict(maker.config)
     if args.batch_size == "auto" or (args.batch_size is None and device.type == "cuda"):
         candidates = tuple(round(config.batch_size * factor) for factor in AUTO_BATCH_FACTORS)
         probe_started = time.perf_counter()

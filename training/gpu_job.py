@@ -607,6 +607,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+MAX_MIN_TARGET_FRACTION = 0.1  # a floor of 10 % of the scene already refuses most pasted objects
+
+
 def scene_config(args: argparse.Namespace) -> SceneConfig:
     """The scene recipe the command line asks for."""
     return SceneConfig(
@@ -636,8 +639,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     low, high = args.object_scale
     if not 0 < low <= high <= 4:
         return "--object-scale needs 0 < LOW <= HIGH <= 4"
-    if not 0 <= args.min_target_fraction < 1:
-        return "--min-target-fraction must be at least 0 and below 1"
+    if not 0 <= args.min_target_fraction <= MAX_MIN_TARGET_FRACTION:
+        # above it nearly every scene's target would be refused: the job would train on nothing
+        return f"--min-target-fraction must be between 0 and {MAX_MIN_TARGET_FRACTION}"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:
@@ -699,7 +703,6 @@ def main(argv: list[str] | None = None) -> int:
         "resume": args.resume or "pack's ImageNet start",
         "budget_minutes": args.minutes,
         "config": dataclasses.asdict(config),
-        "scene_size": args.size,
     }
     if device.type == "cuda" and not args.no_self_check:
         try:

@@ -76,6 +76,7 @@ def _changes(pairs: Sequence[tuple[float, float | None]]) -> np.ndarray:
     """IoU after a second click minus IoU after the first, for the objects that have that click."""
     return np.array([after - first for first, after in pairs if after is not None], dtype=np.float64)
 
+
 def click_sequence_pixels(
     predictor: ClickPredictor,
     image: np.ndarray,

@@ -358,6 +358,32 @@ def test_perturbed_share_replaces_the_networks_previous_mask_and_adds_its_correc
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def test_ema_decay_hands_on_the_moving_average_of_the_weights(tiny_pack):
+    pack, _ = tiny_pack
+    model, _ = gpu_job.load_start(pack, None)
+    maker = SceneMaker(_bank(pack), SceneConfig(size=64))
+    decay = 0.75
+    job = gpu_job.Job(model, maker, gpu_job.JobConfig(batch_size=2, ema_decay=decay), torch.device("cpu"))
+    assert job.result is not job.model
+    expected: list[torch.Tensor] = []
+    for step in range(3):
+        job.train_step(0.5)
+        trained = [p.detach().clone() for p in job.model.parameters()]
+        # the first update copies the weights (torch's AveragedModel); later ones blend
+        expected = (
+            trained
+            if step == 0
+            else [decay * e + (1 - decay) * t for e, t in zip(expected, trained, strict=True)]
+        )
+    averaged = list(job.result.parameters())
+    for e, a in zip(expected, averaged, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    moved = [(a - p.detach()).abs().max() for a, p in zip(averaged, job.model.parameters(), strict=True)]
+    assert max(moved) > 0  # the average is not the last weights
+    plain = gpu_job.Job(model, maker, gpu_job.JobConfig(batch_size=2), torch.device("cpu"))
+    assert plain.result is plain.model
+
+
 # -------------------------------------------------------------------------------------------------- job
 
 
@@ -441,6 +467,8 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--object-scale", "0", "0.2"], "--object-scale needs 0 < LOW <= HIGH"),
         (["--minutes", "1", "--min-target-fraction", "1"], "--min-target-fraction must be between 0 and"),
         (["--minutes", "1", "--min-target-fraction", "0.5"], "--min-target-fraction must be between 0 and"),
+        (["--minutes", "1", "--ema-decay", "1"], "--ema-decay must be at least 0 and below 1"),
+        (["--minutes", "1", "--ema-decay", "-0.1"], "--ema-decay must be at least 0 and below 1"),
         (["--minutes", "1", "--min-target-fraction", "-0.1"], "--min-target-fraction must be between 0 and"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
         (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),

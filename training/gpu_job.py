@@ -39,6 +39,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from model.atomic_io import atomic_write_text
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -78,6 +79,7 @@ class JobConfig:
     boundary_width: float = 0.015  # that band's half-width, a share of the scene side
     single_click_share: float = 0.0  # scenes that start from one positive click alone (initial_points)
     perturbed_prev_share: float = 0.0  # in iterative steps: scenes whose previous mask is a perturbed target
+    ema_decay: float = 0.0  # > 0: the job saves and evaluates an exponential moving average of the weights
     save_every_seconds: float = 150.0
     eval_max_clicks: int = 20
     eval_max_objects: int = 200  # per evaluation set
@@ -217,6 +219,13 @@ class Job:
         on_cpu_bf16 = self.amp and not self.cuda and float32_depthwise
         self.float32_depthwise = train_depthwise_in_float32(self.model) if on_cpu_bf16 else 0
         self.optimizer = build_optimizer(self.model, config, fused=self.cuda)
+        # Polyak/EMA averaging (torch's AveragedModel): small noisy batches, as on the CPU, move the trained
+        # weights around a good point; their average sits nearer it. Buffers (batch-norm statistics) too.
+        self.averaged = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+            if config.ema_decay > 0
+            else None
+        )
         self.loss = NormalizedFocalLoss(alpha=0.5, gamma=2.0)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
@@ -242,6 +251,11 @@ class Job:
         self.steps = 0
         self._samples.zero_()
         self.losses.clear()
+
+    @property
+    def result(self) -> InteractiveModel:
+        """The network the job hands on: the weights' moving average when ``ema_decay`` > 0."""
+        return self.averaged.module if self.averaged is not None else self.model
 
     @property
     def samples(self) -> int:
@@ -320,6 +334,8 @@ class Job:
         if cfg.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         self.timer.lap("backward")
         self.steps += 1
         self._samples += batch.valid.sum()  # read back only when reported (no sync per step)
@@ -584,6 +600,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "made-up errors instead of the network's own prediction (0..1)",
     )
     parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=JobConfig.ema_decay,
+        help="save and evaluate an exponential moving average of the weights with this decay per step, "
+        "e.g. 0.999 (0 = off, the last weights); a resumed job's average starts from the weights it resumes",
+    )
+    parser.add_argument(
         "--object-scale",
         type=float,
         nargs=2,
@@ -636,6 +659,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--single-click-share must be between 0 and 1"
     if not 0 <= args.perturbed_prev_share <= 1:
         return "--perturbed-prev-share must be between 0 and 1"
+    if not 0 <= args.ema_decay < 1:
+        return "--ema-decay must be at least 0 and below 1"
     low, high = args.object_scale
     if not 0 < low <= high <= 4:
         return "--object-scale needs 0 < LOW <= HIGH <= 4"
@@ -672,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         boundary_weight=args.boundary_weight,
         single_click_share=args.single_click_share,
         perturbed_prev_share=args.perturbed_prev_share,
+        ema_decay=args.ema_decay,
     )
     if args.batch_size not in (None, "auto"):
         config = dataclasses.replace(config, batch_size=int(args.batch_size))
@@ -754,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     train_started = time.perf_counter()
 
     def periodic_save() -> None:
-        save_weights(job.model, out / WEIGHTS_FILE, current_metadata(time.perf_counter() - train_started))
+        save_weights(job.result, out / WEIGHTS_FILE, current_metadata(time.perf_counter() - train_started))
         atomic_write_text(
             out / JOB_FILE,
             json.dumps({**record, "partial": True, "steps": job.steps, "samples": job.samples}, indent=1),
@@ -768,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - train_started
         print(f"gpu_job: stopped: {error}", file=sys.stderr)
     metadata_now = current_metadata(seconds)
-    save_weights(job.model, out / WEIGHTS_FILE, metadata_now)
+    save_weights(job.result, out / WEIGHTS_FILE, metadata_now)
     losses = job.losses
     record.update(
         {
@@ -793,10 +819,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     deadline = job_started + budget - 3.0
     torch.backends.cudnn.benchmark = False  # evaluation crops change size at every click
-    job.model.eval()
+    job.result.eval()
     try:
         record["evaluation"] = evaluate_pack(
-            job.model, pack, device, config.eval_max_clicks, config.eval_max_objects, deadline
+            job.result, pack, device, config.eval_max_clicks, config.eval_max_objects, deadline
         )
     except Exception as error:  # noqa: BLE001 - the weights are saved; job.json says what failed
         record["evaluation"] = {"error": f"{type(error).__name__}: {error}"}

@@ -1,0 +1,89 @@
+"""The paired comparison of two evaluations (training.compare_results)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model.evaluation.noc import compute_noc
+from training import compare_results
+from training.ship_model import pooled_figures
+
+
+def _dataset(curves: list[np.ndarray], name: str) -> dict:
+    """One dataset entry as isegformer-eval writes it: the summary plus each object's IoU curve."""
+    entry = compute_noc(curves, (0.85, 0.9), max_clicks=20).to_dict()
+    entry["objects"] = [
+        {"sample": f"{name}_{index // 2}", "object_id": index % 2 + 1, "ious": [float(v) for v in c]}
+        for index, c in enumerate(curves)
+    ]
+    return entry
+
+
+def _curves(rng: np.random.Generator, count: int, shift: float = 0.0) -> list[np.ndarray]:
+    curves = []
+    for _ in range(count):
+        length = int(rng.integers(3, 21))  # some stop early, as the protocol does at the target IoU
+        curve = np.clip(np.sort(rng.uniform(0.2, 0.97, length)) + shift, 0, 1)
+        curves.append(curve)
+    return curves
+
+
+def _results(**sets: list[np.ndarray]) -> dict:
+    return {"datasets": {name: _dataset(curves, name) for name, curves in sets.items()}}
+
+
+def test_means_of_the_paired_objects_are_the_evaluation_figures():
+    rng = np.random.default_rng(0)
+    base = _results(voc=_curves(rng, 19), arc=_curves(rng, 8))
+    new = _results(voc=_curves(rng, 19), arc=_curves(rng, 8))
+    result = compare_results.compare(base, new, ("voc", "arc"), resamples=2000)
+    assert result.objects == 27
+    for results, means in ((base, result.base), (new, result.new)):
+        pooled = pooled_figures(results, ("voc", "arc"))
+        expected = [pooled["noc85"], pooled["noc90"], pooled["miou1"], pooled["miou5"]]
+        np.testing.assert_allclose(means, expected, rtol=1e-6)
+    np.testing.assert_allclose(result.difference, result.new - result.base, atol=1e-9)
+    assert np.all(result.low <= result.difference + 1e-9) and np.all(result.difference <= result.high + 1e-9)
+    assert np.all(result.low < result.high)  # different random curves: a real spread
+
+
+def test_no_difference_gives_a_zero_interval_and_a_uniform_gain_a_sure_one():
+    rng = np.random.default_rng(1)
+    curves = _curves(rng, 12)
+    base = _results(voc=curves)
+    same = compare_results.compare(base, _results(voc=curves), ("voc",), resamples=500)
+    assert np.all(same.low == 0) and np.all(same.high == 0) and np.all(same.new_better_share == 0)
+    lower = [np.clip(c - 0.1, 0, 1) for c in curves]  # every object 0.1 IoU worse at every click
+    worse = compare_results.compare(base, _results(voc=lower), ("voc",), resamples=500)
+    np.testing.assert_allclose(worse.low[2:], worse.high[2:], atol=1e-6)  # mIoU: the same shift everywhere
+    assert worse.high[2] < 0 and worse.new_better_share[2] == 0
+    assert worse.difference[0] >= 0 and worse.difference[1] >= 0  # NoC cannot fall when every IoU falls
+
+
+def test_different_objects_are_refused():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="different objects"):
+        compare_results.compare(_results(voc=_curves(rng, 5)), _results(voc=_curves(rng, 6)), ("voc",))
+    with pytest.raises(ValueError, match="per-object figures for 'arc'"):
+        compare_results.compare(_results(voc=_curves(rng, 5)), _results(voc=_curves(rng, 5)), ("arc",))
+
+
+def test_command_prints_each_shared_set_and_the_pool(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    paths = []
+    for name in ("base", "new"):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(_results(voc=_curves(rng, 6), arc=_curves(rng, 4))))
+        paths.append(str(path))
+    assert compare_results.main([*paths, "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "voc: 6 objects paired" in out and "arc: 4 objects paired" in out
+    assert "voc + arc: 10 objects paired" in out and out.count("NoC@90") == 3
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    assert compare_results.main([paths[0], str(broken)]) == 2
+    assert "not an isegformer-eval results.json" in capsys.readouterr().err
+    assert compare_results.main([*paths, "--resamples", "5"]) == 2

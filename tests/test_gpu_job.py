@@ -382,6 +382,12 @@ def test_ema_decay_hands_on_the_moving_average_of_the_weights(tiny_pack):
     assert max(moved) > 0  # the average is not the last weights
     plain = gpu_job.Job(model, maker, gpu_job.JobConfig(batch_size=2), torch.device("cpu"))
     assert plain.result is plain.model
+    # the compile warm-up's throw-away step leaves no trace in the average: the next step starts it afresh
+    job._warm_compiled()
+    assert int(job.averaged.n_averaged) == 0
+    job.train_step(0.5)
+    for a, p in zip(job.result.parameters(), job.model.parameters(), strict=True):
+        assert torch.equal(a, p.detach())
 
 
 # -------------------------------------------------------------------------------------------------- job

@@ -248,6 +248,8 @@ class Job:
         self.train_step(0.0)
         self.model.load_state_dict(state)
         self.optimizer.load_state_dict(optimizer_state)
+        if self.averaged is not None:
+            self.averaged.n_averaged.zero_()  # the next update copies the restored weights afresh
         self.steps = 0
         self._samples.zero_()
         self.losses.clear()

@@ -87,3 +87,5 @@ def test_command_prints_each_shared_set_and_the_pool(tmp_path, capsys):
     assert compare_results.main([paths[0], str(broken)]) == 2
     assert "not an isegformer-eval results.json" in capsys.readouterr().err
     assert compare_results.main([*paths, "--resamples", "5"]) == 2
+    assert compare_results.main([*paths, "--resamples", "10000000"]) == 2
+    assert "--resamples must be between 100 and 100000" in capsys.readouterr().err

@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pooled = tuple(name for name in args.sets.split(",") if name)
     try:
-        if args.resamples < 100:
-            raise ValueError("--resamples must be at least 100")
+        if not 100 <= args.resamples <= 100_000:  # an index table of resamples x objects is held at once
+            raise ValueError("--resamples must be between 100 and 100000")
         if not pooled:
             raise ValueError("--sets names no set")
         base, new = _read(args.base), _read(args.new)

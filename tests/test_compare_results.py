@@ -69,6 +69,13 @@ def test_different_objects_are_refused():
         compare_results.compare(_results(voc=_curves(rng, 5)), _results(voc=_curves(rng, 6)), ("voc",))
     with pytest.raises(ValueError, match="per-object figures for 'arc'"):
         compare_results.compare(_results(voc=_curves(rng, 5)), _results(voc=_curves(rng, 5)), ("arc",))
+    repeated = _results(voc=_curves(rng, 4))
+    repeated["datasets"]["voc"]["objects"][1]["sample"] = repeated["datasets"]["voc"]["objects"][0]["sample"]
+    repeated["datasets"]["voc"]["objects"][1]["object_id"] = repeated["datasets"]["voc"]["objects"][0][
+        "object_id"
+    ]
+    with pytest.raises(ValueError, match="listed more than once"):
+        compare_results.compare(repeated, repeated, ("voc",))
 
 
 def test_command_prints_each_shared_set_and_the_pool(tmp_path, capsys):
@@ -86,6 +93,8 @@ def test_command_prints_each_shared_set_and_the_pool(tmp_path, capsys):
     broken.write_text("[1, 2]")
     assert compare_results.main([paths[0], str(broken)]) == 2
     assert "not an isegformer-eval results.json" in capsys.readouterr().err
+    assert compare_results.main([*paths, "--sets", "voc,nuclei"]) == 2
+    assert "'nuclei' not in both results" in capsys.readouterr().err
     assert compare_results.main([*paths, "--resamples", "5"]) == 2
     assert compare_results.main([*paths, "--resamples", "10000000"]) == 2
     assert "--resamples must be between 100 and 100000" in capsys.readouterr().err

@@ -59,6 +59,8 @@ def object_figures(results: dict[str, Any], dataset: str) -> dict[ObjectKey, np.
         raise ValueError(f"the results hold no per-object figures for {dataset!r} ({error})") from None
     if not out:
         raise ValueError(f"{dataset!r}: no objects")
+    if len(out) != len(entry["objects"]):  # a pairing by key would silently drop the repeats
+        raise ValueError(f"{dataset!r}: an object is listed more than once")
     return out
 
 
@@ -161,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--sets names no set")
         base, new = _read(args.base), _read(args.new)
         shared = [name for name in base["datasets"] if name in new["datasets"]]
+        missing = [name for name in pooled if name not in shared]
+        if missing:
+            raise ValueError(
+                f"{', '.join(map(repr, missing))} not in both results (they hold {shared}; --sets)"
+            )
         tables = [
             format_comparison(name, compare(base, new, (name,), args.resamples, seed=args.seed))
             for name in shared
@@ -171,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
                     " + ".join(pooled), compare(base, new, pooled, args.resamples, seed=args.seed)
                 )
             )
-        elif pooled[0] not in shared:
-            raise ValueError(f"{pooled[0]!r} is not in both results")
     except (OSError, ValueError) as error:
         print(f"compare_results: error: {error}", file=sys.stderr)
         return 2

@@ -75,6 +75,7 @@ VALID: dict[str, Callable[[object], bool]] = {
     "brush_radius": _integer(1, 200),
     "runtime_choices": lambda v: _str_dict(v, dict),
     "inference_threads": _integer(0, 1024),
+    "local_edits": lambda v: isinstance(v, bool),
 }
 
 
@@ -99,6 +100,7 @@ class Settings:
     brush_radius: int = 8
     runtime_choices: dict[str, dict] = field(default_factory=dict)  # measured precision/threads per model
     inference_threads: int = 0  # torch threads of the inference worker; 0 = automatic (see ui.worker)
+    local_edits: bool = True  # a click removes only the part of the mask it touches (model.local_edits)
     path: Path | None = field(default=None, repr=False, compare=False)
     problem: str = field(default="", repr=False, compare=False)
 

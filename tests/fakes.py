@@ -15,7 +15,8 @@ RADIUS = 12
 class DiskPredictor:
     """Fake ClickPredictor: probability 0.9 in a disk of ``radius`` at each positive click, ``negative``
     at negative ones (later clicks win), optionally 0.3 in a ``halo`` ring and 0.8 where the given
-    state's map is above 0.5 (``with_prev_mask``). Keeps no click state: its zoom box is the clicks'
+    state's map is above 0.5 (``with_prev_mask``); ``only_last``: the last click's disk alone (a network
+    that forgets the object at its second click). Keeps no click state: its zoom box is the clicks'
     coordinates, handed back in the returned state.
 
     Records ``calls`` (click count of each prediction), ``prev_given`` (whether a state came),
@@ -27,10 +28,11 @@ class DiskPredictor:
 
     def __init__(
         self, radius: float = RADIUS, delay: float = 0.0, with_prev_mask: bool = False, halo: float = 0.0,
-        negative: float = 0.05,
+        negative: float = 0.05, only_last: bool = False,
     ) -> None:  # fmt: skip
         self.radius, self.delay = radius, delay
         self.with_prev_mask, self.halo, self.negative = with_prev_mask, halo, negative
+        self.only_last = only_last
         self.calls: list[int] = []
         self.prev_given: list[bool] = []
         self.states: list[PredictionState | None] = []
@@ -48,7 +50,7 @@ class DiskPredictor:
         prob = np.zeros(self.shape, np.float32)
         if state is not None and self.with_prev_mask:
             prob = np.where(state.prob > 0.5, 0.8, 0.0).astype(np.float32)
-        for c in clicks:
+        for c in clicks[-1:] if self.only_last else clicks:
             d2 = (yy - c.y) ** 2 + (xx - c.x) ** 2
             if self.halo:
                 ring = d2 <= self.halo**2

@@ -169,7 +169,30 @@ def test_cli_with_builtin_engine(tmp_path: Path) -> None:
     )  # fmt: skip
     assert status == 0
     report = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert report["engine"] == ENGINE_NAMES[0]
+    assert report["engine"] == ENGINE_NAMES[0] and report["local_edits"] is False
+    check_outputs(tmp_path / "out", report, ["Export"], max_clicks=3)
+
+
+def test_local_edits_wraps_every_predictor_and_is_recorded(tmp_path: Path) -> None:
+    from model.engines import ENGINE_NAMES
+    from model.local_edits import LocalEdits
+    from training.evaluate import engine_factory, with_local_edits
+
+    predictor = with_local_edits(engine_factory(ENGINE_NAMES[0]), 0.4)("any set")
+    assert isinstance(predictor, LocalEdits) and predictor.threshold == 0.4
+    assert predictor.name == ENGINE_NAMES[0]
+    image = np.full((48, 64, 3), 40, np.uint8)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[12:36, 16:48] = 1
+    image[ids == 1] = (220, 200, 60)
+    write_export(tmp_path / "Export", "square", image, ids)
+    status = main(
+        ["--engine", ENGINE_NAMES[0], "--datasets", "Export", "--data-root", str(tmp_path), "--local-edits",
+         "--max-clicks", "3", "--output", str(tmp_path / "out"), "--no-progress"]
+    )  # fmt: skip
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["local_edits"] is True
     check_outputs(tmp_path / "out", report, ["Export"], max_clicks=3)
 
 

@@ -357,6 +357,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="limit the network's input to this many pixels on its longer side (default: full size, as "
         f"the original protocol; the app uses {INTERACTIVE_MAX_SIZE}; networks only)",
     )
+    parser.add_argument(
+        "--local-edits",
+        action="store_true",
+        help="a click removes only the part of the mask it touches, as the app does for networks "
+        "(model.local_edits; off by default: the original protocol)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -401,6 +407,14 @@ def checkpoint_factory(
         return Predictor(network, device=device, zoom_in=zoom, with_flip=flip, max_size=max_size)
 
     return make
+
+
+def with_local_edits(make: PredictorFactory, threshold: float) -> PredictorFactory:
+    """``make`` whose predictors' clicks remove only the part of the mask they touch, at ``threshold``
+    (:class:`model.local_edits.LocalEdits`, what the app does)."""
+    from model.local_edits import LocalEdits
+
+    return lambda dataset_name: LocalEdits(make(dataset_name), threshold)
 
 
 def default_device() -> str:
@@ -475,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_info.update(
                 {"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": args.max_size}
             )
+        if args.local_edits:
+            make_predictor = with_local_edits(make_predictor, args.threshold)
+        run_info["local_edits"] = args.local_edits
         require_output_folder(args.output)  # before the run, not after hours of it
     except (DatasetError, ValueError, FileNotFoundError) as error:
         print(f"isegformer-eval: {error}", file=sys.stderr)

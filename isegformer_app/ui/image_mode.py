@@ -43,7 +43,8 @@ class ImageMode(QObject):
         self.services = services
         self.max_side = max_side
         self.project: Project | None = None
-        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self)
+        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self,
+                                          lambda: services.settings.local_edits)  # fmt: skip
         self.loading: BackgroundTask | None = None
         self.last_load_ok: bool | None = None  # how the last background open/step ended
         self._queued_steps = 0  # D/A presses while an image was loading

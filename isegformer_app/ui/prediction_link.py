@@ -26,9 +26,12 @@ class PredictionLink(QObject):
     shown = Signal(int)  # request id, once its prediction is in the document shown (and on the canvas)
 
     def __init__(self, worker: InferenceWorker, inform: Callable[..., None],
-                 show_busy: Callable[[bool], None], parent: QObject | None = None) -> None:  # fmt: skip
+                 show_busy: Callable[[bool], None], parent: QObject | None = None,
+                 local_edits: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
+        """``local_edits()``: whether the next request's click removes only the part it touches."""
         super().__init__(parent)
         self.worker, self.inform, self.show_busy = worker, inform, show_busy
+        self.local_edits = local_edits
         self.doc: AnnotationDocument | None = None
         self.image_key = ""  # the key the worker knows the shown image (or slice) by
         self.pending: dict[int, object] = {}  # request id -> the document's prediction key
@@ -54,8 +57,9 @@ class PredictionLink(QObject):
         doc = self.doc
         if doc is None or not doc.needs_prediction():
             return False
-        request_id = self.worker.request(PredictRequest(self.image_key, list(doc.clicks),
-                                                        doc.prev_state_for_request()))  # fmt: skip
+        request_id = self.worker.request(PredictRequest(
+            self.image_key, list(doc.clicks), doc.prev_state_for_request(),
+            local_edits=self.local_edits(), threshold=doc.threshold))  # fmt: skip
         self.pending = {k: v for k, v in self.pending.items() if k > request_id - KEEP_PENDING}
         self.pending[request_id] = doc.prediction_key()
         self.show_busy(True)

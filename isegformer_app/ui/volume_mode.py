@@ -59,7 +59,8 @@ class VolumeMode(QObject):
         self.services = s = services
         window = services.parent
         self.doc: VolumeDocument | None = None
-        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self)
+        self.predictions = PredictionLink(services.worker, services.inform, services.show_busy, self,
+                                          lambda: services.settings.local_edits)  # fmt: skip
         self.display_window: WindowPreset | None = None
         self.propagation: _Propagation | None = None  # the one running, if any
         self.panel = VolumePanel()

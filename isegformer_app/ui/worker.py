@@ -21,19 +21,24 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from model.clicks import Click
+from model.local_edits import LocalEdits
 from model.prediction import Prediction, PredictionState
+from model.threshold import DEFAULT_THRESHOLD
 
 
 @dataclass
 class PredictRequest:
     """``image_key`` identifies the image the clicks belong to; ``state`` is what the prediction
     continues from (:meth:`~isegformer_app.state.click_session.ClickSession.prev_state`; None: a new
-    object)."""
+    object). ``local_edits``: the last click removes only the part of the mask it touches, judged at
+    ``threshold`` (:class:`model.local_edits.LocalEdits`; not for engines with ``own_click_rules``)."""
 
     image_key: str
     clicks: list[Click]
     state: PredictionState | None
     request_id: int = 0
+    local_edits: bool = False
+    threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -235,7 +240,10 @@ class InferenceWorker(QThread):
             return  # the image changed since the click: drop it
         start = time.perf_counter()
         try:
-            prediction = self.predictor.predict(req.clicks, req.state)
+            predictor = self.predictor
+            if req.local_edits and not getattr(predictor, "own_click_rules", False):
+                predictor = LocalEdits(predictor, req.threshold)
+            prediction = predictor.predict(req.clicks, req.state)
         except Exception as exc:
             traceback.print_exc()
             self.failed.emit("predict", f"Prediction failed: {exc}")

@@ -64,6 +64,9 @@ class ClickEngine:
 
     name = "base"
     click_disk: tuple[float, int] = (0.005, 3)
+    # its clicks follow its own rules (``monotone``, ``click_disk``; a negative seed teaches the background's
+    # colours everywhere): the app leaves its answers alone (model.local_edits, measured there)
+    own_click_rules = True
 
     def __init__(
         self,

@@ -3,13 +3,14 @@
     python -m training.benchmarks.second_clicks --datasets voc:Export=EVAL/voc,arc:Export=EVAL/arc \\
         --checkpoint shipped=resources/models/isegformer_lite0.pth \\
         --checkpoint new=RUN/isegformer_lite0.pth \\
-        [--engine geo_grabcut] [--device cpu] [--json OUT.json]
+        [--engine geo_grabcut] [--device cpu] [--local-edits] [--json OUT.json]
 
 Per data set and model: mIoU after the protocol's first click, then for a second positive on another part
 of the object and for a negative next to it (:mod:`model.evaluation.second_click`) the number of objects
 that have one, the mean IoU change it makes and how many objects it loses more than 0.05 IoU on. Then the
 bundled photo (no ground truth): mask pixels after each click of the sequences a new user tried in the
 first hour (:data:`BUNDLED_PHOTO_SEQUENCES`), where a second click lost the man the first click found.
+``--local-edits`` applies :mod:`model.local_edits` to every model (the app does for networks).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from model.evaluation.second_click import SecondClickResult, evaluate_second_cli
 from model.prediction import ClickPredictor
 from model.threshold import DEFAULT_THRESHOLD, probability_mask
 from training.datasets import DatasetError, EvalDataset, open_dataset
-from training.evaluate import checkpoint_factory, engine_factory, parse_dataset_specs
+from training.evaluate import checkpoint_factory, engine_factory, parse_dataset_specs, with_local_edits
 
 LOST = 0.05  # an agreeing second click that lowers IoU by more than this lost (part of) the object
 
@@ -153,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engine", action="append", default=[], help="a built-in engine; repeatable")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument(
+        "--local-edits",
+        action="store_true",
+        help="clicks remove only the part of the mask they touch (model.local_edits), as "
+        "the app does for networks",
+    )
     parser.add_argument("--no-bundled-photo", action="store_true", help="skip the bundled photo's sequences")
     parser.add_argument("--json", type=Path, help="also write every object's clicks and IoUs here")
     args = parser.parse_args(argv)
@@ -173,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if kind == "checkpoint"
                 else engine_factory(what)
             )
+            if args.local_edits:
+                make = with_local_edits(make, args.threshold)
             predictors[label] = make("")
     except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as error:
         print(f"second_clicks: {error}", file=sys.stderr)

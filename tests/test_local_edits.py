@@ -1,0 +1,156 @@
+"""A click removes only the part of the mask it touches (``model.local_edits``): the rule on maps made
+by hand, the predictor wrapper, and the app's window with a predictor that forgets the object."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _app_helpers import DiskPredictor, click, make_window, open_and_wait, predicted
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from model.clicks import Click
+from model.local_edits import LocalEdits, click_pixel, keep_untouched_parts
+from model.prediction import Prediction, PredictionState
+from model.threshold import probability_mask
+
+SHAPE = (60, 80)
+
+
+def blob(y0: int, y1: int, x0: int, x1: int, value: float) -> np.ndarray:
+    prob = np.full(SHAPE, 0.1, np.float32)
+    prob[y0:y1, x0:x1] = value
+    return prob
+
+
+def two_parts(left: float = 0.7, right: float = 0.8) -> np.ndarray:
+    """A previous map with two separate parts of the object (a left and a right block)."""
+    prob = blob(10, 30, 5, 25, left)
+    prob[10:30, 50:70] = right
+    return prob
+
+
+def test_a_negative_click_outside_the_mask_takes_nothing_away_and_keeps_additions() -> None:
+    previous = PredictionState(two_parts())
+    new = blob(10, 30, 50, 70, 0.9)  # the left part lost, the right one kept ...
+    new[40:50, 5:15] = 0.95  # ... and a part added
+    result = keep_untouched_parts(previous, Prediction.of(new, (1, 2, 3, 4)), Click(45, 40, False))
+    mask = probability_mask(result.prob)
+    assert mask[10:30, 5:25].all() and mask[10:30, 50:70].all() and mask[40:50, 5:15].all()
+    assert mask.sum() == 400 + 400 + 100
+    # the restored part keeps the previous map's (unsure) probability, the rest is the new map's
+    np.testing.assert_array_equal(result.prob[10:30, 5:25], np.float32(0.7))
+    np.testing.assert_array_equal(result.prob[10:30, 50:70], np.float32(0.9))
+    assert result.state.prob is result.prob and result.state.zoom_box == (1, 2, 3, 4)
+
+
+def test_a_negative_click_removes_the_region_under_it_and_nothing_else() -> None:
+    previous = PredictionState(two_parts())
+    new = np.full(SHAPE, 0.1, np.float32)  # both parts removed; the click is on the right one
+    result = keep_untouched_parts(previous, Prediction.of(new), Click(20.4, 60.7, False))
+    mask = probability_mask(result.prob)
+    assert mask[10:30, 5:25].all() and not mask[10:30, 50:70].any()
+    assert mask.sum() == 400
+    # without the rule the click takes both parts
+    assert not probability_mask(new).any()
+
+
+def test_a_positive_click_that_adds_its_region_keeps_the_networks_whole_answer() -> None:
+    previous = PredictionState(two_parts())
+    new = blob(40, 55, 30, 45, 0.9)  # adds the clicked region, drops both parts
+    prediction = Prediction.of(new)
+    assert keep_untouched_parts(previous, prediction, Click(47, 37, True)) is prediction
+
+
+def test_a_positive_click_inside_the_mask_takes_nothing_away() -> None:
+    previous = PredictionState(two_parts())
+    new = blob(10, 30, 5, 25, 0.9)  # the click on the left part; the network forgets the right one
+    result = keep_untouched_parts(previous, Prediction.of(new), Click(20, 15, True))
+    mask = probability_mask(result.prob)
+    assert mask[10:30, 5:25].all() and mask[10:30, 50:70].all() and mask.sum() == 800
+    # a positive click whose own pixel the network dropped takes nothing away either
+    dropped = blob(10, 30, 50, 70, 0.9)
+    result = keep_untouched_parts(previous, Prediction.of(dropped), Click(20, 15, True))
+    assert probability_mask(result.prob).sum() == 800
+
+
+def test_the_rule_judges_at_the_given_threshold_and_checks_shapes() -> None:
+    previous = PredictionState(two_parts(left=0.45))  # the left part is below 0.49, above 0.4
+    new = np.full(SHAPE, 0.1, np.float32)
+    at_default = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))
+    assert probability_mask(at_default.prob).sum() == 400  # only the right part was in the mask
+    at_low = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False), threshold=0.4)
+    assert probability_mask(at_low.prob, 0.4).sum() == 800
+    with pytest.raises(ValueError, match="shape"):
+        small = PredictionState(np.zeros((10, 10), np.float32))
+        keep_untouched_parts(small, Prediction.of(new), Click(1, 1, False))
+
+
+def test_clicks_on_the_border_and_outside_map_to_the_nearest_pixel() -> None:
+    assert click_pixel(Click(59.9, 79.99, True), SHAPE) == (59, 79)
+    assert click_pixel(Click(60.0, 80.0, True), SHAPE) == (59, 79)
+    assert click_pixel(Click(-0.5, 3.7, False), SHAPE) == (0, 3)
+
+
+def test_the_wrapper_applies_the_rule_only_when_a_previous_mask_is_given() -> None:
+    inner = DiskPredictor(radius=6, only_last=True)
+    local = LocalEdits(inner)
+    local.set_image(np.zeros((*SHAPE, 3), np.uint8))
+    first = local.predict([Click(20, 20, True)])  # a new object: the predictor's own answer
+    np.testing.assert_array_equal(first.prob, inner.predict([Click(20, 20, True)]).prob)
+    assert inner.states[0] is None and probability_mask(first.prob).sum() == 113  # a disk of radius 6
+    clicks = [Click(20, 20, True, 0), Click(40, 60, False, 1)]
+    kept = local.predict(clicks, first.state)
+    forgotten = inner.predict(clicks, first.state)
+    assert not probability_mask(forgotten.prob).any()  # the fake forgets the object ...
+    np.testing.assert_array_equal(probability_mask(kept.prob), probability_mask(first.prob))  # ... kept
+    assert local.name == inner.name
+
+
+@pytest.fixture
+def photo(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(
+        folder / "a.png"
+    )
+    return folder / "a.png"
+
+
+def test_in_the_window_a_far_negative_click_keeps_the_object(qtbot, tmp_path, photo, messages) -> None:
+    """The window's predictions go through the rule (the Model menu's setting, on by default): a
+    network that forgets the object at a far negative click no longer empties the mask."""
+    window = make_window(qtbot, tmp_path, DiskPredictor(only_last=True))
+    open_and_wait(window, photo)
+    assert window.settings.local_edits and window.actions_by_name["local_edits"].isChecked()
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    first = probability_mask(window.doc.prob, window.doc.threshold)
+    assert first.sum() > 300
+    click(qtbot, window, 90, 120, Qt.MouseButton.RightButton)
+    qtbot.waitUntil(predicted(window, 2), timeout=5000)
+    np.testing.assert_array_equal(probability_mask(window.doc.prob, window.doc.threshold), first)
+    window.actions_by_name["local_edits"].trigger()  # off: the next click is the network's alone
+    assert not window.settings.local_edits
+    click(qtbot, window, 100, 40, Qt.MouseButton.RightButton)
+    qtbot.waitUntil(predicted(window, 3), timeout=5000)
+    assert not probability_mask(window.doc.prob, window.doc.threshold).any()
+    window.close()
+
+
+def test_in_the_window_engines_with_own_click_rules_are_left_alone(qtbot, tmp_path, photo, messages) -> None:
+    """A classical engine's negative seed acts on the whole image by design: the window does not apply
+    the rule to it (``own_click_rules``), as the built-in engines declare."""
+    from model.engines import ENGINE_NAMES, build_engine
+
+    assert all(build_engine(name).own_click_rules for name in ENGINE_NAMES)
+    engine = DiskPredictor(only_last=True)
+    engine.own_click_rules = True
+    window = make_window(qtbot, tmp_path, engine)
+    open_and_wait(window, photo)
+    click(qtbot, window, 30, 30)
+    qtbot.waitUntil(predicted(window, 1), timeout=5000)
+    click(qtbot, window, 90, 120, Qt.MouseButton.RightButton)
+    qtbot.waitUntil(predicted(window, 2), timeout=5000)
+    assert window.settings.local_edits and not probability_mask(window.doc.prob, window.doc.threshold).any()
+    window.close()

@@ -23,11 +23,11 @@ from model.transforms import AddHorizontalFlip, LimitLongestSide, PadToMinSize, 
 # --- the network predictor ---------------------------------------------------------------------------
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# Longer side of the network's input in the app (the RITM demo's limit; the original predictor and
-# isegformer-eval default to none). A camera photo at full size shows objects far larger than the
-# network was trained on, and its first click runs on every pixel: on the VOC + ARC photos enlarged 4x
-# the first click at full size took 14x as long and halved mIoU@1 (model.benchmarks.large_photos;
-# README, "Speed").
+# Longer side of the network's input in the app (the RITM demo's limit; the original predictor has none,
+# isegformer-eval uses it for the networks this project saved). A camera photo at full size shows objects
+# far larger than the network was trained on, and its first click runs on every pixel: on the VOC + ARC
+# photos enlarged 4x the first click at full size took 14x as long and halved mIoU@1
+# (model.benchmarks.large_photos; README, "Speed").
 INTERACTIVE_MAX_SIZE = 800
 
 

@@ -155,6 +155,31 @@ def test_checkpoint_predictors_follow_the_original_eval_mode(reference_dir) -> N
     assert checkpoint_factory(checkpoint, "cpu", True, True, max_size=800)("GrabCut").limit.max_size == 800
 
 
+def test_networks_this_project_saved_see_what_the_app_gives_them(tmp_path: Path) -> None:
+    """A checkpoint with our metadata is evaluated as the app runs it (the input limited to 800 px), an
+    original checkpoint at full size; --max-size 0 is full size for both."""
+    from model.build import build_model
+    from model.checkpoint import save_checkpoint
+    from model.predictor import INTERACTIVE_MAX_SIZE
+
+    ours = tmp_path / "ours.pth"
+    save_checkpoint(build_model("segformer_b0", head_channels=32), ours)
+    assert checkpoint_factory(ours, "cpu", True, True)("any").limit.max_size == INTERACTIVE_MAX_SIZE == 800
+    assert checkpoint_factory(ours, "cpu", True, True, max_size=0)("any").limit is None
+    assert checkpoint_factory(ours, "cpu", True, True, max_size=512)("any").limit.max_size == 512
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[10:30, 20:40] = 200
+    ids = np.zeros((40, 60), np.uint8)
+    ids[10:30, 20:40] = 1
+    write_export(tmp_path / "Export", "square", image, ids)
+    base = ["--checkpoint", str(ours), "--datasets", f"Export={tmp_path / 'Export'}", "--device", "cpu",
+            "--max-clicks", "1", "--no-progress"]  # fmt: skip
+    assert main([*base, "--output", str(tmp_path / "app")]) == 0
+    assert json.loads((tmp_path / "app" / "results.json").read_text())["max_size"] == 800
+    assert main([*base, "--max-size", "0", "--output", str(tmp_path / "full")]) == 0
+    assert json.loads((tmp_path / "full" / "results.json").read_text())["max_size"] is None
+
+
 def test_cli_with_builtin_engine(tmp_path: Path) -> None:
     from model.engines import ENGINE_NAMES
 
@@ -214,7 +239,7 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys) -> None:
     assert "invalid --device 'gpu7'" in capsys.readouterr().err
     assert main(["--engine", "geo_grabcut", "--max-size", "8", "--datasets", "Export", "--data-root",
                  str(tmp_path)]) == 2  # fmt: skip
-    assert "--max-size must be at least 32" in capsys.readouterr().err
+    assert "--max-size must be 0 (full size) or at least 32" in capsys.readouterr().err
 
 
 def test_without_checkpoint_or_engine_the_default_model_is_evaluated(

@@ -354,8 +354,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--max-size",
         type=int,
         default=None,
-        help="limit the network's input to this many pixels on its longer side (default: full size, as "
-        f"the original protocol; the app uses {INTERACTIVE_MAX_SIZE}; networks only)",
+        help=f"limit the network's input to this many pixels on its longer side; 0: full size (the original "
+        f"protocol); default: {INTERACTIVE_MAX_SIZE}, as the app, for the networks this project trains, full "
+        "size for the original checkpoints; networks only",
     )
     parser.add_argument(
         "--local-edits",
@@ -388,17 +389,31 @@ def engine_factory(name: str) -> PredictorFactory:
     return lambda dataset_name: build_engine(name)
 
 
+def network_input_limit(max_size: int | None, network) -> int | None:
+    """The longest side the network's input is limited to (None: full size) for ``--max-size``: 0 is
+    full size; None is the app's :data:`~model.predictor.INTERACTIVE_MAX_SIZE` for a network this
+    project saved (its checkpoint carries our metadata: it is evaluated as the app runs it) and full
+    size for the original checkpoints (the original protocol)."""
+    from model.predictor import INTERACTIVE_MAX_SIZE
+
+    if max_size is None:
+        return INTERACTIVE_MAX_SIZE if getattr(network, "metadata", None) else None
+    return max_size or None
+
+
 def checkpoint_factory(
     checkpoint: Path, device: str, zoom_in: bool, flip: bool, max_size: int | None = None
 ) -> PredictorFactory:
     """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
     with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode) and the
-    network's input limited to ``max_size`` on its longer side (None: full size, as the original)."""
+    network's input limited on its longer side by :func:`network_input_limit` (``max_size`` 0: full
+    size; None: as the app for this project's networks, full size for the original checkpoints)."""
     from model.checkpoint import load_checkpoint
     from model.predictor import Predictor
     from model.transforms import ZoomIn
 
     network = load_checkpoint(checkpoint, device)
+    max_size = network_input_limit(max_size, network)
 
     def make(dataset_name: str) -> ClickPredictor:
         zoom = None
@@ -441,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_clicks < 1 or not 0.0 < args.iou <= 1.0:
         print("isegformer-eval: --max-clicks must be >= 1 and --iou in (0, 1]", file=sys.stderr)
         return 2
-    if args.max_size is not None and args.max_size < 32:
-        print("isegformer-eval: --max-size must be at least 32 pixels", file=sys.stderr)
+    if args.max_size is not None and (args.max_size < 0 or 0 < args.max_size < 32):
+        print("isegformer-eval: --max-size must be 0 (full size) or at least 32 pixels", file=sys.stderr)
         return 2
     settings = EvalSettings(target_iou=args.iou, max_clicks=args.max_clicks, threshold=args.threshold)
     if not args.engine and args.checkpoint is None:
@@ -485,10 +500,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             except CheckpointError as error:
                 raise ValueError(f"cannot load {args.checkpoint}: {error}") from error
             label = args.checkpoint.stem
+            limit = make_predictor("").limit  # the one the factory chose
+            max_size = limit.max_size if limit is not None else None
+            if args.max_size is None and max_size is not None:
+                note = f"the network sees at most {max_size} px on its longer side, as in the app"
+                print(f"isegformer-eval: {note} (--max-size 0: full size, the original protocol)",
+                      file=sys.stderr)  # fmt: skip
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
-            run_info.update(
-                {"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": args.max_size}
-            )
+            run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": max_size})
         if args.local_edits:
             make_predictor = with_local_edits(make_predictor, args.threshold)
         run_info["local_edits"] = args.local_edits

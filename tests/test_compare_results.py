@@ -98,3 +98,30 @@ def test_command_prints_each_shared_set_and_the_pool(tmp_path, capsys):
     assert compare_results.main([*paths, "--resamples", "5"]) == 2
     assert compare_results.main([*paths, "--resamples", "10000000"]) == 2
     assert "--resamples must be between 100 and 100000" in capsys.readouterr().err
+
+
+def test_runs_evaluated_differently_are_named_before_the_tables(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    curves = _curves(rng, 6)
+    settings = {"threshold": 0.49, "max_clicks": 20}
+    network = {**_results(voc=curves), "settings": settings, "checkpoint": "a.pth", "zoom_in": True,
+               "flip": True, "max_size": None}  # fmt: skip
+    assert compare_results.protocol_differences(network, dict(network)) == []
+    app_way = {**network, "max_size": 800, "local_edits": True}
+    assert compare_results.protocol_differences(network, app_way) == [
+        "local_edits: False -> True", "max_size: None -> 800"
+    ]
+    older = {key: value for key, value in network.items() if key != "flip"}  # absent: the default (True)
+    assert compare_results.protocol_differences(older, network) == []
+    engine = {**_results(voc=curves), "settings": settings, "engine": "geo"}
+    assert compare_results.protocol_differences(engine, network) == []  # ZoomIn etc. are the network's own
+    fewer = {**engine, "settings": {"threshold": 0.49, "max_clicks": 10}}
+    assert compare_results.protocol_differences(engine, fewer) == ["max_clicks: 20 -> 10"]
+    paths = []
+    for name, results in (("base", network), ("new", app_way)):
+        paths.append(str(tmp_path / f"{name}.json"))
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    assert compare_results.main([*paths, "--sets", "voc", "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("note: the two runs differ in how they were evaluated: local_edits: False -> True; "
+                          "max_size: None -> 800")  # fmt: skip

@@ -134,6 +134,25 @@ def format_comparison(title: str, comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+# how an isegformer-eval run clicked and counted, besides the model (absent in older files: the default)
+PROTOCOL_DEFAULTS = {"zoom_in": True, "flip": True, "max_size": None, "local_edits": False}
+
+
+def protocol_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'name: base value -> new value' for every protocol setting the two results differ in: the
+    evaluation settings, local edits, and ZoomIn, flip and input limit where both runs are networks'."""
+    both_networks = "engine" not in base and "engine" not in new
+    keys = PROTOCOL_DEFAULTS if both_networks else {"local_edits": False}
+
+    def protocol(results: dict[str, Any]) -> dict[str, Any]:
+        settings = results.get("settings")
+        settings = settings if isinstance(settings, dict) else {}
+        return {**settings, **{key: results.get(key, default) for key, default in keys.items()}}
+
+    a, b = protocol(base), protocol(new)
+    return [f"{key}: {a.get(key)} -> {b.get(key)}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+
+
 def _read(path: str) -> dict[str, Any]:
     results = parse_json(Path(path).read_text())
     if not isinstance(results, dict) or not isinstance(results.get("datasets"), dict):
@@ -178,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                     " + ".join(pooled), compare(base, new, pooled, args.resamples, seed=args.seed)
                 )
             )
+        differences = protocol_differences(base, new)
     except (OSError, ValueError) as error:
         print(f"compare_results: error: {error}", file=sys.stderr)
         return 2
+    if differences:
+        print(f"note: the two runs differ in how they were evaluated: {'; '.join(differences)}\n")
     print("\n\n".join(tables))
     return 0
 

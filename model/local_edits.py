@@ -51,11 +51,12 @@ def changed_region_at(changed: np.ndarray, row: int, column: int) -> np.ndarray:
 
 def keep_untouched_parts(
     previous: PredictionState, prediction: Prediction, click: Click, threshold: float = DEFAULT_THRESHOLD
-) -> Prediction:
-    """``prediction`` with the pixels it removed from ``previous`` away from ``click`` put back.
+) -> tuple[Prediction, int]:
+    """``prediction`` with the pixels it removed from ``previous`` away from ``click`` put back, and the
+    number of pixels put back.
 
     ``previous``: the state the prediction continued from; ``click``: the click it answered (the last
-    one); both maps HxW at the image's resolution. Returns ``prediction`` itself when nothing changes.
+    one); both maps HxW at the image's resolution. Returns ``(prediction, 0)`` when nothing changes.
     """
     shape = prediction.prob.shape
     previous.check_shape(shape)
@@ -63,34 +64,39 @@ def keep_untouched_parts(
     after = probability_mask(prediction.prob, threshold)
     removed = before & ~after
     if not removed.any():
-        return prediction
+        return prediction, 0
     row, column = click_pixel(click, shape)
     pixel_changed = bool(before[row, column] != after[row, column])
     if click.is_positive and pixel_changed and after[row, column]:
-        return prediction  # the click added its own region: the network redraws the object
+        return prediction, 0  # the click added its own region: the network redraws the object
     if not click.is_positive and pixel_changed and not after[row, column]:
         # the negative click removed its own region: that connected part of the change is its to remove
         removed &= ~changed_region_at(before ^ after, row, column)
-    if not removed.any():
-        return prediction
+    restored = int(np.count_nonzero(removed))
+    if not restored:
+        return prediction, 0
     prob = np.where(removed, previous.prob, prediction.prob).astype(np.float32, copy=False)
-    return Prediction.of(prob, prediction.state.zoom_box)
+    return Prediction.of(prob, prediction.state.zoom_box), restored
 
 
 class LocalEdits:
     """A :class:`~model.prediction.ClickPredictor` whose clicks remove only the part they touch
-    (:func:`keep_untouched_parts` after every prediction that continues from a previous mask)."""
+    (:func:`keep_untouched_parts` after every prediction that continues from a previous mask).
+    ``restored``: the pixels the last prediction got back."""
 
     def __init__(self, predictor, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.predictor = predictor
         self.threshold = threshold
         self.name = getattr(predictor, "name", type(predictor).__name__)
+        self.restored = 0
 
     def set_image(self, image: np.ndarray) -> None:
         self.predictor.set_image(image)
 
     def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         prediction = self.predictor.predict(clicks, state)
+        self.restored = 0
         if state is None or not clicks:
             return prediction
-        return keep_untouched_parts(state, prediction, clicks[-1], self.threshold)
+        prediction, self.restored = keep_untouched_parts(state, prediction, clicks[-1], self.threshold)
+        return prediction

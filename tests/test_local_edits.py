@@ -34,7 +34,8 @@ def test_a_negative_click_outside_the_mask_takes_nothing_away_and_keeps_addition
     previous = PredictionState(two_parts())
     new = blob(10, 30, 50, 70, 0.9)  # the left part lost, the right one kept ...
     new[40:50, 5:15] = 0.95  # ... and a part added
-    result = keep_untouched_parts(previous, Prediction.of(new, (1, 2, 3, 4)), Click(45, 40, False))
+    result, restored = keep_untouched_parts(previous, Prediction.of(new, (1, 2, 3, 4)), Click(45, 40, False))
+    assert restored == 400
     mask = probability_mask(result.prob)
     assert mask[10:30, 5:25].all() and mask[10:30, 50:70].all() and mask[40:50, 5:15].all()
     assert mask.sum() == 400 + 400 + 100
@@ -47,7 +48,8 @@ def test_a_negative_click_outside_the_mask_takes_nothing_away_and_keeps_addition
 def test_a_negative_click_removes_the_region_under_it_and_nothing_else() -> None:
     previous = PredictionState(two_parts())
     new = np.full(SHAPE, 0.1, np.float32)  # both parts removed; the click is on the right one
-    result = keep_untouched_parts(previous, Prediction.of(new), Click(20.4, 60.7, False))
+    result, restored = keep_untouched_parts(previous, Prediction.of(new), Click(20.4, 60.7, False))
+    assert restored == 400
     mask = probability_mask(result.prob)
     assert mask[10:30, 5:25].all() and not mask[10:30, 50:70].any()
     assert mask.sum() == 400
@@ -59,28 +61,28 @@ def test_a_positive_click_that_adds_its_region_keeps_the_networks_whole_answer()
     previous = PredictionState(two_parts())
     new = blob(40, 55, 30, 45, 0.9)  # adds the clicked region, drops both parts
     prediction = Prediction.of(new)
-    assert keep_untouched_parts(previous, prediction, Click(47, 37, True)) is prediction
+    assert keep_untouched_parts(previous, prediction, Click(47, 37, True)) == (prediction, 0)
 
 
 def test_a_positive_click_inside_the_mask_takes_nothing_away() -> None:
     previous = PredictionState(two_parts())
     new = blob(10, 30, 5, 25, 0.9)  # the click on the left part; the network forgets the right one
-    result = keep_untouched_parts(previous, Prediction.of(new), Click(20, 15, True))
+    result, restored = keep_untouched_parts(previous, Prediction.of(new), Click(20, 15, True))
     mask = probability_mask(result.prob)
-    assert mask[10:30, 5:25].all() and mask[10:30, 50:70].all() and mask.sum() == 800
+    assert mask[10:30, 5:25].all() and mask[10:30, 50:70].all() and mask.sum() == 800 and restored == 400
     # a positive click whose own pixel the network dropped takes nothing away either
     dropped = blob(10, 30, 50, 70, 0.9)
-    result = keep_untouched_parts(previous, Prediction.of(dropped), Click(20, 15, True))
-    assert probability_mask(result.prob).sum() == 800
+    result, restored = keep_untouched_parts(previous, Prediction.of(dropped), Click(20, 15, True))
+    assert probability_mask(result.prob).sum() == 800 and restored == 400
 
 
 def test_the_rule_judges_at_the_given_threshold_and_checks_shapes() -> None:
     previous = PredictionState(two_parts(left=0.45))  # the left part is below 0.49, above 0.4
     new = np.full(SHAPE, 0.1, np.float32)
-    at_default = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))
-    assert probability_mask(at_default.prob).sum() == 400  # only the right part was in the mask
-    at_low = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False), threshold=0.4)
-    assert probability_mask(at_low.prob, 0.4).sum() == 800
+    at_default, restored = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))
+    assert probability_mask(at_default.prob).sum() == restored == 400  # only the right part was in the mask
+    at_low, restored = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False), threshold=0.4)
+    assert probability_mask(at_low.prob, 0.4).sum() == restored == 800
     with pytest.raises(ValueError, match="shape"):
         small = PredictionState(np.zeros((10, 10), np.float32))
         keep_untouched_parts(small, Prediction.of(new), Click(1, 1, False))
@@ -104,6 +106,9 @@ def test_the_wrapper_applies_the_rule_only_when_a_previous_mask_is_given() -> No
     forgotten = inner.predict(clicks, first.state)
     assert not probability_mask(forgotten.prob).any()  # the fake forgets the object ...
     np.testing.assert_array_equal(probability_mask(kept.prob), probability_mask(first.prob))  # ... kept
+    assert local.restored == 113
+    local.predict([Click(20, 20, True)])
+    assert local.restored == 0  # each prediction says what it put back
     assert local.name == inner.name
 
 
@@ -130,6 +135,8 @@ def test_in_the_window_a_far_negative_click_keeps_the_object(qtbot, tmp_path, ph
     click(qtbot, window, 90, 120, Qt.MouseButton.RightButton)
     qtbot.waitUntil(predicted(window, 2), timeout=5000)
     np.testing.assert_array_equal(probability_mask(window.doc.prob, window.doc.threshold), first)
+    qtbot.waitUntil(lambda: window.message_label.text().startswith("Kept"), timeout=5000)
+    assert f"Kept {first.sum():,} px that the click would have removed" in window.message_label.text()
     window.actions_by_name["local_edits"].trigger()  # off: the next click is the network's alone
     assert not window.settings.local_edits
     click(qtbot, window, 100, 40, Qt.MouseButton.RightButton)

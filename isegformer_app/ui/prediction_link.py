@@ -18,6 +18,7 @@ from isegformer_app.state.events import ClicksChanged
 from isegformer_app.ui.worker import InferenceWorker, PredictRequest, PredictResult
 
 KEEP_PENDING = 64  # requests remembered (their answers may come after newer ones were sent)
+KEPT_NOTICE_SHARE = 0.001  # local edits that put back at least this share of the image are told of
 
 
 class PredictionLink(QObject):
@@ -75,6 +76,9 @@ class PredictionLink(QObject):
         except ValueError as exc:
             self.inform("Prediction", f"The model returned a wrong-size mask: {exc}", error=True)
             return
+        if shown and result.restored_pixels >= KEPT_NOTICE_SHARE * result.prediction.prob.size:
+            self.inform("Prediction", f"Kept {result.restored_pixels:,} px that the click would have removed "
+                        "far from itself (Model > Clicks remove only what they touch)")  # fmt: skip
         if shown:
             self.shown.emit(request_id)
         if request_id == self.worker.latest_request_id():

@@ -44,13 +44,15 @@ class PredictRequest:
 @dataclass
 class PredictResult:
     """``latency_ms``: the request in the worker, which is the ``predict()`` call alone (also
-    ``model_ms``), started at ``predict_started`` (``time.perf_counter()`` s)."""
+    ``model_ms``), started at ``predict_started`` (``time.perf_counter()`` s). ``restored_pixels``: what
+    the request's local edits put back that the prediction had taken away far from the click."""
 
     request: PredictRequest
     prediction: Prediction  # the probability and the state the next click continues from
     latency_ms: float
     engine: str = ""
     predict_started: float = 0.0
+    restored_pixels: int = 0
 
     @property
     def model_ms(self) -> float:
@@ -240,14 +242,15 @@ class InferenceWorker(QThread):
             return  # the image changed since the click: drop it
         start = time.perf_counter()
         try:
-            predictor = self.predictor
-            if req.local_edits and not getattr(predictor, "own_click_rules", False):
-                predictor = LocalEdits(predictor, req.threshold)
-            prediction = predictor.predict(req.clicks, req.state)
+            local = None
+            if req.local_edits and not getattr(self.predictor, "own_click_rules", False):
+                local = LocalEdits(self.predictor, req.threshold)
+            prediction = (self.predictor if local is None else local).predict(req.clicks, req.state)
         except Exception as exc:
             traceback.print_exc()
             self.failed.emit("predict", f"Prediction failed: {exc}")
             return
         latency = (time.perf_counter() - start) * 1000.0
         name = getattr(self.predictor, "name", "")
-        self.prediction_ready.emit(PredictResult(req, prediction, latency, name, start))
+        restored = local.restored if local is not None else 0
+        self.prediction_ready.emit(PredictResult(req, prediction, latency, name, start, restored))

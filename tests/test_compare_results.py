@@ -50,6 +50,18 @@ def test_means_of_the_paired_objects_are_the_evaluation_figures():
     assert np.all(result.low < result.high)  # different random curves: a real spread
 
 
+def test_an_iou_stored_at_a_threshold_counts_as_the_evaluation_counted_it():
+    """isegformer-eval stores float32 IoUs (JSON holds 0.8999999761581421 for float32 0.9) and counts
+    that as reaching 90 %; the comparison must count the same clicks."""
+    at_threshold = np.array([0.5, 0.8, np.float32(0.9)], dtype=np.float32)
+    results = _results(voc=[at_threshold, np.array([0.95], dtype=np.float32)])
+    results = json.loads(json.dumps(results))  # as read back from results.json
+    assert results["datasets"]["voc"]["objects"][0]["ious"][2] < 0.9  # the float64 reading misses it
+    assert results["datasets"]["voc"]["noc"]["90"] == 2.0  # the evaluation: 3 clicks and 1 click
+    result = compare_results.compare(results, results, ("voc",), resamples=100)
+    assert result.base[1] == 2.0
+
+
 def test_no_difference_gives_a_zero_interval_and_a_uniform_gain_a_sure_one():
     rng = np.random.default_rng(1)
     curves = _curves(rng, 12)

@@ -1,4 +1,4 @@
-"""A click removes only the part of the mask it touches (``model.local_edits``): the rule on maps made
+"""A network's click never loses the object far from it (``model.local_edits``): the rule on maps made
 by hand, the predictor wrapper, and the app's window with a predictor that forgets the object."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from model.clicks import Click
-from model.local_edits import LocalEdits, click_pixel, keep_untouched_parts
+from model.local_edits import FORGETTING_SHARE, LocalEdits, click_pixel, keep_untouched_parts
 from model.prediction import Prediction, PredictionState
 from model.threshold import probability_mask
 
@@ -74,6 +74,23 @@ def test_a_positive_click_inside_the_mask_takes_nothing_away() -> None:
     dropped = blob(10, 30, 50, 70, 0.9)
     result, restored = keep_untouched_parts(previous, Prediction.of(dropped), Click(20, 15, True))
     assert probability_mask(result.prob).sum() == 800 and restored == 400
+
+
+def test_a_removal_of_less_than_half_the_mask_is_the_networks_correction() -> None:
+    """Removals away from the click are put back when they are at least FORGETTING_SHARE (half) of the
+    previous mask: less is the network correcting the mask, and stays removed unless min_share is 0."""
+    assert FORGETTING_SHARE == 0.5
+    previous = PredictionState(two_parts())
+    new = two_parts()
+    new[10:30, 5:24] = 0.1  # 380 of the 800 px taken away, far from the click: a correction
+    kept, restored = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))
+    assert restored == 0 and probability_mask(kept.prob).sum() == 420
+    new[10:30, 24] = 0.1  # 400 of 800: the object lost
+    kept, restored = keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))
+    assert restored == 400 and probability_mask(kept.prob).sum() == 800
+    new[10:30, 5:24] = 0.7  # 20 px again: put back only when every removal is
+    assert keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False))[1] == 0
+    assert keep_untouched_parts(previous, Prediction.of(new), Click(45, 40, False), min_share=0)[1] == 20
 
 
 def test_the_rule_judges_at_the_given_threshold_and_checks_shapes() -> None:

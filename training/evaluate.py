@@ -361,7 +361,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--local-edits",
         action="store_true",
-        help="a click removes only the part of the mask it touches, as the app does for networks "
+        help="a click never takes away most of the mask far from itself, as the app does for networks "
         "(model.local_edits; off by default: the original protocol)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -425,7 +425,7 @@ def checkpoint_factory(
 
 
 def with_local_edits(make: PredictorFactory, threshold: float) -> PredictorFactory:
-    """``make`` whose predictors' clicks remove only the part of the mask they touch, at ``threshold``
+    """``make`` whose predictors' clicks never lose the object far from them, judged at ``threshold``
     (:class:`model.local_edits.LocalEdits`, what the app does)."""
     from model.local_edits import LocalEdits
 

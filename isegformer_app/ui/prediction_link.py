@@ -29,7 +29,7 @@ class PredictionLink(QObject):
     def __init__(self, worker: InferenceWorker, inform: Callable[..., None],
                  show_busy: Callable[[bool], None], parent: QObject | None = None,
                  local_edits: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
-        """``local_edits()``: whether the next request's click removes only the part it touches."""
+        """``local_edits()``: whether the next request's click may not lose the object far from itself."""
         super().__init__(parent)
         self.worker, self.inform, self.show_busy = worker, inform, show_busy
         self.local_edits = local_edits
@@ -78,7 +78,7 @@ class PredictionLink(QObject):
             return
         if shown and result.restored_pixels >= KEPT_NOTICE_SHARE * result.prediction.prob.size:
             self.inform("Prediction", f"Kept {result.restored_pixels:,} px that the click would have removed "
-                        "far from itself (Model > Clicks remove only what they touch)")  # fmt: skip
+                        "far from itself (Model > Clicks never lose the object)")  # fmt: skip
         if shown:
             self.shown.emit(request_id)
         if request_id == self.worker.latest_request_id():

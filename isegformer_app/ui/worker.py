@@ -30,7 +30,7 @@ from model.threshold import DEFAULT_THRESHOLD
 class PredictRequest:
     """``image_key`` identifies the image the clicks belong to; ``state`` is what the prediction
     continues from (:meth:`~isegformer_app.state.click_session.ClickSession.prev_state`; None: a new
-    object). ``local_edits``: the last click removes only the part of the mask it touches, judged at
+    object). ``local_edits``: the last click never loses the object far from itself, judged at
     ``threshold`` (:class:`model.local_edits.LocalEdits`; not for engines with ``own_click_rules``)."""
 
     image_key: str

@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--local-edits",
         action="store_true",
-        help="clicks remove only the part of the mask they touch (model.local_edits), as "
+        help="a click never takes away most of the mask far from itself (model.local_edits), as "
         "the app does for networks",
     )
     parser.add_argument("--no-bundled-photo", action="store_true", help="skip the bundled photo's sequences")

@@ -107,8 +107,8 @@ class LocalEdits:
     def predict(self, clicks: Sequence[Click], state: PredictionState | None = None) -> Prediction:
         prediction = self.predictor.predict(clicks, state)
         self.restored = 0
-        if state is None or not clicks:
-            return prediction
+        if state is None or not clicks or state.prob.shape != prediction.prob.shape:
+            return prediction  # a new object, or a wrong-size answer for the caller to report
         prediction, self.restored = keep_untouched_parts(
             state, prediction, clicks[-1], self.threshold, self.min_share
         )

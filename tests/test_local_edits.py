@@ -126,6 +126,9 @@ def test_the_wrapper_applies_the_rule_only_when_a_previous_mask_is_given() -> No
     assert local.restored == 113
     local.predict([Click(20, 20, True)])
     assert local.restored == 0  # each prediction says what it put back
+    other_size = PredictionState(np.ones((10, 10), np.float32))
+    answer = local.predict(clicks, other_size)  # not the rule's to judge: the caller reports the size
+    assert answer.prob.shape == SHAPE and local.restored == 0
     assert local.name == inner.name
 
 

@@ -183,7 +183,9 @@ def test_in_the_window_engines_with_own_click_rules_are_left_alone(qtbot, tmp_pa
     window.close()
 
 
-def test_the_bundled_network_keeps_the_man_after_a_negative_on_the_woman(qtbot, tmp_path, messages) -> None:
+def test_the_bundled_network_keeps_the_man_after_a_negative_on_the_woman(
+    qtbot, tmp_path, messages, monkeypatch
+) -> None:
     """The first hour's complaint, through the window with the shipped network on the bundled photo: a
     click on the man's hands selects him; a negative click on the woman behind him used to leave only
     his hands (1,859 of 12,257 px) and now takes nothing of him away."""
@@ -192,6 +194,7 @@ def test_the_bundled_network_keeps_the_man_after_a_negative_on_the_woman(qtbot, 
     from resources import SAMPLE_IMAGE, bundled_model
 
     assert bundled_model() is not None
+    monkeypatch.setenv("ISEGFORMER_DATA_DIR", str(tmp_path / "data"))  # no other test's autosave of it
     settings = Settings.load(tmp_path / "config")
     settings.precision = "fp32"  # no runtime measurement: the test is about the masks
     window = MainWindow(settings)

@@ -288,11 +288,13 @@ def test_settings_round_trip_and_broken_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ISEGFORMER_CONFIG_DIR", str(tmp_path))
     s = Settings.load()
     assert s.threshold == pytest.approx(0.49) and s.shortcuts["finish"] == "Space"
-    s.opacity = 0.25
+    assert s.local_edits  # clicks never lose the object, unless the user turns it off
+    s.opacity, s.local_edits = 0.25, False
     s.add_recent(tmp_path / "x.png")
     s.save()
     again = Settings.load()
     assert again.opacity == 0.25 and again.recent_files == [str((tmp_path / "x.png").resolve())]
+    assert again.local_edits is False
     (tmp_path / "settings.json").write_text("{broken")
     broken = Settings.load()
     assert broken.problem and broken.opacity == 0.5

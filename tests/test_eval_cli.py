@@ -267,6 +267,10 @@ def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tm
     for folder in ("setA", "setB"):
         write_export(tmp_path / folder, "square", image, ids)
     write_export(tmp_path / "setB", "blank", image, np.zeros((48, 64), np.uint8))  # no object at all
+    corner = np.zeros((48, 64), np.uint8)
+    corner[:4, :5] = 255
+    (tmp_path / "setA" / "ignore").mkdir()
+    cv2.imwrite(str(tmp_path / "setA" / "ignore" / "square.png"), corner)  # 20 px left out
     base = ["--engine", ENGINE_NAMES[0], "--max-clicks", "2", "--no-progress"]
 
     # two sets of one reader: each keeps its own row and its own entry in results.json
@@ -278,6 +282,8 @@ def test_cli_validates_every_sample_first_labels_sets_and_reports_empty_masks(tm
     assert sorted(report["datasets"]) == ["Export(setA)", "Export(setB)"]
     assert report["datasets"]["Export(setB)"]["samples_without_objects"] == ["blank"]
     assert report["datasets"]["Export(setA)"]["n_objects"] == 1
+    assert report["datasets"]["Export(setA)"]["ignored_pixels"] == 20
+    assert report["datasets"]["Export(setB)"]["ignored_pixels"] == 0
     sets = f"first:Export={tmp_path / 'setA'},second:Export={tmp_path / 'setB'}"
     assert main([*base, "--datasets", sets, "--output", str(tmp_path / "named")]) == 0
     report = json.loads((tmp_path / "named" / "results.json").read_text())

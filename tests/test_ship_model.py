@@ -149,3 +149,30 @@ def test_defaults_fall_back_to_the_classical_engine(tmp_path, monkeypatch):
     broken.write_text("{not json")
     assert {engine for engine, _ in resources.modality_defaults(broken).values()} == {"geo_grabcut"}
     assert "no measured defaults" in resources.modality_defaults(broken)["photo"][1]
+
+
+def test_figures_of_different_masks_ship_nothing(tmp_path, capsys):
+    """A candidate scored with VOC's void border ignored is not compared with a shipped network (or the
+    classical engine) scored without it: ship_model refuses and writes nothing."""
+    source = tmp_path / "trained.pth"
+    source.write_bytes(initial_checkpoint(""))
+    corrected = _results(voc=(10.0, 12.0, 0.45, 0.75), arc=(9.0, 14.0, 0.5, 0.8), **{
+        k: v for k, v in CLASSICAL.items() if k in ("mni", "mr_real")
+    })
+    corrected["datasets"]["voc"]["ignored_pixels"] = 21_813
+    classical = _results(**CLASSICAL)
+    for name, results in (("net", corrected), ("geo", classical), ("old", _results(**CLASSICAL))):
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    out = tmp_path / "models"
+    args = ["--checkpoint", str(source), "--network", str(tmp_path / "net.json"), "--out", str(out)]
+    assert main([*args, "--classical", str(tmp_path / "geo.json")]) == 2
+    assert "geo_grabcut were scored on different masks (voc ignored pixels: not recorded -> 21,813)" in (
+        capsys.readouterr().err
+    )
+    classical["datasets"]["voc"]["ignored_pixels"] = 21_813
+    (tmp_path / "geo.json").write_text(json.dumps(classical))
+    old = str(tmp_path / "old.json")
+    assert main([*args, "--classical", str(tmp_path / "geo.json"), "--shipped", old]) == 2
+    assert "the shipped network were scored on different masks" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, "--classical", str(tmp_path / "geo.json")]) == 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from model.evaluation.noc import clicks_to_reach
 from model.untrusted import parse_json
-from training.ship_model import REPLACEMENT_SETS
+from training.ship_model import REPLACEMENT_SETS, ignored_pixel_differences
 
 # (key, label, True when lower is better)
 FIGURES = (
@@ -141,7 +141,8 @@ PROTOCOL_DEFAULTS = {"zoom_in": True, "flip": True, "max_size": None, "local_edi
 
 def protocol_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'name: base value -> new value' for every protocol setting the two results differ in: the
-    evaluation settings, local edits, and ZoomIn, flip and input limit where both runs are networks'."""
+    evaluation settings, local edits, ZoomIn, flip and input limit where both runs are networks', and the
+    pixels each shared set's masks leave out."""
     both_networks = "engine" not in base and "engine" not in new
     keys = PROTOCOL_DEFAULTS if both_networks else {"local_edits": False}
 
@@ -151,7 +152,8 @@ def protocol_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]
         return {**settings, **{key: results.get(key, default) for key, default in keys.items()}}
 
     a, b = protocol(base), protocol(new)
-    return [f"{key}: {a.get(key)} -> {b.get(key)}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+    changed = [f"{key}: {a.get(key)} -> {b.get(key)}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+    return changed + ignored_pixel_differences(base, new)
 
 
 def _read(path: str) -> dict[str, Any]:

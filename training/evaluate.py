@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.atomic_io import atomic_write_bytes, atomic_write_text, require_output_folder
+from model.evaluation.clicker import IGNORE_LABEL
 from model.evaluation.noc import (
     DEFAULT_IOU_THRESHOLDS,
     NocSummary,
@@ -74,12 +75,14 @@ class DatasetResult:
     objects: list[dict] = field(repr=False)
     reader: str = ""  # the layout it was read with (e.g. "ExportDataset")
     samples_without_objects: list[str] = field(default_factory=list)  # skipped (nothing to click)
+    ignored_pixels: int = 0  # pixels the masks leave out (-1: a void border, GrabCut's band), all samples
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "reader": self.reader,
             "samples_without_objects": self.samples_without_objects,
+            "ignored_pixels": self.ignored_pixels,
             **self.summary.to_dict(),
             "elapsed_seconds": self.elapsed_seconds,
             "objects": self.objects,
@@ -93,8 +96,10 @@ def evaluate_dataset(
     per click) covers loading and prediction, as in the original."""
     objects: list[dict] = []
     without_objects: list[str] = []
+    ignored_pixels = 0
     start = time.perf_counter()
     for sample in tqdm(dataset, total=len(dataset), desc=name, unit="img", disable=not progress, leave=False):
+        ignored_pixels += int(np.count_nonzero(sample.instances == IGNORE_LABEL))
         if not sample.object_ids:
             without_objects.append(sample.name)
         for object_id in sample.object_ids:
@@ -125,7 +130,7 @@ def evaluate_dataset(
         seconds=elapsed,
     )
     return DatasetResult(name, str(dataset.root), summary, elapsed, objects, type(dataset).__name__,
-                         without_objects)  # fmt: skip
+                         without_objects, ignored_pixels)  # fmt: skip
 
 
 def results_table(results: Sequence[DatasetResult], settings: EvalSettings, model_label: str) -> str:

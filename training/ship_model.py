@@ -13,7 +13,9 @@ evaluation sets and, per modality, which engine the app starts with and why
 (:func:`network_beats`: photos are judged on the photo sets, volumes and MR slices on the MR sets).
 
 With ``--shipped`` (the results of the network shipped now) nothing is written unless the candidate
-replaces it (:func:`replaces_shipped`: better on the photo sets' objects taken together).
+replaces it (:func:`replaces_shipped`: better on the photo sets' objects taken together). Results of
+one set scored on different masks (:func:`ignored_pixel_differences`) are refused: evaluate all three on
+the same sets.
 """
 
 from __future__ import annotations
@@ -52,6 +54,36 @@ def figures(results: dict[str, Any], dataset: str) -> dict[str, float]:
         }
     except (KeyError, IndexError, TypeError, ValueError) as error:
         raise ValueError(f"the results hold no complete figures for {dataset!r} ({error})") from None
+
+
+def ignored_pixel_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'<set> ignored pixels: base -> new' for every shared set whose masks leave out a different number
+    of pixels (e.g. VOC's void border put back on 2026-12-07): the same objects, scored differently.
+    Results written before the count was recorded read 'not recorded'."""
+
+    def count(results: dict[str, Any], name: str) -> int | None:
+        entry = results["datasets"][name]
+        value = entry.get("ignored_pixels") if isinstance(entry, dict) else None
+        return value if isinstance(value, int) else None
+
+    out = []
+    for name in (n for n in base["datasets"] if n in new["datasets"]):
+        old, now = count(base, name), count(new, name)
+        if old != now and (old or now):
+            shown = ["not recorded" if v is None else f"{v:,}" for v in (old, now)]
+            out.append(f"{name} ignored pixels: {shown[0]} -> {shown[1]}")
+    return out
+
+
+def require_same_masks(network: dict[str, Any], other: dict[str, Any], other_name: str) -> None:
+    """ValueError when the network's results and ``other``'s leave out different pixels of a set they
+    share (:func:`ignored_pixel_differences`): figures of different masks decide nothing."""
+    unlike = ignored_pixel_differences(other, network)
+    if unlike:
+        raise ValueError(
+            f"the network and {other_name} were scored on different masks ({'; '.join(unlike)}): "
+            "evaluate both on the same sets"
+        )
 
 
 def pooled_figures(results: dict[str, Any], datasets: tuple[str, ...]) -> dict[str, float]:
@@ -181,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DEFAULT_MODEL.parent), help="folder (default: resources/models)")
     args = parser.parse_args(argv)
     try:
+        candidate = merged_results([Path(p) for p in args.network])
+        require_same_masks(candidate, merged_results([Path(p) for p in args.classical]), CLASSICAL_ENGINE)
         if args.shipped:
-            candidate = merged_results([Path(p) for p in args.network])
-            better, why = replaces_shipped(candidate, merged_results([Path(p) for p in args.shipped]))
+            shipped = merged_results([Path(p) for p in args.shipped])
+            require_same_masks(candidate, shipped, "the shipped network")
+            better, why = replaces_shipped(candidate, shipped)
             print(f"candidate: {why}")
             if not better:
                 print("ship_model: nothing written", file=sys.stderr)

@@ -170,9 +170,10 @@ def merged_results(paths: list[Path]) -> dict[str, Any]:
 
 
 def ship(
-    checkpoint: Path, network_results: list[Path], classical_results: list[Path], out_dir: Path
+    checkpoint: Path, network_results: dict[str, Any], classical_results: dict[str, Any], out_dir: Path
 ) -> dict[str, Any]:
-    """Write the fp16 weights and the defaults file into ``out_dir``; returns the defaults file's content."""
+    """Write the fp16 weights and the defaults file into ``out_dir`` from the network's and the classical
+    engine's results (:func:`merged_results`); returns the defaults file's content."""
     from resources import DEFAULT_MODEL, DEFAULT_MODEL_NAME, MODEL_DEFAULTS
 
     model = load_checkpoint(checkpoint)
@@ -182,9 +183,7 @@ def ship(
         "arch": model.arch,
         "samples_seen": int(metadata.get("samples_seen", 0)),
         "training_log": metadata.get("training_log", []),
-        "defaults": modality_defaults(
-            merged_results(network_results), merged_results(classical_results), DEFAULT_MODEL_NAME
-        ),
+        "defaults": modality_defaults(network_results, classical_results, DEFAULT_MODEL_NAME),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, out_dir / DEFAULT_MODEL.name, metadata, half=True)
@@ -214,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         candidate = merged_results([Path(p) for p in args.network])
-        require_same_masks(candidate, merged_results([Path(p) for p in args.classical]), CLASSICAL_ENGINE)
+        classical = merged_results([Path(p) for p in args.classical])
+        require_same_masks(candidate, classical, CLASSICAL_ENGINE)
         if args.shipped:
             shipped = merged_results([Path(p) for p in args.shipped])
             require_same_masks(candidate, shipped, "the shipped network")
@@ -223,12 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             if not better:
                 print("ship_model: nothing written", file=sys.stderr)
                 return 1
-        card = ship(
-            Path(args.checkpoint),
-            [Path(p) for p in args.network],
-            [Path(p) for p in args.classical],
-            Path(args.out),
-        )
+        card = ship(Path(args.checkpoint), candidate, classical, Path(args.out))
     except (CheckpointError, OSError, ValueError, KeyError, TypeError) as error:
         print(f"ship_model: error: {error}", file=sys.stderr)
         return 2

@@ -302,10 +302,10 @@ def write_eval_sets(cache: Path, out: Path) -> None:
             pixels = image[:, :, 0] if name in GREY_SETS else image[:, :, ::-1]
             cv2.imwrite(str(folder / "images" / f"{stem}.png"), pixels)
             cv2.imwrite(str(folder / "masks" / f"{stem}.png"), np.maximum(instances, 0).astype(np.uint16))
-            ignore_file = folder / "ignore" / f"{stem}.png"
-            if (instances == IGNORE_LABEL).any():
+            ignore_file, ignored = folder / "ignore" / f"{stem}.png", instances == IGNORE_LABEL
+            if ignored.any():
                 ignore_file.parent.mkdir(exist_ok=True)
-                cv2.imwrite(str(ignore_file), (instances == IGNORE_LABEL).astype(np.uint8) * 255)
+                cv2.imwrite(str(ignore_file), ignored.astype(np.uint8) * 255)
             else:
                 ignore_file.unlink(missing_ok=True)  # a folder written before stays consistent
 

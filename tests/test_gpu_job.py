@@ -299,6 +299,48 @@ def test_single_click_share_starts_scenes_from_one_positive_click():
     assert bool((target[0, 0, y, x] == 1).all())  # the one click is a positive inside the target
 
 
+def test_a_merged_target_starts_with_a_click_on_each_object():
+    """A single click on one of two objects does not ask for both: scenes whose target is two merged
+    objects start with a positive on each, even when every other scene starts from one click."""
+    count = 64
+    first = torch.zeros(count, 1, 48, 48, dtype=torch.bool)
+    first[:, :, 4:20, 4:20] = True
+    second = torch.zeros_like(first)
+    second[:, :, 28:44, 28:44] = True
+    second[count // 2 :] = False  # the second half is one object
+    target = (first | second).float()
+    others = torch.zeros_like(first)
+    points = initial_points(
+        target, others, 12, torch.Generator().manual_seed(5), single_click_share=1.0, merged=second
+    )
+    positives, negatives = _click_counts(points)
+    valid = points[:, :12, 0] >= 0
+    y, x = points[:, :12, 0].long().clamp_min(0), points[:, :12, 1].long().clamp_min(0)
+    rows = torch.arange(count).view(-1, 1)
+    on_first = (first[rows, 0, y, x] & valid).sum(1)
+    on_second = (second[rows, 0, y, x] & valid).sum(1)
+    half = count // 2
+    assert bool((on_first[:half] >= 1).all()) and bool((on_second[:half] >= 1).all())
+    assert bool((positives[:half] == 2).all()) and bool((negatives[:half] == 0).all())
+    assert bool((positives[half:] == 1).all()) and int(on_second[half:].sum()) == 0
+    plain = initial_points(target, others, 12, torch.Generator().manual_seed(5), single_click_share=1.0)
+    assert int((plain[:half, :12, 0] >= 0).sum(1).max()) == 1  # without ``merged``: one click on one object
+
+
+def test_scene_batches_mark_the_second_object_of_merged_targets(tiny_pack):
+    pack, _ = tiny_pack
+    config = SceneConfig(size=64, mr_fraction=0.25, merge_prob=1.0, extra_object_prob=1.0)
+    maker = SceneMaker(_bank(pack), config)
+    batch = maker.batch(8, torch.Generator().manual_seed(6))
+    assert batch.merged is not None and batch.merged.shape == batch.targets.shape
+    assert not bool((batch.merged & (batch.targets < 0.5)).any())  # the second object is part of the target
+    assert not bool(batch.merged[6:].any())  # MR scenes (the last quarter) never merge
+    photo_merged = batch.merged[:6].flatten(1).any(1)
+    assert bool(photo_merged.any())
+    rest = (batch.targets[:6] > 0.5) & ~batch.merged[:6]
+    assert bool(rest.flatten(1).any(1)[photo_merged].all())  # and the first object is there too
+
+
 def test_correction_clicks_answer_the_larger_error():
     target = _square_target(3)
     points = torch.full((3, 24, 3), -1.0)

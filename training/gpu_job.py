@@ -299,7 +299,12 @@ class Job:
         batch = self.maker.batch(cfg.batch_size, gen)
         self.timer.lap("scenes")
         points = initial_points(
-            batch.targets, batch.others, cfg.num_points, gen, single_click_share=cfg.single_click_share
+            batch.targets,
+            batch.others,
+            cfg.num_points,
+            gen,
+            single_click_share=cfg.single_click_share,
+            merged=batch.merged,
         )
         prev = torch.zeros_like(batch.targets)
         self.timer.lap("click_rule")

@@ -92,12 +92,15 @@ class SceneBank:
 class SceneBatch:
     """``images`` (B, 3, S, S) float32 RGB in [0, 1]; ``targets`` (B, 1, S, S) float32 (1 = object);
     ``others`` (B, 1, S, S) bool: other objects' pixels (where negative clicks teach the most);
-    ``valid`` (B,) bool: scenes with a usable target (the loss ignores the others)."""
+    ``valid`` (B,) bool: scenes with a usable target (the loss ignores the others);
+    ``merged`` (B, 1, S, S) bool: the second object of a merged target (empty when the target is one
+    object), so that the clicks can name both objects as a user would."""
 
     images: torch.Tensor
     targets: torch.Tensor
     others: torch.Tensor
     valid: torch.Tensor
+    merged: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -204,16 +207,17 @@ class SceneMaker:
         images = torch.cat([p[0] for p in parts])
         targets = torch.cat([p[1] for p in parts])
         others = torch.cat([p[2] for p in parts])
+        merged = torch.cat([p[3] for p in parts])
         images = self.degrade(images, gen)
         area = targets.flatten(1).sum(1)
         valid = area >= self.config.min_target_fraction * self.config.size**2
-        return SceneBatch(images.clamp_(0, 1), targets, others, valid)
+        return SceneBatch(images.clamp_(0, 1), targets, others, valid, merged)
 
     # -- photo scenes --------------------------------------------------------------------------------
 
     def photo_scenes(
         self, count: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, bank, dev, size = self.config, self.bank, self.device, self.config.size
         # background: a crop of 35-100 % of the side, anywhere, sometimes mirrored
         index = torch.randint(bank.backgrounds.shape[0], (count,), device=dev, generator=gen)
@@ -245,10 +249,10 @@ class SceneMaker:
                 image = image * (1 - strength.view(-1, 1, 1, 1) * cast)
             image = image * (1 - alpha) + rgb * alpha
             instances = torch.where(hard, slot + 1, instances)
-        target, others = self.pick_targets(instances, cfg.max_objects, gen, allow_merge=True)
+        target, others, merged = self.pick_targets(instances, cfg.max_objects, gen, allow_merge=True)
         gray = _chance(count, cfg.gray_prob, dev, gen).view(-1, 1, 1, 1)
         image = torch.where(gray, image.mean(1, keepdim=True).expand_as(image), image)
-        return image, target, others
+        return image, target, others, merged
 
     def placed_objects(
         self, count: int, gen: torch.Generator
@@ -279,8 +283,9 @@ class SceneMaker:
 
     def pick_targets(
         self, instances: torch.Tensor, max_id: int, gen: torch.Generator, allow_merge: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One visible instance per scene (sometimes two merged) -> (target float, other objects bool)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One visible instance per scene (sometimes two merged) -> (target float, other objects bool,
+        the merged second object bool; empty where the target is one object)."""
         count, dev = instances.shape[0], instances.device
         areas = instance_areas(instances, max_id)[:, 1:]  # (B, max_id), id 0 dropped
         minimum = self.config.min_target_fraction * instances.shape[2] * instances.shape[3]
@@ -288,19 +293,23 @@ class SceneMaker:
         weights = eligible + (eligible.sum(1, keepdim=True) == 0).float() * (areas > 0).float() + 1e-9
         first = torch.multinomial(weights, 1, generator=gen) + 1  # (B, 1) ids
         target = instances == first.view(-1, 1, 1, 1)
+        merged = torch.zeros_like(target)
         if allow_merge:
             merge = _chance(count, self.config.merge_prob, dev, gen) & (eligible.sum(1) >= 2)
             if bool(merge.any()):
                 second_weights = eligible.clone()
                 second_weights.scatter_(1, first - 1, 0.0)
                 second = torch.multinomial(second_weights + 1e-9, 1, generator=gen) + 1
-                target = target | ((instances == second.view(-1, 1, 1, 1)) & merge.view(-1, 1, 1, 1))
+                merged = (instances == second.view(-1, 1, 1, 1)) & merge.view(-1, 1, 1, 1)
+                target = target | merged
         others = (instances > 0) & ~target
-        return target.float(), others
+        return target.float(), others, merged
 
     # -- MR scenes -----------------------------------------------------------------------------------
 
-    def mr_scenes(self, count: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mr_scenes(
+        self, count: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, bank, dev, size = self.config, self.bank, self.device, self.config.size
         index = torch.randint(bank.mr_image.shape[0], (count,), device=dev, generator=gen)
         zoom = torch.exp(_uniform(count, math.log(0.9), math.log(2.5), dev, gen))
@@ -327,7 +336,7 @@ class SceneMaker:
 
         # targets: a structure (80 %), a whole tissue class (10 %) or the brain (10 %)
         max_id = max(self.max_structure, 1)
-        target, others = self.pick_targets(structures, max_id, gen, allow_merge=False)
+        target, others, merged = self.pick_targets(structures, max_id, gen, allow_merge=False)
         choice = torch.rand(count, device=dev, generator=gen)
         cls = torch.where(_chance(count, 0.5, dev, gen), TISSUE_GREY, TISSUE_WHITE).view(-1, 1, 1, 1)
         whole_class = (tissue == cls).float()
@@ -335,7 +344,7 @@ class SceneMaker:
         target = torch.where((choice < 0.1).view(-1, 1, 1, 1), whole_class, target)
         target = torch.where((choice > 0.9).view(-1, 1, 1, 1), brain, target)
         others = others & (target < 0.5)
-        return image, target, others
+        return image, target, others, merged
 
     def synthetic_contrast(
         self, tissue: torch.Tensor, structures: torch.Tensor, gen: torch.Generator
@@ -488,6 +497,7 @@ def initial_points(
     max_negative: int = 8,
     gamma: float = 0.7,
     single_click_share: float = 0.0,
+    merged: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The clicks a scene starts with, (B, 2 * num_points, 3) in :mod:`model.clicks`' layout.
 
@@ -496,6 +506,12 @@ def initial_points(
     band around the target, from other objects and from anywhere on the background. A
     ``single_click_share`` of the scenes starts from one positive click and nothing else, as a user does
     (SAM trains every mask from one prompt); 0 leaves the random stream as it was without the option.
+
+    ``merged`` (B, 1, H, W) bool marks the second object of a target made of two: such a scene starts
+    with at least one positive click on each object (as RITM's multi-mask sampler does), never from one
+    click alone. A single click on one of two objects does not say the other is wanted; training it to
+    take both teaches the network to spill into neighbours. ``None`` or all-empty leaves the stream as
+    it was.
     """
     if max(max_positive, max_negative) + 3 > num_points:
         raise ValueError("num_points must leave room for the correction clicks")
@@ -514,6 +530,14 @@ def initial_points(
         single = _chance(count, single_click_share, dev, gen)
         n_pos = torch.where(single, torch.ones_like(n_pos), n_pos)
         n_neg = torch.where(single, torch.zeros_like(n_neg), n_neg)
+    if merged is not None and bool(merged.any()):
+        two = merged.flatten(1).any(1)
+        parts = (inside & ~merged, merged & inside)
+        firsts = [_sample_pixels(depth**2 * part, 1, gen)[:, 0] for part in parts]  # (B, 2) each
+        for slot, first in enumerate(firsts):
+            use = (two & (first[:, 0] >= 0)).view(-1, 1)
+            positives[:, slot] = torch.where(use, first, positives[:, slot])
+        n_pos = torch.where(two, n_pos.clamp_min(2), n_pos)
 
     points = torch.full((count, 2 * num_points, 3), -1.0, device=dev)
     order = torch.arange(max(max_positive, max_negative), device=dev).view(1, -1)

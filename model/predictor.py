@@ -8,6 +8,7 @@ and out of every ``predict`` call as a :class:`~model.prediction.PredictionState
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,42 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # photos enlarged 4x the first click at full size took 14x as long and halved mIoU@1
 # (model.benchmarks.large_photos; README, "Speed").
 INTERACTIVE_MAX_SIZE = 800
+
+
+def trained_here(network: nn.Module) -> bool:
+    """True for a network this project trained and saved (its checkpoint carries our metadata); False for
+    the original RITM / iSegFormer checkpoints, which the evaluation runs by the original protocol."""
+    return bool(getattr(network, "metadata", None))
+
+
+def interactive_zoom_in(network: nn.Module, target_size: int = 400, ours: bool | None = None) -> ZoomIn:
+    """The ZoomIn the app runs ``network`` with (and ``isegformer-eval`` measures it with).
+
+    For a network this project trained that takes a previous mask (``ours``: None = :func:`trained_here`)
+    the first click of a small object is refined: when its unzoomed mask fits ZoomIn's minimum crop, a
+    second pass zoomed on it (2x or more) with that mask as the previous mask (``ZoomIn(skip_clicks=0,
+    recompute_with_first_pass=True, recompute_small_only=True)``). Objects of 100-3,000 px in a 500-px
+    photo are smaller than any the network was trained on, and its unzoomed first mask of them is unsure
+    or spills. Measured on the shipped network (README, "The first click, zoomed"): mIoU@1 on VOC + ARC
+    0.445 -> 0.535, on 148 DSB nuclei no choice was tuned on 0.479 -> 0.499. Other checkpoints keep the
+    original's ZoomIn (zoomed from the second click on).
+    """
+    ours = trained_here(network) if ours is None else ours
+    if ours and getattr(network, "with_prev_mask", False):
+        return ZoomIn(
+            target_size=target_size, skip_clicks=0, recompute_with_first_pass=True, recompute_small_only=True
+        )
+    return ZoomIn(target_size=target_size)
+
+
+def interactive_predictor(
+    network: nn.Module, device: str | torch.device | None = None, **options: Any
+) -> Predictor:
+    """The predictor the app runs ``network`` with: input limited to :data:`INTERACTIVE_MAX_SIZE`, ZoomIn
+    of :func:`interactive_zoom_in`, flip; ``options`` go to :class:`Predictor` (name, autocast, ...)."""
+    return Predictor(
+        network, device=device, max_size=INTERACTIVE_MAX_SIZE, zoom_in=interactive_zoom_in(network), **options
+    )
 
 
 def cpu_has_native_bf16() -> bool:
@@ -171,7 +208,8 @@ class Predictor:
 
         probs, box_after = self._run(inside, prev, prev, box)
         if self.zoom_in is not None and self.zoom_in.needs_recompute(probs, box_after):
-            probs, box_after = self._run(inside, prev, probs, box_after)
+            zoomed_prev = probs if self.zoom_in.recompute_with_first_pass else prev
+            probs, box_after = self._run(inside, zoomed_prev, probs, box_after)
         return Prediction.of(probs[0, 0].to("cpu", copy=True).numpy(), box_after)
 
     def mask(self, probs: np.ndarray) -> np.ndarray:

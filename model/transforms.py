@@ -172,6 +172,14 @@ class ZoomIn:
     Deliberate difference from the original: when a call is not zoomed (too few clicks, or an empty
     previous mask) ``inverse`` is the identity even if an older box is in use; the original then
     squeezed the full-image map into that stale box.
+
+    With ``skip_clicks <= 0`` a call without a box whose unzoomed prediction found a small object runs
+    again, zoomed (:meth:`needs_recompute`). The original gives that second pass the same previous mask
+    as the first; ``recompute_with_first_pass`` gives it the first pass's probabilities instead, so that
+    the zoomed pass refines the object the click found rather than segmenting the crop afresh (a network
+    shown a person's crop at twice the scale may take his hands for the object). ``recompute_small_only``
+    recomputes only objects whose expanded box fits ZoomIn's minimum crop: those a zoom magnifies at least
+    ``target_size / min_crop_size`` times, not a person a click on his hands found at full size.
     """
 
     def __init__(
@@ -182,6 +190,8 @@ class ZoomIn:
         min_crop_size: int = 200,
         recompute_thresh_iou: float = 0.5,
         prob_thresh: float = 0.5,
+        recompute_with_first_pass: bool = False,
+        recompute_small_only: bool = False,
     ) -> None:
         self.target_size = target_size
         self.skip_clicks = skip_clicks
@@ -189,6 +199,8 @@ class ZoomIn:
         self.min_crop_size = min_crop_size
         self.recompute_thresh_iou = recompute_thresh_iou
         self.prob_thresh = prob_thresh
+        self.recompute_with_first_pass = recompute_with_first_pass
+        self.recompute_small_only = recompute_small_only
 
     def choose_box(
         self, prev_probs: torch.Tensor | None, clicks: Sequence[Click], box_in_use: Box | None,
@@ -240,13 +252,18 @@ class ZoomIn:
 
     def needs_recompute(self, probs: torch.Tensor, box_in_use: Box | None) -> bool:
         """After an unzoomed prediction ``probs`` (1, 1, H, W) with ``skip_clicks <= 0`` and no box in
-        use: True when the object it found is small enough (box IoU with the whole image < 0.5) that
-        the predictor should run again, zoomed."""
+        use: True when the object it found is small enough (box IoU with the whole image < 0.5; with
+        ``recompute_small_only`` also so small that its crop is the minimum crop, magnified at least
+        ``target_size / min_crop_size`` times) that the predictor should run again, zoomed."""
         if box_in_use is not None or self.skip_clicks > 0:
             return False
         box = object_roi(probs, [], self.prob_thresh, self.expansion_ratio, self.min_crop_size)
         if box is None:
             return False
+        if self.recompute_small_only:
+            rmin, rmax, cmin, cmax = mask_box(probs[0, 0] > self.prob_thresh)  # not None: box was found
+            if self.expansion_ratio * max(rmax - rmin + 1, cmax - cmin + 1) > self.min_crop_size:
+                return False
         height, width = probs.shape[-2:]
         return box_iou(box, (0, height - 1, 0, width - 1)) < 0.5
 

@@ -242,6 +242,75 @@ def test_zoom_in_with_skip_zero_recomputes_a_small_first_object(toy_reference: d
     assert (probs[outside] == 0).all() and probs[190, 160] > 0.9
 
 
+class PrevMaskSpy(ToyNet):
+    """A ToyNet that records the previous-mask channel of every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prev_masks: list[torch.Tensor] = []
+
+    def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.prev_masks.append(image[:, 3].clone())
+        return super().forward(image, points)
+
+
+def test_the_zoomed_recompute_can_start_from_the_first_pass(toy_reference: dict[str, np.ndarray]) -> None:
+    """With ``recompute_with_first_pass`` the zoomed second pass of a small first object sees the
+    unzoomed pass's probabilities (cropped) as its previous mask; without it, zeros as the original."""
+    image = toy_reference["image"]
+    click = Click(190, 160, True, 0)
+    passes = {}
+    for refine in (False, True):
+        spy = PrevMaskSpy()
+        zoom = ZoomIn(skip_clicks=0, recompute_with_first_pass=refine)
+        predictor = Predictor(spy, device="cpu", zoom_in=zoom)
+        predictor.set_image(image)
+        prediction = predictor.predict([click])
+        passes[refine] = (spy.prev_masks, prediction)
+    plain, refined = passes[False][0], passes[True][0]
+    assert len(plain) == len(refined) == 2  # each: unzoomed, then zoomed (flip: a batch of 2)
+    assert float(plain[0].abs().max()) == 0 and float(refined[0].abs().max()) == 0
+    assert float(plain[1].abs().max()) == 0
+    first_pass = passes[False][1]  # the plain predictor's zoomed pass does not depend on the first's map
+    box = passes[True][1].state.zoom_box
+    assert box == first_pass.state.zoom_box
+    seen = refined[1][0]  # the crop of the unzoomed probabilities, resized to the ZoomIn target
+    assert seen.shape[-1] == 400 or seen.shape[-2] == 400
+    assert float(seen.max()) > 0.9 and float(seen.min()) < 0.1  # the object and its surroundings
+    # the ToyNet adds 6 x prev to its logits: the refined pass is at least as sure inside the object
+    assert passes[True][1].prob[190, 160] >= first_pass.prob[190, 160]
+
+
+def test_recompute_small_only_leaves_objects_larger_than_the_minimum_crop() -> None:
+    """RITM's rule recomputes any object whose box covers under half the image; with
+    ``recompute_small_only`` only those whose 1.4x box fits the 200-px minimum crop (a 2x zoom)."""
+    probs = torch.zeros(1, 1, 600, 600)
+    small, large = probs.clone(), probs.clone()
+    small[..., 100:240, 100:240] = 1.0  # 140 px: 196 px expanded
+    large[..., 100:280, 100:280] = 1.0  # 180 px: 252 px expanded, box IoU with the image 0.18
+    original, small_only = ZoomIn(skip_clicks=0), ZoomIn(skip_clicks=0, recompute_small_only=True)
+    assert original.needs_recompute(small, None) and original.needs_recompute(large, None)
+    assert small_only.needs_recompute(small, None) and not small_only.needs_recompute(large, None)
+    assert not small_only.needs_recompute(probs, None)  # nothing found: nothing to zoom on
+    assert not small_only.needs_recompute(small, (0, 10, 0, 10))  # a box in use already
+
+
+def test_interactive_zoom_in_refines_the_first_click_of_our_networks_only() -> None:
+    from model.predictor import interactive_zoom_in
+
+    ours = ToyNet()
+    ours.metadata = {"samples_seen": 1}
+    for network, refined in ((ours, True), (ToyNet(), False)):
+        zoom = interactive_zoom_in(network, 600)
+        assert zoom.target_size == 600
+        settings = (zoom.skip_clicks, zoom.recompute_with_first_pass, zoom.recompute_small_only)
+        assert settings == ((0, True, True) if refined else (1, False, False))
+    without_prev = ToyNet()
+    without_prev.metadata, without_prev.with_prev_mask = {"samples_seen": 1}, False
+    assert interactive_zoom_in(without_prev).skip_clicks == 1  # nothing to give the zoomed pass
+    assert interactive_zoom_in(ToyNet(), ours=True).recompute_with_first_pass  # a network in training
+
+
 def test_without_zoom_or_flip_matches_the_plain_network(toy_reference: dict[str, np.ndarray]) -> None:
     image = toy_reference["image"]
     predictor = toy_predictor(zoom_in=None, with_flip=False)

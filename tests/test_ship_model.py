@@ -151,28 +151,56 @@ def test_defaults_fall_back_to_the_classical_engine(tmp_path, monkeypatch):
     assert "no measured defaults" in resources.modality_defaults(broken)["photo"][1]
 
 
-def test_figures_of_different_masks_ship_nothing(tmp_path, capsys):
+def test_figures_made_differently_ship_nothing(tmp_path, capsys):
     """A candidate scored with VOC's void border ignored is not compared with a shipped network (or the
-    classical engine) scored without it: ship_model refuses and writes nothing."""
+    classical engine) scored without it, nor with a shipped network measured without the app's first-click
+    zoom: ship_model refuses and writes nothing."""
     source = tmp_path / "trained.pth"
     source.write_bytes(initial_checkpoint(""))
     corrected = _results(voc=(10.0, 12.0, 0.45, 0.75), arc=(9.0, 14.0, 0.5, 0.8), **{
         k: v for k, v in CLASSICAL.items() if k in ("mni", "mr_real")
     })
     corrected["datasets"]["voc"]["ignored_pixels"] = 21_813
-    classical = _results(**CLASSICAL)
-    for name, results in (("net", corrected), ("geo", classical), ("old", _results(**CLASSICAL))):
+    corrected["first_click_zoom"] = True
+    classical = {**_results(**CLASSICAL), "engine": "geo_grabcut"}
+    old = _results(**CLASSICAL)
+    for name, results in (("net", corrected), ("geo", classical), ("old", old)):
         (tmp_path / f"{name}.json").write_text(json.dumps(results))
     out = tmp_path / "models"
     args = ["--checkpoint", str(source), "--network", str(tmp_path / "net.json"), "--out", str(out)]
     assert main([*args, "--classical", str(tmp_path / "geo.json")]) == 2
-    assert "geo_grabcut were scored on different masks (voc ignored pixels: not recorded -> 21,813)" in (
+    assert "geo_grabcut were evaluated differently (voc ignored pixels: not recorded -> 21,813)" in (
         capsys.readouterr().err
     )
     classical["datasets"]["voc"]["ignored_pixels"] = 21_813
     (tmp_path / "geo.json").write_text(json.dumps(classical))
-    old = str(tmp_path / "old.json")
-    assert main([*args, "--classical", str(tmp_path / "geo.json"), "--shipped", old]) == 2
-    assert "the shipped network were scored on different masks" in capsys.readouterr().err
+    shipped = str(tmp_path / "old.json")
+    assert main([*args, "--classical", str(tmp_path / "geo.json"), "--shipped", shipped]) == 2
+    error = capsys.readouterr().err
+    assert "the shipped network were evaluated differently" in error
+    assert "first_click_zoom: False -> True" in error
+    assert "voc ignored pixels: not recorded -> 21,813" in error
+    old["datasets"]["voc"]["ignored_pixels"] = 21_813
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main([*args, "--classical", str(tmp_path / "geo.json"), "--shipped", shipped]) == 2
+    assert "(first_click_zoom: False -> True)" in capsys.readouterr().err
     assert not out.exists()
     assert main([*args, "--classical", str(tmp_path / "geo.json")]) == 0
+
+
+def test_results_of_several_files_share_one_protocol(tmp_path):
+    """merged_results keeps the protocol the files share, and refuses files made differently (a set
+    measured with the first click refined, another without)."""
+    from training.ship_model import merged_results
+
+    photos = {**_results(voc=(10.0, 12.0, 0.45, 0.75)), "first_click_zoom": True, "max_size": 800}
+    mr = {**_results(mr_real=(5.0, 6.0, 0.5, 0.8)), "first_click_zoom": True, "max_size": 800}
+    for name, results in (("photos", photos), ("mr", mr)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    merged = merged_results([tmp_path / "photos.json", tmp_path / "mr.json"])
+    assert set(merged["datasets"]) == {"voc", "mr_real"}
+    assert merged["first_click_zoom"] is True and merged["max_size"] == 800
+    mr["first_click_zoom"] = False
+    (tmp_path / "mr.json").write_text(json.dumps(mr))
+    with pytest.raises(ValueError, match="first_click_zoom: True -> False"):
+        merged_results([tmp_path / "photos.json", tmp_path / "mr.json"])

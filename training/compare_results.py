@@ -22,7 +22,7 @@ import numpy as np
 
 from model.evaluation.noc import clicks_to_reach
 from model.untrusted import parse_json
-from training.ship_model import REPLACEMENT_SETS, ignored_pixel_differences
+from training.ship_model import REPLACEMENT_SETS, protocol_differences
 
 # (key, label, True when lower is better)
 FIGURES = (
@@ -133,27 +133,6 @@ def format_comparison(title: str, comparison: Comparison) -> str:
             f"{comparison.new_better_share[index] * 100:5.1f} % of resamples"
         )
     return "\n".join(lines)
-
-
-# how an isegformer-eval run clicked and counted, besides the model (absent in older files: the default)
-PROTOCOL_DEFAULTS = {"zoom_in": True, "flip": True, "max_size": None, "local_edits": False}
-
-
-def protocol_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'name: base value -> new value' for every protocol setting the two results differ in: the
-    evaluation settings, local edits, ZoomIn, flip and input limit where both runs are networks', and the
-    pixels each shared set's masks leave out."""
-    both_networks = "engine" not in base and "engine" not in new
-    keys = PROTOCOL_DEFAULTS if both_networks else {"local_edits": False}
-
-    def protocol(results: dict[str, Any]) -> dict[str, Any]:
-        settings = results.get("settings")
-        settings = settings if isinstance(settings, dict) else {}
-        return {**settings, **{key: results.get(key, default) for key, default in keys.items()}}
-
-    a, b = protocol(base), protocol(new)
-    changed = [f"{key}: {a.get(key)} -> {b.get(key)}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
-    return changed + ignored_pixel_differences(base, new)
 
 
 def _read(path: str) -> dict[str, Any]:

@@ -364,6 +364,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "size for the original checkpoints; networks only",
     )
     parser.add_argument(
+        "--no-first-click-zoom",
+        action="store_true",
+        help="no zoomed second pass refining a small object's first mask (on by default, as in the app, "
+        "for the networks this project trains; the original checkpoints never have it); networks only",
+    )
+    parser.add_argument(
         "--local-edits",
         action="store_true",
         help="a click never takes away most of the mask far from itself, as the app does for networks "
@@ -399,22 +405,29 @@ def network_input_limit(max_size: int | None, network) -> int | None:
     full size; None is the app's :data:`~model.predictor.INTERACTIVE_MAX_SIZE` for a network this
     project saved (its checkpoint carries our metadata: it is evaluated as the app runs it) and full
     size for the original checkpoints (the original protocol)."""
-    from model.predictor import INTERACTIVE_MAX_SIZE
+    from model.predictor import INTERACTIVE_MAX_SIZE, trained_here
 
     if max_size is None:
-        return INTERACTIVE_MAX_SIZE if getattr(network, "metadata", None) else None
+        return INTERACTIVE_MAX_SIZE if trained_here(network) else None
     return max_size or None
 
 
 def checkpoint_factory(
-    checkpoint: Path, device: str, zoom_in: bool, flip: bool, max_size: int | None = None
+    checkpoint: Path,
+    device: str,
+    zoom_in: bool,
+    flip: bool,
+    max_size: int | None = None,
+    first_click_zoom: bool = True,
 ) -> PredictorFactory:
     """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
     with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode) and the
     network's input limited on its longer side by :func:`network_input_limit` (``max_size`` 0: full
-    size; None: as the app for this project's networks, full size for the original checkpoints)."""
+    size; None: as the app for this project's networks, full size for the original checkpoints).
+    ZoomIn is the app's (:func:`model.predictor.interactive_zoom_in`: this project's networks refine a
+    small object's first mask zoomed) unless ``first_click_zoom`` is False (the original's ZoomIn)."""
     from model.checkpoint import load_checkpoint
-    from model.predictor import Predictor
+    from model.predictor import Predictor, interactive_zoom_in
     from model.transforms import ZoomIn
 
     network = load_checkpoint(checkpoint, device)
@@ -423,7 +436,8 @@ def checkpoint_factory(
     def make(dataset_name: str) -> ClickPredictor:
         zoom = None
         if zoom_in:
-            zoom = ZoomIn(target_size=ZOOM_IN_TARGET_SIZE.get(dataset_name, DEFAULT_ZOOM_IN_TARGET_SIZE))
+            target = ZOOM_IN_TARGET_SIZE.get(dataset_name, DEFAULT_ZOOM_IN_TARGET_SIZE)
+            zoom = interactive_zoom_in(network, target) if first_click_zoom else ZoomIn(target_size=target)
         return Predictor(network, device=device, zoom_in=zoom, with_flip=flip, max_size=max_size)
 
     return make
@@ -500,19 +514,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
             try:
                 make_predictor = checkpoint_factory(
-                    args.checkpoint, device, not args.no_zoom_in, not args.no_flip, args.max_size
+                    args.checkpoint,
+                    device,
+                    not args.no_zoom_in,
+                    not args.no_flip,
+                    args.max_size,
+                    first_click_zoom=not args.no_first_click_zoom,
                 )
             except CheckpointError as error:
                 raise ValueError(f"cannot load {args.checkpoint}: {error}") from error
             label = args.checkpoint.stem
-            limit = make_predictor("").limit  # the one the factory chose
+            probe = make_predictor("")  # the settings the factory chose
+            limit = probe.limit
             max_size = limit.max_size if limit is not None else None
+            first_click = bool(probe.zoom_in is not None and probe.zoom_in.recompute_with_first_pass)
             if args.max_size is None and max_size is not None:
                 note = f"the network sees at most {max_size} px on its longer side, as in the app"
                 print(f"isegformer-eval: {note} (--max-size 0: full size, the original protocol)",
                       file=sys.stderr)  # fmt: skip
+            if first_click:
+                print("isegformer-eval: a small object's first mask is refined zoomed, as in the app "
+                      "(--no-first-click-zoom: the original ZoomIn)", file=sys.stderr)  # fmt: skip
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
-            run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": max_size})
+            run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": max_size,
+                             "first_click_zoom": first_click})  # fmt: skip
         if args.local_edits:
             make_predictor = with_local_edits(make_predictor, args.threshold)
         run_info["local_edits"] = args.local_edits

@@ -444,12 +444,12 @@ def evaluate_pack(
     max_objects: int = 200,
     deadline: float | None = None,
 ) -> dict[str, dict[str, float]]:
-    """NoC@85/90 and mIoU@1/5 (ZoomIn + flip, threshold 0.49) on each evaluation set of the pack;
+    """NoC@85/90 and mIoU@1/5 (the app's ZoomIn + flip, threshold 0.49) on each evaluation set of the pack;
     objects past ``deadline`` (perf_counter) are left out and counted in ``skipped``."""
     from model.evaluation.noc import compute_noc, evaluate_sample, object_gt_mask
-    from model.predictor import Predictor
+    from model.predictor import Predictor, interactive_zoom_in
 
-    predictor = Predictor(model, device, zoom_in=True, with_flip=True)
+    predictor = Predictor(model, device, zoom_in=interactive_zoom_in(model, ours=True), with_flip=True)
     results = {}
     for name, items in pack.eval_sets.items():
         curves, skipped = [], 0

@@ -13,9 +13,9 @@ evaluation sets and, per modality, which engine the app starts with and why
 (:func:`network_beats`: photos are judged on the photo sets, volumes and MR slices on the MR sets).
 
 With ``--shipped`` (the results of the network shipped now) nothing is written unless the candidate
-replaces it (:func:`replaces_shipped`: better on the photo sets' objects taken together). Results of
-one set scored on different masks (:func:`ignored_pixel_differences`) are refused: evaluate all three on
-the same sets.
+replaces it (:func:`replaces_shipped`: better on the photo sets' objects taken together). Results
+made differently (:func:`protocol_differences`: another ZoomIn or input limit, or one set scored on
+different masks) are refused: evaluate all three the same way on the same sets.
 """
 
 from __future__ import annotations
@@ -75,14 +75,42 @@ def ignored_pixel_differences(base: dict[str, Any], new: dict[str, Any]) -> list
     return out
 
 
-def require_same_masks(network: dict[str, Any], other: dict[str, Any], other_name: str) -> None:
-    """ValueError when the network's results and ``other``'s leave out different pixels of a set they
-    share (:func:`ignored_pixel_differences`): figures of different masks decide nothing."""
-    unlike = ignored_pixel_differences(other, network)
+# how an isegformer-eval run clicked and counted, besides the model (absent in older files: the default)
+PROTOCOL_DEFAULTS = {
+    "zoom_in": True,
+    "flip": True,
+    "max_size": None,
+    "first_click_zoom": False,
+    "local_edits": False,
+}
+
+
+def protocol_differences(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'name: base value -> new value' for every protocol setting the two results differ in: the
+    evaluation settings, local edits, ZoomIn, flip and input limit where both runs are networks', and the
+    pixels each shared set's masks leave out."""
+    both_networks = "engine" not in base and "engine" not in new
+    keys = PROTOCOL_DEFAULTS if both_networks else {"local_edits": False}
+
+    def protocol(results: dict[str, Any]) -> dict[str, Any]:
+        settings = results.get("settings")
+        settings = settings if isinstance(settings, dict) else {}
+        return {**settings, **{key: results.get(key, default) for key, default in keys.items()}}
+
+    a, b = protocol(base), protocol(new)
+    changed = [f"{key}: {a.get(key)} -> {b.get(key)}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+    return changed + ignored_pixel_differences(base, new)
+
+
+def require_same_protocol(network: dict[str, Any], other: dict[str, Any], other_name: str) -> None:
+    """ValueError when the network's results and ``other``'s were made differently
+    (:func:`protocol_differences`: clicks, ZoomIn, input limit, or the pixels a shared set's masks leave
+    out, e.g. VOC's void border put back on 2026-12-07): such figures decide nothing."""
+    unlike = protocol_differences(other, network)
     if unlike:
         raise ValueError(
-            f"the network and {other_name} were scored on different masks ({'; '.join(unlike)}): "
-            "evaluate both on the same sets"
+            f"the network and {other_name} were evaluated differently ({'; '.join(unlike)}): "
+            "evaluate both the same way on the same sets"
         )
 
 
@@ -159,14 +187,23 @@ def modality_defaults(
 
 
 def merged_results(paths: list[Path]) -> dict[str, Any]:
-    """The datasets of several ``isegformer-eval`` results.json files as one (a later file wins a name)."""
+    """The datasets of several ``isegformer-eval`` results.json files as one (a later file wins a name),
+    with the protocol they share (the engine, the settings, :data:`PROTOCOL_DEFAULTS`' keys); files
+    made differently are refused."""
     datasets: dict[str, Any] = {}
+    protocol: dict[str, Any] | None = None
     for path in paths:
         results = parse_json(path.read_text())
         if not isinstance(results, dict) or not isinstance(results.get("datasets"), dict):
             raise ValueError(f"{path}: not an isegformer-eval results.json")
+        own = {key: results[key] for key in ("engine", "settings", *PROTOCOL_DEFAULTS) if key in results}
+        if protocol is not None:
+            unlike = protocol_differences({**protocol, "datasets": {}}, {**own, "datasets": {}})
+            if unlike or ("engine" in own) != ("engine" in protocol):
+                raise ValueError(f"{path} was evaluated differently from {paths[0]} ({'; '.join(unlike)})")
+        protocol = own if protocol is None else protocol
         datasets.update(results["datasets"])
-    return {"datasets": datasets}
+    return {**(protocol or {}), "datasets": datasets}
 
 
 def ship(
@@ -214,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         candidate = merged_results([Path(p) for p in args.network])
         classical = merged_results([Path(p) for p in args.classical])
-        require_same_masks(candidate, classical, CLASSICAL_ENGINE)
+        require_same_protocol(candidate, classical, CLASSICAL_ENGINE)
         if args.shipped:
             shipped = merged_results([Path(p) for p in args.shipped])
-            require_same_masks(candidate, shipped, "the shipped network")
+            require_same_protocol(candidate, shipped, "the shipped network")
             better, why = replaces_shipped(candidate, shipped)
             print(f"candidate: {why}")
             if not better:

@@ -78,7 +78,8 @@ def checkpoint_factory(
     threads: int = 0,
 ) -> Callable[[], object]:
     """Builds the network predictor (in the worker thread, where it will run); the network sees the
-    image with its longer side at most :data:`model.predictor.INTERACTIVE_MAX_SIZE`.
+    image with its longer side at most :data:`model.predictor.INTERACTIVE_MAX_SIZE`, zoomed as
+    :func:`model.predictor.interactive_zoom_in` says (this project's networks refine the first click).
 
     ``precision`` "fp32": full precision. "auto": on CUDA bf16/fp16 where supported; on the CPU the
     precision, torch thread count and tensor layout that a short measurement found fastest on this machine
@@ -91,7 +92,7 @@ def checkpoint_factory(
         import torch
 
         from model.checkpoint import CheckpointError, load_checkpoint
-        from model.predictor import INTERACTIVE_MAX_SIZE, Predictor, fast_autocast
+        from model.predictor import fast_autocast, interactive_predictor
 
         try:
             model = load_checkpoint(path, device=device)
@@ -108,13 +109,8 @@ def checkpoint_factory(
             choice = _measured_choice(model, path, runtime_cache, threads)
             torch.set_num_threads(choice.threads)
             autocast, channels_last = choice.precision, choice.channels_last
-        return Predictor(
-            model,
-            device=device,
-            name=name or path.name,
-            autocast=autocast,
-            channels_last=channels_last,
-            max_size=INTERACTIVE_MAX_SIZE,
+        return interactive_predictor(
+            model, device, name=name or path.name, autocast=autocast, channels_last=channels_last
         )
 
     return build

@@ -57,17 +57,17 @@ BUNDLED = "bundled"  # the trained network shipped in resources/models (fp32, Zo
 
 
 def make_predictor(name: str) -> ClickPredictor:
-    """A built-in engine, or with :data:`BUNDLED` the shipped trained network."""
+    """A built-in engine, or with :data:`BUNDLED` the shipped trained network as the app runs it."""
     if name != BUNDLED:
         return build_engine(name)
     from model.checkpoint import load_checkpoint
-    from model.predictor import Predictor
+    from model.predictor import interactive_predictor
     from resources import DEFAULT_MODEL, bundled_model
 
     path = bundled_model()
     if path is None:
         raise SystemExit(f"model.benchmarks.engines: no bundled network at {DEFAULT_MODEL}")
-    return Predictor(load_checkpoint(path), device="cpu", name=path.stem)
+    return interactive_predictor(load_checkpoint(path), "cpu", name=path.stem)
 
 
 def evaluate(engine_name: str, samples: Sequence[Sample], max_clicks: int = 20) -> dict[str, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import zipfile
 
@@ -25,6 +26,7 @@ from training.data.gpu_scenes import (
     gaussian_blur,
     initial_points,
     jpeg_compress,
+    lesion_blobs,
     perturbed_previous_masks,
 )
 from training.data.pack import (
@@ -339,6 +341,38 @@ def test_scene_batches_mark_the_second_object_of_merged_targets(tiny_pack):
     assert bool(photo_merged.any())
     rest = (batch.targets[:6] > 0.5) & ~batch.merged[:6]
     assert bool(rest.flatten(1).any(1)[photo_merged].all())  # and the first object is there too
+
+
+def test_lesion_blobs_are_one_compact_blob_inside_the_region():
+    region = torch.zeros(6, 1, 96, 96, dtype=torch.bool)
+    region[:, :, 10:86, 16:80] = True
+    region[5] = False  # no brain: no lesion
+    blobs = lesion_blobs(region, torch.Generator().manual_seed(7))
+    assert blobs.shape == region.shape and not bool((blobs & ~region).any())
+    assert not bool(blobs[5].any())
+    areas = blobs[:5].flatten(1).sum(1).float()
+    # semi-axes 3-12 % of 96 px: from about 2 px up to about 11 px, an outline wobbling by sqrt(0.6..1.4)
+    assert bool((areas >= 4).all()) and bool((areas <= 0.12 * 0.12 * 1.4 * math.pi * 96 * 96 + 1).all())
+    for blob in blobs[:5, 0].numpy().astype(np.uint8):
+        count, _ = cv2.connectedComponents(blob)
+        assert count <= 3  # one blob (a region's edge may cut a sliver off)
+
+
+def test_mr_scenes_with_lesions_take_a_lesion_as_the_target_in_half_of_them(tiny_pack):
+    pack, _ = tiny_pack
+    config = SceneConfig(size=64, mr_fraction=1.0, lesion_prob=1.0, min_target_fraction=0.0)
+    batch = SceneMaker(_bank(pack), config).batch(32, torch.Generator().manual_seed(8))
+    assert not bool((batch.others & (batch.targets > 0.5)).any())
+    plain_config = SceneConfig(size=64, mr_fraction=1.0, min_target_fraction=0.0)
+    plain = SceneMaker(_bank(pack), plain_config).batch(32, torch.Generator().manual_seed(8))
+    # a lesion target is a compact region of one intensity (before degradation): its grey values spread
+    # less than a tissue target's, and lesion targets are there, in about half of the scenes
+    def spread(images, targets):
+        values = [images[i, 0][targets[i, 0] > 0.5] for i in range(len(images))]
+        return torch.tensor([float(v.std()) if v.numel() > 3 else float("nan") for v in values])
+
+    with_lesions, without = spread(batch.images, batch.targets), spread(plain.images, plain.targets)
+    assert torch.nanmedian(with_lesions) < torch.nanmedian(without)
 
 
 def test_correction_clicks_answer_the_larger_error():

@@ -629,6 +629,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the smallest target a scene may ask for, as a share of the scene's pixels "
         f"(default {SceneConfig.min_target_fraction})",
     )
+    parser.add_argument(
+        "--mr-lesion-prob",
+        type=float,
+        default=SceneConfig.lesion_prob,
+        help="share of MR scenes with a lesion-like blob of random contrast, the target in half of them "
+        f"(SynthSeg's pathology; default {SceneConfig.lesion_prob})",
+    )
     parser.add_argument("--eval-clicks", type=int, default=JobConfig.eval_max_clicks)
     parser.add_argument("--eval-objects", type=int, default=JobConfig.eval_max_objects)
     parser.add_argument("--no-self-check", action="store_true", help="skip the CUDA self-check")
@@ -646,6 +653,7 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
         size=args.size,
         object_scale=(args.object_scale[0], args.object_scale[1]),
         min_target_fraction=args.min_target_fraction,
+        lesion_prob=args.mr_lesion_prob,
     )
 
 
@@ -674,6 +682,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     if not 0 <= args.min_target_fraction <= MAX_MIN_TARGET_FRACTION:
         # above it nearly every scene's target would be refused: the job would train on nothing
         return f"--min-target-fraction must be between 0 and {MAX_MIN_TARGET_FRACTION}"
+    if not 0 <= args.mr_lesion_prob <= 1:
+        return "--mr-lesion-prob must be between 0 and 1"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:

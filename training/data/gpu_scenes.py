@@ -56,6 +56,7 @@ class SceneConfig:
     merge_prob: float = 0.1  # target = two merged objects
     min_target_fraction: float = 0.003  # a target covers at least this share of the scene
     synth_mr_prob: float = 0.6  # MR scene with drawn intensities (else real T1 contrast)
+    lesion_prob: float = 0.0  # MR scene with a lesion-like blob of random contrast (its target in half)
     blur_prob: float = 0.3
     resample_prob: float = 0.25
     noise_prob: float = 0.35
@@ -331,10 +332,18 @@ class SceneMaker:
         real = t1.clamp_min(0) ** gamma
         use_synth = _chance(count, cfg.synth_mr_prob, dev, gen).view(-1, 1, 1, 1)
         grey = torch.where(use_synth, synth, real)
+        lesions = torch.zeros_like(tissue, dtype=torch.bool)
+        if cfg.lesion_prob > 0:
+            wanted = _chance(count, cfg.lesion_prob, dev, gen).view(-1, 1, 1, 1)
+            lesions = lesion_blobs(tissue > 0, gen) & wanted
+            edge = gaussian_blur(lesions.float(), _uniform(count, 0.5, 2.0, dev, gen), 2.0)
+            level = torch.rand(count, 1, 1, 1, device=dev, generator=gen)  # any contrast, darker or brighter
+            grey = grey * (1 - edge) + level * edge
         grey = grey * bias_field(count, size, gen, dev)
         image = grey.clamp(0, 1).expand(-1, 3, -1, -1)
 
-        # targets: a structure (80 %), a whole tissue class (10 %) or the brain (10 %)
+        # targets: a structure (80 %), a whole tissue class (10 %) or the brain (10 %); a lesion hides
+        # what lies under it and is the target of half the scenes that have one
         max_id = max(self.max_structure, 1)
         target, others, merged = self.pick_targets(structures, max_id, gen, allow_merge=False)
         choice = torch.rand(count, device=dev, generator=gen)
@@ -343,6 +352,13 @@ class SceneMaker:
         brain = (tissue > 0).float()
         target = torch.where((choice < 0.1).view(-1, 1, 1, 1), whole_class, target)
         target = torch.where((choice > 0.9).view(-1, 1, 1, 1), brain, target)
+        if cfg.lesion_prob > 0:
+            has_lesion = lesions.flatten(1).any(1)
+            on_lesion = (has_lesion & _chance(count, 0.5, dev, gen)).view(-1, 1, 1, 1)
+            inside_brain = choice.view(-1, 1, 1, 1) > 0.9  # the brain target keeps its lesion
+            kept = torch.where(inside_brain, target, target * ~lesions)
+            target = torch.where(on_lesion, lesions.float(), kept)
+            others = torch.where(on_lesion, (others | (structures > 0)) & ~lesions, others | lesions)
         others = others & (target < 0.5)
         return image, target, others, merged
 
@@ -464,6 +480,29 @@ def jitter_colours(rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     rgb = mean + (rgb - mean) * factor(0.7, 1.3)
     rgb = rgb * factor(0.75, 1.25) * _uniform(count * 3, 0.92, 1.08, dev, gen).view(-1, 3, 1, 1)
     return rgb.clamp(0, 1)
+
+
+def lesion_blobs(
+    region: torch.Tensor, gen: torch.Generator, radius: tuple[float, float] = (0.03, 0.12)
+) -> torch.Tensor:
+    """(B, 1, S, S) bool: one lesion-like blob per scene inside ``region`` (B, 1, S, S) bool (the brain),
+    SynthSeg's recipe for pathology: a random ellipse (semi-axes ``radius`` x S, any angle) centred on a
+    pixel of the region, its outline made irregular by a smooth random field, cut to the region; empty
+    where the region is."""
+    count, _, height, width = region.shape
+    dev, side = region.device, max(height, width)
+    centre = _sample_pixels(region.float(), 1, gen)[:, 0]  # (B, 2) (y, x); -1 where the region is empty
+    axes = _uniform(2 * count, *radius, dev, gen).view(count, 2) * side
+    angle = _uniform(count, 0.0, math.pi, dev, gen)
+    ys = torch.arange(height, device=dev, dtype=torch.float32).view(1, -1, 1) - centre[:, 0].view(-1, 1, 1)
+    xs = torch.arange(width, device=dev, dtype=torch.float32).view(1, 1, -1) - centre[:, 1].view(-1, 1, 1)
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    u = (xs * cos + ys * sin) / axes[:, 0].view(-1, 1, 1)
+    v = (ys * cos - xs * sin) / axes[:, 1].view(-1, 1, 1)
+    wobble = F.interpolate(torch.rand((count, 1, 5, 5), device=dev, generator=gen), size=(height, width),
+                           mode="bicubic", align_corners=False)  # fmt: skip
+    inside = (u**2 + v**2).unsqueeze(1) < 0.6 + 0.8 * wobble
+    return inside & region & (centre[:, 0] >= 0).view(-1, 1, 1, 1)
 
 
 def bias_field(count: int, size: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:

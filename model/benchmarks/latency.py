@@ -1,4 +1,4 @@
-"""Per-click latency benchmark: ``python -m model.benchmarks.latency [--section zoo|speed|default|all]``.
+"""Per-click latency: ``python -m model.benchmarks.latency [--section zoo|speed|default|first|all]``.
 
 ``zoo``: the full predictor (clicks -> probability map at full resolution, ZoomIn and flip off so the
 input size is what the row says) for each architecture at a 400×400 and an 800×600 image; median
@@ -11,11 +11,16 @@ the network (click maps, ZoomIn, resizes).
 
 ``default``: the bundled trained network through the predictor as the app runs it, fp32 at torch's
 default thread count against each (precision, threads) candidate the app measures at load time.
+
+``first``: the bundled network's first click on each VOC + ARC object (the protocol's click), with the
+original ZoomIn (the first click unzoomed) against the app's (a small object's first click refined by a
+second, zoomed pass: :func:`model.predictor.interactive_zoom_in`); the best of three per object.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -236,6 +241,44 @@ def bench_default(args: argparse.Namespace, device: torch.device) -> None:
     torch.set_num_threads(default_threads)
 
 
+def bench_first_click(args: argparse.Namespace, device: torch.device) -> None:
+    """First-click latency of the bundled network on the VOC + ARC objects: original ZoomIn against the
+    app's refined first click, with the share of first clicks that ran the second pass."""
+    from model.checkpoint import load_checkpoint
+    from model.evaluation.clicker import Clicker
+    from model.evaluation.samples import arc_samples, voc_samples
+    from model.predictor import INTERACTIVE_MAX_SIZE, interactive_zoom_in
+    from model.transforms import ZoomIn
+    from resources import DEFAULT_MODEL, bundled_model
+
+    path = bundled_model()
+    if path is None:
+        print(f"\n(no bundled model at {DEFAULT_MODEL})")
+        return
+    model = load_checkpoint(path, device).eval()
+    samples = voc_samples() + arc_samples()
+    print(f"\n## First click of {path.name} on {len(samples)} VOC + ARC objects (best of 3 per object)\n")
+    print("| ZoomIn | median ms | p90 ms | mean ms | first clicks zoomed |")
+    print("|---|---:|---:|---:|---:|")
+    variants = (
+        ("original (first click unzoomed)", ZoomIn()),
+        ("app (small objects refined)", interactive_zoom_in(model)),
+    )
+    for label, zoom in variants:
+        predictor = Predictor(model, device=device, zoom_in=zoom, max_size=INTERACTIVE_MAX_SIZE)
+        times, zoomed = [], 0
+        for sample in samples:
+            predictor.set_image(sample.image)
+            clicker = Clicker(sample.gt_mask())
+            clicker.make_next_click(np.zeros(sample.mask.shape, dtype=bool))
+            first_click = functools.partial(predictor.predict, list(clicker.clicks))
+            times.append(min(time_calls(lambda _, call=first_click: call(), 1, 3, device)))
+            zoomed += first_click().state.zoom_box is not None
+        median, mean = statistics.median(times), statistics.mean(times)
+        print(f"| {label} | {median:.0f} | {p90(times):.0f} | {mean:.0f} | {zoomed} / {len(samples)} |",
+              flush=True)  # fmt: skip
+
+
 def parse_size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(h), int(w)
@@ -243,7 +286,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=("zoo", "speed", "default", "all"), default="all")
+    parser.add_argument("--section", choices=("zoo", "speed", "default", "first", "all"), default="all")
     parser.add_argument("--models", default=",".join(ZOO_MODELS))
     parser.add_argument("--speed-models", default=",".join(SPEED_MODELS))
     parser.add_argument("--sizes", default="400x400,800x600", help="WxH list")
@@ -265,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_speed(args.speed_models.split(","), args, device)
     if args.section in ("default", "all"):
         bench_default(args, device)
+    if args.section in ("first", "all"):
+        bench_first_click(args, device)
 
 
 if __name__ == "__main__":

@@ -257,14 +257,16 @@ class ZoomIn:
         ``target_size / min_crop_size`` times) that the predictor should run again, zoomed."""
         if box_in_use is not None or self.skip_clicks > 0:
             return False
-        box = object_roi(probs, [], self.prob_thresh, self.expansion_ratio, self.min_crop_size)
-        if box is None:
+        found = mask_box(probs[0, 0] > self.prob_thresh)  # object_roi's box without clicks, found once
+        if found is None:
             return False
-        if self.recompute_small_only:
-            rmin, rmax, cmin, cmax = mask_box(probs[0, 0] > self.prob_thresh)  # not None: box was found
-            if self.expansion_ratio * max(rmax - rmin + 1, cmax - cmin + 1) > self.min_crop_size:
-                return False
+        rmin, rmax, cmin, cmax = found
+        if self.recompute_small_only and (
+            self.expansion_ratio * max(rmax - rmin + 1, cmax - cmin + 1) > self.min_crop_size
+        ):
+            return False
         height, width = probs.shape[-2:]
+        box = clamp_box(expand_box(found, self.expansion_ratio, self.min_crop_size), height, width)
         return box_iou(box, (0, height - 1, 0, width - 1)) < 0.5
 
 

@@ -62,3 +62,28 @@ def test_scratch_objects_are_written_once(tmp_path: Path) -> None:
     stamp = first[0].stat().st_mtime_ns
     assert offline_assets.scratch_photo_objects(tmp_path, extract) == first
     assert first[0].stat().st_mtime_ns == stamp
+
+
+def test_scratch_backdrop_photos_become_backgrounds_and_its_drawings_do_not(tmp_path: Path) -> None:
+    """Scratch's photographed backdrops (cluttered scenes) join the backgrounds; its drawn ones (flat
+    colour areas) and its GIFs are left out by the photo rule."""
+    import cv2
+
+    folder = tmp_path / offline_assets.SCRATCH_BACKGROUNDS / "Outdoors"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.normal(128, 60, (360, 480, 3)).astype(np.float32), (0, 0), 1.5)
+    ramp = np.linspace(-40, 40, 480, dtype=np.float32)[None, :, None]
+    photo = np.clip(texture + ramp, 0, 255).astype(np.uint8)
+    drawing = np.zeros((360, 480, 3), np.uint8)
+    drawing[:200] = (230, 180, 90)  # sky
+    drawing[200:] = (60, 160, 70)  # lawn
+    drawing[120:260, 150:330] = (40, 40, 200)  # a house
+    assert cv2.imwrite(str(folder / "street.jpg"), photo)
+    assert cv2.imwrite(str(folder / "school.jpg"), drawing)
+    Image.fromarray(photo[..., ::-1]).save(folder / "stars.gif")
+    (tmp_path / offline_assets.SCRATCH_BACKGROUNDS / "xy-grid.gif").write_bytes(b"GIF89a")  # not a backdrop
+
+    candidates = offline_assets.background_candidates(tmp_path)
+    assert sorted(p.name for p in candidates) == ["school.jpg", "stars.gif", "street.jpg"]
+    assert [p.name for p in candidates if offline_assets.is_background_photo(p)] == ["street.jpg"]

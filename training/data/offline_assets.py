@@ -11,8 +11,9 @@ installing (``dpkg -x``, zip):
   vehicles and things (:data:`SCRATCH_PHOTO_COSTUMES`) -> objects, decoded to RGBA PNGs in
   ``<cache>/converted``;
 * Debian ``gnome-backgrounds``, ``mate-backgrounds``, ``plasma-workspace-wallpapers``, ``ukui-wallpapers``,
-  ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image) and ``opencv-doc`` (BSD / per-file: the
-  example photos of ``examples/data``) -> backgrounds, photos only (:func:`is_background_photo`);
+  ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image), ``opencv-doc`` (BSD / per-file: the
+  example photos of ``examples/data``) and ``scratch``'s backdrops (photographed rooms, streets, fields)
+  -> backgrounds, photos only (:func:`is_background_photo`);
 * PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices.
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
@@ -77,6 +78,10 @@ SCRATCH_PHOTO_COSTUMES = (
     *(f"Transportation/{n}" for n in ("airplane", "bike", "bus", "car-blue", "car-bug", "sail-boat",
                                       "street-cleaner-mit", "yacht")),
 )  # fmt: skip
+# Scratch's backdrops: photographs of rooms, streets, buildings, fields and nature, cluttered scenes with no
+# dominant object (the wallpapers are mostly abstract art and single close-ups), and drawings, which the
+# photo rule below leaves out (e.g. bedroom1.gif, party-room.jpg, school1.gif)
+SCRATCH_BACKGROUNDS = "usr/share/scratch/Media/Backgrounds"
 CONVERTED = "converted"  # under the cache: objects decoded from formats not every OpenCV reads
 # background folders (glob patterns under the extract folder); a KDE wallpaper folder holds one picture
 # at many resolutions, of which only the largest is taken
@@ -85,6 +90,7 @@ BACKGROUND_GLOBS = (
     "usr/share/doc/opencv-doc/examples/data/*",
     "usr/share/backgrounds/*.*",
     "usr/share/backgrounds/mate/*/*",
+    SCRATCH_BACKGROUNDS + "/*/*",
 )
 WALLPAPER_FOLDERS = "usr/share/wallpapers/*/contents/images*"
 MIN_BACKGROUND_SIDE = 240

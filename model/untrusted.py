@@ -8,6 +8,10 @@
 * Images may be decompression bombs (a 1.5 kB PNG declaring 50000²): :func:`check_image_size` reads the
   size from the header and refuses more than :data:`MAX_IMAGE_PIXELS` before anything is decoded;
   :func:`imread_checked` is ``cv2.imread`` behind that check (the app's photo reader uses the same limit).
+* Pillow picks a decoder by a file's content, not its name, and one of them runs a program: a
+  ``photo.png`` that holds PostScript goes to Ghostscript, an interpreter of a programming language.
+  :func:`open_image` decodes only :data:`PIL_IMAGE_FORMATS` (decoders written in C or Python that run
+  nothing).
 
 It lives in ``model`` (the lowest layer) so that the app and ``training`` share it.
 """
@@ -27,6 +31,20 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_IMAGE_PIXELS = 300_000_000  # larger images are refused (decoding takes ~3-4 bytes a pixel)
+
+
+# The formats read through Pillow (JPEG includes the multi-picture JPEG of many cameras, which Pillow's JPEG
+# reader opens as MPO); none of their decoders starts a program.
+PIL_IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+
+
+def open_image(
+    source: str | os.PathLike | io.BytesIO, formats: tuple[str, ...] = PIL_IMAGE_FORMATS
+) -> Image.Image:
+    """``PIL.Image.open`` of a file we did not write, limited to ``formats`` (a subset of
+    :data:`PIL_IMAGE_FORMATS`): anything else, EPS or PDF renamed ``.png`` included, raises
+    ``PIL.UnidentifiedImageError`` (an ``OSError``) before any decoder is chosen."""
+    return Image.open(source, formats=formats)
 
 
 class ImageTooLarge(ValueError):

@@ -34,7 +34,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from isegformer_app.state.autosave import SidecarError, SidecarMismatch, check_sidecar_fits, read_sidecar
@@ -44,7 +43,7 @@ from isegformer_app.state.labels import Color, LabelList, as_color
 from isegformer_app.volumes.progress import CancelFlag, ProgressCallback
 from model.atomic_io import atomic_write_bytes as atomic_write
 from model.atomic_io import current_umask, fsync_dir
-from model.untrusted import parse_json, path_inside
+from model.untrusted import open_image, parse_json, path_inside
 
 
 @dataclass
@@ -171,7 +170,7 @@ class EarlierImage:
             objects = []
             for rec in self.entry["instances"]:
                 name = f"objects/{self.stem}/{int(rec['id']):03d}.png"
-                with Image.open(path_inside(self.out, name)) as png:
+                with open_image(path_inside(self.out, name), ("PNG",)) as png:
                     mask = np.asarray(png) > 0
                 if mask.shape != (h, w):
                     raise ValueError(f"{name} has the wrong size")

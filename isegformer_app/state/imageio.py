@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from model.image import stretch_to_uint8
-from model.untrusted import MAX_IMAGE_PIXELS
+from model.untrusted import MAX_IMAGE_PIXELS, open_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 DEFAULT_MAX_SIDE = 4096
@@ -114,7 +114,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Loa
         raise ImageLoadError(f"Cannot open {path}: no such file.", "the file is gone")
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             raw_w, raw_h = img.size
             if raw_w * raw_h > MAX_OPEN_PIXELS:
                 reason = (f"{raw_w}x{raw_h} is {raw_w * raw_h / 1e6:.0f} megapixels, more than the "
@@ -191,7 +191,7 @@ def png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
     """Read a PNG written by :func:`png_bytes` back as its raw values (palette indices, not colours)."""
-    with Image.open(path) as img:
+    with open_image(path, ("PNG",)) as img:
         if img.mode == "P":
             return np.asarray(img, dtype=np.uint8).copy()
         if img.mode.startswith("I;16") or img.mode == "I":

@@ -37,7 +37,7 @@ import numpy as np
 from model.atomic_io import atomic_write_bytes
 from model.evaluation.clicker import IGNORE_LABEL
 from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
-from model.untrusted import ImageTooLarge, imread_checked
+from model.untrusted import ImageTooLarge, imread_checked, open_image
 from training.data.composite import ASSETS_FILE, mni_slices
 
 DEBIAN_PACKAGES = (
@@ -162,7 +162,6 @@ def scratch_photo_objects(cache: Path, extract: Path) -> list[Path]:
     """The photographic Scratch costumes (:data:`SCRATCH_PHOTO_COSTUMES`) as RGBA PNGs under
     ``<cache>/converted/scratch``: Pillow decodes their GIF palettes and on/off transparency (OpenCV
     reads GIF only from 4.11 on). Costumes the package does not hold are left out."""
-    from PIL import Image
 
     out = cache / CONVERTED / "scratch"
     out.mkdir(parents=True, exist_ok=True)
@@ -174,7 +173,7 @@ def scratch_photo_objects(cache: Path, extract: Path) -> list[Path]:
             continue
         target = out / f"{name.replace('/', '_')}.png"
         if not target.exists():
-            with Image.open(sources[0]) as image:
+            with open_image(sources[0], ("GIF", "PNG")) as image:
                 rgba = np.asarray(image.convert("RGBA"))
             ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
             if not ok:

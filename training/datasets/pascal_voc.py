@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from model.untrusted import open_image
 from training.datasets.base import EvalDataset, Sample
 
 PALETTE_VOID = 255
@@ -94,7 +94,7 @@ class PascalVOCDataset(EvalDataset):
         if not path.is_file():
             self.fail(path, "missing mask")
         try:
-            with Image.open(path) as pil_mask:
+            with open_image(path, ("PNG",)) as pil_mask:
                 if pil_mask.mode == "P":
                     values, void = np.array(pil_mask).astype(np.int32), PALETTE_VOID
                 else:

@@ -162,7 +162,6 @@ def scratch_photo_objects(cache: Path, extract: Path) -> list[Path]:
     """The photographic Scratch costumes (:data:`SCRATCH_PHOTO_COSTUMES`) as RGBA PNGs under
     ``<cache>/converted/scratch``: Pillow decodes their GIF palettes and on/off transparency (OpenCV
     reads GIF only from 4.11 on). Costumes the package does not hold are left out."""
-
     out = cache / CONVERTED / "scratch"
     out.mkdir(parents=True, exist_ok=True)
     converted = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -375,6 +376,44 @@ def test_mr_scenes_with_lesions_take_a_lesion_as_the_target_in_half_of_them(tiny
     assert torch.nanmedian(with_lesions) < torch.nanmedian(without)
 
 
+def test_blob_scenes_take_their_share_and_target_one_homogeneous_blob(tiny_pack):
+    pack, _ = tiny_pack
+    config = SceneConfig(size=64, mr_fraction=0.25, blob_fraction=0.5, min_target_fraction=0.002)
+    maker = SceneMaker(_bank(pack), config)
+    made = []
+
+    def counted(kind, method):
+        def make(count, gen):
+            made.append((kind, count))
+            return method(count, gen)
+
+        return make
+
+    for kind in ("photo_scenes", "blob_scenes", "mr_scenes"):
+        setattr(maker, kind, counted(kind, getattr(maker, kind)))
+    batch = maker.batch(8, torch.Generator().manual_seed(9))
+    assert made == [("photo_scenes", 2), ("blob_scenes", 4), ("mr_scenes", 2)]  # the batch's order
+    blobs = slice(2, 6)
+    targets = batch.targets[blobs] > 0.5
+    assert bool(targets.flatten(1).any(1).all()) and bool(batch.others[blobs].flatten(1).any(1).all())
+    assert not bool((batch.others[blobs] & targets).any())
+    for target in targets[:, 0].numpy().astype(np.uint8):
+        count, _ = cv2.connectedComponents(target)
+        assert count <= 3  # one blob (a later one may cut a sliver off)
+    # one level inside the target: away from its soft edge, only the fine texture and the smooth bias
+    # field vary (whole-scene degradations off)
+    clean = dataclasses.replace(config, size=128, mr_fraction=0.0, blob_fraction=0.8, blur_prob=0.0,
+                                resample_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)  # fmt: skip
+    many = SceneMaker(_bank(pack), clean).batch(20, torch.Generator().manual_seed(10))
+    kernel = np.ones((3, 3), np.uint8)
+    spreads = []
+    for image, target in zip(many.images[4:], many.targets[4:, 0], strict=True):
+        inner = cv2.erode((target > 0.5).numpy().astype(np.uint8), kernel).astype(bool)
+        if inner.sum() >= 10:
+            spreads.append(float(image[:, torch.from_numpy(inner)].std(dim=1).max()))
+    assert len(spreads) >= 8 and max(spreads) < 0.1 and float(np.median(spreads)) < 0.04
+
+
 def test_correction_clicks_answer_the_larger_error():
     target = _square_target(3)
     points = torch.full((3, 24, 3), -1.0)
@@ -571,6 +610,8 @@ def test_gpu_job_refuses_a_missing_pack(tmp_path, capsys):
         (["--minutes", "1", "--ema-decay", "1"], "--ema-decay must be at least 0 and below 1"),
         (["--minutes", "1", "--ema-decay", "-0.1"], "--ema-decay must be at least 0 and below 1"),
         (["--minutes", "1", "--min-target-fraction", "-0.1"], "--min-target-fraction must be between 0 and"),
+        (["--minutes", "1", "--blob-fraction", "0.9"], "--blob-fraction must be between 0 and 0.8"),
+        (["--minutes", "1", "--blob-fraction", "nan"], "--blob-fraction must be between 0 and 0.8"),
         (["--minutes", "1", "--device", "cudax"], "not a device"),
         (["--minutes", "1", "--device", "cuda:99"], "no such CUDA device"),
     ],

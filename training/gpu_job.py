@@ -636,6 +636,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="share of MR scenes with a lesion-like blob of random contrast, the target in half of them "
         f"(SynthSeg's pathology; default {SceneConfig.lesion_prob})",
     )
+    parser.add_argument(
+        "--blob-fraction",
+        type=float,
+        default=SceneConfig.blob_fraction,
+        help="share of scenes made of homogeneous blobs on plain ground, one of them the target (cells, "
+        f"organs, lesions: what the cut-outs hardly show; taken from the photo scenes; default "
+        f"{SceneConfig.blob_fraction})",
+    )
     parser.add_argument("--eval-clicks", type=int, default=JobConfig.eval_max_clicks)
     parser.add_argument("--eval-objects", type=int, default=JobConfig.eval_max_objects)
     parser.add_argument("--no-self-check", action="store_true", help="skip the CUDA self-check")
@@ -654,6 +662,7 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
         object_scale=(args.object_scale[0], args.object_scale[1]),
         min_target_fraction=args.min_target_fraction,
         lesion_prob=args.mr_lesion_prob,
+        blob_fraction=args.blob_fraction,
     )
 
 
@@ -684,6 +693,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return f"--min-target-fraction must be between 0 and {MAX_MIN_TARGET_FRACTION}"
     if not 0 <= args.mr_lesion_prob <= 1:
         return "--mr-lesion-prob must be between 0 and 1"
+    if not 0 <= args.blob_fraction <= 1 - SceneConfig.mr_fraction:
+        return f"--blob-fraction must be between 0 and {1 - SceneConfig.mr_fraction:g} (MR takes the rest)"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:

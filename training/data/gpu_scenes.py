@@ -57,6 +57,8 @@ class SceneConfig:
     min_target_fraction: float = 0.003  # a target covers at least this share of the scene
     synth_mr_prob: float = 0.6  # MR scene with drawn intensities (else real T1 contrast)
     lesion_prob: float = 0.0  # MR scene with a lesion-like blob of random contrast (its target in half)
+    blob_fraction: float = 0.0  # share of blob scenes in a batch: homogeneous blobs on plain ground
+    max_blobs: int = 16  # blobs per blob scene (3 at the least)
     blur_prob: float = 0.3
     resample_prob: float = 0.25
     noise_prob: float = 0.35
@@ -199,10 +201,15 @@ class SceneMaker:
         return self.bank.device
 
     def batch(self, size: int, gen: torch.Generator) -> SceneBatch:
-        """``size`` scenes: photo scenes, then MR scenes (their share is ``mr_fraction``)."""
+        """``size`` scenes: photo scenes, then blob scenes (their share is ``blob_fraction``), then MR
+        scenes (``mr_fraction``)."""
         has_mr = self.bank.mr_image.shape[0] > 0
         mr = int(round(size * self.config.mr_fraction)) if has_mr else 0
-        parts = [self.photo_scenes(size - mr, gen)] if size - mr > 0 else []
+        blobs = min(int(round(size * self.config.blob_fraction)), size - mr)
+        photos = size - mr - blobs
+        parts = [self.photo_scenes(photos, gen)] if photos > 0 else []
+        if blobs:
+            parts.append(self.blob_scenes(blobs, gen))
         if mr:
             parts.append(self.mr_scenes(mr, gen))
         images = torch.cat([p[0] for p in parts])
@@ -305,6 +312,44 @@ class SceneMaker:
                 target = target | merged
         others = (instances > 0) & ~target
         return target.float(), others, merged
+
+    # -- blob scenes ---------------------------------------------------------------------------------
+
+    def blob_scenes(
+        self, count: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Homogeneous blobs on plain ground, as cells under a microscope or organs and lesions in a scan
+        (objects the cut-outs hardly show): a smooth ground of one colour or grey level with a bias field,
+        3..``max_blobs`` irregular blobs (:func:`lesion_blobs` anywhere, semi-axes 2-12 % of the side),
+        each of the scene's blob level (any contrast to the ground, darker or brighter, sometimes faint)
+        with a little jitter of its own, fine texture, soft edges; later blobs cover earlier ones. The
+        target is one visible blob, the others are negatives."""
+        cfg, dev, size = self.config, self.device, self.config.size
+        grey = _chance(count, 0.5, dev, gen).view(-1, 1, 1, 1)
+        ground = torch.rand(count, 3, 1, 1, device=dev, generator=gen)
+        ground = torch.where(grey, ground.mean(1, keepdim=True).expand_as(ground), ground)
+        sign = torch.where(_chance(count, 0.5, dev, gen), -1.0, 1.0)
+        contrast = _uniform(count, 0.06, 0.6, dev, gen) * sign
+        hue = torch.rand(count, 3, 1, 1, device=dev, generator=gen) * 2 - 1
+        hue = torch.where(grey, torch.ones_like(hue), hue)
+        level = (ground + contrast.view(-1, 1, 1, 1) * hue).clamp(0, 1)
+        image = ground.expand(-1, -1, size, size).clone()
+        instances = torch.zeros(count, 1, size, size, dtype=torch.int64, device=dev)
+        wanted = torch.randint(3, cfg.max_blobs + 1, (count,), device=dev, generator=gen)
+        everywhere = torch.ones(count, 1, size, size, dtype=torch.bool, device=dev)
+        for slot in range(cfg.max_blobs):
+            blob = lesion_blobs(everywhere, gen, radius=(0.02, 0.12)) & (slot < wanted).view(-1, 1, 1, 1)
+            own = (level + torch.randn(count, 3, 1, 1, device=dev, generator=gen) * 0.04).clamp(0, 1)
+            own = torch.where(grey, own.mean(1, keepdim=True).expand_as(own), own)
+            edge = gaussian_blur(blob.float(), _uniform(count, 0.3, 1.5, dev, gen), 1.5)
+            image = image * (1 - edge) + own * edge
+            instances = torch.where(blob, slot + 1, instances)
+        texture = _uniform(count, 0.0, 0.05, dev, gen).view(-1, 1, 1, 1)
+        grain = gaussian_blur(torch.randn(count, 1, size, size, device=dev, generator=gen),
+                              _uniform(count, 0.5, 2.0, dev, gen), 2.0)  # fmt: skip
+        image = (image + grain * texture) * bias_field(count, size, gen, dev)
+        target, others, merged = self.pick_targets(instances, cfg.max_blobs, gen, allow_merge=False)
+        return image.clamp(0, 1), target, others, merged
 
     # -- MR scenes -----------------------------------------------------------------------------------
 

@@ -693,8 +693,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return f"--min-target-fraction must be between 0 and {MAX_MIN_TARGET_FRACTION}"
     if not 0 <= args.mr_lesion_prob <= 1:
         return "--mr-lesion-prob must be between 0 and 1"
-    if not 0 <= args.blob_fraction <= 1 - SceneConfig.mr_fraction:
-        return f"--blob-fraction must be between 0 and {1 - SceneConfig.mr_fraction:g} (MR takes the rest)"
+    mr_share = SceneConfig.mr_fraction
+    if not 0 <= args.blob_fraction <= 1 - mr_share:
+        return f"--blob-fraction must be between 0 and {1 - mr_share:g} (MR scenes keep their {mr_share:g})"
     if args.eval_clicks < 1 or args.eval_objects < 0:
         return "--eval-clicks must be at least 1 and --eval-objects at least 0"
     if args.device is not None:

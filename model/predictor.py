@@ -30,6 +30,11 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # photos enlarged 4x the first click at full size took 14x as long and halved mIoU@1
 # (model.benchmarks.large_photos; README, "Speed").
 INTERACTIVE_MAX_SIZE = 800
+# Shorter inputs are enlarged to this longer side in the app (half the 320-px scenes the default network
+# trained on: at least 5 cells at its coarsest stride of 32). A 64 x 64 MR frame shown as it is gave the
+# network 2 x 2 cells and a mask over the whole frame (IoU 0.07; enlarged 0.83). Enlarging further, to the
+# training or the zoom size, made it take a part of a large object instead (README, "Small images").
+INTERACTIVE_MIN_SIZE = 160
 
 
 def trained_here(network: nn.Module) -> bool:
@@ -61,10 +66,16 @@ def interactive_zoom_in(network: nn.Module, target_size: int = 400, ours: bool |
 def interactive_predictor(
     network: nn.Module, device: str | torch.device | None = None, **options: Any
 ) -> Predictor:
-    """The predictor the app runs ``network`` with: input limited to :data:`INTERACTIVE_MAX_SIZE`, ZoomIn
-    of :func:`interactive_zoom_in`, flip; ``options`` go to :class:`Predictor` (name, autocast, ...)."""
+    """The predictor the app runs ``network`` with: input's longer side limited to
+    :data:`INTERACTIVE_MIN_SIZE`..:data:`INTERACTIVE_MAX_SIZE`, ZoomIn of :func:`interactive_zoom_in`,
+    flip; ``options`` go to :class:`Predictor` (name, autocast, ...)."""
     return Predictor(
-        network, device=device, max_size=INTERACTIVE_MAX_SIZE, zoom_in=interactive_zoom_in(network), **options
+        network,
+        device=device,
+        max_size=INTERACTIVE_MAX_SIZE,
+        min_size=INTERACTIVE_MIN_SIZE,
+        zoom_in=interactive_zoom_in(network),
+        **options,
     )
 
 
@@ -105,8 +116,8 @@ class Predictor:
 
     Per call: the network input is RGB in [0, 1] (+ the state's probability map as channel 3 when
     ``model.with_prev_mask``; zeros without a state), then ZoomIn (crop to the object of the state's
-    map, keeping the state's box while it fits), LimitLongestSide (``max_size``), zero padding of sides
-    below ``min_input_size`` and the horizontal-flip copy; the network's logits are averaged over the
+    map, keeping the state's box while it fits), LimitLongestSide (``max_size``, ``min_size``), zero padding
+    of sides below ``min_input_size`` and the horizontal-flip copy; the network's logits are averaged over the
     flip, passed through the sigmoid and mapped back to full resolution (bilinear, align_corners=True).
     With no clicks the network runs with padding-only points (as the original did).
 
@@ -114,6 +125,8 @@ class Predictor:
     (B, 1, H, W) logits}`` and an optional ``with_prev_mask`` attribute (e.g.
     :class:`~model.modeling.interactive.InteractiveModel`); it is moved to ``device`` and set to eval.
     ``zoom_in``: True for the default :class:`~model.transforms.ZoomIn`, an instance, or None/False.
+    ``max_size`` / ``min_size``: the longest side an input (the zoomed crop, or the whole image) is shrunk
+    / enlarged to when it is longer / shorter (None: no limit; :func:`interactive_predictor` sets the app's).
     ``threshold``: probability above which callers count a pixel as object (``mask()``).
     ``autocast``: None (float32), 'fp16' (CUDA only) or 'bf16' for the network's forward pass.
     ``channels_last``: run the network on NHWC tensors (faster convolutions on many CPUs; the probabilities
@@ -133,6 +146,7 @@ class Predictor:
         with_flip: bool = True,
         max_size: int | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        min_size: int | None = None,
         autocast: str | None = None,
         name: str = "network",
         min_input_size: int = 32,
@@ -157,7 +171,8 @@ class Predictor:
         if zoom_in is True:
             zoom_in = ZoomIn()
         self.zoom_in: ZoomIn | None = zoom_in or None
-        self.limit = LimitLongestSide(max_size) if max_size is not None else None
+        limited = max_size is not None or min_size is not None
+        self.limit = LimitLongestSide(max_size, min_size) if limited else None
         self.pad = PadToMinSize(min_input_size)
         self.flip = AddHorizontalFlip() if with_flip else None
         # applied in this order after ZoomIn; undone in reverse (those on logits before the sigmoid)

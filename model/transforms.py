@@ -271,24 +271,33 @@ class ZoomIn:
 
 
 class LimitLongestSide(Transform):
-    """Downscale inputs whose longer side exceeds ``max_size`` (bilinear, align_corners=True).
+    """Downscale inputs whose longer side exceeds ``max_size`` and, with ``min_size``, enlarge those whose
+    longer side is below it (bilinear, align_corners=True); None leaves that side unlimited.
 
     Unlike the original (a ZoomIn subclass that kept its box after an input that needed no resizing and
     then resized the next map twice), each call is independent: ``inverse`` undoes exactly its ``apply``
     (``undo``: the input size, or None when nothing was resized).
     """
 
-    def __init__(self, max_size: int = 800) -> None:
+    def __init__(self, max_size: int | None = 800, min_size: int | None = None) -> None:
+        if max_size is not None and min_size is not None and min_size > max_size:
+            raise ValueError(f"min_size {min_size} is above max_size {max_size}")
         self.max_size = max_size
+        self.min_size = min_size
 
     def apply(self, image: torch.Tensor, clicks_lists: ClicksLists) -> tuple[torch.Tensor, ClicksLists, Undo]:
         _check_single(image, clicks_lists, "LimitLongestSide")
         height, width = image.shape[-2:]
-        if max(height, width) <= self.max_size:
+        longest = max(height, width)
+        if self.max_size is not None and longest > self.max_size:
+            target = self.max_size
+        elif self.min_size is not None and longest < self.min_size:
+            target = self.min_size
+        else:
             return image, clicks_lists, None
         box = (0, height - 1, 0, width - 1)
-        small = crop_and_resize(image, box, self.max_size)
-        return small, [scale_clicks(clicks_lists[0], box, small.shape[-2:])], (height, width)
+        resized = crop_and_resize(image, box, target)
+        return resized, [scale_clicks(clicks_lists[0], box, resized.shape[-2:])], (height, width)
 
     def inverse(self, maps: torch.Tensor, undo: Undo) -> torch.Tensor:
         return maps if undo is None else _resize(maps, undo)

@@ -171,26 +171,28 @@ def test_networks_this_project_saved_see_what_the_app_gives_them(tmp_path: Path)
     is full size for both, --no-first-click-zoom the original ZoomIn."""
     from model.build import build_model
     from model.checkpoint import save_checkpoint
-    from model.predictor import INTERACTIVE_MAX_SIZE
+    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE
 
     ours = tmp_path / "ours.pth"
     save_checkpoint(build_model("segformer_b0", head_channels=32, with_prev_mask=True), ours)
     app_way = checkpoint_factory(ours, "cpu", True, True)("DAVIS")
     assert app_way.limit.max_size == INTERACTIVE_MAX_SIZE == 800
+    assert app_way.limit.min_size == INTERACTIVE_MIN_SIZE == 160
     assert app_way.zoom_in.recompute_with_first_pass and app_way.zoom_in.target_size == 600
     plain = checkpoint_factory(ours, "cpu", True, True, first_click_zoom=False)("any").zoom_in
     assert not plain.recompute_with_first_pass and plain.skip_clicks == 1
     assert checkpoint_factory(ours, "cpu", True, True, max_size=0)("any").limit is None
-    assert checkpoint_factory(ours, "cpu", True, True, max_size=512)("any").limit.max_size == 512
+    limited = checkpoint_factory(ours, "cpu", True, True, max_size=512)("any").limit
+    assert limited.max_size == 512 and limited.min_size is None  # a limit of one's own: no floor
     write_export(tmp_path / "Export", "square", *square_sample())
     base = ["--checkpoint", str(ours), "--datasets", f"Export={tmp_path / 'Export'}", "--device", "cpu",
             "--max-clicks", "1", "--no-progress"]  # fmt: skip
     assert main([*base, "--output", str(tmp_path / "app")]) == 0
     report = json.loads((tmp_path / "app" / "results.json").read_text())
-    assert report["max_size"] == 800 and report["first_click_zoom"] is True
+    assert report["max_size"] == 800 and report["min_size"] == 160 and report["first_click_zoom"] is True
     assert main([*base, "--max-size", "0", "--no-first-click-zoom", "--output", str(tmp_path / "full")]) == 0
     report = json.loads((tmp_path / "full" / "results.json").read_text())
-    assert report["max_size"] is None and report["first_click_zoom"] is False
+    assert report["max_size"] is None and report["min_size"] is None and report["first_click_zoom"] is False
 
 
 @pytest.mark.parametrize("local_edits", [False, True])

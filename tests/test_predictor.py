@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -324,6 +325,26 @@ def test_without_zoom_or_flip_matches_the_plain_network(toy_reference: dict[str,
     np.testing.assert_allclose(predictor.predict([click]).prob, expected, atol=1e-6)
 
 
+def test_min_size_enlarges_a_small_image_for_the_network(toy_reference: dict[str, np.ndarray]) -> None:
+    """A 64-px image reaches the network enlarged to ``min_size`` and its map comes back at 64 px; the
+    app's predictor enlarges to INTERACTIVE_MIN_SIZE."""
+    from model.predictor import INTERACTIVE_MIN_SIZE, interactive_predictor
+
+    seen: list[tuple[int, ...]] = []
+
+    class Recording(ToyNet):
+        def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+            seen.append(tuple(image.shape))
+            return super().forward(image, points)
+
+    small = cv2.resize(toy_reference["image"], (64, 48), interpolation=cv2.INTER_AREA)
+    predictor = Predictor(Recording(), device="cpu", zoom_in=None, with_flip=False, min_size=160)
+    predictor.set_image(small)
+    probs = predictor.predict([Click(24, 20, True, 0)]).prob
+    assert seen == [(1, 4, 120, 160)] and probs.shape == (48, 64)
+    assert interactive_predictor(Recording(), "cpu").limit.min_size == INTERACTIVE_MIN_SIZE == 160
+
+
 def test_max_size_limits_the_network_input(toy_reference: dict[str, np.ndarray]) -> None:
     seen: list[tuple[int, ...]] = []
 
@@ -529,6 +550,15 @@ def test_flip_limit_and_pad_transforms() -> None:
     maps = torch.rand(1, 1, 20, 25)
     assert limit.inverse(maps, same_undo) is maps
     assert tuple(limit.inverse(torch.rand(1, 1, 15, 25), undo).shape[2:]) == (30, 50)  # each call its own
+
+    both = LimitLongestSide(max_size=100, min_size=40)
+    large, (clicks,), undo = both.apply(torch.rand(1, 4, 10, 20), [[Click(5, 10, True, 0)]])
+    assert tuple(large.shape[2:]) == (20, 40) and clicks[0].coords == pytest.approx((10.0, 20.0))
+    assert tuple(both.inverse(torch.rand(1, 1, 20, 40), undo).shape[2:]) == (10, 20)
+    assert both.apply(image, [[]])[2] is None  # 30 x 50 lies between the limits: untouched
+    assert tuple(both.apply(torch.rand(1, 4, 60, 200), [[]])[0].shape[2:]) == (30, 100)
+    with pytest.raises(ValueError, match="above max_size"):
+        LimitLongestSide(max_size=100, min_size=200)
 
     pad = PadToMinSize(32)
     padded, _, undo = pad.apply(image, [[]])

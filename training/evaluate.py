@@ -412,6 +412,15 @@ def network_input_limit(max_size: int | None, network) -> int | None:
     return max_size or None
 
 
+def network_input_floor(max_size: int | None, network) -> int | None:
+    """The longest side a shorter input is enlarged to (None: none): the app's
+    :data:`~model.predictor.INTERACTIVE_MIN_SIZE` where :func:`network_input_limit` takes the app's limit
+    (``max_size`` None and a network this project saved), none otherwise (the original protocol)."""
+    from model.predictor import INTERACTIVE_MIN_SIZE, trained_here
+
+    return INTERACTIVE_MIN_SIZE if max_size is None and trained_here(network) else None
+
+
 def checkpoint_factory(
     checkpoint: Path,
     device: str,
@@ -422,8 +431,9 @@ def checkpoint_factory(
 ) -> PredictorFactory:
     """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
     with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode) and the
-    network's input limited on its longer side by :func:`network_input_limit` (``max_size`` 0: full
-    size; None: as the app for this project's networks, full size for the original checkpoints).
+    network's input limited on its longer side by :func:`network_input_limit` and
+    :func:`network_input_floor` (``max_size`` 0: full size; None: as the app for this project's networks,
+    full size for the original checkpoints).
     ZoomIn is the app's (:func:`model.predictor.interactive_zoom_in`: this project's networks refine a
     small object's first mask zoomed) unless ``first_click_zoom`` is False (the original's ZoomIn)."""
     from model.checkpoint import load_checkpoint
@@ -431,6 +441,7 @@ def checkpoint_factory(
     from model.transforms import ZoomIn
 
     network = load_checkpoint(checkpoint, device)
+    min_size = network_input_floor(max_size, network)
     max_size = network_input_limit(max_size, network)
 
     def make(dataset_name: str) -> ClickPredictor:
@@ -438,7 +449,9 @@ def checkpoint_factory(
         if zoom_in:
             target = ZOOM_IN_TARGET_SIZE.get(dataset_name, DEFAULT_ZOOM_IN_TARGET_SIZE)
             zoom = interactive_zoom_in(network, target) if first_click_zoom else ZoomIn(target_size=target)
-        return Predictor(network, device=device, zoom_in=zoom, with_flip=flip, max_size=max_size)
+        return Predictor(
+            network, device=device, zoom_in=zoom, with_flip=flip, max_size=max_size, min_size=min_size
+        )
 
     return make
 
@@ -527,9 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             probe = make_predictor("")  # the settings the factory chose
             limit = probe.limit
             max_size = limit.max_size if limit is not None else None
+            min_size = limit.min_size if limit is not None else None
             first_click = bool(probe.zoom_in is not None and probe.zoom_in.recompute_with_first_pass)
             if args.max_size is None and max_size is not None:
                 note = f"the network sees at most {max_size} px on its longer side, as in the app"
+                if min_size is not None:
+                    note += f" (smaller images enlarged to {min_size} px)"
                 print(f"isegformer-eval: {note} (--max-size 0: full size, the original protocol)",
                       file=sys.stderr)  # fmt: skip
             if first_click:
@@ -537,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "(--no-first-click-zoom: the original ZoomIn)", file=sys.stderr)  # fmt: skip
             run_info = {"checkpoint": str(args.checkpoint), "device": device}
             run_info.update({"zoom_in": not args.no_zoom_in, "flip": not args.no_flip, "max_size": max_size,
-                             "first_click_zoom": first_click})  # fmt: skip
+                             "min_size": min_size, "first_click_zoom": first_click})  # fmt: skip
         if args.local_edits:
             make_predictor = with_local_edits(make_predictor, args.threshold)
         run_info["local_edits"] = args.local_edits

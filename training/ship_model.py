@@ -83,6 +83,7 @@ PROTOCOL_DEFAULTS = {
     "zoom_in": True,
     "flip": True,
     "max_size": None,
+    "min_size": None,
     "first_click_zoom": False,
     "local_edits": False,
 }

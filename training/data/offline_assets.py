@@ -194,9 +194,12 @@ def fetch_lesion_cases(packages: Path, folder: Path) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:
         for name, member_name in wanted.items():
-            member = tar.extractfile(member_name)  # by exact name: nothing else of the archive is written
+            try:  # by exact name: nothing else of the archive is written
+                member = tar.extractfile(member_name)
+            except KeyError:
+                member = None
             if member is None:
-                raise ValueError(f"{archive}: {name} is not a file")
+                raise ValueError(f"{archive}: no file {member_name}")
             atomic_write_bytes(folder / name, member.read())
     return True
 

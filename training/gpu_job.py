@@ -444,12 +444,20 @@ def evaluate_pack(
     max_objects: int = 200,
     deadline: float | None = None,
 ) -> dict[str, dict[str, float]]:
-    """NoC@85/90 and mIoU@1/5 (the app's ZoomIn + flip, threshold 0.49) on each evaluation set of the pack;
-    objects past ``deadline`` (perf_counter) are left out and counted in ``skipped``."""
+    """NoC@85/90 and mIoU@1/5 as the app runs the network (its ZoomIn, flip and input limits, threshold
+    0.49) on each evaluation set of the pack; objects past ``deadline`` (perf_counter) are left out and
+    counted in ``skipped``."""
     from model.evaluation.noc import compute_noc, evaluate_sample, object_gt_mask
-    from model.predictor import Predictor, interactive_zoom_in
+    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE, Predictor, interactive_zoom_in
 
-    predictor = Predictor(model, device, zoom_in=interactive_zoom_in(model, ours=True), with_flip=True)
+    predictor = Predictor(
+        model,
+        device,
+        zoom_in=interactive_zoom_in(model, ours=True),
+        with_flip=True,
+        max_size=INTERACTIVE_MAX_SIZE,
+        min_size=INTERACTIVE_MIN_SIZE,
+    )
     results = {}
     for name, items in pack.eval_sets.items():
         curves, skipped = [], 0

@@ -460,15 +460,22 @@ def evaluate_noc(
     max_objects: int | None = None,
 ) -> dict[str, float]:
     """NoC@thresholds and mean IoU after 1/3/5 clicks on up to ``max_objects`` (default
-    ``validation.max_objects``) objects, with the ZoomIn the app gives a network trained here
-    (:func:`model.predictor.interactive_zoom_in`) when ``validation.zoom_in``; ``with_flip`` adds the flip
-    the app's predictor uses."""
+    ``validation.max_objects``) objects, with the input limits and the ZoomIn the app gives a network trained
+    here (:func:`model.predictor.interactive_zoom_in`) when ``validation.zoom_in``; ``with_flip`` adds the
+    flip the app's predictor uses."""
     from model.evaluation.noc import compute_noc, evaluate_sample, threshold_key
-    from model.predictor import Predictor, interactive_zoom_in
+    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE, Predictor, interactive_zoom_in
 
     val = config.validation
     zoom_in = interactive_zoom_in(model, ours=True) if val.zoom_in else None
-    predictor = Predictor(model, device, zoom_in=zoom_in, with_flip=with_flip)
+    predictor = Predictor(
+        model,
+        device,
+        zoom_in=zoom_in,
+        with_flip=with_flip,
+        max_size=INTERACTIVE_MAX_SIZE,
+        min_size=INTERACTIVE_MIN_SIZE,
+    )
     curves = []
     limit = val.max_objects if max_objects is None else max_objects
     objects = evaluation_objects(source, limit, config.data.min_object_area, config.train.seed)

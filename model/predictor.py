@@ -64,17 +64,22 @@ def interactive_zoom_in(network: nn.Module, target_size: int = 400, ours: bool |
 
 
 def interactive_predictor(
-    network: nn.Module, device: str | torch.device | None = None, **options: Any
+    network: nn.Module,
+    device: str | torch.device | None = None,
+    ours: bool | None = None,
+    zoom_in: bool = True,
+    **options: Any,
 ) -> Predictor:
     """The predictor the app runs ``network`` with: input's longer side limited to
-    :data:`INTERACTIVE_MIN_SIZE`..:data:`INTERACTIVE_MAX_SIZE`, ZoomIn of :func:`interactive_zoom_in`,
-    flip; ``options`` go to :class:`Predictor` (name, autocast, ...)."""
+    :data:`INTERACTIVE_MIN_SIZE`..:data:`INTERACTIVE_MAX_SIZE`, ZoomIn of :func:`interactive_zoom_in`
+    (``ours`` as there: True for a network in training, which carries no metadata yet; ``zoom_in`` False:
+    none), flip; ``options`` go to :class:`Predictor` (name, autocast, with_flip, ...)."""
     return Predictor(
         network,
         device=device,
         max_size=INTERACTIVE_MAX_SIZE,
         min_size=INTERACTIVE_MIN_SIZE,
-        zoom_in=interactive_zoom_in(network),
+        zoom_in=interactive_zoom_in(network, ours=ours) if zoom_in else None,
         **options,
     )
 

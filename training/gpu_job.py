@@ -448,16 +448,9 @@ def evaluate_pack(
     0.49) on each evaluation set of the pack; objects past ``deadline`` (perf_counter) are left out and
     counted in ``skipped``."""
     from model.evaluation.noc import compute_noc, evaluate_sample, object_gt_mask
-    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE, Predictor, interactive_zoom_in
+    from model.predictor import interactive_predictor
 
-    predictor = Predictor(
-        model,
-        device,
-        zoom_in=interactive_zoom_in(model, ours=True),
-        with_flip=True,
-        max_size=INTERACTIVE_MAX_SIZE,
-        min_size=INTERACTIVE_MIN_SIZE,
-    )
+    predictor = interactive_predictor(model, device, ours=True)
     results = {}
     for name, items in pack.eval_sets.items():
         curves, skipped = [], 0

@@ -464,18 +464,10 @@ def evaluate_noc(
     here (:func:`model.predictor.interactive_zoom_in`) when ``validation.zoom_in``; ``with_flip`` adds the
     flip the app's predictor uses."""
     from model.evaluation.noc import compute_noc, evaluate_sample, threshold_key
-    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE, Predictor, interactive_zoom_in
+    from model.predictor import interactive_predictor
 
     val = config.validation
-    zoom_in = interactive_zoom_in(model, ours=True) if val.zoom_in else None
-    predictor = Predictor(
-        model,
-        device,
-        zoom_in=zoom_in,
-        with_flip=with_flip,
-        max_size=INTERACTIVE_MAX_SIZE,
-        min_size=INTERACTIVE_MIN_SIZE,
-    )
+    predictor = interactive_predictor(model, device, ours=True, zoom_in=val.zoom_in, with_flip=with_flip)
     curves = []
     limit = val.max_objects if max_objects is None else max_objects
     objects = evaluation_objects(source, limit, config.data.min_object_area, config.train.seed)

@@ -119,7 +119,9 @@ def test_lesion_slices_keep_each_finding_large_enough_in_image_orientation(tmp_p
                                             min_area=50)) == 2
 
 
-def test_lesion_sets_are_written_for_evaluation_when_their_scans_are_fetched(tmp_path: Path) -> None:
+def test_lesion_sets_are_written_for_evaluation_when_their_scans_are_fetched(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     cache = tmp_path / "cache"
     folder = cache / "extract" / "pyradiomics"
     label = np.zeros((40, 40, 3), np.uint8)
@@ -135,6 +137,13 @@ def test_lesion_sets_are_written_for_evaluation_when_their_scans_are_fetched(tmp
     assert sorted(p.name for p in (written / "images").iterdir()) == ["lung1_z01.png", "lung2_z01.png"]
     assert np.asarray(Image.open(written / "images" / "lung1_z01.png")).ndim == 2  # grey, as the MR sets
     assert int(np.asarray(Image.open(written / "masks" / "lung1_z01.png")).sum()) == 15 * 18
+    (folder / "brain2_label.nrrd").write_bytes(b"NRRD0004\ntype: nonsense\n\n")  # damaged in the cache
+    # the downloads and the training index are not what this checks: one clear line, no traceback
+    monkeypatch.setattr(offline_assets, "fetch_packages", lambda cache: cache / "extract")
+    monkeypatch.setattr(offline_assets, "build_index", lambda *a: {"objects": [], "backgrounds": []})
+    assert offline_assets.main(["--cache", str(cache), "--eval-out", str(tmp_path / "again")]) == 2
+    assert "not a readable scan" in capsys.readouterr().err
+    _scan(folder, "brain2", label)
     (folder / "lung2_label.nrrd").unlink()  # a case missing: its set is left out, the other stays
     assert "ct_lung" not in offline_assets.evaluation_sets(cache)
     assert "mr_tumour" in offline_assets.evaluation_sets(cache)

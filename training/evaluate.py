@@ -400,25 +400,17 @@ def engine_factory(name: str) -> PredictorFactory:
     return lambda dataset_name: build_engine(name)
 
 
-def network_input_limit(max_size: int | None, network) -> int | None:
-    """The longest side the network's input is limited to (None: full size) for ``--max-size``: 0 is
-    full size; None is the app's :data:`~model.predictor.INTERACTIVE_MAX_SIZE` for a network this
-    project saved (its checkpoint carries our metadata: it is evaluated as the app runs it) and full
-    size for the original checkpoints (the original protocol)."""
-    from model.predictor import INTERACTIVE_MAX_SIZE, trained_here
+def network_input_limits(max_size: int | None, network) -> tuple[int | None, int | None]:
+    """(longest side the network's input is shrunk to, longest side a shorter input is enlarged to), None
+    for no limit, for ``--max-size``: 0 is the image as it is; N is N px, no floor; None is the app's
+    :data:`~model.predictor.INTERACTIVE_MAX_SIZE` and :data:`~model.predictor.INTERACTIVE_MIN_SIZE` for a
+    network this project saved (its checkpoint carries our metadata: it is evaluated as the app runs it)
+    and the image as it is for the original checkpoints (the original protocol)."""
+    from model.predictor import INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE, trained_here
 
     if max_size is None:
-        return INTERACTIVE_MAX_SIZE if trained_here(network) else None
-    return max_size or None
-
-
-def network_input_floor(max_size: int | None, network) -> int | None:
-    """The longest side a shorter input is enlarged to (None: none): the app's
-    :data:`~model.predictor.INTERACTIVE_MIN_SIZE` where :func:`network_input_limit` takes the app's limit
-    (``max_size`` None and a network this project saved), none otherwise (the original protocol)."""
-    from model.predictor import INTERACTIVE_MIN_SIZE, trained_here
-
-    return INTERACTIVE_MIN_SIZE if max_size is None and trained_here(network) else None
+        return (INTERACTIVE_MAX_SIZE, INTERACTIVE_MIN_SIZE) if trained_here(network) else (None, None)
+    return max_size or None, None
 
 
 def checkpoint_factory(
@@ -431,9 +423,8 @@ def checkpoint_factory(
 ) -> PredictorFactory:
     """Factory of the network predictor: the model is loaded once, a predictor is made per dataset
     with ZoomIn's target size 600 on DAVIS and 400 elsewhere (the original's "cvpr" mode) and the
-    network's input limited on its longer side by :func:`network_input_limit` and
-    :func:`network_input_floor` (``max_size`` 0: full size; None: as the app for this project's networks,
-    full size for the original checkpoints).
+    network's input limited on its longer side by :func:`network_input_limits` (``max_size`` 0: full size;
+    None: as the app for this project's networks, full size for the original checkpoints).
     ZoomIn is the app's (:func:`model.predictor.interactive_zoom_in`: this project's networks refine a
     small object's first mask zoomed) unless ``first_click_zoom`` is False (the original's ZoomIn)."""
     from model.checkpoint import load_checkpoint
@@ -441,8 +432,7 @@ def checkpoint_factory(
     from model.transforms import ZoomIn
 
     network = load_checkpoint(checkpoint, device)
-    min_size = network_input_floor(max_size, network)
-    max_size = network_input_limit(max_size, network)
+    max_size, min_size = network_input_limits(max_size, network)
 
     def make(dataset_name: str) -> ClickPredictor:
         zoom = None

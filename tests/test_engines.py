@@ -230,3 +230,35 @@ def test_click_disks_of_both_signs_side_by_side() -> None:
     pixel_only = np.full((20, 20), 0.5, np.float32)
     honour_clicks(pixel_only, [Click(10, 10, False, 0)], 5)  # negatives: the pixel alone by default
     assert pixel_only[10, 10] == 0.0 and pixel_only[10, 11] == 0.5
+
+
+@pytest.mark.parametrize("collapse_share", [0.5, 2.0])
+def test_geo_grabcut_negative_click_keeps_the_object_far_from_it(collapse_share: float) -> None:
+    """The sample photo: a positive click on the man's shirt, then negatives on the tray, the woman
+    behind him and the left table. The tray shares the shirt's colours, so GrabCut's background model
+    took the man away (85 px of a 58,846 px mask, his torso 3 % in); with the object's core kept
+    (``collapse_share`` 0.5, the default) his torso stays whole. 2.0 switches the guard off and shows
+    the collapse is real, so the guard is what keeps him."""
+    from PIL import Image
+
+    from model.engines.geo_grabcut import GeoGrabCutEngine
+    from resources import SAMPLE_IMAGE
+
+    with Image.open(SAMPLE_IMAGE) as img:
+        image = np.asarray(img.convert("RGB"))
+    engine = GeoGrabCutEngine(collapse_share=collapse_share)
+    assert GeoGrabCutEngine().collapse_share == 0.5
+    engine.set_image(image)
+    clicks = [Click(170.0, 230.0, True, 0)]
+    prediction = engine.predict(clicks)
+    torso = (slice(140, 200), slice(205, 255))
+    assert (prediction.prob[torso] > 0.49).mean() == 1.0
+    for index, (y, x) in enumerate([(250, 210), (80, 195), (110, 110)], start=1):
+        clicks.append(Click(float(y), float(x), False, index))
+        prediction = engine.predict(clicks, prediction.state)
+        torso_share = float((prediction.prob[torso] > 0.49).mean())
+        if collapse_share <= 1.0:
+            assert torso_share > 0.95, f"negative click {index} took the man away ({torso_share:.2f} left)"
+            assert not prediction.prob[int(y), int(x)] > 0.49
+    if collapse_share > 1.0:
+        assert torso_share < 0.2  # without the guard the collapse happens: the test above can fail

@@ -100,7 +100,7 @@ class Settings:
     brush_radius: int = 8
     runtime_choices: dict[str, dict] = field(default_factory=dict)  # measured precision/threads per model
     inference_threads: int = 0  # torch threads of the inference worker; 0 = automatic (see ui.worker)
-    local_edits: bool = True  # a network's click never loses the object far from it (model.local_edits)
+    local_edits: bool = True  # a network's click takes its pixel, never loses the object (model.local_edits)
     path: Path | None = field(default=None, repr=False, compare=False)
     problem: str = field(default="", repr=False, compare=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 PAD_ROW = (-1.0, -1.0, -1.0)
@@ -31,6 +32,11 @@ class Click:
 
     def with_coords(self, y: float, x: float) -> Click:
         return replace(self, y=y, x=x)
+
+    def is_inside(self, shape: tuple[int, ...]) -> bool:
+        """True when the click lies on an image of ``shape`` (H, W, ...): finite and in [0, H) x [0, W)."""
+        y, x = float(self.y), float(self.x)
+        return bool(np.isfinite(y) and np.isfinite(x) and 0 <= y < shape[0] and 0 <= x < shape[1])
 
 
 def clicks_from_array(rows: Sequence[Sequence[float]]) -> list[Click]:

@@ -1,5 +1,6 @@
-"""A network's click never loses the object far from it (``model.local_edits``): the rule on maps made
-by hand, the predictor wrapper, and the app's window with a predictor that forgets the object."""
+"""A network's click takes what is under it and never loses the object far from it (``model.local_edits``):
+the rules on maps made by hand, the predictor wrapper, the shipped network, and the app's window with a
+predictor that forgets the object."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from model.clicks import Click
-from model.local_edits import FORGETTING_SHARE, LocalEdits, click_pixel, keep_untouched_parts
+from model.local_edits import (
+    FORGETTING_SHARE,
+    OBEYING_MAX_RADIUS,
+    OBEYING_SHARE,
+    LocalEdits,
+    click_pixel,
+    keep_untouched_parts,
+    obey_clicks,
+)
 from model.prediction import Prediction, PredictionState
 from model.threshold import probability_mask
 
@@ -130,6 +139,102 @@ def test_the_wrapper_applies_the_rule_only_when_a_previous_mask_is_given() -> No
     answer = local.predict(clicks, other_size)  # not the rule's to judge: the caller reports the size
     assert answer.prob.shape == SHAPE and local.restored == 0
     assert local.name == inner.name
+
+
+def disk_pixels(radius: int) -> int:
+    """Pixels of the disk ``paint_click_disk`` paints with an integer ``radius``."""
+    yy, xx = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return int(np.count_nonzero(yy**2 + xx**2 <= radius**2))
+
+
+def test_an_ignored_click_takes_a_disk_that_stays_inside_what_the_map_got_wrong() -> None:
+    """A negative click on a 10-px band the map keeps: its distance to the nearest background pixel
+    is 5, so OBEYING_SHARE (half) of it, 2 px, is the radius (13 px); nothing else changes."""
+    assert OBEYING_SHARE == 0.5 and OBEYING_MAX_RADIUS == 0.02
+    prob = np.full((400, 400), 0.1, np.float32)
+    prob[100:110, 100:300] = 0.9
+    prediction = Prediction.of(prob, (0, 399, 0, 399))
+    result, wrong = obey_clicks(prediction, [Click(105, 120, True, 0), Click(104, 200, False, 1)])
+    assert wrong == 1 and result.prob[104, 200] == 0.0
+    changed = result.prob != prob
+    assert changed.sum() == disk_pixels(2) == 13 and (result.prob[changed] == 0.0).all()
+    assert changed[102:107, 198:203].sum() == 13  # around the click, inside the band
+    assert result.state.zoom_box == (0, 399, 0, 399) and result.state.prob is result.prob
+    np.testing.assert_array_equal(prediction.prob, prob)  # the network's map is left as it was
+
+
+def test_an_ignored_click_far_from_everything_takes_at_most_the_largest_disk() -> None:
+    """On an empty map a positive click's distance to anything labelled object is the image's edge, 200
+    px: the disk stops at OBEYING_MAX_RADIUS of the longer side (8 px of 400), and under half the
+    distance to a click of the other sign."""
+    empty = Prediction.of(np.zeros((400, 400), np.float32))
+    alone, wrong = obey_clicks(empty, [Click(200, 200, True)])
+    assert wrong == 1 and np.count_nonzero(alone.prob == 1.0) == disk_pixels(8) == 197
+    near_negative, _ = obey_clicks(empty, [Click(200, 200, True, 0), Click(200, 206, False, 1)])
+    assert np.count_nonzero(near_negative.prob == 1.0) == disk_pixels(2)  # 0.5 * 6 - 0.5 = 2.5 px
+    small, _ = obey_clicks(Prediction.of(np.zeros((20, 30), np.float32)), [Click(10, 10, True)])
+    assert np.count_nonzero(small.prob == 1.0) == disk_pixels(1) == 5  # 2 % of 30 px: at least 1 px
+
+
+def test_obeyed_clicks_and_clicks_outside_the_map_change_nothing() -> None:
+    prob = blob(10, 30, 5, 25, 0.9)
+    prediction = Prediction.of(prob)
+    clicks = [Click(20, 15, True, 0), Click(45, 40, False, 1), Click(80, 500, True, 2)]
+    clicks.append(Click(-3, 4, False, 3))  # outside, as the last two
+    assert obey_clicks(prediction, clicks) == (prediction, 0)
+    # judged at the given threshold: at 0.95 the positive click's pixel is not in the mask
+    raised, wrong = obey_clicks(prediction, clicks, threshold=0.95)
+    assert wrong == 1 and raised.prob[20, 15] == 1.0
+
+
+def test_the_wrapper_makes_the_first_click_and_every_later_one_obey() -> None:
+    """A network that answers nothing to a click: the wrapper's map holds every positive click's disk
+    and no negative click's pixel, from the first click on; ``obeyed`` counts what it had to enforce."""
+
+    class Deaf:
+        name = "deaf"
+
+        def set_image(self, image: np.ndarray) -> None:
+            self.shape = image.shape[:2]
+
+        def predict(self, clicks, state=None) -> Prediction:
+            return Prediction.of(np.zeros(self.shape, np.float32))
+
+    local = LocalEdits(Deaf())
+    local.set_image(np.zeros((400, 400, 3), np.uint8))
+    first = local.predict([Click(100, 100, True, 0)])
+    assert local.obeyed == 1 and probability_mask(first.prob).sum() == 197
+    clicks = [Click(100, 100, True, 0), Click(300, 300, True, 1), Click(100, 104, False, 2)]
+    later = local.predict(clicks, first.state)
+    mask = probability_mask(later.prob)
+    assert local.obeyed == 2 and mask[100, 100] and mask[300, 300] and not mask[100, 104]
+
+
+def test_with_the_shipped_network_every_click_takes_what_is_under_it() -> None:
+    """The shipped network on a thin VOC chair: the simulated user's clicks, made on the errors of the
+    map as the app shows it, are each left on the wrong side by the network alone at least once; through
+    the wrapper every click of the list holds its label after every prediction."""
+    from model.checkpoint import load_checkpoint
+    from model.evaluation.clicker import Clicker
+    from model.evaluation.samples import voc_samples
+    from model.predictor import interactive_predictor
+    from resources import bundled_model
+
+    chair = voc_samples()[2]
+    network = load_checkpoint(bundled_model(), "cpu")
+    predictor = interactive_predictor(network, device="cpu")
+    local = LocalEdits(predictor)
+    local.set_image(chair.image)
+    clicker = Clicker(chair.gt_mask())
+    mask, state, enforced = np.zeros(chair.mask.shape, bool), None, 0
+    for _ in range(6):
+        clicker.make_next_click(mask)
+        clicks = list(clicker.clicks)
+        prediction = local.predict(clicks, state)
+        enforced += local.obeyed
+        state, mask = prediction.state, probability_mask(prediction.prob)
+        assert all(mask[int(c.y), int(c.x)] == c.is_positive for c in clicks)
+    assert enforced >= 1
 
 
 @pytest.fixture

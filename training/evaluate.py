@@ -372,8 +372,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--local-edits",
         action="store_true",
-        help="a click never takes away most of the mask far from itself, as the app does for networks "
-        "(model.local_edits; off by default: the original protocol)",
+        help="a click always takes the pixel under it and never takes away most of the mask far from "
+        "itself, as the app does for networks (model.local_edits; off by default: the original protocol)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -447,8 +447,8 @@ def checkpoint_factory(
 
 
 def with_local_edits(make: PredictorFactory, threshold: float) -> PredictorFactory:
-    """``make`` whose predictors' clicks never lose the object far from them, judged at ``threshold``
-    (:class:`model.local_edits.LocalEdits`, what the app does)."""
+    """``make`` whose predictors' clicks take the pixel under them and never lose the object far from them,
+    judged at ``threshold`` (:class:`model.local_edits.LocalEdits`, what the app does)."""
     from model.local_edits import LocalEdits
 
     return lambda dataset_name: LocalEdits(make(dataset_name), threshold)

@@ -149,10 +149,11 @@ def build_menus(window: MenuHost) -> dict[str, QAction]:
     reduced.toggled.connect(window.models.set_precision)
     model.addAction(reduced)
     a["reduced_precision"] = reduced
-    local = QAction("Clicks &never lose the object", window, checkable=True)
+    local = QAction("Clicks &obey and never lose the object", window, checkable=True)
     local.setChecked(window.settings.local_edits)
-    local.setStatusTip("When a network's click would take away most of the mask far from where it was made, "
-                       "the mask keeps it (applies to the next clicks)")  # fmt: skip
+    local.setStatusTip("A network's click always takes the pixel under it (a small disk where the network "
+                       "ignored it), and when it would take away most of the mask far from where it was "
+                       "made, the mask keeps it (applies to the next clicks)")  # fmt: skip
 
     def set_local_edits(on: bool) -> None:
         window.settings.local_edits = on

@@ -78,7 +78,7 @@ class PredictionLink(QObject):
             return
         if shown and result.restored_pixels >= KEPT_NOTICE_SHARE * result.prediction.prob.size:
             self.inform("Prediction", f"Kept {result.restored_pixels:,} px that the click would have removed "
-                        "far from itself (Model > Clicks never lose the object)")  # fmt: skip
+                        "far from itself (Model > Clicks obey and never lose the object)")  # fmt: skip
         if shown:
             self.shown.emit(request_id)
         if request_id == self.worker.latest_request_id():

@@ -113,7 +113,7 @@ class ClickEngine:
         if state is not None:
             state.check_shape(full_shape)
             prev_mask, rect = state.prob, state.zoom_box
-        inside = [c for c in clicks if _inside(c, full_shape)]
+        inside = [c for c in clicks if c.is_inside(full_shape)]
         probs = np.zeros(full_shape, np.float32)
         if any(c.is_positive for c in inside):
             view = self._choose_view(inside, prev_mask, rect)
@@ -199,32 +199,32 @@ def honour_clicks(probs: np.ndarray, clicks: Sequence[Click], radius: float,
     of ``negative_radius`` px (default: the clicked pixel alone) 0.0, so neither the engine's own
     result nor its resizing back to full size can drop the clicked pixel (a few negative clicks
     used to shrink the object to nothing, down to the positive click's own pixel).
-    A disk never reaches a click of the other sign (it stays under half the distance to the nearest
-    one, down to the clicked pixel alone), and clicks are applied in order, so a later click wins on
-    its own pixel. Clicks outside the map are ignored.
+    Clicks are applied in order (:func:`paint_click_disk`), so a later click wins on its own pixel.
+    Clicks outside the map are ignored.
     """
-    h, w = probs.shape[:2]
-    points = [(int(c.y), int(c.x), bool(c.is_positive)) for c in clicks if _inside(c, (h, w))]
-    if not points:
-        return probs
-    coords = np.array([(y, x) for y, x, _ in points], np.float64)
-    signs = np.array([p for _, _, p in points], bool)
-    for i, (y, x, positive) in enumerate(points):
-        r = float(radius) if positive else float(negative_radius)
-        others = coords[signs != positive]
-        if len(others):
-            r = min(r, 0.5 * float(np.hypot(*(others - coords[i]).T).min()) - 0.5)
-        r = max(0, int(np.floor(r)))
-        y0, y1, x0, x1 = max(0, y - r), min(h, y + r + 1), max(0, x - r), min(w, x + r + 1)
-        yy, xx = np.ogrid[y0:y1, x0:x1]
-        disk = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
-        probs[y0:y1, x0:x1][disk] = 1.0 if positive else 0.0
+    inside = [c for c in clicks if c.is_inside(probs.shape)]
+    for index, click in enumerate(inside):
+        paint_click_disk(probs, inside, index, radius if click.is_positive else negative_radius)
     return probs
 
 
-def _inside(click: Click, shape: tuple[int, int]) -> bool:
-    y, x = float(click.y), float(click.x)
-    return bool(np.isfinite(y) and np.isfinite(x) and 0 <= y < shape[0] and 0 <= x < shape[1])
+def paint_click_disk(probs: np.ndarray, clicks: Sequence[Click], index: int, radius: float) -> None:
+    """Set a disk of ``radius`` px around ``clicks[index]`` in the HxW map ``probs`` (in place) to 1.0 for
+    a positive click, 0.0 for a negative one. The disk never reaches a click of the other sign among
+    ``clicks`` (all inside the map): it stays under half the distance to the nearest one, down to the
+    clicked pixel alone."""
+    click = clicks[index]
+    y, x, positive = int(click.y), int(click.x), bool(click.is_positive)
+    others = np.array([(int(c.y), int(c.x)) for c in clicks if bool(c.is_positive) != positive], np.float64)
+    r = float(radius)
+    if len(others):
+        r = min(r, 0.5 * float(np.hypot(others[:, 0] - y, others[:, 1] - x).min()) - 0.5)
+    r = max(0, int(np.floor(r)))
+    h, w = probs.shape[:2]
+    y0, y1, x0, x1 = max(0, y - r), min(h, y + r + 1), max(0, x - r), min(w, x + r + 1)
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    disk = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+    probs[y0:y1, x0:x1][disk] = 1.0 if positive else 0.0
 
 
 def _to_view_clicks(clicks: Sequence[Click], view: View) -> WorkClicks:

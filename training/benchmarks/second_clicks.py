@@ -157,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--local-edits",
         action="store_true",
-        help="a click never takes away most of the mask far from itself (model.local_edits), as "
-        "the app does for networks",
+        help="a click always takes the pixel under it and never takes away most of the mask far from "
+        "itself (model.local_edits), as the app does for networks",
     )
     parser.add_argument("--no-bundled-photo", action="store_true", help="skip the bundled photo's sequences")
     parser.add_argument("--json", type=Path, help="also write every object's clicks and IoUs here")

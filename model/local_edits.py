@@ -116,6 +116,8 @@ def obey_clicks(
     (:func:`~model.engines.base.paint_click_disk`); the clicked pixel at least. Returns ``(prediction,
     0)`` when every click is obeyed already; never changes ``prediction``.
     """
+    if not share > 0:
+        raise ValueError(f"share must be positive, got {share}")
     prob = prediction.prob
     inside = [c for c in clicks if c.is_inside(prob.shape)]
     limit = max(1.0, max_radius * max(prob.shape))

@@ -185,6 +185,8 @@ def test_obeyed_clicks_and_clicks_outside_the_map_change_nothing() -> None:
     # judged at the given threshold: at 0.95 the positive click's pixel is not in the mask
     raised, wrong = obey_clicks(prediction, clicks, threshold=0.95)
     assert wrong == 1 and raised.prob[20, 15] == 1.0
+    with pytest.raises(ValueError, match="share"):
+        obey_clicks(prediction, clicks, share=0.0)
 
 
 def test_the_wrapper_makes_the_first_click_and_every_later_one_obey() -> None:

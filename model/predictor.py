@@ -219,7 +219,7 @@ class Predictor:
         if self._input is None:
             raise RuntimeError("Predictor.predict called before set_image")
         height, width = self._input.shape[2:]
-        inside = [c for c in clicks if 0 <= c.y < height and 0 <= c.x < width]
+        inside = [c for c in clicks if c.is_inside((height, width))]
         prev, box = None, None
         if state is not None:
             state.check_shape((height, width))
